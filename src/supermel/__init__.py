@@ -1,0 +1,46 @@
+"""supermel: librosa-exact mel spectrograms on PyTorch, offline, streaming and on the GPU.
+
+>>> import numpy as np, supermel
+>>> y = np.zeros(16000, dtype=np.float32)
+>>> supermel.melspectrogram(y=y, sr=16000, n_fft=800, hop_length=200, n_mels=80).shape
+(80, 81)
+"""
+
+from ._errors import ParameterError, SupermelError
+from ._version import __version__
+from .filters import fft_frequencies, get_window, hz_to_mel, mel_filters, mel_frequencies, mel_to_hz
+from .functional import (
+    amplitude_to_db,
+    db_to_amplitude,
+    db_to_power,
+    melspectrogram,
+    mfcc,
+    power_to_db,
+    spectrogram,
+    stft,
+)
+from .modules import MFCC, MelScale, MelSpectrogram, Spectrogram
+
+__all__ = [
+    "__version__",
+    "ParameterError",
+    "SupermelError",
+    "mel_filters",
+    "get_window",
+    "hz_to_mel",
+    "mel_to_hz",
+    "mel_frequencies",
+    "fft_frequencies",
+    "stft",
+    "spectrogram",
+    "melspectrogram",
+    "mfcc",
+    "power_to_db",
+    "amplitude_to_db",
+    "db_to_power",
+    "db_to_amplitude",
+    "Spectrogram",
+    "MelScale",
+    "MelSpectrogram",
+    "MFCC",
+]

@@ -1,0 +1,5 @@
+"""``python -m supermel``: the command line (see :mod:`supermel.cli`)."""
+
+from .cli import main
+
+raise SystemExit(main())

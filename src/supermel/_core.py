@@ -1,0 +1,438 @@
+"""The spectral core: padding, framing, power spectrum and mel projection on tensors.
+
+These functions take every constant (window, DFT matrix, filterbank) as an
+argument and hold no state. The modules (:mod:`supermel.modules`) own the
+constants; the offline path, the streaming path and the front-end presets all
+call the functions below, so each computation has exactly one implementation.
+
+Shapes: signals are ``(B, L)``; power spectra are time-major ``(B, T, F)``
+(``F = n_fft // 2 + 1``) because that is the layout ``rfft`` produces; the
+public functions transpose to librosa's ``(..., F, T)`` at the end (a view).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import warnings
+from typing import List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+
+from ._errors import ParameterError
+
+__all__ = [
+    "PAD_MODES",
+    "num_frames",
+    "frames_ready",
+    "left_context",
+    "check_stft_params",
+    "pad_left",
+    "pad_right",
+    "pad_signal",
+    "power_frames",
+    "mel_frames",
+    "split_filterbank",
+    "mel_project",
+    "as_batch",
+    "from_batch",
+]
+
+#: Padding modes librosa's ``stft(center=True)`` accepts (numpy names).
+PAD_MODES = ("constant", "edge", "linear_ramp", "reflect", "symmetric")
+_REFUSED_BY_LIBROSA = ("wrap", "maximum", "mean", "median", "minimum", "empty")
+
+
+# --------------------------------------------------------------------------- parameters
+def _is_int(x: object) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+
+
+def check_stft_params(
+    *, n_fft: int, hop_length: Optional[int], win_length: Optional[int], center: bool, pad_mode: str, power: Optional[float] = 2.0
+) -> Tuple[int, int]:
+    """Validate STFT parameters; return ``(hop_length, win_length)`` with librosa's defaults filled in."""
+    if not _is_int(n_fft) or n_fft <= 0:
+        raise ParameterError(f"n_fft={n_fft!r} must be a positive integer")
+    if win_length is None:
+        win_length = n_fft
+    elif not _is_int(win_length) or win_length <= 0:
+        raise ParameterError(f"win_length={win_length!r} must be a positive integer (or None for n_fft)")
+    if win_length > n_fft:
+        raise ParameterError(f"win_length={win_length} must be <= n_fft={n_fft}; raise n_fft or shorten the window")
+    if hop_length is None:
+        hop_length = int(win_length // 4)
+        if hop_length <= 0:
+            raise ParameterError(f"win_length={win_length} is too short for the default hop (win_length // 4 = 0); pass hop_length")
+    elif not _is_int(hop_length) or hop_length <= 0:
+        raise ParameterError(f"hop_length={hop_length!r} must be a positive integer")
+    if not isinstance(center, (bool, np.bool_)):
+        raise ParameterError(f"center={center!r} must be True or False")
+    if center:
+        if pad_mode in _REFUSED_BY_LIBROSA:
+            raise ParameterError(f"pad_mode={pad_mode!r} is not supported by librosa.stft; use one of {PAD_MODES}")
+        if pad_mode not in PAD_MODES:
+            raise ParameterError(f"pad_mode={pad_mode!r} is unknown; use one of {PAD_MODES}")
+    if power is not None:
+        if isinstance(power, bool) or not isinstance(power, (int, float, np.integer, np.floating)) or not math.isfinite(power) or power <= 0:
+            raise ParameterError(f"power={power!r} must be a positive number (1 for magnitude, 2 for power)")
+    return int(hop_length), int(win_length)
+
+
+# --------------------------------------------------------------------------- frame counting
+def num_frames(n_samples: int, *, n_fft: int, hop_length: int, pad: int) -> int:
+    """Number of frames of a signal of ``n_samples`` padded by ``pad`` on each side.
+
+    This is the one frame-counting rule of the package (offline, streaming and
+    presets): ``1 + (n_samples + 2 pad - n_fft) // hop_length``, or 0 when the
+    padded signal is shorter than one frame. ``pad`` is ``n_fft // 2`` for
+    librosa's ``center=True`` and 0 for ``center=False``.
+    """
+    n_padded = n_samples + 2 * pad
+    if n_padded < n_fft:
+        return 0
+    return 1 + (n_padded - n_fft) // hop_length
+
+
+def left_context(pad: int, pad_mode: str) -> int:
+    """Samples needed before the left padding of frame 0 can be built."""
+    if pad == 0 or pad_mode == "constant":
+        return 0
+    if pad_mode == "reflect":
+        return pad + 1
+    if pad_mode == "symmetric":
+        return pad
+    return 1  # edge, linear_ramp: the first sample
+
+
+def frames_ready(n_received: int, *, n_fft: int, hop_length: int, pad: int, pad_mode: str) -> int:
+    """Frames fully determined by the first ``n_received`` samples, end of input unknown.
+
+    These frames need no right padding, so they can be emitted before the stream
+    ends; :func:`num_frames` gives the total once the end is known.
+    """
+    if n_received < left_context(pad, pad_mode):
+        return 0
+    # frame t spans padded samples [t hop, t hop + n_fft), i.e. input samples
+    # [t hop - pad, t hop - pad + n_fft): it is ready once that end is received.
+    avail = n_received + pad
+    if avail < n_fft:
+        return 0
+    return 1 + (avail - n_fft) // hop_length
+
+
+# --------------------------------------------------------------------------- padding
+@functools.lru_cache(maxsize=256)
+def _pad_index(n: int, left: int, right: int, mode: str) -> np.ndarray:
+    """Index map of ``np.pad(x, (left, right), mode)`` for copy-type modes, any ``n``."""
+    return np.pad(np.arange(n), (left, right), mode=mode)
+
+
+def _ramp(p: int, like: torch.Tensor, *, rising: bool) -> torch.Tensor:
+    k = torch.arange(p, dtype=like.dtype, device=like.device)
+    return k / p if rising else (p - 1 - k) / p
+
+
+def pad_left(head: torch.Tensor, pad: int, mode: str) -> torch.Tensor:
+    """Left padding of ``np.pad(head, (pad, 0), mode)``: shape ``(B, pad)``.
+
+    ``head`` is the start of the signal (numpy pads it as given, so a short
+    ``head`` wraps exactly as numpy wraps).
+    """
+    n = head.shape[-1]
+    if mode == "constant":
+        return head.new_zeros(head.shape[:-1] + (pad,))
+    if mode == "linear_ramp":
+        return head[..., :1] * _ramp(pad, head, rising=True)
+    if mode == "reflect" and n >= pad + 1:
+        return head[..., 1 : pad + 1].flip(-1)
+    if mode == "symmetric" and n >= pad:
+        return head[..., :pad].flip(-1)
+    if mode == "edge":
+        return head[..., :1].expand(head.shape[:-1] + (pad,))
+    idx = torch.as_tensor(_pad_index(n, pad, 0, mode)[:pad], device=head.device)
+    return head.index_select(-1, idx)
+
+
+def pad_right(tail: torch.Tensor, pad: int, mode: str) -> torch.Tensor:
+    """Right padding of ``np.pad(tail, (0, pad), mode)``: shape ``(B, pad)``."""
+    n = tail.shape[-1]
+    if mode == "constant" or n == 0:
+        return tail.new_zeros(tail.shape[:-1] + (pad,))
+    if mode == "linear_ramp":
+        return tail[..., -1:] * _ramp(pad, tail, rising=False)
+    if mode == "reflect" and n >= pad + 1:
+        return tail[..., n - pad - 1 : n - 1].flip(-1)
+    if mode == "symmetric" and n >= pad:
+        return tail[..., n - pad :].flip(-1)
+    if mode == "edge":
+        return tail[..., -1:].expand(tail.shape[:-1] + (pad,))
+    idx = torch.as_tensor(_pad_index(n, 0, pad, mode)[n:], device=tail.device)
+    return tail.index_select(-1, idx)
+
+
+def tail_start(n_samples: int, *, n_fft: int, hop_length: int, pad: int) -> Optional[int]:
+    """First input sample of the segment librosa right-pads, or None when no frame needs it.
+
+    librosa (>= 0.10) pads the head and the tail of a long signal separately:
+    the right padding is ``np.pad(y[tail_k hop - pad:], (0, pad))`` where
+    ``tail_k`` is the first frame that reaches into it. For short segments that
+    differs from padding the whole signal, so we reproduce it.
+    """
+    start_k = -(-pad // hop_length)
+    tail_k = (n_samples + pad - n_fft) // hop_length + 1
+    if tail_k <= start_k:
+        return 0  # librosa pads the whole signal at once
+    if tail_k * hop_length - pad + n_fft > n_samples + pad:
+        return None
+    return tail_k * hop_length - pad
+
+
+def head_length(n_samples: int, *, n_fft: int, hop_length: int, pad: int) -> int:
+    """Length of the head segment librosa left-pads (the whole signal when head and tail overlap)."""
+    start_k = -(-pad // hop_length)
+    tail_k = (n_samples + pad - n_fft) // hop_length + 1
+    if tail_k <= start_k:
+        return n_samples
+    return min(n_samples, (start_k - 1) * hop_length - pad + n_fft + 1)
+
+
+def pad_signal(y: torch.Tensor, *, pad: int, mode: str, n_fft: int, hop_length: int) -> torch.Tensor:
+    """Pad ``(B, L)`` by ``pad`` samples on each side exactly as librosa's ``stft`` does."""
+    if pad == 0:
+        return y
+    n = y.shape[-1]
+    if mode == "constant":
+        return torch.nn.functional.pad(y, (pad, pad))
+    start = tail_start(n, n_fft=n_fft, hop_length=hop_length, pad=pad)
+    if start == 0 and n < pad + 1 and mode in ("reflect", "symmetric"):
+        # numpy pads both sides in alternating rounds when the signal is short.
+        idx = torch.as_tensor(_pad_index(n, pad, pad, mode), device=y.device)
+        return y.index_select(-1, idx)
+    left = pad_left(y[..., : head_length(n, n_fft=n_fft, hop_length=hop_length, pad=pad)], pad, mode)
+    if start is None:
+        right = y.new_zeros(y.shape[:-1] + (pad,))  # no frame reaches it
+    else:
+        right = pad_right(y[..., start:], pad, mode)
+    return torch.cat([left, y, right], dim=-1)
+
+
+# --------------------------------------------------------------------------- spectra
+#: Frames processed per block on the CPU: window, FFT, power and mel of one
+#: block stay in the L2 cache (measured in benchmarks/core.py; unblocked
+#: processing of 60 s is 2-3x slower on a memory-bound core).
+CPU_BLOCK_FRAMES = 256
+
+
+def _power_block(
+    frames: torch.Tensor,
+    *,
+    window: torch.Tensor,
+    power: float,
+    dft: Optional[torch.Tensor],
+    window_span: Tuple[int, int],
+    mag_eps: float,
+) -> torch.Tensor:
+    """``(..., T, n_fft)`` frames -> ``(..., T, F)`` power, real arithmetic only."""
+    if dft is None:
+        spec = torch.view_as_real(torch.fft.rfft(frames * window, dim=-1))  # (..., T, F, 2)
+        sq = spec.square() if torch.compiler.is_compiling() else spec.square_()
+        p = torch.add(sq[..., 0], sq[..., 1])
+    else:
+        lo, hi = window_span
+        y = torch.matmul(frames[..., lo:hi], dft)  # (..., T, 2F): [re | im]
+        n_bins = dft.shape[-1] // 2
+        sq = y.square_() if not torch.compiler.is_compiling() else y.square()
+        p = torch.add(sq[..., :n_bins], sq[..., n_bins:])
+    if mag_eps:
+        p = p + mag_eps
+    if power == 2.0:
+        return p
+    if power == 1.0:
+        return p.sqrt_() if not torch.compiler.is_compiling() else p.sqrt()
+    return p.pow_(power / 2.0) if not torch.compiler.is_compiling() else p.pow(power / 2.0)
+
+
+def _blocked(z: torch.Tensor) -> bool:
+    return z.device.type == "cpu" and not torch.compiler.is_compiling()
+
+
+def power_frames(
+    z: torch.Tensor,
+    *,
+    n_fft: int,
+    hop_length: int,
+    window: torch.Tensor,
+    power: float,
+    dft: Optional[torch.Tensor] = None,
+    window_span: Tuple[int, int] = (0, 0),
+    mag_eps: float = 0.0,
+) -> torch.Tensor:
+    """``|STFT|**power`` of an already padded signal, real arithmetic only.
+
+    Parameters
+    ----------
+    z : Tensor [shape=(B, L_padded)]
+    window : Tensor [shape=(n_fft,)]
+        The (zero-padded, centred) analysis window.
+    dft : Tensor [shape=(win_length, 2 F)] or None
+        When given, the DFT is computed as a matrix product with this windowed
+        real DFT basis (``[cos | -sin]`` restricted to the window's support
+        ``window_span``); otherwise with ``torch.fft.rfft`` followed by real
+        arithmetic on ``view_as_real``.
+    mag_eps : float
+        Added to ``re**2 + im**2`` before the power (HiFi-GAN's ``1e-9``).
+
+    Returns
+    -------
+    Tensor [shape=(B, T, F)], time-major.
+    """
+    frames = z.unfold(-1, n_fft, hop_length)  # (B, T, n_fft), a view
+    kw = dict(window=window, power=power, dft=dft, window_span=window_span, mag_eps=mag_eps)
+    n_frames = frames.shape[-2]
+    if not _blocked(z) or n_frames * frames.shape[0] <= CPU_BLOCK_FRAMES:
+        return _power_block(frames, **kw)
+    out = z.new_empty(frames.shape[:-1] + (n_fft // 2 + 1,))
+    for b in range(frames.shape[0]):
+        for s in range(0, n_frames, CPU_BLOCK_FRAMES):
+            out[b, s : s + CPU_BLOCK_FRAMES] = _power_block(frames[b, s : s + CPU_BLOCK_FRAMES], **kw)
+    return out
+
+
+def mel_frames(
+    z: torch.Tensor,
+    *,
+    n_fft: int,
+    hop_length: int,
+    window: torch.Tensor,
+    power: float,
+    fb_blocks: Sequence[Tuple[int, int, torch.Tensor]],
+    n_mels: int,
+    dft: Optional[torch.Tensor] = None,
+    window_span: Tuple[int, int] = (0, 0),
+    mag_eps: float = 0.0,
+) -> torch.Tensor:
+    """Mel spectrogram of an already padded signal: ``(B, L_padded)`` -> ``(B, n_mels, T)``.
+
+    ``fb_blocks`` is the filterbank split into row blocks ``(lo, hi, W)`` with
+    ``W`` of shape ``(hi - lo, m)``: block ``i`` reads only bins ``[lo, hi)``
+    (the filterbank is ~97% zeros), see :func:`split_filterbank`. On the CPU the
+    frames are processed in cache-sized blocks.
+    """
+    frames = z.unfold(-1, n_fft, hop_length)
+    kw = dict(window=window, power=power, dft=dft, window_span=window_span, mag_eps=mag_eps)
+    n_batch, n_frames = frames.shape[0], frames.shape[-2]
+    if not _blocked(z) or n_batch * n_frames <= CPU_BLOCK_FRAMES:
+        return _mel_block(_power_block(frames, **kw), fb_blocks).transpose(-1, -2)
+    out = z.new_empty((n_batch, n_frames, n_mels))
+    for b in range(n_batch):
+        for s in range(0, n_frames, CPU_BLOCK_FRAMES):
+            p = _power_block(frames[b, s : s + CPU_BLOCK_FRAMES], **kw)
+            _mel_block(p, fb_blocks, out=out[b, s : s + CPU_BLOCK_FRAMES])
+    return out.transpose(-1, -2)
+
+
+def _mel_block(p: torch.Tensor, fb_blocks: Sequence[Tuple[int, int, torch.Tensor]], out: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``(..., T, F)`` power -> ``(..., T, n_mels)`` through the block-sparse filterbank."""
+    if len(fb_blocks) == 1 and out is None:
+        lo, hi, w = fb_blocks[0]
+        return torch.matmul(p[..., lo:hi], w.to(p.dtype))
+    parts = [torch.matmul(p[..., lo:hi], w.to(p.dtype)) for lo, hi, w in fb_blocks]
+    if out is None:
+        return torch.cat(parts, dim=-1)
+    return torch.cat(parts, dim=-1, out=out)
+
+
+def split_filterbank(fb: np.ndarray, max_blocks: int = 4) -> List[Tuple[int, int, np.ndarray]]:
+    """Split ``(n_mels, F)`` into row blocks over their non-zero bin ranges.
+
+    Returns ``[(lo, hi, W)]`` with ``W = fb[rows, lo:hi].T``; blocks are chosen
+    to minimise multiply-adds plus a per-block overhead, at most ``max_blocks``.
+    """
+    n_mels, n_bins = fb.shape
+    nz = fb != 0
+
+    def span(r0: int, r1: int) -> Tuple[int, int]:
+        cols = np.flatnonzero(nz[r0:r1].any(axis=0))
+        return (int(cols[0]), int(cols[-1]) + 1) if cols.size else (0, 1)
+
+    best: Optional[Tuple[int, list]] = None
+    for nb in range(1, max_blocks + 1):
+        edges = np.linspace(0, n_mels, nb + 1).astype(int)
+        if np.any(np.diff(edges) == 0):
+            continue
+        blocks = [(r0, r1) + span(r0, r1) for r0, r1 in zip(edges[:-1], edges[1:])]
+        cost = sum((r1 - r0) * (hi - lo) for r0, r1, lo, hi in blocks) + nb * 64 * 64
+        if best is None or cost < best[0]:
+            best = (cost, blocks)
+    blocks = best[1] if best is not None else [(0, n_mels, 0, n_bins)]
+    return [(lo, hi, np.ascontiguousarray(fb[r0:r1, lo:hi].T)) for r0, r1, lo, hi in blocks]
+
+
+def mel_project(p: torch.Tensor, fb: torch.Tensor) -> torch.Tensor:
+    """Apply a dense filterbank: ``(B, T, F)`` power, ``(n_mels, F)`` basis -> ``(B, n_mels, T)``."""
+    return torch.matmul(fb, p.transpose(-1, -2))
+
+
+# --------------------------------------------------------------------------- input handling
+def as_batch(
+    y: Union[np.ndarray, torch.Tensor], *, check_finite: bool = True, name: str = "y"
+) -> Tuple[torch.Tensor, Tuple[int, ...], bool]:
+    """Validate audio and flatten it to ``(B, L)``.
+
+    Returns ``(tensor, batch_shape, was_numpy)``. float16/bfloat16 are computed
+    in float32 (as numpy/scipy do); integer, bool and complex audio are refused.
+    """
+    was_numpy = not isinstance(y, torch.Tensor)
+    if was_numpy:
+        if not isinstance(y, np.ndarray):
+            if isinstance(y, (list, tuple)):
+                y = np.asarray(y)
+            else:
+                raise ParameterError(f"{name} must be a numpy array or a torch tensor, not {type(y).__name__}")
+        if not np.issubdtype(y.dtype, np.floating):
+            raise ParameterError(
+                f"{name} has dtype {y.dtype}; audio must be floating point "
+                "(convert integer PCM with y.astype(np.float32) / 32768, take np.abs or .real of complex data)"
+            )
+        t = torch.from_numpy(np.ascontiguousarray(y) if y.dtype in (np.float32, np.float64) else y.astype(np.float32))
+    else:
+        t = y
+        if not t.is_floating_point():
+            raise ParameterError(
+                f"{name} has dtype {t.dtype}; audio must be floating point "
+                "(convert integer PCM with y.float() / 32768, take .abs() or .real of complex data)"
+            )
+        if t.dtype not in (torch.float32, torch.float64):
+            t = t.float()
+    if t.ndim == 0:
+        raise ParameterError(f"{name} must have at least one dimension (..., n_samples); got a scalar")
+    if t.shape[-1] == 0:
+        raise ParameterError(f"{name} is empty (shape {tuple(t.shape)}); pass at least one sample")
+    if t.numel() == 0:
+        raise ParameterError(f"{name} has an empty batch dimension (shape {tuple(t.shape)})")
+    if check_finite and not _compiling_or_capturing(t) and not bool(torch.isfinite(t).all()):
+        raise ParameterError(f"{name} is not finite everywhere (NaN or Inf samples); clean the audio, e.g. np.nan_to_num")
+    batch_shape = tuple(t.shape[:-1])
+    return t.reshape(-1, t.shape[-1]), batch_shape, was_numpy
+
+
+def _compiling_or_capturing(t: torch.Tensor) -> bool:
+    if torch.compiler.is_compiling():
+        return True
+    return t.is_cuda and torch.cuda.is_current_stream_capturing()
+
+
+def from_batch(out: torch.Tensor, batch_shape: Tuple[int, ...], was_numpy: bool) -> Union[np.ndarray, torch.Tensor]:
+    """Restore the leading batch shape; return numpy when the input was numpy."""
+    out = out.reshape(batch_shape + tuple(out.shape[1:]))
+    if was_numpy:
+        return out.detach().cpu().numpy()
+    return out
+
+
+def warn_short(n_samples: int, n_fft: int) -> None:
+    """librosa's warning for centred analysis of a signal shorter than ``n_fft``."""
+    if n_fft > n_samples:
+        warnings.warn(f"n_fft={n_fft} is too large for input signal of length={n_samples}", stacklevel=3)

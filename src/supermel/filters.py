@@ -1,0 +1,288 @@
+"""Windows and filterbanks, computed exactly as librosa computes them.
+
+Everything here is built in float64 with numpy/scipy, following librosa 0.11's
+order of operations (including its float32 rounding points), and then cached on
+the device that asks for it (:func:`cached_tensor`). The spectral core, the
+modules, the streaming code and the front-end presets all take their constants
+from this module, so there is one definition of each.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import warnings
+from typing import Any, Callable, Hashable, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import scipy.fft
+import scipy.signal
+import torch
+
+from ._errors import ParameterError
+
+__all__ = [
+    "WindowSpec",
+    "get_window",
+    "pad_center",
+    "hz_to_mel",
+    "mel_to_hz",
+    "mel_frequencies",
+    "fft_frequencies",
+    "mel_filters",
+    "dct_matrix",
+    "check_mel_params",
+]
+
+WindowSpec = Union[str, Tuple[Any, ...], float, Callable[[int], np.ndarray], np.ndarray, Sequence[float]]
+
+
+# --------------------------------------------------------------------------- windows
+def get_window(window: WindowSpec, win_length: int, *, fftbins: bool = True) -> np.ndarray:
+    """Return a window of ``win_length`` samples, as ``librosa.filters.get_window``.
+
+    Parameters
+    ----------
+    window : str, tuple, float, callable or array_like
+        A window specification understood by :func:`scipy.signal.get_window`
+        (``"hann"``, ``("kaiser", 8.0)``, ...), a function of the length, or an
+        array of exactly ``win_length`` values.
+    win_length : int > 0
+        Number of samples.
+    fftbins : bool
+        Periodic (``True``, the default, as librosa) or symmetric window.
+
+    Returns
+    -------
+    np.ndarray [shape=(win_length,)], float64
+    """
+    if callable(window):
+        out = np.asarray(window(win_length), dtype=np.float64)
+    elif isinstance(window, (str, tuple)) or np.isscalar(window):
+        try:
+            out = scipy.signal.get_window(window, win_length, fftbins=fftbins)
+        except (ValueError, TypeError) as exc:
+            raise ParameterError(
+                f"window={window!r} is not a window scipy.signal.get_window knows ({exc}); "
+                "use a name such as 'hann', a tuple such as ('kaiser', 8.0), or an array"
+            ) from None
+    elif isinstance(window, (np.ndarray, list, torch.Tensor)):
+        arr = window.detach().cpu().numpy() if isinstance(window, torch.Tensor) else np.asarray(window)
+        if arr.ndim != 1 or len(arr) != win_length:
+            raise ParameterError(
+                f"window array has shape {arr.shape}, but win_length={win_length}; "
+                f"pass an array of exactly {win_length} samples"
+            )
+        out = arr
+    else:
+        raise ParameterError(f"Invalid window specification: {window!r}")
+    out = np.asarray(out, dtype=np.float64)
+    if out.shape != (win_length,):
+        raise ParameterError(f"window function returned shape {out.shape}, expected ({win_length},)")
+    if not np.all(np.isfinite(out)):
+        raise ParameterError(f"window={window!r} has non-finite values")
+    return out
+
+
+def pad_center(data: np.ndarray, *, size: int) -> np.ndarray:
+    """Zero-pad a 1-d array to ``size`` samples, centred (``librosa.util.pad_center``)."""
+    n = data.shape[-1]
+    lpad = (size - n) // 2
+    if lpad < 0:
+        raise ParameterError(f"Target size ({size}) must be at least input size ({n})")
+    return np.pad(data, (lpad, size - n - lpad))
+
+
+def _window_key(window: WindowSpec) -> Hashable:
+    """A hashable key for a window specification (arrays by value)."""
+    if isinstance(window, torch.Tensor):
+        window = window.detach().cpu().numpy()
+    if isinstance(window, (np.ndarray, list)):
+        arr = np.asarray(window, dtype=np.float64)
+        return ("array", arr.shape, arr.tobytes())
+    if isinstance(window, tuple):
+        return ("tuple",) + tuple(window)
+    return window  # str, number, or a (hashable) callable
+
+
+# --------------------------------------------------------------------------- mel scale
+def hz_to_mel(frequencies: Any, *, htk: bool = False) -> np.ndarray:
+    """Hz to mels (Slaney scale by default, HTK with ``htk=True``), as librosa."""
+    frequencies = np.asanyarray(frequencies, dtype=np.float64)
+    if htk:
+        return 2595.0 * np.log10(1.0 + frequencies / 700.0)
+    f_sp = 200.0 / 3
+    mels = frequencies / f_sp
+    min_log_hz = 1000.0
+    min_log_mel = min_log_hz / f_sp
+    logstep = np.log(6.4) / 27.0
+    if frequencies.ndim:
+        log_t = frequencies >= min_log_hz
+        mels[log_t] = min_log_mel + np.log(frequencies[log_t] / min_log_hz) / logstep
+    elif frequencies >= min_log_hz:
+        mels = min_log_mel + np.log(frequencies / min_log_hz) / logstep
+    return mels
+
+
+def mel_to_hz(mels: Any, *, htk: bool = False) -> np.ndarray:
+    """Mels to Hz (inverse of :func:`hz_to_mel`), as librosa."""
+    mels = np.asanyarray(mels, dtype=np.float64)
+    if htk:
+        return 700.0 * (10.0 ** (mels / 2595.0) - 1.0)
+    f_sp = 200.0 / 3
+    freqs = f_sp * mels
+    min_log_hz = 1000.0
+    min_log_mel = min_log_hz / f_sp
+    logstep = np.log(6.4) / 27.0
+    if mels.ndim:
+        log_t = mels >= min_log_mel
+        freqs[log_t] = min_log_hz * np.exp(logstep * (mels[log_t] - min_log_mel))
+    elif mels >= min_log_mel:
+        freqs = min_log_hz * np.exp(logstep * (mels - min_log_mel))
+    return freqs
+
+
+def mel_frequencies(n_mels: int = 128, *, fmin: float = 0.0, fmax: float = 11025.0, htk: bool = False) -> np.ndarray:
+    """``n_mels`` frequencies equally spaced on the mel scale (``librosa.mel_frequencies``)."""
+    mels = np.linspace(hz_to_mel(fmin, htk=htk), hz_to_mel(fmax, htk=htk), n_mels)
+    return mel_to_hz(mels, htk=htk)
+
+
+def fft_frequencies(*, sr: float = 22050, n_fft: int = 2048) -> np.ndarray:
+    """Centre frequency of each rfft bin: ``rfftfreq(n_fft, 1 / sr)``."""
+    return np.fft.rfftfreq(n=n_fft, d=1.0 / sr)
+
+
+def _normalize_rows(weights: np.ndarray, norm: float) -> np.ndarray:
+    """``librosa.util.normalize(weights, norm=norm, axis=-1)`` (fill=None)."""
+    mag = np.abs(weights).astype(float)
+    if norm == np.inf:
+        length = np.max(mag, axis=-1, keepdims=True)
+    elif norm == -np.inf:
+        length = np.min(mag, axis=-1, keepdims=True)
+    elif norm == 0:
+        length = np.sum(mag > 0, axis=-1, keepdims=True, dtype=mag.dtype)
+    else:
+        length = np.sum(mag**norm, axis=-1, keepdims=True) ** (1.0 / norm)
+    length[length < np.finfo(weights.dtype).tiny] = 1.0
+    out = np.empty_like(weights)
+    out[:] = weights / length
+    return out
+
+
+def _check_norm(norm: Any) -> None:
+    if norm is None or norm == "slaney":
+        return
+    if isinstance(norm, str) or not np.issubdtype(type(norm), np.number) or isinstance(norm, bool):
+        raise ParameterError(f"norm={norm!r} is not supported; use 'slaney', None, or a number p > 0 (or np.inf)")
+    if not (norm > 0 or norm == -np.inf) and norm != 0:
+        raise ParameterError(f"norm={norm!r} must be positive (a p-norm), 0, or +/-np.inf")
+
+
+def check_mel_params(*, sr: float, n_fft: int, n_mels: int, fmin: float, fmax: Optional[float]) -> float:
+    """Validate the filterbank parameters; return the effective ``fmax``."""
+    if not (isinstance(sr, (int, float, np.integer, np.floating)) and sr > 0 and math.isfinite(sr)):
+        raise ParameterError(f"sr={sr!r} must be a positive sample rate in Hz")
+    if not (isinstance(n_fft, (int, np.integer)) and n_fft > 0):
+        raise ParameterError(f"n_fft={n_fft!r} must be a positive integer")
+    if not (isinstance(n_mels, (int, np.integer)) and n_mels > 0):
+        raise ParameterError(f"n_mels={n_mels!r} must be a positive integer")
+    fmax_eff = float(sr) / 2 if fmax is None else float(fmax)
+    if not math.isfinite(float(fmin)) or fmin < 0:
+        raise ParameterError(f"fmin={fmin!r} must be a finite frequency >= 0 Hz")
+    if fmax_eff > float(sr) / 2 * (1 + 1e-12):
+        raise ParameterError(f"fmax={fmax!r} is above the Nyquist frequency sr/2={sr / 2}; use fmax <= {sr / 2} or None")
+    if fmin >= fmax_eff:
+        raise ParameterError(f"fmin={fmin!r} must be below fmax={fmax_eff!r}; lower fmin or raise fmax")
+    return fmax_eff
+
+
+def mel_filters(
+    *,
+    sr: float,
+    n_fft: int,
+    n_mels: int = 128,
+    fmin: float = 0.0,
+    fmax: Optional[float] = None,
+    htk: bool = False,
+    norm: Any = "slaney",
+    dtype: Any = np.float32,
+) -> np.ndarray:
+    """Mel filterbank matrix, identical to ``librosa.filters.mel``.
+
+    Parameters
+    ----------
+    sr : float > 0
+        Sample rate in Hz.
+    n_fft : int > 0
+        FFT size.
+    n_mels : int > 0
+        Number of mel bands.
+    fmin, fmax : float
+        Band edges in Hz; ``fmax=None`` means ``sr / 2``.
+    htk : bool
+        HTK mel scale instead of Slaney's.
+    norm : {"slaney", None} or number
+        Area normalisation ("slaney"), none, or unit p-norm rows.
+    dtype : numpy dtype
+        Output dtype (librosa rounds to float32 by default).
+
+    Returns
+    -------
+    np.ndarray [shape=(n_mels, 1 + n_fft // 2)]
+
+    Warns
+    -----
+    UserWarning
+        "Empty filters detected in mel frequency basis" when a band has no bins.
+    """
+    fmax = check_mel_params(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
+    _check_norm(norm)
+    weights = _mel_filters_cached(float(sr), int(n_fft), int(n_mels), float(fmin), fmax, bool(htk), norm, np.dtype(dtype).str)
+    if weights[1]:
+        warnings.warn(
+            "Empty filters detected in mel frequency basis. "
+            "Some channels will produce empty responses. "
+            "Try increasing your sampling rate (and fmax) or reducing n_mels.",
+            stacklevel=2,
+        )
+    return weights[0].copy()
+
+
+@functools.lru_cache(maxsize=64)
+def _mel_filters_cached(sr, n_fft, n_mels, fmin, fmax, htk, norm, dtype_str) -> Tuple[np.ndarray, bool]:
+    # librosa's exact order of operations: float64 ramps, stored into a `dtype`
+    # array row by row, then normalised in place (so the result is rounded twice).
+    weights = np.zeros((n_mels, 1 + n_fft // 2), dtype=np.dtype(dtype_str))
+    fftfreqs = fft_frequencies(sr=sr, n_fft=n_fft)
+    mel_f = mel_frequencies(n_mels + 2, fmin=fmin, fmax=fmax, htk=htk)
+    fdiff = np.diff(mel_f)
+    ramps = np.subtract.outer(mel_f, fftfreqs)
+    for i in range(n_mels):
+        lower = -ramps[i] / fdiff[i]
+        upper = ramps[i + 2] / fdiff[i + 1]
+        weights[i] = np.maximum(0, np.minimum(lower, upper))
+    if norm == "slaney":
+        enorm = 2.0 / (mel_f[2 : n_mels + 2] - mel_f[:n_mels])
+        weights *= enorm[:, np.newaxis]
+    elif norm is not None:
+        weights = _normalize_rows(weights, norm)
+    empty = not np.all((mel_f[:-2] == 0) | (weights.max(axis=1) > 0))
+    weights.setflags(write=False)
+    return weights, empty
+
+
+def dct_matrix(n_in: int, n_out: int, *, dct_type: int = 2, norm: Optional[str] = "ortho") -> np.ndarray:
+    """The matrix ``D`` with ``D @ x == scipy.fft.dct(x, type=dct_type, norm=norm)[:n_out]``.
+
+    Returns
+    -------
+    np.ndarray [shape=(n_out, n_in)], float64
+    """
+    if dct_type not in (1, 2, 3, 4):
+        raise ParameterError(f"dct_type={dct_type!r} must be 1, 2, 3 or 4")
+    if norm not in (None, "ortho", "backward", "forward"):
+        raise ParameterError(f"norm={norm!r} for the DCT must be None or 'ortho'")
+    if dct_type == 1 and n_in < 2:
+        raise ParameterError("dct_type=1 needs at least 2 mel bands")
+    return scipy.fft.dct(np.eye(n_in), type=dct_type, norm=norm, axis=0)[:n_out]

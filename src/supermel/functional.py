@@ -1,0 +1,361 @@
+"""librosa-compatible functions: ``stft``, ``spectrogram``, ``melspectrogram``, dB conversions, ``mfcc``.
+
+Each function takes librosa's keywords and defaults and returns librosa's
+numbers. numpy in gives numpy out; a tensor in gives a tensor on the same
+device. The spectral functions run a :mod:`supermel.modules` module that is
+built once per parameter set, dtype and device and cached (an LRU of
+:data:`CACHE_SIZE` entries), so repeated calls pay no set-up cost. For a hot
+loop, holding a module yourself is still slightly cheaper (no cache lookup).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any, Callable, Optional, Union
+
+import numpy as np
+import torch
+
+from . import _core
+from ._errors import ParameterError
+from .filters import WindowSpec, _window_key
+from .modules import MFCC, MelSpectrogram, Spectrogram
+
+__all__ = [
+    "stft",
+    "spectrogram",
+    "melspectrogram",
+    "mfcc",
+    "power_to_db",
+    "amplitude_to_db",
+    "db_to_power",
+    "db_to_amplitude",
+    "CACHE_SIZE",
+]
+
+Array = Union[np.ndarray, torch.Tensor]
+CACHE_SIZE = 32
+
+
+# --------------------------------------------------------------------------- module cache
+class _Key:
+    """Hashable wrapper for a window spec (arrays compared by value)."""
+
+    __slots__ = ("spec", "key")
+
+    def __init__(self, spec: Any) -> None:
+        self.spec = spec
+        self.key = _window_key(spec)
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Key) and self.key == other.key
+
+
+@functools.lru_cache(maxsize=CACHE_SIZE)
+def _cached_module(kind: str, window: _Key, dtype: torch.dtype, device: torch.device, items: tuple) -> torch.nn.Module:
+    kwargs = dict(items)
+    cls = {"spec": Spectrogram, "mel": MelSpectrogram, "mfcc": MFCC}[kind]
+    # Validation happens once, in the module; checking audio happens per call.
+    return cls(window=window.spec, dtype=dtype, device=device, check_finite=False, **kwargs).requires_grad_(False)
+
+
+def _module_for(kind: str, y: torch.Tensor, window: WindowSpec, **kwargs: Any) -> torch.nn.Module:
+    for k, v in kwargs.items():
+        if isinstance(v, (np.ndarray, torch.Tensor, list)):
+            raise ParameterError(f"{k} must be a scalar, not {type(v).__name__}")
+    try:
+        items = tuple(sorted(kwargs.items()))
+        hash(items)
+    except TypeError:
+        raise ParameterError(f"unhashable parameter in {kwargs!r}") from None
+    return _cached_module(kind, _Key(window), y.dtype, y.device, items)
+
+
+def _mel_kwargs(kwargs: dict) -> dict:
+    allowed = {"n_mels", "fmin", "fmax", "htk", "norm", "dtype"}
+    unknown = set(kwargs) - allowed
+    if unknown:
+        raise ParameterError(f"unknown keyword(s) {sorted(unknown)}; mel filter keywords are {sorted(allowed)}")
+    out = dict(kwargs)
+    if "dtype" in out:
+        out["mel_dtype"] = np.dtype(out.pop("dtype")).str
+    return out
+
+
+# --------------------------------------------------------------------------- spectra
+def stft(
+    y: Array,
+    *,
+    n_fft: int = 2048,
+    hop_length: Optional[int] = None,
+    win_length: Optional[int] = None,
+    window: WindowSpec = "hann",
+    center: bool = True,
+    pad_mode: str = "constant",
+) -> Array:
+    """Complex STFT equal to ``librosa.stft`` (this one returns complex values).
+
+    Parameters
+    ----------
+    y : np.ndarray or Tensor [shape=(..., n)], real floating point
+    n_fft, hop_length, win_length, window, center, pad_mode
+        As ``librosa.stft``.
+
+    Returns
+    -------
+    Complex array [shape=(..., 1 + n_fft // 2, n_frames)]: complex64 for
+    float32 input, complex128 for float64.
+    """
+    t, shape, was_numpy = _core.as_batch(y)
+    mod = _module_for("spec", t, window, n_fft=n_fft, hop_length=hop_length, win_length=win_length, center=center, pad_mode=pad_mode, power=2.0, backend="fft")
+    z = mod.pad_input(t)
+    frames = z.unfold(-1, mod.n_fft, mod.hop_length)
+    w = mod.window
+    x = torch.fft.rfft(frames * w, dim=-1).transpose(-1, -2)
+    return _core.from_batch(x, shape, was_numpy)
+
+
+def spectrogram(
+    *,
+    y: Array,
+    n_fft: int = 2048,
+    hop_length: Optional[int] = None,
+    win_length: Optional[int] = None,
+    window: WindowSpec = "hann",
+    center: bool = True,
+    pad_mode: str = "constant",
+    power: float = 2.0,
+) -> Array:
+    """``abs(librosa.stft(y, ...)) ** power``, computed without complex tensors.
+
+    Returns
+    -------
+    [shape=(..., 1 + n_fft // 2, n_frames)], the input's real dtype.
+    """
+    t, shape, was_numpy = _core.as_batch(y)
+    mod = _module_for("spec", t, window, n_fft=n_fft, hop_length=hop_length, win_length=win_length, center=center, pad_mode=pad_mode, power=power, backend="auto")
+    return _core.from_batch(mod.power_tf(t).transpose(-1, -2), shape, was_numpy)
+
+
+def melspectrogram(
+    *,
+    y: Optional[Array] = None,
+    sr: float = 22050,
+    S: Optional[Array] = None,
+    n_fft: int = 2048,
+    hop_length: int = 512,
+    win_length: Optional[int] = None,
+    window: WindowSpec = "hann",
+    center: bool = True,
+    pad_mode: str = "constant",
+    power: float = 2.0,
+    **kwargs: Any,
+) -> Array:
+    """Mel spectrogram equal to ``librosa.feature.melspectrogram``.
+
+    Parameters
+    ----------
+    y : np.ndarray or Tensor [shape=(..., n)], real floating point
+        Audio. float32 in gives float32 out; float64 gives float64.
+    sr : float > 0
+        Sample rate.
+    S : [shape=(..., 1 + n_fft // 2, t)] or None
+        A precomputed spectrogram, used instead of ``y``.
+    n_fft, hop_length, win_length, window, center, pad_mode, power
+        As ``librosa.stft`` / ``librosa.feature.melspectrogram``.
+    **kwargs
+        ``n_mels`` (128), ``fmin`` (0), ``fmax`` (sr / 2), ``htk`` (False),
+        ``norm`` ("slaney"), ``dtype`` (np.float32): see :func:`supermel.mel_filters`.
+
+    Returns
+    -------
+    [shape=(..., n_mels, n_frames)]
+    """
+    mk = _mel_kwargs(kwargs)
+    if S is not None:
+        if y is not None:
+            raise ParameterError("pass either y (audio) or S (a spectrogram), not both")
+        s_t, shape, was_numpy = _core.as_batch(S, name="S")
+        n_freqs = s_t.shape[-1]  # as_batch flattens all but the last axis; restore (.., F, T)
+        s_full = s_t.reshape(shape + (n_freqs,))
+        if s_full.ndim < 2:
+            raise ParameterError(f"S must have shape (..., 1 + n_fft // 2, t); got {tuple(s_full.shape)}")
+        if s_full.shape[-2] != n_fft // 2 + 1:
+            raise ParameterError(f"S has {s_full.shape[-2]} frequency bins but n_fft={n_fft} needs {n_fft // 2 + 1}")
+        from .modules import MelScale
+
+        mel = MelScale(sr=sr, n_fft=n_fft, **{k: v for k, v in mk.items()}, dtype=s_full.dtype, device=s_full.device)
+        out = mel(s_full.reshape((-1,) + tuple(s_full.shape[-2:])).transpose(-1, -2))
+        out = out.reshape(tuple(s_full.shape[:-2]) + tuple(out.shape[-2:]))
+        return out.cpu().numpy() if was_numpy else out
+    if y is None:
+        raise ParameterError("melspectrogram needs y (audio) or S (a spectrogram)")
+    t, shape, was_numpy = _core.as_batch(y)
+    mod = _module_for(
+        "mel", t, window, sr=sr, n_fft=n_fft, hop_length=hop_length, win_length=win_length, center=center, pad_mode=pad_mode, power=power, **mk
+    )
+    return _core.from_batch(mod.mel_tf(t), shape, was_numpy)
+
+
+def mfcc(
+    *,
+    y: Optional[Array] = None,
+    sr: float = 22050,
+    S: Optional[Array] = None,
+    n_mfcc: int = 20,
+    dct_type: int = 2,
+    norm: Optional[str] = "ortho",
+    lifter: float = 0,
+    **kwargs: Any,
+) -> Array:
+    """MFCCs equal to ``librosa.feature.mfcc``.
+
+    Parameters
+    ----------
+    y : audio [shape=(..., n)] or None
+    S : log-power mel spectrogram [shape=(..., n_mels, t)] or None
+    n_mfcc : int > 0
+    dct_type : {1, 2, 3}
+    norm : None or "ortho"
+    lifter : float >= 0
+    **kwargs
+        Passed to :func:`melspectrogram` when ``y`` is given.
+
+    Returns
+    -------
+    [shape=(..., n_mfcc, t)]
+    """
+    if S is None:
+        if y is None:
+            raise ParameterError("mfcc needs y (audio) or S (a log-power mel spectrogram)")
+        t, shape, was_numpy = _core.as_batch(y)
+        stft_keys = {"n_fft", "hop_length", "win_length", "window", "center", "pad_mode", "power"}
+        spec = {k: kwargs.pop(k) for k in list(kwargs) if k in stft_keys}
+        window = spec.pop("window", "hann")
+        spec.setdefault("hop_length", 512)
+        mod = _module_for("mfcc", t, window, sr=sr, n_mfcc=n_mfcc, dct_type=dct_type, norm=norm, lifter=lifter, **spec, **_mel_kwargs(kwargs))
+        return _core.from_batch(mod.mfcc_tf(t), shape, was_numpy)
+    from .filters import dct_matrix
+
+    s_t, shape, was_numpy = _core.as_batch(S, name="S", check_finite=False)
+    s_full = s_t.reshape(shape + (s_t.shape[-1],))
+    if s_full.ndim < 2:
+        raise ParameterError(f"S must have shape (..., n_mels, t); got {tuple(s_full.shape)}")
+    if lifter < 0:
+        raise ParameterError(f"MFCC lifter={lifter} must be a non-negative number")
+    d = dct_matrix(s_full.shape[-2], n_mfcc, dct_type=dct_type, norm=norm)
+    if lifter > 0:
+        li = np.sin(np.pi * np.arange(1, 1 + d.shape[0], dtype=np.float64) / lifter)
+        d = d * (1 + (lifter / 2) * li)[:, None]
+    out = torch.matmul(torch.as_tensor(d, dtype=s_full.dtype, device=s_full.device), s_full)
+    return out.cpu().numpy() if was_numpy else out
+
+
+# --------------------------------------------------------------------------- decibels
+RefSpec = Union[float, Callable[..., Any]]
+
+
+def _as_tensor(S: Array, name: str = "S") -> tuple:
+    was_numpy = not isinstance(S, torch.Tensor)
+    if was_numpy:
+        arr = np.asarray(S)
+        if arr.dtype.kind not in "fc":
+            arr = arr.astype(np.float32 if arr.dtype.itemsize <= 4 else np.float64)
+        return torch.from_numpy(np.ascontiguousarray(arr)), True
+    return S, False
+
+
+def _ref_value(ref: RefSpec, magnitude: torch.Tensor) -> Union[float, torch.Tensor]:
+    """The reference level: a number, or a callable applied to the whole magnitude."""
+    if isinstance(ref, _Const):
+        return ref.value
+    if callable(ref):
+        if ref in (np.max, np.amax, torch.max, torch.amax):
+            return magnitude.amax()  # stays on the device
+        if ref in (np.min, np.amin, torch.min, torch.amin):
+            return magnitude.amin()
+        try:
+            value = ref(magnitude)
+        except TypeError:  # a numpy-only callable: evaluate on the host
+            value = ref(magnitude.detach().cpu().numpy())
+        return torch.as_tensor(value, dtype=magnitude.dtype, device=magnitude.device).abs()
+    if isinstance(ref, torch.Tensor):
+        return ref.abs().to(magnitude.dtype)
+    return abs(float(ref))
+
+
+def _power_to_db_tensor(S: torch.Tensor, *, ref: RefSpec = 1.0, amin: float = 1e-10, top_db: Optional[float] = 80.0) -> torch.Tensor:
+    if not amin > 0:
+        raise ParameterError(f"amin={amin} must be strictly positive")
+    if top_db is not None and top_db < 0:
+        raise ParameterError(f"top_db={top_db} must be non-negative (or None)")
+    magnitude = S.abs() if S.is_complex() else S
+    ref_value = _ref_value(ref, magnitude)
+    log_spec = 10.0 * torch.log10(torch.clamp(magnitude, min=amin))
+    if isinstance(ref_value, torch.Tensor):
+        log_spec = log_spec - 10.0 * torch.log10(torch.clamp(ref_value, min=amin))
+    else:
+        log_spec = log_spec - 10.0 * math.log10(max(amin, ref_value))
+    if top_db is not None:
+        log_spec = torch.maximum(log_spec, log_spec.amax() - top_db)
+    return log_spec
+
+
+def power_to_db(S: Array, *, ref: RefSpec = 1.0, amin: float = 1e-10, top_db: Optional[float] = 80.0) -> Array:
+    """``10 log10(S / ref)``, floored at ``max - top_db``: ``librosa.power_to_db``.
+
+    Follows librosa 0.11 (the newest for Python 3.11): a callable ``ref`` (e.g.
+    ``np.max``) and ``top_db`` apply to the whole array, batch included.
+    (librosa 1.0 applies them per channel.) No host synchronisation on tensors.
+
+    Parameters
+    ----------
+    S : array or Tensor, any shape
+    ref : float or callable
+    amin : float > 0
+    top_db : float >= 0 or None
+
+    Returns
+    -------
+    Same shape as ``S``.
+    """
+    t, was_numpy = _as_tensor(S)
+    out = _power_to_db_tensor(t, ref=ref, amin=amin, top_db=top_db)
+    return out.numpy() if was_numpy else out
+
+
+def amplitude_to_db(S: Array, *, ref: RefSpec = 1.0, amin: float = 1e-5, top_db: Optional[float] = 80.0) -> Array:
+    """``20 log10(S / ref)``, floored at ``max - top_db``: ``librosa.amplitude_to_db``."""
+    t, was_numpy = _as_tensor(S)
+    magnitude = t.abs()
+    ref_value = _ref_value(ref, magnitude)
+    out = _power_to_db_tensor(magnitude.square(), ref=_Const(ref_value * ref_value), amin=amin**2, top_db=top_db)
+    return out.numpy() if was_numpy else out
+
+
+class _Const:
+    """A precomputed reference level passed on as a callable."""
+
+    def __init__(self, value: Union[float, torch.Tensor]) -> None:
+        self.value = value
+
+    def __call__(self, _magnitude: torch.Tensor) -> Union[float, torch.Tensor]:
+        return self.value
+
+
+def db_to_power(S_db: Array, *, ref: float = 1.0) -> Array:
+    """``ref * 10 ** (S_db / 10)``: ``librosa.db_to_power``."""
+    t, was_numpy = _as_tensor(S_db)
+    out = ref * torch.pow(10.0, 0.1 * t)
+    return out.numpy() if was_numpy else out
+
+
+def db_to_amplitude(S_db: Array, *, ref: float = 1.0) -> Array:
+    """``ref * 10 ** (S_db / 20)``: ``librosa.db_to_amplitude``."""
+    t, was_numpy = _as_tensor(S_db)
+    out = torch.sqrt(ref**2 * torch.pow(10.0, 0.1 * t))
+    return out.numpy() if was_numpy else out

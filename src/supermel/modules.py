@@ -1,0 +1,408 @@
+"""``torch.nn.Module`` wrappers: constants built once, kept as buffers, moved with ``.to()``.
+
+``MelSpectrogram = Spectrogram + MelScale`` (torchaudio's composition and
+state-dict names ``spectrogram.window`` and ``mel_scale.fb``), with librosa's
+defaults and numbers. Forward passes accept ``(..., n_samples)`` numpy arrays or
+tensors; numpy in gives numpy out.
+
+Devices: CPU, CUDA · ``torch.compile(fullgraph=True)``, CUDA graphs (no complex
+tensors, no host synchronisation when ``check_finite=False`` or while compiling
+or capturing).
+"""
+
+from __future__ import annotations
+
+from typing import Any, List, Optional, Tuple, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import _core
+from ._errors import ParameterError
+from .filters import WindowSpec, dct_matrix, get_window, mel_filters, pad_center
+
+__all__ = ["Spectrogram", "MelScale", "MelSpectrogram", "MFCC", "BACKENDS"]
+
+#: Ways to compute the DFT: "fft" (rfft + real arithmetic), "matmul" (real DFT
+#: matrix product), "auto" (chosen per device by measurement, see BENCHMARKS.md).
+BACKENDS = ("auto", "fft", "matmul")
+
+Array = Union[np.ndarray, torch.Tensor]
+
+
+def _resolve_backend(backend: str, device: torch.device) -> str:
+    if backend not in BACKENDS:
+        raise ParameterError(f"backend={backend!r} must be one of {BACKENDS}")
+    if backend != "auto":
+        return backend
+    # Measured (benchmarks/core.py): on CPU pocketfft beats the O(n_fft^2)
+    # matrix product at every size we ship. On CUDA cuFFT is used as well; the
+    # matmul route stays available for ONNX export and tensor-core experiments.
+    return "fft"
+
+
+def _float_dtype(dtype: Optional[torch.dtype]) -> torch.dtype:
+    if dtype is None:
+        return torch.float32
+    if dtype not in (torch.float32, torch.float64):
+        raise ParameterError(f"dtype={dtype} must be torch.float32 or torch.float64")
+    return dtype
+
+
+class Spectrogram(nn.Module):
+    """``|STFT(y)|**power`` with librosa's defaults (``abs(librosa.stft(y)) ** power``).
+
+    Parameters
+    ----------
+    n_fft : int > 0
+        FFT size.
+    hop_length : int > 0 or None
+        Hop; ``None`` means ``win_length // 4``.
+    win_length : int <= n_fft or None
+        Window length; ``None`` means ``n_fft``. Shorter windows are zero-padded and centred.
+    window : str, tuple, array or callable
+        Window specification (``scipy.signal.get_window``, periodic).
+    center : bool
+        Pad ``n_fft // 2`` on each side so frame ``t`` is centred on sample ``t * hop_length``.
+    pad_mode : str
+        numpy padding mode for ``center=True``: constant, edge, linear_ramp, reflect, symmetric.
+    power : float > 0
+        Exponent of the magnitude (1 magnitude, 2 power).
+    backend : {"auto", "fft", "matmul"}
+        How the DFT is computed; both are real-valued end to end.
+    check_finite : bool
+        Refuse NaN/Inf audio. Costs a host synchronisation on CUDA; skipped while
+        compiling or capturing a CUDA graph.
+    dtype, device : torch dtype and device of the buffers.
+
+    Shape
+    -----
+    ``(..., n_samples)`` -> ``(..., 1 + n_fft // 2, n_frames)``.
+    """
+
+    window: torch.Tensor
+
+    def __init__(
+        self,
+        *,
+        n_fft: int = 2048,
+        hop_length: Optional[int] = None,
+        win_length: Optional[int] = None,
+        window: WindowSpec = "hann",
+        center: bool = True,
+        pad_mode: str = "constant",
+        power: float = 2.0,
+        backend: str = "auto",
+        check_finite: bool = True,
+        mag_eps: float = 0.0,
+        pad: Optional[int] = None,
+        dtype: Optional[torch.dtype] = None,
+        device: Optional[Union[str, torch.device]] = None,
+    ) -> None:
+        super().__init__()
+        hop_length, win_length = _core.check_stft_params(
+            n_fft=n_fft, hop_length=hop_length, win_length=win_length, center=center, pad_mode=pad_mode, power=power
+        )
+        dtype = _float_dtype(dtype)
+        device = torch.device(device) if device is not None else torch.device("cpu")
+        self.n_fft = int(n_fft)
+        self.hop_length = hop_length
+        self.win_length = win_length
+        self.center = bool(center)
+        self.pad_mode = pad_mode
+        self.power = float(power)
+        self.check_finite = bool(check_finite)
+        self.mag_eps = float(mag_eps)
+        # Samples of padding on each side: librosa's n_fft // 2 with center=True.
+        # Presets (HiFi-GAN) pad (n_fft - hop) // 2 by reflection with center=False.
+        self.pad = (self.n_fft // 2 if self.center else 0) if pad is None else int(pad)
+        if self.pad and pad is not None and pad_mode not in _core.PAD_MODES:
+            raise ParameterError(f"pad_mode={pad_mode!r} is unknown; use one of {_core.PAD_MODES}")
+        self.backend = _resolve_backend(backend, device)
+        self._window_spec = window
+
+        win = pad_center(get_window(window, win_length, fftbins=True), size=self.n_fft)
+        self.register_buffer("window", torch.as_tensor(win, dtype=dtype, device=device))
+        # The window's support [lo, hi): the matmul route skips the zero padding.
+        nz = np.flatnonzero(win)
+        self.window_span: Tuple[int, int] = (int(nz[0]), int(nz[-1]) + 1) if nz.size else (0, self.n_fft)
+        if self.backend == "matmul":
+            lo, hi = self.window_span
+            n = np.arange(lo, hi)[:, None]
+            k = np.arange(self.n_fft // 2 + 1)[None, :]
+            ang = 2.0 * np.pi * ((n * k) % self.n_fft) / self.n_fft
+            basis = np.concatenate([np.cos(ang), -np.sin(ang)], axis=1) * win[lo:hi, None]
+            self.register_buffer("dft", torch.as_tensor(basis, dtype=dtype, device=device))
+        else:
+            self.dft = None
+
+    @property
+    def n_freqs(self) -> int:
+        """Number of frequency bins, ``1 + n_fft // 2``."""
+        return self.n_fft // 2 + 1
+
+    def num_frames(self, n_samples: int) -> int:
+        """Frames produced for ``n_samples`` input samples."""
+        return _core.num_frames(n_samples, n_fft=self.n_fft, hop_length=self.hop_length, pad=self.pad)
+
+    # -- the shared steps (offline, streaming and presets all call these) --
+    def pad_input(self, y: torch.Tensor) -> torch.Tensor:
+        """``(B, L)`` -> padded ``(B, L + 2 pad)``, librosa's padding; checks the length."""
+        n = y.shape[-1]
+        if self.pad == 0 and n < self.n_fft:
+            raise ParameterError(
+                f"n_fft={self.n_fft} is too large for uncentered analysis of input signal of length={n}; "
+                "pass at least n_fft samples or use center=True"
+            )
+        if self.center and self.pad == self.n_fft // 2 and not torch.compiler.is_compiling():
+            _core.warn_short(n, self.n_fft)
+        return _core.pad_signal(y, pad=self.pad, mode=self.pad_mode, n_fft=self.n_fft, hop_length=self.hop_length)
+
+    def power_from_padded(self, z: torch.Tensor) -> torch.Tensor:
+        """Time-major power frames ``(B, T, F)`` of an already padded ``(B, L_padded)`` signal."""
+        window = self.window if self.window.dtype == z.dtype else self.window.to(z.dtype)
+        dft = self.dft
+        if dft is not None and dft.dtype != z.dtype:
+            dft = dft.to(z.dtype)
+        return _core.power_frames(
+            z,
+            n_fft=self.n_fft,
+            hop_length=self.hop_length,
+            window=window,
+            power=self.power,
+            dft=dft,
+            window_span=self.window_span,
+            mag_eps=self.mag_eps,
+        )
+
+    def power_tf(self, y: torch.Tensor) -> torch.Tensor:
+        """``(B, L)`` -> time-major ``(B, T, F)``."""
+        return self.power_from_padded(self.pad_input(y))
+
+    def forward(self, y: Array) -> Array:
+        """``(..., n_samples)`` -> ``(..., 1 + n_fft // 2, n_frames)``."""
+        t, shape, was_numpy = _core.as_batch(y, check_finite=self.check_finite)
+        return _core.from_batch(self.power_tf(t).transpose(-1, -2), shape, was_numpy)
+
+    def extra_repr(self) -> str:
+        return (
+            f"n_fft={self.n_fft}, hop_length={self.hop_length}, win_length={self.win_length}, "
+            f"window={self._window_spec!r}, center={self.center}, pad_mode={self.pad_mode!r}, "
+            f"power={self.power}, backend={self.backend!r}"
+        )
+
+
+class MelScale(nn.Module):
+    """Apply a mel filterbank to time-major power frames.
+
+    Holds ``fb`` ``(n_mels, n_freqs)`` as built by :func:`supermel.mel_filters`
+    (float64 arithmetic, rounded to ``mel_dtype`` as librosa does, then stored in
+    the module dtype).
+
+    Shape
+    -----
+    ``(B, T, n_freqs)`` -> ``(B, n_mels, T)``.
+    """
+
+    fb: torch.Tensor
+
+    def __init__(
+        self,
+        *,
+        sr: float = 22050,
+        n_fft: int = 2048,
+        n_mels: int = 128,
+        fmin: float = 0.0,
+        fmax: Optional[float] = None,
+        htk: bool = False,
+        norm: Any = "slaney",
+        mel_dtype: Any = np.float32,
+        fb: Optional[np.ndarray] = None,
+        dtype: Optional[torch.dtype] = None,
+        device: Optional[Union[str, torch.device]] = None,
+    ) -> None:
+        super().__init__()
+        if fb is None:
+            fb = mel_filters(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=htk, norm=norm, dtype=mel_dtype)
+        self.sr = sr
+        fb = np.asarray(fb)
+        self.n_mels = int(fb.shape[0])
+        dtype = _float_dtype(dtype)
+        self.register_buffer("fb", torch.as_tensor(fb, dtype=dtype, device=device))
+        # Block-sparse copy used by the hot path (not saved in the state dict).
+        self._spans: List[Tuple[int, int]] = []
+        for i, (lo, hi, w) in enumerate(_core.split_filterbank(fb)):
+            self.register_buffer(f"_block{i}", torch.as_tensor(w, dtype=dtype, device=device), persistent=False)
+            self._spans.append((lo, hi))
+
+    def blocks(self) -> List[Tuple[int, int, torch.Tensor]]:
+        """The filterbank as ``[(lo, hi, W)]`` row blocks, ``W`` of shape ``(hi - lo, m)``."""
+        return [(lo, hi, getattr(self, f"_block{i}")) for i, (lo, hi) in enumerate(self._spans)]
+
+    def forward(self, p: torch.Tensor) -> torch.Tensor:
+        """``(B, T, F)`` power frames -> ``(B, n_mels, T)``."""
+        return _core._mel_block(p, self.blocks()).transpose(-1, -2)
+
+
+class MelSpectrogram(nn.Module):
+    """Mel spectrogram equal to ``librosa.feature.melspectrogram`` (same keywords and defaults).
+
+    Parameters
+    ----------
+    sr : float > 0
+        Sample rate.
+    n_fft, hop_length, win_length, window, center, pad_mode, power, backend, check_finite
+        As :class:`Spectrogram` (librosa defaults: 2048, ``win_length // 4``, ``n_fft``, "hann", True, "constant", 2.0).
+    n_mels, fmin, fmax, htk, norm
+        As :func:`supermel.mel_filters` (128, 0.0, ``sr / 2``, False, "slaney").
+    mel_dtype : numpy dtype
+        Precision the filterbank is rounded to (librosa's ``dtype``, float32).
+    dtype, device
+        Buffer dtype (float32 or float64) and device.
+
+    Shape
+    -----
+    ``(..., n_samples)`` -> ``(..., n_mels, n_frames)``, ``n_frames = 1 + n_samples // hop_length``
+    with ``center=True``.
+
+    Examples
+    --------
+    >>> import torch, supermel
+    >>> mel = supermel.MelSpectrogram(sr=16000, n_fft=800, hop_length=200, n_mels=80, fmin=55, fmax=7600)
+    >>> mel(torch.zeros(2, 16000)).shape
+    torch.Size([2, 80, 81])
+    """
+
+    def __init__(
+        self,
+        *,
+        sr: float = 22050,
+        n_fft: int = 2048,
+        hop_length: Optional[int] = 512,
+        win_length: Optional[int] = None,
+        window: WindowSpec = "hann",
+        center: bool = True,
+        pad_mode: str = "constant",
+        power: float = 2.0,
+        n_mels: int = 128,
+        fmin: float = 0.0,
+        fmax: Optional[float] = None,
+        htk: bool = False,
+        norm: Any = "slaney",
+        mel_dtype: Any = np.float32,
+        backend: str = "auto",
+        check_finite: bool = True,
+        mag_eps: float = 0.0,
+        pad: Optional[int] = None,
+        fb: Optional[np.ndarray] = None,
+        dtype: Optional[torch.dtype] = None,
+        device: Optional[Union[str, torch.device]] = None,
+    ) -> None:
+        super().__init__()
+        self.spectrogram = Spectrogram(
+            n_fft=n_fft,
+            hop_length=hop_length,
+            win_length=win_length,
+            window=window,
+            center=center,
+            pad_mode=pad_mode,
+            power=power,
+            backend=backend,
+            check_finite=check_finite,
+            mag_eps=mag_eps,
+            pad=pad,
+            dtype=dtype,
+            device=device,
+        )
+        self.mel_scale = MelScale(
+            sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=htk, norm=norm, mel_dtype=mel_dtype, fb=fb, dtype=dtype, device=device
+        )
+        self.sr = sr
+
+    @property
+    def n_mels(self) -> int:
+        return self.mel_scale.n_mels
+
+    def mel_tf(self, y: torch.Tensor) -> torch.Tensor:
+        """``(B, L)`` tensor -> ``(B, n_mels, T)`` tensor (no validation, no reshaping)."""
+        return self.mel_from_padded(self.spectrogram.pad_input(y))
+
+    def mel_from_padded(self, z: torch.Tensor) -> torch.Tensor:
+        """``(B, L_padded)`` already padded signal -> ``(B, n_mels, T)`` (the streaming entry point)."""
+        spec = self.spectrogram
+        window = spec.window if spec.window.dtype == z.dtype else spec.window.to(z.dtype)
+        dft = spec.dft if spec.dft is None or spec.dft.dtype == z.dtype else spec.dft.to(z.dtype)
+        return _core.mel_frames(
+            z,
+            n_fft=spec.n_fft,
+            hop_length=spec.hop_length,
+            window=window,
+            power=spec.power,
+            fb_blocks=self.mel_scale.blocks(),
+            n_mels=self.n_mels,
+            dft=dft,
+            window_span=spec.window_span,
+            mag_eps=spec.mag_eps,
+        )
+
+    def forward(self, y: Array) -> Array:
+        """``(..., n_samples)`` -> ``(..., n_mels, n_frames)``."""
+        t, shape, was_numpy = _core.as_batch(y, check_finite=self.spectrogram.check_finite)
+        return _core.from_batch(self.mel_tf(t), shape, was_numpy)
+
+
+class MFCC(nn.Module):
+    """MFCCs equal to ``librosa.feature.mfcc(y=...)``.
+
+    ``power_to_db(melspectrogram(y, **kwargs))`` (ref 1, amin 1e-10, top_db 80
+    over the whole input, as librosa 0.11), then a DCT (``dct_type``, ``norm``)
+    truncated to ``n_mfcc`` and optional sinusoidal liftering.
+
+    Shape
+    -----
+    ``(..., n_samples)`` -> ``(..., n_mfcc, n_frames)``.
+    """
+
+    dct: torch.Tensor
+
+    def __init__(
+        self,
+        *,
+        sr: float = 22050,
+        n_mfcc: int = 20,
+        dct_type: int = 2,
+        norm: Optional[str] = "ortho",
+        lifter: float = 0,
+        top_db: Optional[float] = 80.0,
+        dtype: Optional[torch.dtype] = None,
+        device: Optional[Union[str, torch.device]] = None,
+        **mel_kwargs: Any,
+    ) -> None:
+        super().__init__()
+        if not (isinstance(n_mfcc, (int, np.integer)) and n_mfcc > 0):
+            raise ParameterError(f"n_mfcc={n_mfcc!r} must be a positive integer")
+        if lifter < 0:
+            raise ParameterError(f"MFCC lifter={lifter} must be a non-negative number")
+        self.melspectrogram = MelSpectrogram(sr=sr, dtype=dtype, device=device, **mel_kwargs)
+        n_mels = self.melspectrogram.n_mels
+        d = dct_matrix(n_mels, n_mfcc, dct_type=dct_type, norm=norm)
+        if lifter > 0:
+            li = np.sin(np.pi * np.arange(1, 1 + d.shape[0], dtype=np.float64) / lifter)
+            d = d * (1 + (lifter / 2) * li)[:, None]
+        self.register_buffer("dct", torch.as_tensor(d, dtype=_float_dtype(dtype), device=device))
+        self.top_db = top_db
+
+    def mfcc_tf(self, y: torch.Tensor) -> torch.Tensor:
+        """``(B, L)`` tensor -> ``(B, n_mfcc, T)``."""
+        from .functional import _power_to_db_tensor
+
+        s = self.melspectrogram.mel_tf(y)
+        db = _power_to_db_tensor(s, ref=1.0, amin=1e-10, top_db=self.top_db)
+        d = self.dct if self.dct.dtype == db.dtype else self.dct.to(db.dtype)
+        return torch.matmul(d, db)
+
+    def forward(self, y: Array) -> Array:
+        """``(..., n_samples)`` -> ``(..., n_mfcc, n_frames)``."""
+        t, shape, was_numpy = _core.as_batch(y, check_finite=self.melspectrogram.spectrogram.check_finite)
+        return _core.from_batch(self.mfcc_tf(t), shape, was_numpy)
