@@ -20,6 +20,7 @@ from .functional import (
     stft,
 )
 from .modules import MFCC, MelScale, MelSpectrogram, Spectrogram
+from .streaming import StreamingMelSpectrogram
 
 __all__ = [
     "__version__",
@@ -43,4 +44,5 @@ __all__ = [
     "MelScale",
     "MelSpectrogram",
     "MFCC",
+    "StreamingMelSpectrogram",
 ]

@@ -1,0 +1,482 @@
+"""Streaming mel spectrograms: push audio chunks, get exactly librosa's offline frames.
+
+:class:`StreamingMelSpectrogram` keeps, per stream, only the samples that
+future frames still need (less than ``n_fft + chunk`` samples), emits each frame
+as soon as its window is complete, and on :meth:`~StreamingMelSpectrogram.flush`
+reproduces the right-edge padding of ``center=True``. Concatenating everything
+it returns gives ``supermel.melspectrogram(y=<all audio>, ...)`` — and so
+librosa — for every chunking.
+
+The frame arithmetic is the package's single rule (:func:`supermel._core.num_frames`,
+:func:`supermel._core.frames_ready`); the spectra come from the same module the
+offline call uses (:meth:`supermel.MelSpectrogram.mel_from_padded`).
+
+For fixed-size chunks that are a multiple of the hop, the steady state is a
+static-shape step (:func:`static_step`): ``state (S, K) + chunk (S, m hop) ->
+state (S, K), frames (S, n_mels, m)``. On CUDA, ``cuda_graph=True`` captures
+that step once in a CUDA graph and replays it per push, with the ring buffer
+and outputs in preallocated device tensors. The same step runs (uncaptured) on
+the CPU, where it is tested for exactness.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+
+from . import _core
+from ._errors import ParameterError
+from .modules import MelSpectrogram
+
+__all__ = ["StreamingMelSpectrogram", "static_step"]
+
+Array = Union[np.ndarray, torch.Tensor]
+
+
+def static_step(module: MelSpectrogram, state: torch.Tensor, chunk: torch.Tensor, offset: int = 0) -> Tuple[torch.Tensor, torch.Tensor]:
+    """One steady-state streaming step with static shapes (what a CUDA graph captures).
+
+    Parameters
+    ----------
+    module : MelSpectrogram
+    state : Tensor [shape=(S, K)]
+        The kept samples: ``offset`` samples before the next frame's start,
+        then the rest up to the newest sample.
+    chunk : Tensor [shape=(S, m * hop_length)]
+    offset : int
+        Samples of ``state`` before the next frame's start (kept for the
+        right-edge padding at flush).
+
+    Returns
+    -------
+    new_state : Tensor [shape=(S, K)]
+    frames : Tensor [shape=(S, n_mels, m)]
+    """
+    seg = torch.cat([state, chunk], dim=-1)
+    frames = module.mel_from_padded(seg[:, offset:])
+    return seg[:, chunk.shape[-1] :], frames
+
+
+@dataclass
+class _Group:
+    """Streams that have received the same number of samples since their reset."""
+
+    index: List[int]
+    buf: torch.Tensor  # (g, n_kept) input samples from `start`
+    n: int = 0  # samples received
+    t: int = 0  # frames emitted
+    start: int = 0  # input index of buf[:, 0]
+    flushed: bool = False
+    graph: Any = field(default=None, repr=False)
+
+
+class StreamingMelSpectrogram:
+    """Incremental mel spectrogram that equals the offline result frame for frame.
+
+    Parameters
+    ----------
+    sr, n_fft, hop_length, win_length, window, center, pad_mode, power, n_mels, fmin, fmax, htk, norm
+        As :func:`supermel.melspectrogram` (librosa's keywords and defaults).
+        Every ``pad_mode`` librosa accepts is supported.
+    num_streams : int or None
+        ``None``: one stream, chunks of shape ``(n,)``. An integer ``S``: chunks of
+        shape ``(S, n)``, all streams advancing together.
+    device, dtype
+        Where and in which precision to compute (default CPU; float32, or float64
+        when the first chunk is float64).
+    chunk_size : int or None
+        Declare a fixed chunk size (a multiple of ``hop_length``) to use the
+        static-shape steady-state step; other sizes are still accepted.
+    cuda_graph : bool
+        With ``device="cuda"`` and ``chunk_size``: capture the steady-state step in
+        a CUDA graph and replay it per push. The returned tensor is then a
+        preallocated device buffer, valid until the next push (``.clone()`` it to
+        keep it).
+    check_finite : bool
+        Refuse chunks with NaN/Inf (the stream is left unchanged).
+    module : MelSpectrogram, optional
+        Use this (already configured) core module instead of building one from the
+        keywords above; front-end presets pass theirs.
+
+    Attributes
+    ----------
+    latency_samples : int
+        Look-ahead a frame needs beyond its centre: frame ``t`` (centred on sample
+        ``t * hop_length`` with ``center=True``) is returned by the push that
+        delivers sample ``t * hop_length + latency_samples - 1``. For the
+        reference configuration (16 kHz, n_fft 800, hop 200) that is 400 samples,
+        25 ms, plus up to one hop of waiting for the chunk that completes it.
+
+    Examples
+    --------
+    >>> import numpy as np, supermel
+    >>> kw = dict(sr=16000, n_fft=800, hop_length=200, n_mels=80, fmin=55, fmax=7600)
+    >>> stream = supermel.StreamingMelSpectrogram(**kw)
+    >>> y = np.random.default_rng(0).standard_normal(16000).astype(np.float32)
+    >>> parts = [stream.push(y[i:i + 533]) for i in range(0, len(y), 533)] + [stream.flush()]
+    >>> np.allclose(np.concatenate(parts, axis=-1), supermel.melspectrogram(y=y, **kw), rtol=1e-5, atol=1e-7)
+    True
+    """
+
+    def __init__(
+        self,
+        *,
+        sr: float = 22050,
+        n_fft: int = 2048,
+        hop_length: Optional[int] = 512,
+        win_length: Optional[int] = None,
+        window: Any = "hann",
+        center: bool = True,
+        pad_mode: str = "constant",
+        power: float = 2.0,
+        n_mels: int = 128,
+        fmin: float = 0.0,
+        fmax: Optional[float] = None,
+        htk: bool = False,
+        norm: Any = "slaney",
+        num_streams: Optional[int] = None,
+        device: Optional[Union[str, torch.device]] = None,
+        dtype: Optional[torch.dtype] = None,
+        chunk_size: Optional[int] = None,
+        cuda_graph: bool = False,
+        check_finite: bool = True,
+        module: Optional[MelSpectrogram] = None,
+    ) -> None:
+        if num_streams is not None and (not isinstance(num_streams, (int, np.integer)) or num_streams <= 0):
+            raise ParameterError(f"num_streams={num_streams!r} must be a positive integer or None")
+        if dtype is not None and dtype not in (torch.float32, torch.float64):
+            raise ParameterError(f"dtype={dtype} must be torch.float32, torch.float64 or None")
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        if module is None:
+            module = MelSpectrogram(
+                sr=sr,
+                n_fft=n_fft,
+                hop_length=hop_length,
+                win_length=win_length,
+                window=window,
+                center=center,
+                pad_mode=pad_mode,
+                power=power,
+                n_mels=n_mels,
+                fmin=fmin,
+                fmax=fmax,
+                htk=htk,
+                norm=norm,
+                check_finite=False,
+                # float64 constants when the precision is not known yet: casting
+                # them down later gives exactly the float32 constants.
+                dtype=dtype or torch.float64,
+                device=self.device,
+            )
+        self.module = module.requires_grad_(False)
+        spec = module.spectrogram
+        self.n_fft, self.hop_length, self.pad, self.pad_mode = spec.n_fft, spec.hop_length, spec.pad, spec.pad_mode
+        self.center = spec.center
+        self.n_mels = module.n_mels
+        self.num_streams = None if num_streams is None else int(num_streams)
+        self.check_finite = bool(check_finite)
+        self._dtype = dtype
+        if chunk_size is not None:
+            if not isinstance(chunk_size, (int, np.integer)) or chunk_size <= 0 or chunk_size % self.hop_length:
+                raise ParameterError(
+                    f"chunk_size={chunk_size!r} must be a positive multiple of hop_length={self.hop_length} "
+                    "(other chunk sizes work without declaring chunk_size)"
+                )
+        self.chunk_size = None if chunk_size is None else int(chunk_size)
+        if cuda_graph:
+            if self.device.type != "cuda":
+                raise ParameterError(f"cuda_graph=True needs device='cuda' (got device={str(self.device)!r})")
+            if self.chunk_size is None:
+                raise ParameterError("cuda_graph=True needs a fixed chunk_size (a multiple of hop_length)")
+            if not torch.cuda.is_available():
+                raise ParameterError("cuda_graph=True but CUDA is not available")
+        self.cuda_graph = bool(cuda_graph)
+        self.latency_samples = self.n_fft - self.n_fft // 2
+        self._tail_keep = self.pad + 1 if self.pad else 0
+        self._groups: List[_Group] = []
+        self.reset()
+
+    # ------------------------------------------------------------------ state
+    @property
+    def _n_streams(self) -> int:
+        return 1 if self.num_streams is None else self.num_streams
+
+    def _empty(self, g: int) -> torch.Tensor:
+        return torch.zeros((g, 0), dtype=self._dtype or torch.float32, device=self.device)
+
+    def reset(self, index: Optional[int] = None) -> None:
+        """Forget all input: every stream (``index=None``) or stream ``index`` alone.
+
+        A stream reset on its own restarts at sample 0 while the others go on; a
+        push then returns a list of per-stream arrays whenever the streams
+        complete different numbers of frames (see :meth:`push`).
+        """
+        if index is None:
+            self._groups = [_Group(index=list(range(self._n_streams)), buf=self._empty(self._n_streams))]
+            return
+        if self.num_streams is None:
+            if index != 0:
+                raise ParameterError(f"index={index!r}: this stream object has a single stream; call reset()")
+            self.reset()
+            return
+        if not isinstance(index, (int, np.integer)) or not 0 <= index < self.num_streams:
+            raise ParameterError(f"index={index!r} must be a stream index in [0, {self.num_streams})")
+        if self.cuda_graph:
+            raise ParameterError("per-stream reset is not available with cuda_graph=True; call reset() for all streams")
+        for g in self._groups:
+            if index in g.index:
+                row = g.index.index(index)
+                keep = [r for r in range(len(g.index)) if r != row]
+                g.index = [g.index[r] for r in keep]
+                g.buf = g.buf[keep]
+                g.graph = None
+        self._groups = [g for g in self._groups if g.index]
+        fresh = next((g for g in self._groups if g.n == 0 and not g.flushed), None)
+        if fresh is None:
+            self._groups.append(_Group(index=[index], buf=self._empty(1)))
+        else:
+            fresh.index.append(index)
+            fresh.buf = self._empty(len(fresh.index))
+        self._groups.sort(key=lambda g: min(g.index))
+
+    @property
+    def frame_count(self) -> Union[int, np.ndarray]:
+        """Frames returned so far: an int, or one per stream when streams were reset separately."""
+        counts = self._per_stream(lambda g: g.t)
+        return counts[0] if len(set(counts)) == 1 else np.asarray(counts)
+
+    @property
+    def samples_received(self) -> Union[int, np.ndarray]:
+        """Samples pushed since the last reset (per stream when they differ)."""
+        counts = self._per_stream(lambda g: g.n)
+        return counts[0] if len(set(counts)) == 1 else np.asarray(counts)
+
+    @property
+    def buffered_samples(self) -> int:
+        """Samples held per stream (bounded: less than ``n_fft`` plus one chunk)."""
+        return max(g.buf.shape[-1] for g in self._groups)
+
+    def _per_stream(self, f: Any) -> List[int]:
+        out = [0] * self._n_streams
+        for g in self._groups:
+            for i in g.index:
+                out[i] = f(g)
+        return out
+
+    # ------------------------------------------------------------------ input
+    def _validate(self, chunk: Array) -> Tuple[torch.Tensor, bool]:
+        was_numpy = not isinstance(chunk, torch.Tensor)
+        if was_numpy:
+            chunk = np.asarray(chunk)
+            if not np.issubdtype(chunk.dtype, np.floating):
+                raise ParameterError(f"chunk has dtype {chunk.dtype}; audio must be floating point (e.g. int16 PCM / 32768)")
+        elif not chunk.is_floating_point():
+            raise ParameterError(f"chunk has dtype {chunk.dtype}; audio must be floating point (e.g. int16 PCM / 32768)")
+        expected = "(n,)" if self.num_streams is None else f"({self.num_streams}, n)"
+        ndim = 1 if self.num_streams is None else 2
+        if chunk.ndim != ndim or (ndim == 2 and chunk.shape[0] != self.num_streams):
+            raise ParameterError(f"chunk has shape {tuple(chunk.shape)}; this stream object takes chunks of shape {expected}")
+        if was_numpy:
+            if self.check_finite and chunk.size and not np.isfinite(chunk).all():
+                raise ParameterError("chunk is not finite everywhere (NaN or Inf samples); the stream was left unchanged")
+        elif self.check_finite and chunk.numel() and not bool(torch.isfinite(chunk).all()):
+            raise ParameterError("chunk is not finite everywhere (NaN or Inf samples); the stream was left unchanged")
+        if self._dtype is None and chunk.shape[-1] > 0:
+            self._dtype = torch.float64 if chunk.dtype in (np.float64, torch.float64) else torch.float32
+            for g in self._groups:
+                g.buf = g.buf.to(self._dtype)
+            self.module.to(self._dtype)
+        dtype = self._dtype or torch.float32
+        if was_numpy:
+            t = torch.from_numpy(np.ascontiguousarray(chunk)).to(device=self.device, dtype=dtype)
+        else:
+            t = chunk.to(device=self.device, dtype=dtype, non_blocking=True)
+        return t.reshape(self._n_streams, -1), was_numpy
+
+    # ------------------------------------------------------------------ push / flush
+    def push(self, chunk: Array) -> Union[Array, List[Array]]:
+        """Add samples; return the frames they complete.
+
+        Parameters
+        ----------
+        chunk : np.ndarray or Tensor [shape=(n,) or (num_streams, n)], n >= 0
+
+        Returns
+        -------
+        frames : [shape=(n_mels, k) or (num_streams, n_mels, k)]
+            numpy for numpy input. When streams reset separately complete
+            different numbers of frames, a list with one ``(n_mels, k_i)`` array
+            per stream.
+        """
+        if any(g.flushed for g in self._groups):
+            raise ParameterError("push() after flush(): the stream has ended; call reset() to start a new one")
+        t, was_numpy = self._validate(chunk)
+        outs = []
+        for g in self._groups:
+            rows = t if len(self._groups) == 1 else t[g.index]
+            outs.append((g, self._advance(g, rows)))
+        return self._assemble(outs, was_numpy)
+
+    def _advance(self, g: _Group, rows: torch.Tensor) -> torch.Tensor:
+        n_new = rows.shape[-1]
+        if g.graph is not None:
+            if n_new == self.chunk_size:
+                out = g.graph.run(rows)
+                g.n += n_new
+                g.t += out.shape[-1]
+                g.start += n_new
+                return out
+            g.buf, g.graph = g.graph.state.clone(), None  # another size: leave the graph
+        if (
+            self.chunk_size is not None
+            and n_new == self.chunk_size
+            and g.t * self.hop_length >= self.pad
+            and g.n + self.pad >= self.n_fft
+            and g.buf.shape[-1] == self._steady(g.n)[0]
+        ):
+            # Steady state: the static-shape step (captured on CUDA).
+            offset = self._steady(g.n)[1]
+            if self.cuda_graph:
+                g.graph = _GraphStep(self.module, g.buf, self.chunk_size, offset)
+                out = g.graph.run(rows)
+                g.buf = g.graph.state
+            else:
+                g.buf, out = static_step(self.module, g.buf, rows, offset)
+            g.n += n_new
+            g.t += out.shape[-1]
+            g.start = g.n - g.buf.shape[-1]
+            return out
+        g.buf = torch.cat([g.buf, rows], dim=-1) if n_new else g.buf
+        g.n += n_new
+        ready = _core.frames_ready(g.n, n_fft=self.n_fft, hop_length=self.hop_length, pad=self.pad, pad_mode=self.pad_mode)
+        out = self._frames(g, ready, right=None)
+        self._trim(g)
+        return out
+
+    def _steady(self, n: int) -> Tuple[int, int]:
+        """Samples kept in steady state, and how many of them precede the next frame's start."""
+        base = (n + self.pad - self.n_fft) % self.hop_length + self.n_fft - self.hop_length
+        keep = max(base, self._tail_keep)
+        return keep, keep - base
+
+    def _frames(self, g: _Group, stop: int, right: Optional[torch.Tensor]) -> torch.Tensor:
+        """Frames ``g.t .. stop-1`` from the buffer (plus left/right padding where needed)."""
+        k = stop - g.t
+        if k <= 0:
+            return g.buf.new_zeros((g.buf.shape[0], self.n_mels, 0))
+        lo = g.t * self.hop_length - self.pad  # input index of the first frame's first sample
+        parts = []
+        if lo < 0:  # frames reaching into the left padding (start of stream, nothing dropped yet)
+            parts.append(_core.pad_left(g.buf, self.pad, self.pad_mode)[:, self.pad + lo :])
+            lo = 0
+        hi = (stop - 1) * self.hop_length - self.pad + self.n_fft
+        parts.append(g.buf[:, lo - g.start : min(hi, g.n) - g.start])
+        if right is not None:
+            parts.append(right)
+        seg = torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
+        out = self.module.mel_from_padded(seg)[..., :k]
+        g.t = stop
+        return out
+
+    def _trim(self, g: _Group) -> None:
+        # Keep the samples from the next frame's start, and the last pad + 1
+        # samples, which the right padding (reflect) reads at flush.
+        keep_from = max(0, min(g.t * self.hop_length - self.pad, g.n - self._tail_keep))
+        if keep_from > g.start:
+            g.buf = g.buf[:, keep_from - g.start :]
+            g.start = keep_from
+
+    def flush(self) -> Union[Array, List[Array]]:
+        """End the input; return the remaining frames (those that reach into the right padding).
+
+        With ``center=True`` this reproduces librosa's right-edge padding for every
+        ``pad_mode``. When the total input is too short for the offline call (no
+        samples at all; fewer than ``n_fft`` with ``center=False``), this raises
+        the same :class:`~supermel.ParameterError`; when the offline call warns
+        (``center=True``, fewer than ``n_fft`` samples), so does this.
+        """
+        if any(g.flushed for g in self._groups):
+            raise ParameterError("flush() called twice: the stream has ended; call reset() to start a new one")
+        was_numpy = self._last_numpy
+        outs = [(g, self._finish(g)) for g in self._groups]
+        for g in self._groups:
+            g.flushed = True
+            g.graph = None
+        return self._assemble(outs, was_numpy)
+
+    _last_numpy = True
+
+    def _finish(self, g: _Group) -> torch.Tensor:
+        n = g.n
+        if n == 0:
+            raise ParameterError("flush() with no input: the stream is empty (the offline call refuses empty audio too)")
+        if self.pad == 0 and n < self.n_fft:
+            raise ParameterError(
+                f"n_fft={self.n_fft} is too large for uncentered analysis of input signal of length={n}; "
+                "pass at least n_fft samples or use center=True"
+            )
+        if self.center and self.pad == self.n_fft // 2 and n < self.n_fft:
+            warnings.warn(f"n_fft={self.n_fft} is too large for input signal of length={n}", stacklevel=3)
+        total = _core.num_frames(n, n_fft=self.n_fft, hop_length=self.hop_length, pad=self.pad)
+        if g.start == 0 and g.t * self.hop_length < self.pad:
+            # Nothing dropped yet: pad the whole input exactly as offline and keep the new frames.
+            z = _core.pad_signal(g.buf, pad=self.pad, mode=self.pad_mode, n_fft=self.n_fft, hop_length=self.hop_length)
+            out = self.module.mel_from_padded(z)[..., g.t : total]
+            g.t = total
+            return out
+        if total <= g.t:
+            return g.buf.new_zeros((g.buf.shape[0], self.n_mels, 0))
+        start = _core.tail_start(n, n_fft=self.n_fft, hop_length=self.hop_length, pad=self.pad)
+        if start is None or self.pad == 0:
+            right = g.buf.new_zeros((g.buf.shape[0], self.pad))
+        else:
+            # librosa pads the tail segment y[start:] (start 0: the whole signal,
+            # of which the buffer holds at least the last pad + 1 samples).
+            right = _core.pad_right(g.buf[:, max(start - g.start, 0) :], self.pad, self.pad_mode)
+        return self._frames(g, total, right=right)
+
+    def _assemble(self, outs: Sequence[Tuple[_Group, torch.Tensor]], was_numpy: bool) -> Union[Array, List[Array]]:
+        self._last_numpy = was_numpy
+
+        def conv(x: torch.Tensor) -> Array:
+            return x.detach().cpu().numpy() if was_numpy else x
+
+        if len(outs) == 1:
+            out = outs[0][1]
+            return conv(out[0] if self.num_streams is None else out)
+        per_stream: List[torch.Tensor] = [torch.empty(0)] * self._n_streams
+        for g, o in outs:
+            for row, i in enumerate(g.index):
+                per_stream[i] = o[row]
+        if len({o.shape[-1] for o in per_stream}) == 1:
+            return conv(torch.stack(per_stream))
+        return [conv(o) for o in per_stream]
+
+
+class _GraphStep:
+    """The steady-state step captured in a CUDA graph, with static input, state and output."""
+
+    def __init__(self, module: MelSpectrogram, state: torch.Tensor, chunk_size: int, offset: int) -> None:
+        self.state = state.clone()
+        self.chunk = torch.zeros((state.shape[0], chunk_size), dtype=state.dtype, device=state.device)
+        # Warm up on scratch copies (cuFFT plans, cuBLAS handles) without touching the real state.
+        side = torch.cuda.Stream(device=state.device)
+        side.wait_stream(torch.cuda.current_stream(state.device))
+        with torch.cuda.stream(side):
+            scratch = self.state.clone()
+            for _ in range(3):
+                static_step(module, scratch, self.chunk, offset)
+        torch.cuda.current_stream(state.device).wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            new_state, self.out = static_step(module, self.state, self.chunk, offset)
+            self.state.copy_(new_state)
+
+    def run(self, rows: torch.Tensor) -> torch.Tensor:
+        self.chunk.copy_(rows, non_blocking=True)
+        self.graph.replay()
+        return self.out
