@@ -233,29 +233,29 @@ def _power_block(
     dft: Optional[torch.Tensor],
     window_span: Tuple[int, int],
     mag_eps: float,
+    inplace: bool,
 ) -> torch.Tensor:
-    """``(..., T, n_fft)`` frames -> ``(..., T, F)`` power, real arithmetic only."""
+    """``(..., T, n_fft)`` frames -> ``(..., T, F)`` power, real arithmetic only.
+
+    ``inplace`` reuses intermediate buffers (eager mode; off while compiling).
+    """
     if dft is None:
         spec = torch.view_as_real(torch.fft.rfft(frames * window, dim=-1))  # (..., T, F, 2)
-        sq = spec.square() if torch.compiler.is_compiling() else spec.square_()
+        sq = spec.square_() if inplace else spec.square()
         p = torch.add(sq[..., 0], sq[..., 1])
     else:
         lo, hi = window_span
         y = torch.matmul(frames[..., lo:hi], dft)  # (..., T, 2F): [re | im]
         n_bins = dft.shape[-1] // 2
-        sq = y.square_() if not torch.compiler.is_compiling() else y.square()
+        sq = y.square_() if inplace else y.square()
         p = torch.add(sq[..., :n_bins], sq[..., n_bins:])
     if mag_eps:
-        p = p + mag_eps
+        p = p.add_(mag_eps) if inplace else p + mag_eps
     if power == 2.0:
         return p
     if power == 1.0:
-        return p.sqrt_() if not torch.compiler.is_compiling() else p.sqrt()
-    return p.pow_(power / 2.0) if not torch.compiler.is_compiling() else p.pow(power / 2.0)
-
-
-def _blocked(z: torch.Tensor) -> bool:
-    return z.device.type == "cpu" and not torch.compiler.is_compiling()
+        return p.sqrt_() if inplace else p.sqrt()
+    return p.pow_(power / 2.0) if inplace else p.pow(power / 2.0)
 
 
 def power_frames(
@@ -288,16 +288,29 @@ def power_frames(
     -------
     Tensor [shape=(B, T, F)], time-major.
     """
+    eager = not torch.compiler.is_compiling()
     frames = z.unfold(-1, n_fft, hop_length)  # (B, T, n_fft), a view
-    kw = dict(window=window, power=power, dft=dft, window_span=window_span, mag_eps=mag_eps)
-    n_frames = frames.shape[-2]
-    if not _blocked(z) or n_frames * frames.shape[0] <= CPU_BLOCK_FRAMES:
+    kw = dict(window=window, power=power, dft=dft, window_span=window_span, mag_eps=mag_eps, inplace=eager)
+    n_batch, n_frames = frames.shape[0], frames.shape[-2]
+    if not (eager and z.device.type == "cpu") or n_batch * n_frames <= CPU_BLOCK_FRAMES:
         return _power_block(frames, **kw)
     out = z.new_empty(frames.shape[:-1] + (n_fft // 2 + 1,))
-    for b in range(frames.shape[0]):
-        for s in range(0, n_frames, CPU_BLOCK_FRAMES):
-            out[b, s : s + CPU_BLOCK_FRAMES] = _power_block(frames[b, s : s + CPU_BLOCK_FRAMES], **kw)
+    for sel in _cpu_blocks(n_batch, n_frames):
+        out[sel] = _power_block(frames[sel], **kw)
     return out
+
+
+def _cpu_blocks(n_batch: int, n_frames: int) -> List[Tuple[slice, slice]]:
+    """Index blocks of about CPU_BLOCK_FRAMES frames over ``(batch, time)``."""
+    if n_frames >= CPU_BLOCK_FRAMES:
+        return [(slice(b, b + 1), slice(s, s + CPU_BLOCK_FRAMES)) for b in range(n_batch) for s in range(0, n_frames, CPU_BLOCK_FRAMES)]
+    step = max(1, CPU_BLOCK_FRAMES // n_frames)
+    return [(slice(b, b + step), slice(None)) for b in range(0, n_batch, step)]
+
+
+#: Up to this many frames per call the dense filterbank (one matrix product)
+#: beats the block-sparse one (several products and a concatenation).
+DENSE_MEL_FRAMES = 32
 
 
 def mel_frames(
@@ -307,41 +320,32 @@ def mel_frames(
     hop_length: int,
     window: torch.Tensor,
     power: float,
+    fb: torch.Tensor,
     fb_blocks: Sequence[Tuple[int, int, torch.Tensor]],
-    n_mels: int,
     dft: Optional[torch.Tensor] = None,
     window_span: Tuple[int, int] = (0, 0),
     mag_eps: float = 0.0,
 ) -> torch.Tensor:
     """Mel spectrogram of an already padded signal: ``(B, L_padded)`` -> ``(B, n_mels, T)``.
 
-    ``fb_blocks`` is the filterbank split into row blocks ``(lo, hi, W)`` with
-    ``W`` of shape ``(hi - lo, m)``: block ``i`` reads only bins ``[lo, hi)``
-    (the filterbank is ~97% zeros), see :func:`split_filterbank`. On the CPU the
-    frames are processed in cache-sized blocks.
+    ``fb`` is the dense ``(n_mels, F)`` filterbank; ``fb_blocks`` the same split
+    into row blocks ``(lo, hi, W)`` with ``W`` of shape ``(hi - lo, m)``, block
+    ``i`` reading only bins ``[lo, hi)`` (the filterbank is ~97% zeros; see
+    :func:`split_filterbank`). On the CPU long inputs are processed in
+    cache-sized blocks of frames through the block-sparse filterbank; short
+    inputs, CUDA and compiled graphs use one dense product.
     """
+    eager = not torch.compiler.is_compiling()
     frames = z.unfold(-1, n_fft, hop_length)
-    kw = dict(window=window, power=power, dft=dft, window_span=window_span, mag_eps=mag_eps)
+    kw = dict(window=window, power=power, dft=dft, window_span=window_span, mag_eps=mag_eps, inplace=eager)
     n_batch, n_frames = frames.shape[0], frames.shape[-2]
-    if not _blocked(z) or n_batch * n_frames <= CPU_BLOCK_FRAMES:
-        return _mel_block(_power_block(frames, **kw), fb_blocks).transpose(-1, -2)
-    out = z.new_empty((n_batch, n_frames, n_mels))
-    for b in range(n_batch):
-        for s in range(0, n_frames, CPU_BLOCK_FRAMES):
-            p = _power_block(frames[b, s : s + CPU_BLOCK_FRAMES], **kw)
-            _mel_block(p, fb_blocks, out=out[b, s : s + CPU_BLOCK_FRAMES])
+    if not (eager and z.device.type == "cpu") or n_batch * n_frames <= DENSE_MEL_FRAMES:
+        return torch.matmul(fb, _power_block(frames, **kw).transpose(-1, -2))
+    out = z.new_empty((n_batch, n_frames, fb.shape[0]))
+    for sel in _cpu_blocks(n_batch, n_frames):
+        p = _power_block(frames[sel], **kw)
+        torch.cat([torch.matmul(p[..., lo:hi], w) for lo, hi, w in fb_blocks], dim=-1, out=out[sel])
     return out.transpose(-1, -2)
-
-
-def _mel_block(p: torch.Tensor, fb_blocks: Sequence[Tuple[int, int, torch.Tensor]], out: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """``(..., T, F)`` power -> ``(..., T, n_mels)`` through the block-sparse filterbank."""
-    if len(fb_blocks) == 1 and out is None:
-        lo, hi, w = fb_blocks[0]
-        return torch.matmul(p[..., lo:hi], w.to(p.dtype))
-    parts = [torch.matmul(p[..., lo:hi], w.to(p.dtype)) for lo, hi, w in fb_blocks]
-    if out is None:
-        return torch.cat(parts, dim=-1)
-    return torch.cat(parts, dim=-1, out=out)
 
 
 def split_filterbank(fb: np.ndarray, max_blocks: int = 4) -> List[Tuple[int, int, np.ndarray]]:

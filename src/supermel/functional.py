@@ -56,7 +56,9 @@ class _Key:
 
 
 @functools.lru_cache(maxsize=CACHE_SIZE)
-def _cached_module(kind: str, window: _Key, dtype: torch.dtype, device: torch.device, items: tuple) -> torch.nn.Module:
+def _cached_module(kind: str, window: _Key, dtype: torch.dtype, device: torch.device, items: tuple, types: tuple) -> torch.nn.Module:
+    # `types` is only part of the key: 256 == 256.0 == hash(256.0) and True == 1, so
+    # without it an invalid n_fft=256.0 or hop_length=True would hit a valid entry.
     kwargs = dict(items)
     cls = {"spec": Spectrogram, "mel": MelSpectrogram, "mfcc": MFCC}[kind]
     # Validation happens once, in the module; checking audio happens per call.
@@ -72,7 +74,7 @@ def _module_for(kind: str, y: torch.Tensor, window: WindowSpec, **kwargs: Any) -
         hash(items)
     except TypeError:
         raise ParameterError(f"unhashable parameter in {kwargs!r}") from None
-    return _cached_module(kind, _Key(window), y.dtype, y.device, items)
+    return _cached_module(kind, _Key(window), y.dtype, y.device, items, tuple(type(v) for _, v in items))
 
 
 def _mel_kwargs(kwargs: dict) -> dict:
@@ -185,7 +187,8 @@ def melspectrogram(
         if s_full.ndim < 2:
             raise ParameterError(f"S must have shape (..., 1 + n_fft // 2, t); got {tuple(s_full.shape)}")
         if s_full.shape[-2] != n_fft // 2 + 1:
-            raise ParameterError(f"S has {s_full.shape[-2]} frequency bins but n_fft={n_fft} needs {n_fft // 2 + 1}")
+            # librosa's rule (_spectrogram): an n_fft that does not match S is inferred from it.
+            n_fft = 2 * (s_full.shape[-2] - 1)
         from .modules import MelScale
 
         mel = MelScale(sr=sr, n_fft=n_fft, **{k: v for k, v in mk.items()}, dtype=s_full.dtype, device=s_full.device)
@@ -210,6 +213,7 @@ def mfcc(
     dct_type: int = 2,
     norm: Optional[str] = "ortho",
     lifter: float = 0,
+    mel_norm: Any = "slaney",
     **kwargs: Any,
 ) -> Array:
     """MFCCs equal to ``librosa.feature.mfcc``.
@@ -222,6 +226,8 @@ def mfcc(
     dct_type : {1, 2, 3}
     norm : None or "ortho"
     lifter : float >= 0
+    mel_norm : {"slaney", None} or number
+        ``norm`` of the mel filterbank (``norm`` is the DCT's), as librosa 0.11.
     **kwargs
         Passed to :func:`melspectrogram` when ``y`` is given.
 
@@ -237,7 +243,7 @@ def mfcc(
         spec = {k: kwargs.pop(k) for k in list(kwargs) if k in stft_keys}
         window = spec.pop("window", "hann")
         spec.setdefault("hop_length", 512)
-        mod = _module_for("mfcc", t, window, sr=sr, n_mfcc=n_mfcc, dct_type=dct_type, norm=norm, lifter=lifter, **spec, **_mel_kwargs(kwargs))
+        mod = _module_for("mfcc", t, window, sr=sr, n_mfcc=n_mfcc, dct_type=dct_type, norm=norm, lifter=lifter, mel_norm=mel_norm, **spec, **_mel_kwargs(kwargs))
         return _core.from_batch(mod.mfcc_tf(t), shape, was_numpy)
     from .filters import dct_matrix
 
@@ -330,6 +336,8 @@ def power_to_db(S: Array, *, ref: RefSpec = 1.0, amin: float = 1e-10, top_db: Op
 
 def amplitude_to_db(S: Array, *, ref: RefSpec = 1.0, amin: float = 1e-5, top_db: Optional[float] = 80.0) -> Array:
     """``20 log10(S / ref)``, floored at ``max - top_db``: ``librosa.amplitude_to_db``."""
+    if not amin > 0:
+        raise ParameterError(f"amin={amin} must be strictly positive")
     t, was_numpy = _as_tensor(S)
     magnitude = t.abs()
     ref_value = _ref_value(ref, magnitude)

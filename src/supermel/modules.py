@@ -230,11 +230,23 @@ class MelScale(nn.Module):
         self.n_mels = int(fb.shape[0])
         dtype = _float_dtype(dtype)
         self.register_buffer("fb", torch.as_tensor(fb, dtype=dtype, device=device))
-        # Block-sparse copy used by the hot path (not saved in the state dict).
         self._spans: List[Tuple[int, int]] = []
+        self._build_blocks()
+
+    def _build_blocks(self) -> None:
+        """Block-sparse copy of ``fb`` used by the hot path (not saved in the state dict)."""
+        for i in range(len(self._spans)):
+            delattr(self, f"_block{i}")
+        self._spans = []
+        fb = self.fb.detach().cpu().numpy()
         for i, (lo, hi, w) in enumerate(_core.split_filterbank(fb)):
-            self.register_buffer(f"_block{i}", torch.as_tensor(w, dtype=dtype, device=device), persistent=False)
+            self.register_buffer(f"_block{i}", torch.as_tensor(w, dtype=self.fb.dtype, device=self.fb.device), persistent=False)
             self._spans.append((lo, hi))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        # A loaded `fb` (e.g. a checkpoint's filterbank) must also replace the block copy.
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._build_blocks()
 
     def blocks(self) -> List[Tuple[int, int, torch.Tensor]]:
         """The filterbank as ``[(lo, hi, W)]`` row blocks, ``W`` of shape ``(hi - lo, m)``."""
@@ -242,7 +254,8 @@ class MelScale(nn.Module):
 
     def forward(self, p: torch.Tensor) -> torch.Tensor:
         """``(B, T, F)`` power frames -> ``(B, n_mels, T)``."""
-        return _core._mel_block(p, self.blocks()).transpose(-1, -2)
+        fb = self.fb if self.fb.dtype == p.dtype else self.fb.to(p.dtype)
+        return _core.mel_project(p, fb)
 
 
 class MelSpectrogram(nn.Module):
@@ -330,17 +343,20 @@ class MelSpectrogram(nn.Module):
 
     def mel_from_padded(self, z: torch.Tensor) -> torch.Tensor:
         """``(B, L_padded)`` already padded signal -> ``(B, n_mels, T)`` (the streaming entry point)."""
-        spec = self.spectrogram
-        window = spec.window if spec.window.dtype == z.dtype else spec.window.to(z.dtype)
-        dft = spec.dft if spec.dft is None or spec.dft.dtype == z.dtype else spec.dft.to(z.dtype)
+        spec, mel = self.spectrogram, self.mel_scale
+        window, fb = spec.window, mel.fb
+        blocks, dft = mel.blocks(), spec.dft
+        if window.dtype != z.dtype:  # e.g. float64 input to a float32 module
+            window, fb, dft = window.to(z.dtype), fb.to(z.dtype), None if dft is None else dft.to(z.dtype)
+            blocks = [(lo, hi, w.to(z.dtype)) for lo, hi, w in blocks]
         return _core.mel_frames(
             z,
             n_fft=spec.n_fft,
             hop_length=spec.hop_length,
             window=window,
             power=spec.power,
-            fb_blocks=self.mel_scale.blocks(),
-            n_mels=self.n_mels,
+            fb=fb,
+            fb_blocks=blocks,
             dft=dft,
             window_span=spec.window_span,
             mag_eps=spec.mag_eps,
@@ -374,6 +390,7 @@ class MFCC(nn.Module):
         dct_type: int = 2,
         norm: Optional[str] = "ortho",
         lifter: float = 0,
+        mel_norm: Any = "slaney",
         top_db: Optional[float] = 80.0,
         dtype: Optional[torch.dtype] = None,
         device: Optional[Union[str, torch.device]] = None,
@@ -384,7 +401,8 @@ class MFCC(nn.Module):
             raise ParameterError(f"n_mfcc={n_mfcc!r} must be a positive integer")
         if lifter < 0:
             raise ParameterError(f"MFCC lifter={lifter} must be a non-negative number")
-        self.melspectrogram = MelSpectrogram(sr=sr, dtype=dtype, device=device, **mel_kwargs)
+        # `norm` is the DCT's; the filterbank's is `mel_norm` (librosa 0.11's mfcc keyword).
+        self.melspectrogram = MelSpectrogram(sr=sr, norm=mel_norm, dtype=dtype, device=device, **mel_kwargs)
         n_mels = self.melspectrogram.n_mels
         d = dct_matrix(n_mels, n_mfcc, dct_type=dct_type, norm=norm)
         if lifter > 0:

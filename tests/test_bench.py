@@ -1,0 +1,185 @@
+"""The benchmark harness (:mod:`supermel.bench`): structure, ratios, missing peers, exactness.
+
+Tiny workloads and budgets only; nothing here asserts a timing.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import librosa
+import numpy as np
+import pytest
+import torch
+
+import supermel
+from supermel import bench
+
+KW = bench.REFERENCE
+TINY = bench.Settings(warmup=1, warmup_s=0.0, budget_s=0.0, slice_s=1.0, min_rounds=3, max_rounds=3, max_inner=2)
+
+
+def _tiny_workload(calls=None, name="tiny offline"):
+    """supermel, librosa, and a peer configured wrongly (HTK scale); ``calls`` records the call order."""
+    y = bench._signal(1600, seed=7)
+
+    def logged(peer, fn):
+        def f():
+            if calls is not None:
+                calls.append(peer)
+            return fn()
+        return f
+
+    def build(device):
+        mod = supermel.MelSpectrogram(**KW)
+        cases = [
+            bench.Case("supermel", logged("supermel", lambda: mod(torch.from_numpy(y)))),
+            bench.Case("librosa", logged("librosa", lambda: librosa.feature.melspectrogram(y=y, **KW))),
+            bench.Case("wrong peer", logged("wrong peer", lambda: librosa.feature.melspectrogram(y=y, htk=True, **KW)), notes="HTK scale"),
+        ]
+        return bench.Built(cases, reference=lambda: librosa.feature.melspectrogram(y=y, **KW))
+
+    return bench.Workload(name, "offline", build, audio_seconds=0.1, devices=("cpu",))
+
+
+def _run(workloads, **kw):
+    return bench.run_suite(workloads, settings=TINY, threads=1, devices=("cpu",), log=lambda s: None, **kw)
+
+
+def test_results_structure_json_and_markdown(tmp_path):
+    res = _run([_tiny_workload()])
+    doc = json.loads(json.dumps(res.to_json(), default=str))
+    assert set(doc) >= {"meta", "peers", "rows", "targets", "skipped"}
+    meta = doc["meta"]
+    for key in ("date", "cpu", "cores", "threads", "thread_env", "versions", "settings"):
+        assert key in meta
+    for lib in ("python", "torch", "numpy", "librosa", "supermel"):
+        assert lib in meta["versions"]
+    assert {p["name"] for p in doc["peers"]} >= {"librosa", "naive torch", "nnAudio", "kaldi-native-fbank", "audioflux", "openai-whisper", "torchaudio"}
+    rows = doc["rows"]
+    assert [r["peer"] for r in rows] == ["supermel", "librosa", "wrong peer"]
+    for r in rows:
+        assert r["status"] == "ok"
+        assert r["n"] >= TINY.min_rounds
+        assert r["p99_s"] >= r["median_s"] > 0
+        assert r["timer"] == "perf_counter"
+        assert r["threads"] == 1 and r["device"] == "cpu"
+    md = bench.render_markdown(res, "cpu", chart="chart.png")
+    assert "| workload | threads | peer | median | p99 | n | x supermel | audio h/s | rel. error | notes |" in md
+    for name in ("supermel", "librosa", "wrong peer", "**Versions**", "**Threads**", "![median time"):
+        assert name in md
+    # the chart (matplotlib is optional)
+    pytest.importorskip("matplotlib")
+    assert bench.write_chart(res, str(tmp_path / "chart.png")) is None
+    assert (tmp_path / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_ratios_come_from_the_same_run_and_peers_interleave():
+    calls = []
+    res = _run([_tiny_workload(calls)])
+    base = next(r for r in res.rows if r["peer"] == "supermel")
+    assert base["ratio"] == 1.0
+    for r in res.rows:
+        assert r["ratio"] == pytest.approx(r["median_s"] / base["median_s"], rel=1e-12)
+    # round-robin: every peer's timed calls are spread across the run, not one peer after another
+    first = {p: calls.index(p) for p in set(calls)}
+    last = {p: len(calls) - 1 - calls[::-1].index(p) for p in set(calls)}
+    for a in first:
+        for b in first:
+            if a != b:
+                assert first[a] < last[b], (a, b)
+    # the timed rounds are A, B, C, A, B, C, ... (blocks of max_inner calls)
+    timed = calls[-TINY.min_rounds * 3 * TINY.max_inner:]
+    blocks = [timed[i] for i in range(0, len(timed), TINY.max_inner)]
+    assert blocks == ["supermel", "librosa", "wrong peer"] * TINY.min_rounds
+
+
+def test_exactness_column_is_a_real_comparison():
+    res = _run([_tiny_workload()])
+    err = {r["peer"]: r["rel_err"] for r in res.rows}
+    assert err["librosa"] == 0.0
+    assert err["supermel"] < 2e-5
+    assert err["wrong peer"] > 0.05  # HTK instead of Slaney: a large error, not a rounding difference
+    md = bench.render_markdown(res, "cpu")
+    assert "0 |" in md
+
+
+def test_rel_error():
+    ref = np.arange(12, dtype=np.float32).reshape(3, 4) + 1
+    assert bench.rel_error(ref, ref) == 0.0
+    assert bench.rel_error(torch.from_numpy(ref.T.copy()), ref) == 0.0  # time-major output is transposed
+    assert bench.rel_error(2 * ref, ref) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="does not match"):
+        bench.rel_error(ref[:, :3], ref)
+
+
+def test_missing_peer_is_reported_not_dropped(monkeypatch):
+    for mod in ("nnAudio", "nnAudio.features", "audioflux", "kaldi_native_fbank"):
+        monkeypatch.setitem(sys.modules, mod, None)  # "import nnAudio" now raises ImportError
+    y = bench._signal(1600)
+    cases = {c.peer: c for c in bench._offline_cases(y, "cpu")}
+    for peer in ("nnAudio", "audioflux", "kaldi-native-fbank", "torchaudio"):
+        assert peer in cases
+    assert cases["nnAudio"].status == "missing"
+    assert "not installed" in cases["nnAudio"].reason
+    assert cases["supermel"].status == "ok" and cases["naive torch"].status == "ok"
+    table = {p["name"]: p for p in bench.peer_table()}
+    assert table["nnAudio"]["status"] == "missing" and table["audioflux"]["status"] == "missing"
+    assert table["librosa"]["status"] == "installed"
+
+    def build(device):
+        return bench.Built([c for c in bench._offline_cases(y, device) if c.peer in ("supermel", "nnAudio")], reference=lambda: bench._librosa_mel(y))
+
+    res = _run([bench.Workload("tiny with missing peer", "offline", build, devices=("cpu",))])
+    rows = {r["peer"]: r for r in res.rows}
+    assert rows["nnAudio"]["status"] == "missing" and rows["nnAudio"].get("median_s") is None
+    assert rows["supermel"]["status"] == "ok"
+    md = bench.render_markdown(res, "cpu")
+    assert "| nnAudio | **missing** |" in md
+
+
+def test_missing_supermel_api_is_not_available(monkeypatch):
+    monkeypatch.delattr(supermel, "StreamingMelSpectrogram", raising=False)
+    y = bench._signal(1600, batch=None)
+    cases = {c.peer: c for c in bench._streaming_cases(200, None, "cpu", y, y)}
+    assert cases["supermel"].status == "not available"
+    assert "StreamingMelSpectrogram" in cases["supermel"].reason
+    assert cases["naive torch"].status == "ok"
+
+
+def test_streaming_peers_emit_librosa_frames():
+    y_time, y_exact = bench._signal(4000, seed=1), bench._signal(4000, seed=2)
+    ref = librosa.feature.melspectrogram(y=y_exact, **KW)
+    for c in bench._streaming_cases(200, None, "cpu", y_time, y_exact):
+        if c.status != "ok":
+            continue
+        out = c.output()
+        assert bench.rel_error(out, ref[:, : out.shape[-1]]) < 1e-5, c.peer
+        assert out.shape[-1] == (4000 + 400 - 800) // 200 + 1
+
+
+def test_main_writes_files_and_markdown_section(tmp_path, capsys):
+    md_file = tmp_path / "BENCHMARKS.md"
+    md_file.write_text("# Benchmarks\n\nIntro kept.\n")
+    argv = ["--quick", "--budget", "0", "--only", "streaming one hop (200)", "--out", str(tmp_path / "out"),
+            "--markdown-file", str(md_file), "--label", "development run"]
+    assert bench.main(argv) == 0
+    doc = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert {r["workload"] for r in doc["rows"]} == {"streaming one hop (200)"}
+    assert {r["peer"] for r in doc["rows"]} >= {"supermel", "naive torch", "librosa", "kaldi-native-fbank"}
+    assert (tmp_path / "out" / "results.md").exists()
+    assert "| workload | threads | peer | p50 / push |" in capsys.readouterr().out
+    assert bench.main(argv) == 0  # a second run replaces the section instead of appending
+    text = md_file.read_text()
+    assert text.startswith("# Benchmarks\n\nIntro kept.")
+    assert text.count("<!-- supermel-bench:cpu:begin -->") == 1 and text.count("<!-- supermel-bench:cpu:end -->") == 1
+    assert "development run" in text
+
+
+def test_cuda_request_without_cuda_is_reported(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    res = bench.run_suite([_tiny_workload()], settings=TINY, devices=("cuda",), log=lambda s: None)
+    assert res.rows == []
+    assert res.skipped and "CUDA is not available" in res.skipped[0]["reason"]
+    assert "Not run" in bench.render_markdown(res, "cuda")

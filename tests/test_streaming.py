@@ -1,0 +1,330 @@
+"""Streaming equals offline: any chunking, any length, many streams, CUDA-graph step."""
+
+from __future__ import annotations
+
+import warnings
+
+import librosa
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import supermel
+from supermel.streaming import static_step
+
+REF = dict(sr=16000, n_fft=800, hop_length=200, n_mels=80, fmin=55.0, fmax=7600.0)
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+def stream_all(stream, y, cuts):
+    """Push y cut at `cuts` (sorted sample indices), then flush; concatenate the frames."""
+    parts, i = [], 0
+    for c in list(cuts) + [y.shape[-1]]:
+        parts.append(stream.push(y[..., i:c]))
+        i = c
+    parts.append(stream.flush())
+    return np.concatenate(parts, axis=-1)
+
+
+def rel(a, b):
+    return np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300)
+
+
+# ----------------------------------------------------------------------------- properties
+configs = st.fixed_dictionaries(
+    {
+        "n_fft": st.sampled_from([16, 17, 31, 32, 40]),
+        "hop_length": st.integers(1, 44),
+        "win_length": st.integers(1, 16),
+        "center": st.booleans(),
+        "pad_mode": st.sampled_from(["constant", "reflect", "symmetric", "edge", "linear_ramp"]),
+        "power": st.sampled_from([1.0, 2.0, 1.5]),
+    }
+)
+
+
+@st.composite
+def audio_and_cuts(draw):
+    n = draw(st.integers(1, 400))
+    y = np.asarray(draw(st.lists(st.floats(-1, 1, width=64), min_size=n, max_size=n)), dtype=np.float64)
+    sizes = draw(st.lists(st.sampled_from([0, 1, 2, 3, 7, 16, 17, 33, 100]), max_size=30))
+    cuts = np.minimum(np.cumsum(sizes), n).astype(int)
+    return y, cuts
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cfg=configs, data=audio_and_cuts())
+def test_any_chunking_equals_offline(cfg, data):
+    y, cuts = data
+    kw = dict(sr=8000, n_mels=6, **cfg)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            expected = supermel.melspectrogram(y=y, **kw)
+        except supermel.ParameterError as exc:
+            stream = supermel.StreamingMelSpectrogram(**kw)
+            for c0, c1 in zip([0] + list(cuts), list(cuts) + [len(y)]):
+                stream.push(y[c0:c1])
+            with pytest.raises(supermel.ParameterError, match="too large" if "too large" in str(exc) else "empty"):
+                stream.flush()
+            return
+        got = stream_all(supermel.StreamingMelSpectrogram(**kw), y, cuts)
+    assert got.shape == expected.shape
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12 * max(1.0, float(np.abs(expected).max())))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(1, 2000),
+    chunk_hops=st.integers(1, 3),
+    pad_mode=st.sampled_from(["constant", "reflect"]),
+    streams=st.sampled_from([None, 3]),
+    seed=st.integers(0, 2**16),
+)
+def test_fixed_chunks_static_step_equals_offline(n, chunk_hops, pad_mode, streams, seed):
+    """Declared fixed-size chunks take the static-shape step (what CUDA graphs capture)."""
+    rng = np.random.default_rng(seed)
+    kw = dict(sr=8000, n_fft=64, hop_length=16, n_mels=8, pad_mode=pad_mode)
+    y = rng.standard_normal((streams, n) if streams else n)
+    chunk = 16 * chunk_hops
+    stream = supermel.StreamingMelSpectrogram(**kw, num_streams=streams, chunk_size=chunk)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = stream_all(stream, y, range(chunk, n, chunk))
+        expected = supermel.melspectrogram(y=y, **kw)
+    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)
+
+
+# ----------------------------------------------------------------------------- librosa, real audio
+@pytest.fixture(scope="module")
+def speech():
+    y, sr = supermel.audio.example_audio()
+    return y[: 3 * sr], sr
+
+
+@pytest.mark.parametrize("pad_mode", ["constant", "reflect"])
+@pytest.mark.parametrize("chunk", [200, 320, 533, 4096])
+def test_speech_stream_equals_librosa(speech, pad_mode, chunk):
+    y, sr = speech
+    stream = supermel.StreamingMelSpectrogram(**REF, pad_mode=pad_mode)
+    got = stream_all(stream, y, range(chunk, len(y), chunk))
+    expected = librosa.feature.melspectrogram(y=y, **REF, pad_mode=pad_mode)
+    assert got.shape == expected.shape and got.dtype == np.float32
+    assert rel(got, expected) <= 2e-5
+
+
+def test_center_false_stream_equals_librosa(speech):
+    y, sr = speech
+    kw = dict(REF, center=False)
+    got = stream_all(supermel.StreamingMelSpectrogram(**kw), y, range(160, len(y), 160))
+    expected = librosa.feature.melspectrogram(y=y, **kw)
+    assert got.shape == expected.shape
+    assert rel(got, expected) <= 2e-5
+
+
+# ----------------------------------------------------------------------------- many streams
+def test_multistream_each_equals_its_offline(rng):
+    y = rng.standard_normal((5, 3001)).astype(np.float32)
+    stream = supermel.StreamingMelSpectrogram(**REF, num_streams=5)
+    got = stream_all(stream, y, range(533, 3001, 533))
+    assert got.shape == (5, 80, 1 + 3001 // 200)
+    for i in range(5):
+        expected = librosa.feature.melspectrogram(y=y[i], **REF)
+        assert rel(got[i], expected) <= 2e-5
+
+
+def test_reset_one_stream_restarts_it(rng):
+    kw = dict(sr=8000, n_fft=64, hop_length=16, n_mels=8)
+    a = rng.standard_normal((3, 500))
+    b = rng.standard_normal((3, 300))
+    stream = supermel.StreamingMelSpectrogram(**kw, num_streams=3)
+    first = [stream.push(a[:, :250]), stream.push(a[:, 250:])]
+    stream.reset(1)  # stream 1 starts over with b[1]; the others continue with b
+    mixed = b.copy()
+    outs = [stream.push(mixed[:, :100]), stream.push(mixed[:, 100:]), stream.flush()]
+    # stream 0 and 2: continuous audio a + b
+    for i in (0, 2):
+        got = np.concatenate([f[i] for f in first] + [o[i] for o in outs], axis=-1)
+        expected = supermel.melspectrogram(y=np.concatenate([a[i], b[i]]), **kw)
+        np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)
+    # stream 1: only b[1] since its reset
+    got = np.concatenate([o[1] for o in outs], axis=-1)
+    np.testing.assert_allclose(got, supermel.melspectrogram(y=b[1], **kw), rtol=1e-9, atol=1e-12)
+    # different frame counts after a separate reset come back as a list
+    assert isinstance(outs[0], list) and len(outs[0]) == 3
+    counts = stream.frame_count
+    assert counts[0] == counts[2] == 1 + 800 // 16 and counts[1] == 1 + 300 // 16
+
+
+def test_reset_all_and_frame_counter(rng):
+    y = rng.standard_normal(1000)
+    stream = supermel.StreamingMelSpectrogram(sr=8000, n_fft=64, hop_length=16, n_mels=8)
+    stream.push(y)
+    assert stream.frame_count == supermel._core.frames_ready(1000, n_fft=64, hop_length=16, pad=32, pad_mode="constant")
+    stream.flush()
+    stream.reset()
+    assert stream.frame_count == 0 and stream.samples_received == 0
+    got = stream_all(stream, y[:500], [123])
+    np.testing.assert_allclose(got, supermel.melspectrogram(y=y[:500], sr=8000, n_fft=64, hop_length=16, n_mels=8), rtol=1e-9)
+
+
+# ----------------------------------------------------------------------------- input contract
+def test_types_follow_input(rng):
+    y = rng.standard_normal(2000).astype(np.float32)
+    s_np = supermel.StreamingMelSpectrogram(**REF)
+    out = s_np.push(y)
+    assert isinstance(out, np.ndarray) and out.dtype == np.float32 and out.shape[0] == 80
+    s_t = supermel.StreamingMelSpectrogram(**REF)
+    out_t = s_t.push(torch.from_numpy(y))
+    assert isinstance(out_t, torch.Tensor) and out_t.dtype == torch.float32
+    np.testing.assert_array_equal(out, out_t.numpy())
+    s64 = supermel.StreamingMelSpectrogram(**REF)
+    assert s64.push(y.astype(np.float64)).dtype == np.float64
+
+
+def test_empty_and_one_sample_pushes(rng):
+    y = rng.standard_normal(900)
+    kw = dict(sr=8000, n_fft=64, hop_length=16, n_mels=8, pad_mode="reflect")
+    stream = supermel.StreamingMelSpectrogram(**kw)
+    parts = [stream.push(y[:0])]
+    parts += [stream.push(y[i : i + 1]) for i in range(len(y))]
+    parts.append(stream.push(y[:0]))
+    parts.append(stream.flush())
+    assert all(p.shape[0] == 8 for p in parts)
+    np.testing.assert_allclose(np.concatenate(parts, -1), supermel.melspectrogram(y=y, **kw), rtol=1e-9)
+
+
+def test_short_total_length_matches_offline_behaviour():
+    kw = dict(sr=8000, n_fft=64, hop_length=16, n_mels=8)
+    y = np.linspace(-1, 1, 10)
+    stream = supermel.StreamingMelSpectrogram(**kw)
+    stream.push(y)
+    with pytest.warns(UserWarning, match="too large"):
+        got = stream.flush()
+    with pytest.warns(UserWarning, match="too large"):
+        expected = supermel.melspectrogram(y=y, **kw)
+    np.testing.assert_allclose(got, expected, rtol=1e-9)
+    # center=False: the offline call refuses, so does flush
+    stream = supermel.StreamingMelSpectrogram(**kw, center=False)
+    stream.push(y)
+    with pytest.raises(supermel.ParameterError, match="too large for uncentered"):
+        stream.flush()
+    with pytest.raises(supermel.ParameterError, match="too large for uncentered"):
+        supermel.melspectrogram(y=y, center=False, **kw)
+    # nothing pushed at all
+    with pytest.raises(supermel.ParameterError, match="empty"):
+        supermel.StreamingMelSpectrogram(**kw).flush()
+
+
+def test_errors_leave_state_unchanged(rng):
+    kw = dict(sr=8000, n_fft=64, hop_length=16, n_mels=8)
+    y = rng.standard_normal(600)
+    stream = supermel.StreamingMelSpectrogram(**kw)
+    parts = [stream.push(y[:300])]
+    bad = y[300:350].copy()
+    bad[7] = np.nan
+    with pytest.raises(supermel.ParameterError, match="not finite"):
+        stream.push(bad)
+    bad[7] = np.inf
+    with pytest.raises(supermel.ParameterError, match="not finite"):
+        stream.push(torch.from_numpy(bad))
+    with pytest.raises(supermel.ParameterError, match=r"shape \(2, 5\)"):
+        stream.push(np.zeros((2, 5)))
+    with pytest.raises(supermel.ParameterError, match="int16"):
+        stream.push(np.zeros(5, dtype=np.int16))
+    parts += [stream.push(y[300:]), stream.flush()]
+    np.testing.assert_allclose(np.concatenate(parts, -1), supermel.melspectrogram(y=y, **kw), rtol=1e-9)
+    with pytest.raises(supermel.ParameterError, match="after flush"):
+        stream.push(y[:10])
+    with pytest.raises(supermel.ParameterError, match="twice"):
+        stream.flush()
+
+
+def test_wrong_stream_count_and_parameters():
+    stream = supermel.StreamingMelSpectrogram(**REF, num_streams=4)
+    with pytest.raises(supermel.ParameterError, match=r"\(4, n\)"):
+        stream.push(np.zeros((3, 200), dtype=np.float32))
+    with pytest.raises(supermel.ParameterError, match=r"\(4, n\)"):
+        stream.push(np.zeros(200, dtype=np.float32))
+    with pytest.raises(supermel.ParameterError, match="index=7"):
+        stream.reset(7)
+    with pytest.raises(supermel.ParameterError, match="num_streams=0"):
+        supermel.StreamingMelSpectrogram(**REF, num_streams=0)
+    with pytest.raises(supermel.ParameterError, match="chunk_size=300"):
+        supermel.StreamingMelSpectrogram(**REF, chunk_size=300)
+    with pytest.raises(supermel.ParameterError, match="cuda_graph"):
+        supermel.StreamingMelSpectrogram(**REF, chunk_size=200, cuda_graph=True)
+    with pytest.raises(supermel.ParameterError, match="hop_length=0"):
+        supermel.StreamingMelSpectrogram(sr=16000, hop_length=0)
+
+
+def test_latency_samples_is_the_look_ahead(rng):
+    """Frame t arrives with the push that delivers sample t*hop + latency_samples - 1."""
+    stream = supermel.StreamingMelSpectrogram(**REF)
+    assert stream.latency_samples == 400
+    y = rng.standard_normal(3000).astype(np.float32)
+    seen = 0
+    for i in range(len(y)):
+        seen += stream.push(y[i : i + 1]).shape[-1]
+        # after sample i, every frame t with t*hop + latency - 1 <= i is out, and no other
+        assert seen == (i + 1 - stream.latency_samples) // 200 + 1 if i + 1 >= stream.latency_samples else seen == 0
+
+
+def test_bounded_memory_over_an_hour():
+    """An hour of 16 kHz audio in 20 ms chunks: the buffer never grows."""
+    stream = supermel.StreamingMelSpectrogram(**REF, check_finite=False)
+    chunk = np.zeros(320, dtype=np.float32)
+    chunk[::7] = 0.1
+    bound = 800 + 320
+    peak = 0
+    n_chunks = 3600 * 50
+    frames = 0
+    for _ in range(n_chunks):
+        frames += stream.push(chunk).shape[-1]
+        peak = max(peak, stream.buffered_samples)
+    assert peak <= bound
+    assert stream._groups[0].buf.untyped_storage().nbytes() <= bound * 4
+    assert stream.samples_received == n_chunks * 320
+    assert frames + stream.flush().shape[-1] == 1 + n_chunks * 320 // 200
+
+
+# ----------------------------------------------------------------------------- static step / CUDA graph
+def test_static_step_shapes_and_values(rng):
+    mod = supermel.MelSpectrogram(sr=8000, n_fft=64, hop_length=16, n_mels=8, center=False, dtype=torch.float64)
+    y = torch.from_numpy(rng.standard_normal((2, 64 - 16 + 5 * 16)))
+    state, chunk = y[:, : 64 - 16], y[:, 64 - 16 :]
+    new_state, frames = static_step(mod, state, chunk)
+    assert new_state.shape == state.shape and frames.shape == (2, 8, 5)
+    torch.testing.assert_close(frames, mod(y))
+    torch.testing.assert_close(new_state, y[:, 5 * 16 :])
+
+
+@CUDA
+@pytest.mark.parametrize("streams", [None, 64])
+def test_cuda_graph_stream_equals_offline(rng, streams):
+    n = 16000
+    y = rng.standard_normal((streams, n) if streams else n).astype(np.float32)
+    stream = supermel.StreamingMelSpectrogram(**REF, num_streams=streams, device="cuda", chunk_size=200, cuda_graph=True)
+    parts = []
+    for i in range(0, n, 200):
+        out = stream.push(torch.from_numpy(y[..., i : i + 200]).pin_memory())
+        assert out.is_cuda
+        parts.append(out.clone().cpu().numpy())
+    parts.append(stream.flush().cpu().numpy())
+    got = np.concatenate(parts, -1)
+    expected = librosa.feature.melspectrogram(y=y, **REF)
+    assert got.shape == expected.shape
+    assert rel(got, expected) <= 2e-5
+
+
+@CUDA
+def test_cuda_stream_device_tensor_input(rng):
+    y = torch.from_numpy(rng.standard_normal(4000).astype(np.float32)).cuda()
+    stream = supermel.StreamingMelSpectrogram(**REF, device="cuda")
+    got = torch.cat([stream.push(y[i : i + 533]) for i in range(0, 4000, 533)] + [stream.flush()], -1)
+    assert got.is_cuda
+    expected = librosa.feature.melspectrogram(y=y.cpu().numpy(), **REF)
+    assert rel(got.cpu().numpy(), expected) <= 2e-5
