@@ -46,3 +46,45 @@ __all__ = [
     "MFCC",
     "StreamingMelSpectrogram",
 ]
+
+# Model front ends (issue 4).
+from . import kaldi as kaldi  # noqa: E402
+from .presets import (  # noqa: E402
+    Frontend,
+    FrontendConfig,
+    KaldiFbank,
+    KaldiFbankConfig,
+    LogMel,
+    LogMelConfig,
+    HifiGanConfig,
+    Nemo,
+    NemoConfig,
+    Wav2Lip,
+    Wav2LipConfig,
+    Whisper,
+    WhisperConfig,
+    frontend,
+    frontends,
+    wav2lip_mel_chunks,
+)
+from .filters import kaldi_mel_filters  # noqa: E402
+
+__all__ += [
+    "frontend",
+    "frontends",
+    "wav2lip_mel_chunks",
+    "kaldi_mel_filters",
+    "Frontend",
+    "FrontendConfig",
+    "Wav2Lip",
+    "Wav2LipConfig",
+    "Whisper",
+    "WhisperConfig",
+    "LogMel",
+    "LogMelConfig",
+    "HifiGanConfig",
+    "Nemo",
+    "NemoConfig",
+    "KaldiFbank",
+    "KaldiFbankConfig",
+]

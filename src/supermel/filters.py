@@ -286,3 +286,84 @@ def dct_matrix(n_in: int, n_out: int, *, dct_type: int = 2, norm: Optional[str] 
     if dct_type == 1 and n_in < 2:
         raise ParameterError("dct_type=1 needs at least 2 mel bands")
     return scipy.fft.dct(np.eye(n_in), type=dct_type, norm=norm, axis=0)[:n_out]
+
+
+# --------------------------------------------------------------------------- Kaldi
+def kaldi_mel_filters(
+    *,
+    sr: float,
+    n_fft: int,
+    n_mels: int = 23,
+    low_freq: float = 20.0,
+    high_freq: float = 0.0,
+    dtype: Any = np.float32,
+) -> np.ndarray:
+    """Kaldi's mel filterbank (``compute-fbank-feats``, torchaudio ``kaldi.fbank``, kaldi-native-fbank).
+
+    Unlike :func:`mel_filters`, the triangles are linear in *mel* (scale
+    ``1127 ln(1 + f / 700)``), not in Hz, and are not normalised; the Nyquist
+    bin always gets weight 0. Bin ``b`` has edges ``left = mel(low) + b d``,
+    ``centre = left + d``, ``right = left + 2 d`` with
+    ``d = (mel(high) - mel(low)) / (n_mels + 1)``; FFT bin ``k < n_fft / 2``
+    at mel ``m = mel(k sr / n_fft)`` gets ``(m - left) / (centre - left)`` for
+    ``left < m <= centre`` and ``(right - m) / (right - centre)`` for
+    ``centre < m < right`` (Kaldi ``MelBanks``; frontends.md section 0.6).
+
+    Parameters
+    ----------
+    sr : float > 0
+        Sample rate in Hz.
+    n_fft : int > 0
+        The padded FFT size (Kaldi's ``PaddedWindowSize``).
+    n_mels : int > 0
+        Number of bins (Kaldi ``num_mel_bins``, default 23).
+    low_freq : float >= 0
+        Lower edge in Hz.
+    high_freq : float
+        Upper edge in Hz; ``<= 0`` means Nyquist + ``high_freq`` (so ``-400``
+        at 16 kHz is 7600 Hz).
+    dtype : numpy dtype
+        Output dtype; the weights are computed in float64.
+
+    Returns
+    -------
+    np.ndarray [shape=(n_mels, 1 + n_fft // 2)]
+    """
+    if not (isinstance(sr, (int, float, np.integer, np.floating)) and sr > 0 and math.isfinite(sr)):
+        raise ParameterError(f"sr={sr!r} must be a positive sample rate in Hz")
+    if not (isinstance(n_fft, (int, np.integer)) and not isinstance(n_fft, bool) and n_fft >= 2):
+        raise ParameterError(f"n_fft={n_fft!r} must be an integer >= 2")
+    if not (isinstance(n_mels, (int, np.integer)) and not isinstance(n_mels, bool) and n_mels > 0):
+        raise ParameterError(f"num_mel_bins={n_mels!r} must be a positive integer")
+    nyquist = 0.5 * float(sr)
+    low = float(low_freq)
+    high = float(high_freq) + nyquist if high_freq <= 0 else float(high_freq)
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ParameterError(f"low_freq={low_freq!r} and high_freq={high_freq!r} must be finite")
+    if not (0.0 <= low < high <= nyquist):
+        raise ParameterError(
+            f"Kaldi mel bins need 0 <= low_freq < high_freq <= Nyquist ({nyquist} Hz); got low_freq={low_freq}, "
+            f"high_freq={high_freq} (-> {high} Hz). A high_freq <= 0 is an offset from Nyquist"
+        )
+
+    def mel(f: np.ndarray) -> np.ndarray:
+        return 1127.0 * np.log(1.0 + np.asarray(f, dtype=np.float64) / 700.0)
+
+    mel_low, mel_high = mel(low), mel(high)
+    delta = (mel_high - mel_low) / (n_mels + 1)
+    left = mel_low + np.arange(n_mels, dtype=np.float64)[:, None] * delta
+    centre = mel_low + (np.arange(n_mels, dtype=np.float64)[:, None] + 1.0) * delta
+    right = mel_low + (np.arange(n_mels, dtype=np.float64)[:, None] + 2.0) * delta
+    m = mel(np.arange(n_fft // 2, dtype=np.float64) * (float(sr) / n_fft))[None, :]
+    up = (m - left) / (centre - left)
+    down = (right - m) / (right - centre)
+    w = np.where((m > left) & (m <= centre), up, np.where((m > centre) & (m < right), down, 0.0))
+    out = np.zeros((n_mels, n_fft // 2 + 1), dtype=np.float64)
+    out[:, : n_fft // 2] = w
+    if np.any(out.max(axis=1) <= 0):
+        warnings.warn(
+            "Empty filters detected in the Kaldi mel basis; some bins will be constant. "
+            "Use fewer num_mel_bins or a larger FFT (frame_length).",
+            stacklevel=2,
+        )
+    return out.astype(dtype)

@@ -1,0 +1,1067 @@
+"""Model front ends: the exact feature extraction of well-known speech models, offline.
+
+``supermel.frontend(name, **overrides)`` returns a :class:`torch.nn.Module`;
+``supermel.frontends()`` lists the names. Each front end is
+
+* a **frozen configuration** (a dataclass with ``as_dict`` / ``from_dict``;
+  a partial dict fills in the preset's defaults, an unknown key raises
+  :class:`~supermel.ParameterError` naming it), and
+* a **module** holding one core :class:`~supermel.MelSpectrogram` (``.core``)
+  and applying ``pre`` (waveform step: pre-emphasis, int16 scaling, Whisper's
+  pad/trim), the core, and ``post`` (log, clipping, normalisation).
+
+The numbers follow ``docs/frontends.md`` (sources: each model's repository);
+the tests compare each preset with the original package where it exists
+(openai-whisper, kaldi-native-fbank) and with the librosa expression of the
+original code elsewhere.
+
+Designed for a streaming wrapper
+--------------------------------
+Every module exposes the pieces a chunked implementation composes:
+
+``pre(y, prev=None)``
+    The waveform step on ``(B, L)``; ``prev`` holds the ``pre_context`` samples
+    that preceded ``y`` (1 for pre-emphasis, else 0); ``None`` is the start of
+    the signal (pre-emphasis then uses ``y[0] = x[0]``).
+``core``
+    The :class:`~supermel.MelSpectrogram` (its ``mel_from_padded`` is the
+    streaming entry point). Kaldi front ends frame the signal themselves
+    (:mod:`supermel.kaldi`) and use the core's window, power spectrum and
+    filterbank.
+``drop_last``
+    Frames dropped at the end of the input (Whisper drops 1).
+``post_local(mel)`` / ``post_global(x)`` / ``post(mel)``
+    ``post = post_global o post_local``. ``post_local`` is frame by frame;
+    ``post_global`` needs the whole input (identity for frame-local presets).
+``frame_local``
+    True when each output frame depends only on its own analysis window
+    (plus ``pre_context``). False for Whisper (dynamic range floored at the
+    *whole input's* maximum) and NeMo with ``normalize="per_feature"``
+    (per-utterance mean/std). For those a streaming wrapper can only emit
+    ``post_local`` frames (Whisper: ``log10`` mel; NeMo: ``ln(mel + 2^-24)``)
+    as they become ready, and apply ``post_global`` once the input is
+    finished; applying it per chunk would normalise each chunk by its own
+    statistics and would not equal the offline result.
+``time_axis``
+    The output's time axis (-1, or -2 for time-major layouts).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fractions
+import math
+import warnings
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, Dict, Mapping, Optional, Tuple, Type, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import _core, kaldi
+from ._errors import ParameterError
+from .filters import check_mel_params, get_window, kaldi_mel_filters
+from .modules import MelSpectrogram
+
+__all__ = [
+    "FrontendConfig",
+    "MelConfig",
+    "Wav2LipConfig",
+    "WhisperConfig",
+    "LogMelConfig",
+    "HifiGanConfig",
+    "NemoConfig",
+    "KaldiFbankConfig",
+    "Frontend",
+    "Wav2Lip",
+    "Whisper",
+    "LogMel",
+    "Nemo",
+    "KaldiFbank",
+    "frontend",
+    "frontends",
+    "preset_config",
+    "preemphasis",
+    "wav2lip_mel_chunks",
+]
+
+Array = Union[np.ndarray, torch.Tensor]
+
+#: float32 machine epsilon: Kaldi's log floor (``std::numeric_limits<float>::epsilon()``).
+FLOAT32_EPS = float(np.finfo(np.float32).eps)
+
+
+# =========================================================================== checks
+def _is_real(v: Any) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)) and math.isfinite(float(v))
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+class _Checker:
+    """Field checks whose messages name the preset, the field, the value and the fix."""
+
+    def __init__(self, cfg: "FrontendConfig") -> None:
+        self.cfg = cfg
+        self.where = cfg.name or type(cfg).__name__
+
+    def fail(self, field: str, msg: str) -> None:
+        raise ParameterError(f"{self.where}: {field}={getattr(self.cfg, field)!r} {msg}")
+
+    def boolean(self, *names: str) -> None:
+        for n in names:
+            if not isinstance(getattr(self.cfg, n), (bool, np.bool_)):
+                self.fail(n, "must be True or False")
+
+    def real(self, name: str, *, lo: Optional[float] = None, lo_open: bool = False, hi: Optional[float] = None, none: bool = False) -> None:
+        v = getattr(self.cfg, name)
+        if v is None and none:
+            return
+        if not _is_real(v):
+            self.fail(name, "must be a finite number" + (" or None" if none else ""))
+        if lo is not None and (v <= lo if lo_open else v < lo):
+            self.fail(name, f"must be {'>' if lo_open else '>='} {lo}")
+        if hi is not None and v > hi:
+            self.fail(name, f"must be <= {hi}")
+
+    def integer(self, name: str, *, lo: int = 0) -> None:
+        v = getattr(self.cfg, name)
+        if not _is_int(v) or v < lo:
+            self.fail(name, f"must be an integer >= {lo}")
+
+    def choice(self, name: str, choices: Tuple[Any, ...]) -> None:
+        v = getattr(self.cfg, name)
+        if v not in choices:
+            self.fail(name, f"is not one of {choices}")
+
+
+# =========================================================================== configurations
+@dataclass(frozen=True)
+class FrontendConfig:
+    """Base of the front-end configurations: frozen, comparable, JSON-friendly.
+
+    ``name`` is the preset the configuration started from (informational; it
+    selects the defaults in :meth:`from_dict`).
+    """
+
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        self._validate(_Checker(self))
+
+    def _validate(self, c: _Checker) -> None:
+        if not isinstance(self.name, str):
+            c.fail("name", "must be a string")
+
+    def as_dict(self) -> Dict[str, Any]:
+        """All fields as a plain dict (JSON-serialisable; tuples become lists in JSON)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "FrontendConfig":
+        """Build a configuration from a (possibly partial) dict.
+
+        Missing keys take the defaults of the preset ``d["name"]`` when given,
+        else of this class; unknown keys raise :class:`~supermel.ParameterError`.
+        """
+        if not isinstance(d, Mapping):
+            raise ParameterError(f"from_dict needs a dict, not {type(d).__name__}")
+        d = dict(d)
+        name = d.pop("name", None)
+        if name is not None:
+            base = preset_config(name)
+            if not isinstance(base, cls):
+                raise ParameterError(f"preset {name!r} has a {type(base).__name__}, not a {cls.__name__}; call {type(base).__name__}.from_dict")
+        elif cls is FrontendConfig or cls is MelConfig:
+            raise ParameterError(f"{cls.__name__}.from_dict needs a 'name' key (one of {sorted(_PRESETS)})")
+        else:
+            base = cls()
+        return base.replace(**d)
+
+    def replace(self, **changes: Any) -> "FrontendConfig":
+        """A copy with some fields changed (validated; unknown names raise)."""
+        known = [f.name for f in fields(self)]
+        unknown = sorted(set(changes) - set(known))
+        if unknown:
+            raise ParameterError(
+                f"{self.name or type(self).__name__}: unknown parameter(s) {unknown}; the parameters are {known}"
+            )
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class MelConfig(FrontendConfig):
+    """The core analysis: ``librosa.feature.melspectrogram`` keywords, plus two hooks.
+
+    ``periodic`` selects the periodic (librosa, default) or symmetric window
+    (NeMo's ``torch.hann_window(periodic=False)``). ``pad`` is the padding on
+    each side (``None``: ``n_fft // 2`` if ``center`` else 0, subclasses may
+    say otherwise) and ``mag_eps`` is added to ``re^2 + im^2`` before the
+    power (HiFi-GAN's ``1e-9``).
+    """
+
+    sr: float = 22050
+    n_fft: int = 2048
+    hop_length: int = 512
+    win_length: Optional[int] = None
+    window: Any = "hann"
+    periodic: bool = True
+    center: bool = True
+    pad_mode: str = "constant"
+    pad: Optional[int] = None
+    power: float = 2.0
+    mag_eps: float = 0.0
+    n_mels: int = 128
+    fmin: float = 0.0
+    fmax: Optional[float] = None
+    htk: bool = False
+    norm: Optional[str] = "slaney"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.window, list):  # JSON round trip of ("kaiser", 8.0)
+            object.__setattr__(self, "window", tuple(self.window))
+        super().__post_init__()
+
+    @property
+    def effective_pad_mode(self) -> str:
+        return self.pad_mode
+
+    @property
+    def effective_pad(self) -> int:
+        """Samples of padding on each side of the signal."""
+        if self.pad is not None:
+            return int(self.pad)
+        return self.n_fft // 2 if self.center else 0
+
+    def _validate(self, c: _Checker) -> None:
+        super()._validate(c)
+        c.boolean("periodic", "center", "htk")
+        if self.pad is not None:
+            c.integer("pad", lo=0)
+        c.real("mag_eps", lo=0.0)
+        if not isinstance(self.window, (str, tuple)):
+            c.fail("window", "must be a window name or a (name, parameter) tuple, e.g. 'hann' or ('kaiser', 8.0)")
+        if self.norm not in ("slaney", None):
+            c.fail("norm", "must be 'slaney' or None")
+        _core.check_stft_params(
+            n_fft=self.n_fft,
+            hop_length=self.hop_length,
+            win_length=self.win_length,
+            center=bool(self.center) or self.effective_pad > 0,
+            pad_mode=self.effective_pad_mode,
+            power=self.power,
+        )
+        check_mel_params(sr=self.sr, n_fft=self.n_fft, n_mels=self.n_mels, fmin=self.fmin, fmax=self.fmax)
+        get_window(self.window, self.win_length or self.n_fft, fftbins=bool(self.periodic))
+
+
+@dataclass(frozen=True)
+class Wav2LipConfig(MelConfig):
+    """Wav2Lip (Rudrabha/Wav2Lip ``audio.py`` ``melspectrogram``, ``hparams.py``).
+
+    Pre-emphasis ``y[n] = x[n] - preemphasis x[n-1]`` (``y[0] = x[0]``), centred
+    STFT 800/200 with Hann, magnitude, 80 Slaney mels 55-7600 Hz, then
+    ``D = 20 log10(max(M, 10^(min_level_db/20))) - ref_level_db`` and
+    ``clip(2 A (D - min_level_db) / -min_level_db - A, -A, A)`` with
+    ``A = max_abs_value`` (``symmetric_mels``; else ``clip(A (D - min) / -min, 0, A)``).
+    ``pad_mode`` is "constant" for librosa >= 0.9 forks, "reflect" for the
+    released checkpoints (librosa 0.7). Output ``(..., 80, 1 + L // 200)``.
+    """
+
+    name: str = "wav2lip"
+    sr: float = 16000
+    n_fft: int = 800
+    hop_length: int = 200
+    win_length: Optional[int] = 800
+    pad_mode: str = "constant"
+    power: float = 1.0
+    n_mels: int = 80
+    fmin: float = 55.0
+    fmax: Optional[float] = 7600.0
+    preemphasis: float = 0.97
+    min_level_db: float = -100.0
+    ref_level_db: float = 20.0
+    max_abs_value: float = 4.0
+    symmetric_mels: bool = True
+    allow_clipping: bool = True
+
+    def _validate(self, c: _Checker) -> None:
+        super()._validate(c)
+        c.real("preemphasis", lo=0.0, hi=1.0)
+        c.real("min_level_db", hi=-1e-12)
+        c.real("ref_level_db")
+        c.real("max_abs_value", lo=0.0, lo_open=True)
+        c.boolean("symmetric_mels", "allow_clipping")
+
+
+@dataclass(frozen=True)
+class WhisperConfig(MelConfig):
+    """OpenAI Whisper (``whisper/audio.py`` ``log_mel_spectrogram``, ``pad_or_trim``).
+
+    Centred reflect-padded STFT 400/160, power, ``n_mels`` Slaney mels 0-8000 Hz,
+    last frame dropped; ``L = log10(max(M, log_floor))``,
+    ``L = max(L, max(L) - dynamic_range)``, ``(L + 4) / 4``.
+
+    ``pad_or_trim``: zero-pad or cut the waveform to ``n_samples`` (30 s) first,
+    as the README path and Hugging Face's ``WhisperFeatureExtractor`` do
+    (3000 frames). ``padding``: zeros appended afterwards
+    (``log_mel_spectrogram(padding=...)``). ``max_scope``: the maximum is taken
+    per example ("example", Hugging Face) or over everything passed in one call
+    ("batch", openai's batched tensors).
+    """
+
+    name: str = "whisper-80"
+    sr: float = 16000
+    n_fft: int = 400
+    hop_length: int = 160
+    win_length: Optional[int] = 400
+    pad_mode: str = "reflect"
+    power: float = 2.0
+    n_mels: int = 80
+    fmax: Optional[float] = 8000.0
+    log_floor: float = 1e-10
+    dynamic_range: float = 8.0
+    pad_or_trim: bool = False
+    n_samples: int = 480000
+    padding: int = 0
+    max_scope: str = "example"
+
+    def _validate(self, c: _Checker) -> None:
+        super()._validate(c)
+        c.real("log_floor", lo=0.0, lo_open=True)
+        c.real("dynamic_range", lo=0.0)
+        c.boolean("pad_or_trim")
+        c.integer("n_samples", lo=1)
+        c.integer("padding", lo=0)
+        c.choice("max_scope", ("example", "batch"))
+
+
+@dataclass(frozen=True)
+class LogMelConfig(MelConfig):
+    """A mel spectrogram followed by a floored logarithm: ``log(max(M, log_floor))``.
+
+    ``log`` is "ln" or "log10"; ``time_major`` returns ``(..., T, n_mels)``.
+    Used by Tacotron2, Vocos, F5-TTS and SpeechT5 (and, through
+    :class:`HifiGanConfig`, HiFi-GAN, BigVGAN and VITS).
+    """
+
+    name: str = "tacotron2"
+    sr: float = 22050
+    n_fft: int = 1024
+    hop_length: int = 256
+    win_length: Optional[int] = 1024
+    pad_mode: str = "reflect"
+    power: float = 1.0
+    n_mels: int = 80
+    fmax: Optional[float] = 8000.0
+    log: str = "ln"
+    log_floor: float = 1e-5
+    time_major: bool = False
+
+    def _validate(self, c: _Checker) -> None:
+        super()._validate(c)
+        c.choice("log", ("ln", "log10"))
+        c.real("log_floor", lo=0.0, lo_open=True)
+        c.boolean("time_major")
+
+
+@dataclass(frozen=True)
+class HifiGanConfig(LogMelConfig):
+    """HiFi-GAN / BigVGAN / VITS (jik876/hifi-gan and NVIDIA/BigVGAN ``meldataset.py`` ``mel_spectrogram``).
+
+    Reflect padding of ``(n_fft - hop_length) // 2`` on each side (``pad=None``),
+    an uncentred STFT, ``sqrt(re^2 + im^2 + mag_eps)`` (1e-9; VITS 1e-6),
+    Slaney mels, ``ln(max(M, 1e-5))``. ``floor(L / hop_length)`` frames.
+    """
+
+    name: str = "hifigan-22k"
+    center: bool = False
+    mag_eps: float = 1e-9
+
+    @property
+    def effective_pad(self) -> int:
+        if self.pad is not None:
+            return int(self.pad)
+        return self.n_fft // 2 if self.center else (self.n_fft - self.hop_length) // 2
+
+
+@dataclass(frozen=True)
+class NemoConfig(MelConfig):
+    """NVIDIA NeMo ``FilterbankFeatures`` (FastConformer, Parakeet, Canary).
+
+    Pre-emphasis 0.97 over the whole signal, centred STFT 512/160 with a
+    symmetric Hann(400) centred in 512, power, Slaney mels 0-8000 Hz,
+    ``ln(M + log_guard)`` (2^-24), then per-feature normalisation over the valid
+    frames (unbiased std, ``+ std_eps``) and ``pad_value`` beyond them.
+
+    ``variant``: "2.5" (NeMo >= 2.5: zero padding, ``L // hop`` valid frames,
+    samples past a batch item's length zeroed after pre-emphasis) or "2.4"
+    (NeMo <= 2.4: reflect padding, ``L // hop + 1`` valid frames).
+    ``pad_mode=None`` follows the variant.
+    """
+
+    name: str = "nemo-80"
+    sr: float = 16000
+    n_fft: int = 512
+    hop_length: int = 160
+    win_length: Optional[int] = 400
+    periodic: bool = False
+    pad_mode: Optional[str] = None  # type: ignore[assignment]
+    power: float = 2.0
+    n_mels: int = 80
+    fmax: Optional[float] = 8000.0
+    variant: str = "2.5"
+    preemphasis: float = 0.97
+    log_guard: float = 2.0**-24
+    normalize: Optional[str] = "per_feature"
+    std_eps: float = 1e-5
+    pad_to: int = 0
+    pad_value: float = 0.0
+
+    @property
+    def effective_pad_mode(self) -> str:
+        if self.pad_mode is not None:
+            return self.pad_mode
+        return "constant" if self.variant == "2.5" else "reflect"
+
+    def _validate(self, c: _Checker) -> None:
+        c.choice("variant", ("2.5", "2.4"))
+        super()._validate(c)
+        c.real("preemphasis", lo=0.0, hi=1.0)
+        c.real("log_guard", lo=0.0, lo_open=True)
+        c.choice("normalize", ("per_feature", None))
+        c.real("std_eps", lo=0.0)
+        c.integer("pad_to", lo=0)
+        c.real("pad_value")
+
+
+@dataclass(frozen=True)
+class KaldiFbankConfig(FrontendConfig):
+    """Kaldi log mel filterbank, with ``torchaudio.compliance.kaldi.fbank``'s keyword names and defaults.
+
+    Differences from torchaudio's defaults: ``num_mel_bins`` is 80 (torchaudio
+    23), ``int16_scale`` multiplies ``[-1, 1]`` audio by 32768 first (WeNet,
+    FunASR, Kaldi binaries). Energy features and VTLN are not supported.
+    Output ``(..., T, num_mel_bins)``, ``ln(max(E, float32 eps))``.
+    """
+
+    name: str = "kaldi-fbank"
+    sample_frequency: float = 16000
+    frame_length: float = 25.0
+    frame_shift: float = 10.0
+    round_to_power_of_two: bool = True
+    dither: float = 0.0
+    preemphasis_coefficient: float = 0.97
+    remove_dc_offset: bool = True
+    window_type: str = "povey"
+    blackman_coeff: float = 0.42
+    snip_edges: bool = True
+    num_mel_bins: int = 80
+    low_freq: float = 20.0
+    high_freq: float = 0.0
+    use_power: bool = True
+    use_log_fbank: bool = True
+    int16_scale: bool = False
+
+    def _validate(self, c: _Checker) -> None:
+        super()._validate(c)
+        c.real("sample_frequency", lo=0.0, lo_open=True)
+        c.real("frame_length", lo=0.0, lo_open=True)
+        c.real("frame_shift", lo=0.0, lo_open=True)
+        c.boolean("round_to_power_of_two", "remove_dc_offset", "snip_edges", "use_power", "use_log_fbank", "int16_scale")
+        c.real("dither", lo=0.0)
+        c.real("preemphasis_coefficient", lo=0.0, hi=1.0)
+        c.choice("window_type", kaldi.WINDOW_TYPES)
+        c.real("blackman_coeff")
+        c.integer("num_mel_bins", lo=1)
+        c.real("low_freq", lo=0.0)
+        c.real("high_freq")
+        kaldi.window_sizes(self.sample_frequency, self.frame_length, self.frame_shift, self.round_to_power_of_two)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            kaldi_mel_filters(sr=self.sample_frequency, n_fft=self.sizes[2], n_mels=self.num_mel_bins, low_freq=self.low_freq, high_freq=self.high_freq)
+
+    @property
+    def sizes(self) -> Tuple[int, int, int]:
+        """``(window_size, window_shift, padded_window_size)`` in samples."""
+        return kaldi.window_sizes(self.sample_frequency, self.frame_length, self.frame_shift, self.round_to_power_of_two)
+
+
+# =========================================================================== shared steps
+def preemphasis(y: torch.Tensor, coef: float = 0.97, prev: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Whole-signal pre-emphasis of ``(B, L)``: ``y[n] = x[n] - coef x[n-1]``.
+
+    ``prev`` (shape ``(B, 1)``) is the sample before ``y[:, 0]`` (a streaming
+    chunk's predecessor); ``None`` means the start of the signal, ``y[0] = x[0]``
+    (``scipy.signal.lfilter([1, -coef], [1], x)``).
+    """
+    if coef == 0.0:
+        return y
+    first = y[..., :1] if prev is None else y[..., :1] - coef * prev.to(y.dtype)
+    return torch.cat([first, y[..., 1:] - coef * y[..., :-1]], dim=-1)
+
+
+def _resolve_dtype(dtype: Optional[torch.dtype]) -> torch.dtype:
+    if dtype is None:
+        return torch.float32
+    if dtype not in (torch.float32, torch.float64):
+        raise ParameterError(f"dtype={dtype} must be torch.float32 or torch.float64")
+    return dtype
+
+
+def _core_for(cfg: MelConfig, **kw: Any) -> MelSpectrogram:
+    win_length = cfg.win_length or cfg.n_fft
+    window: Any = cfg.window if cfg.periodic else get_window(cfg.window, win_length, fftbins=False)
+    return MelSpectrogram(
+        sr=cfg.sr,
+        n_fft=cfg.n_fft,
+        hop_length=cfg.hop_length,
+        win_length=win_length,
+        window=window,
+        center=cfg.center,
+        pad_mode=cfg.effective_pad_mode,
+        pad=cfg.effective_pad,
+        power=cfg.power,
+        mag_eps=cfg.mag_eps,
+        n_mels=cfg.n_mels,
+        fmin=cfg.fmin,
+        fmax=cfg.fmax,
+        htk=cfg.htk,
+        norm=cfg.norm,
+        **kw,
+    )
+
+
+# =========================================================================== modules
+class Frontend(nn.Module):
+    """Base of the front-end modules: ``post(core(pre(y)))`` on ``(..., n_samples)``.
+
+    numpy in gives numpy out; tensors stay on their device. The result has the
+    module's dtype (float32 unless built with ``dtype=torch.float64``).
+    """
+
+    config_class: ClassVar[Type[FrontendConfig]] = MelConfig
+    #: Frames dropped at the end of the input (Whisper: 1).
+    drop_last: ClassVar[int] = 0
+
+    def __init__(
+        self,
+        config: Optional[FrontendConfig] = None,
+        *,
+        dtype: Optional[torch.dtype] = None,
+        device: Optional[Union[str, torch.device]] = None,
+        check_finite: bool = True,
+        backend: str = "auto",
+    ) -> None:
+        super().__init__()
+        if config is None:
+            config = self.config_class()
+        if not isinstance(config, self.config_class):
+            raise ParameterError(f"{type(self).__name__} needs a {self.config_class.__name__}, not {type(config).__name__}")
+        self.config = config
+        self.dtype = _resolve_dtype(dtype)
+        self.check_finite = bool(check_finite)
+        self.core = self._build_core(dtype=self.dtype, device=device, check_finite=False, backend=backend)
+
+    def _build_core(self, **kw: Any) -> MelSpectrogram:
+        return _core_for(self.config, **kw)  # type: ignore[arg-type]
+
+    # -- streaming hooks -------------------------------------------------------------
+    @property
+    def frame_local(self) -> bool:
+        """Whether each output frame depends only on its own analysis window (see module docs)."""
+        return True
+
+    @property
+    def pre_context(self) -> int:
+        """Samples before a chunk that :meth:`pre` needs (its ``prev`` argument)."""
+        return 0
+
+    @property
+    def time_axis(self) -> int:
+        """Time axis of the output (-1 for ``(..., n_mels, T)``, -2 for time-major)."""
+        return -1
+
+    def pre(self, y: torch.Tensor, prev: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Waveform step on ``(B, L)`` (identity here)."""
+        return y
+
+    def pre_length(self, n_samples: int) -> int:
+        """Length of the signal after :meth:`pre`."""
+        return n_samples
+
+    def post_local(self, mel: torch.Tensor) -> torch.Tensor:
+        """Frame-by-frame part of the post-processing, on ``(B, n_mels, T)``."""
+        return mel
+
+    def post_global(self, x: torch.Tensor) -> torch.Tensor:
+        """Part of the post-processing that needs the whole input (identity for frame-local presets)."""
+        return x
+
+    def post(self, mel: torch.Tensor) -> torch.Tensor:
+        """``post_global(post_local(mel))``: ``(B, n_mels, T)`` -> the output layout."""
+        return self.post_global(self.post_local(mel))
+
+    # -- offline ---------------------------------------------------------------------
+    def num_frames(self, n_samples: int) -> int:
+        """Output frames for ``n_samples`` input samples."""
+        return max(0, self.core.spectrogram.num_frames(self.pre_length(n_samples)) - self.drop_last)
+
+    def mel(self, y: torch.Tensor) -> torch.Tensor:
+        """``(B, L)`` -> the core's ``(B, n_mels, T)`` after :meth:`pre` and ``drop_last``."""
+        mel = self.core.mel_tf(self.pre(y))
+        if self.drop_last:
+            mel = mel[..., : max(0, mel.shape[-1] - self.drop_last)]
+        return mel
+
+    def features_tf(self, y: torch.Tensor) -> torch.Tensor:
+        """``(B, L)`` tensor -> features ``(B, ...)`` (no validation, no reshaping)."""
+        return self.post(self.mel(y))
+
+    def _batch(self, y: Array) -> Tuple[torch.Tensor, Tuple[int, ...], bool]:
+        t, shape, was_numpy = _core.as_batch(y, check_finite=self.check_finite)
+        dev = self.core.spectrogram.window.device
+        if t.dtype != self.dtype or (was_numpy and t.device != dev):
+            t = t.to(device=dev if was_numpy else t.device, dtype=self.dtype)
+        return t, shape, was_numpy
+
+    def forward(self, y: Array) -> Array:
+        """``(..., n_samples)`` audio -> features (layout: see the preset)."""
+        t, shape, was_numpy = self._batch(y)
+        return _core.from_batch(self.features_tf(t), shape, was_numpy)
+
+    def extra_repr(self) -> str:
+        try:
+            base = preset_config(self.config.name)
+        except ParameterError:
+            base = None
+        if base is None or type(base) is not type(self.config):
+            return f"config={self.config!r}"
+        changed = {k: v for k, v in self.config.as_dict().items() if getattr(base, k) != v}
+        return f"{self.config.name!r}" + "".join(f", {k}={v!r}" for k, v in changed.items())
+
+
+class Wav2Lip(Frontend):
+    """Wav2Lip's mel spectrogram (see :class:`Wav2LipConfig`). Output ``(..., 80, 1 + L // 200)``."""
+
+    config_class = Wav2LipConfig
+    config: Wav2LipConfig
+
+    @property
+    def pre_context(self) -> int:
+        return 1 if self.config.preemphasis else 0
+
+    def pre(self, y: torch.Tensor, prev: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return preemphasis(y, self.config.preemphasis, prev)
+
+    def post_local(self, mel: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        min_level = 10.0 ** (c.min_level_db / 20.0)
+        db = 20.0 * torch.log10(torch.clamp(mel, min=min_level)) - c.ref_level_db
+        a = c.max_abs_value
+        if c.symmetric_mels:
+            x = (2.0 * a) * ((db - c.min_level_db) / -c.min_level_db) - a
+            return torch.clamp(x, -a, a) if c.allow_clipping else x
+        x = a * ((db - c.min_level_db) / -c.min_level_db)
+        return torch.clamp(x, 0.0, a) if c.allow_clipping else x
+
+
+class Whisper(Frontend):
+    """OpenAI Whisper's log-mel input (see :class:`WhisperConfig`). Output ``(..., n_mels, frames)``.
+
+    Not frame-local: the floor ``max - 8`` uses the whole input's maximum.
+    """
+
+    config_class = WhisperConfig
+    config: WhisperConfig
+    drop_last = 1
+
+    @property
+    def frame_local(self) -> bool:
+        return False
+
+    def pre(self, y: torch.Tensor, prev: Optional[torch.Tensor] = None) -> torch.Tensor:
+        c = self.config
+        if c.pad_or_trim:
+            n = y.shape[-1]
+            y = y[..., : c.n_samples] if n >= c.n_samples else torch.nn.functional.pad(y, (0, c.n_samples - n))
+        if c.padding:
+            y = torch.nn.functional.pad(y, (0, c.padding))
+        return y
+
+    def pre_length(self, n_samples: int) -> int:
+        c = self.config
+        return (c.n_samples if c.pad_or_trim else n_samples) + c.padding
+
+    def post_local(self, mel: torch.Tensor) -> torch.Tensor:
+        return torch.log10(torch.clamp(mel, min=self.config.log_floor))
+
+    def post_global(self, x: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        if x.shape[-1] == 0:
+            return x
+        mx = x.amax() if c.max_scope == "batch" else x.amax(dim=(-2, -1), keepdim=True)
+        x = torch.maximum(x, mx - c.dynamic_range)
+        return (x + 4.0) / 4.0
+
+
+class LogMel(Frontend):
+    """``log(max(M, log_floor))`` of a mel spectrogram (see :class:`LogMelConfig`, :class:`HifiGanConfig`)."""
+
+    config_class = LogMelConfig
+    config: LogMelConfig
+
+    @property
+    def time_axis(self) -> int:
+        return -2 if self.config.time_major else -1
+
+    def post_local(self, mel: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        m = torch.clamp(mel, min=c.log_floor)
+        out = torch.log(m) if c.log == "ln" else torch.log10(m)
+        return out.transpose(-1, -2) if c.time_major else out
+
+
+class Nemo(Frontend):
+    """NVIDIA NeMo's log-mel features (see :class:`NemoConfig`). Output ``(..., n_mels, 1 + L // 160)``.
+
+    ``forward(y, lengths=None)``: ``lengths`` gives each batch item's number of
+    valid samples (the rest is padding), as NeMo's ``input_signal_length``.
+    Not frame-local with ``normalize="per_feature"``.
+    """
+
+    config_class = NemoConfig
+    config: NemoConfig
+
+    @property
+    def frame_local(self) -> bool:
+        # NeMo >= 2.5 also sets the last frame (t >= L // hop) to pad_value.
+        c = self.config
+        return c.normalize is None and c.pad_to == 0 and c.variant == "2.4"
+
+    @property
+    def pre_context(self) -> int:
+        return 1 if self.config.preemphasis else 0
+
+    def pre(self, y: torch.Tensor, prev: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return preemphasis(y, self.config.preemphasis, prev)
+
+    def valid_frames(self, n_samples: Union[int, torch.Tensor]) -> Union[int, torch.Tensor]:
+        """Valid frames of an item with ``n_samples`` samples: ``n // hop`` (2.5) or ``n // hop + 1`` (2.4)."""
+        n = n_samples // self.config.hop_length
+        return n if self.config.variant == "2.5" else n + 1
+
+    def post_local(self, mel: torch.Tensor) -> torch.Tensor:
+        return torch.log(mel + self.config.log_guard)
+
+    def post_global(self, x: torch.Tensor, n_valid: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Per-feature normalisation over the first ``n_valid`` frames of each item; ``pad_value`` after."""
+        c = self.config
+        n_frames = x.shape[-1]
+        if n_valid is None:
+            n_valid = torch.full(x.shape[:-2], n_frames, dtype=torch.long, device=x.device)
+        n_valid = n_valid.clamp(max=n_frames)
+        mask = torch.arange(n_frames, device=x.device) < n_valid[..., None, None]
+        if c.normalize == "per_feature":
+            n = n_valid[..., None, None].to(x.dtype)
+            xm = torch.where(mask, x, torch.zeros((), dtype=x.dtype, device=x.device))
+            mean = xm.sum(dim=-1, keepdim=True) / n
+            dev = torch.where(mask, x - mean, torch.zeros((), dtype=x.dtype, device=x.device))
+            std = torch.sqrt(dev.square().sum(dim=-1, keepdim=True) / (n - 1))
+            x = (x - mean) / (std + c.std_eps)
+        x = torch.where(mask, x, torch.full((), c.pad_value, dtype=x.dtype, device=x.device))
+        if c.pad_to > 0 and n_frames % c.pad_to:
+            x = torch.nn.functional.pad(x, (0, c.pad_to - n_frames % c.pad_to), value=c.pad_value)
+        return x
+
+    def _lengths(self, lengths: Optional[Array], n: int, n_items: int, shape: Tuple[int, ...], device: torch.device) -> torch.Tensor:
+        if lengths is None:
+            return torch.full((n_items,), n, dtype=torch.long, device=device)
+        ln = torch.as_tensor(np.asarray(lengths) if not isinstance(lengths, torch.Tensor) else lengths)
+        if ln.is_floating_point() or ln.is_complex() or ln.dtype == torch.bool:
+            raise ParameterError(f"lengths must be integer sample counts, not {ln.dtype}")
+        if tuple(ln.shape) != shape:
+            raise ParameterError(f"lengths has shape {tuple(ln.shape)}; it needs one entry per batch item, shape {shape}")
+        ln = ln.reshape(-1).to(device=device, dtype=torch.long)
+        if bool(((ln < 0) | (ln > n)).any()):
+            raise ParameterError(f"lengths must lie in [0, {n}] (the padded length); got {ln.tolist()}")
+        return ln
+
+    def features_tf(self, y: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
+        n = y.shape[-1]
+        if lengths is None:
+            lengths = torch.full(y.shape[:-1], n, dtype=torch.long, device=y.device)
+        z = self.pre(y)
+        if self.config.variant == "2.5":
+            z = torch.where(torch.arange(n, device=z.device) < lengths[:, None], z, torch.zeros((), dtype=z.dtype, device=z.device))
+        n_valid = self.valid_frames(lengths)
+        if self.config.normalize == "per_feature" and bool((n_valid < 2).any()):
+            raise ParameterError(
+                f"{self.config.name}: per-feature normalisation needs at least 2 valid frames per item "
+                f"(>= {2 * self.config.hop_length} samples); got {int(lengths.min())} samples"
+            )
+        return self.post_global(self.post_local(self.core.mel_tf(z)), n_valid)
+
+    def forward(self, y: Array, lengths: Optional[Array] = None) -> Array:  # type: ignore[override]
+        """``(..., n)`` audio (and optional per-item valid ``lengths``) -> ``(..., n_mels, T)``."""
+        t, shape, was_numpy = self._batch(y)
+        ln = self._lengths(lengths, t.shape[-1], t.shape[0], shape, t.device)
+        return _core.from_batch(self.features_tf(t, ln), shape, was_numpy)
+
+
+class KaldiFbank(Frontend):
+    """Kaldi log mel filterbank (see :class:`KaldiFbankConfig`). Output ``(..., T, num_mel_bins)``.
+
+    The frames come from :mod:`supermel.kaldi` (Kaldi's framing and per-frame
+    dither, DC removal and pre-emphasis). Window, power spectrum and filterbank
+    are the core's: the processed frames, zero-padded to the FFT size and laid
+    end to end, are a signal whose hop equals the FFT size, so ``core`` is a
+    :class:`~supermel.MelSpectrogram` with ``hop_length = n_fft``,
+    ``center=False``, the Kaldi window (centred in the FFT size: ``|X|`` does
+    not depend on the placement) and the Kaldi bank ``core.mel_scale.fb``; the
+    frame shift is ``config.sizes[1]``. Frame-local.
+    """
+
+    config_class = KaldiFbankConfig
+    config: KaldiFbankConfig
+    #: Frames processed per block (bounds the memory of long inputs).
+    block_frames: ClassVar[int] = 4096
+
+    def _build_core(self, **kw: Any) -> MelSpectrogram:
+        c = self.config
+        w, _, n = c.sizes
+        fb = kaldi_mel_filters(sr=c.sample_frequency, n_fft=n, n_mels=c.num_mel_bins, low_freq=c.low_freq, high_freq=c.high_freq, dtype=np.float64)
+        win = kaldi.kaldi_window(c.window_type, w, blackman_coeff=c.blackman_coeff)
+        return MelSpectrogram(
+            sr=c.sample_frequency, n_fft=n, hop_length=n, win_length=w, window=win, center=False,
+            power=2.0 if c.use_power else 1.0, fb=fb, **kw,
+        )  # fmt: skip
+
+    @property
+    def time_axis(self) -> int:
+        return -2
+
+    def pre(self, y: torch.Tensor, prev: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return y * 32768.0 if self.config.int16_scale else y
+
+    def num_frames(self, n_samples: int) -> int:
+        w, h, _ = self.config.sizes
+        return kaldi.num_frames(n_samples, window_size=w, window_shift=h, snip_edges=self.config.snip_edges)
+
+    def frames_mel(self, frames: torch.Tensor) -> torch.Tensor:
+        """Raw ``(B, T, W)`` frames -> ``(B, bins, T)`` mel energies (Kaldi's per-frame steps, then the core)."""
+        c = self.config
+        n_fft, w = self.core.spectrogram.n_fft, self.core.spectrogram.win_length
+        x = kaldi.process_frames(frames, dither=c.dither, remove_dc_offset=c.remove_dc_offset, preemphasis_coefficient=c.preemphasis_coefficient)
+        lo = (n_fft - w) // 2  # where the core placed the window (pad_center)
+        x = torch.nn.functional.pad(x, (lo, n_fft - w - lo))  # (B, T, n_fft)
+        return self.core.mel_from_padded(x.reshape(x.shape[0], -1))
+
+    def post_local(self, mel: torch.Tensor) -> torch.Tensor:
+        out = mel.transpose(-1, -2)
+        return torch.log(torch.clamp(out, min=FLOAT32_EPS)) if self.config.use_log_fbank else out
+
+    def mel(self, y: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        w, h, _ = c.sizes
+        frames = kaldi.extract_frames(self.pre(y), window_size=w, window_shift=h, snip_edges=c.snip_edges)
+        n_frames = frames.shape[1]
+        if n_frames == 0:
+            return frames.new_zeros((frames.shape[0], self.core.n_mels, 0))
+        if n_frames <= self.block_frames:
+            return self.frames_mel(frames)
+        parts = [self.frames_mel(frames[:, s : s + self.block_frames]) for s in range(0, n_frames, self.block_frames)]
+        return torch.cat(parts, dim=-1)
+
+
+# =========================================================================== registry
+_PRESETS: Dict[str, Tuple[str, FrontendConfig]] = {}
+_ALIASES: Dict[str, str] = {}
+_MODULES: Dict[Type[FrontendConfig], Type[Frontend]] = {
+    Wav2LipConfig: Wav2Lip,
+    WhisperConfig: Whisper,
+    LogMelConfig: LogMel,
+    NemoConfig: Nemo,
+    KaldiFbankConfig: KaldiFbank,
+}
+
+
+def _register(config: FrontendConfig, description: str, aliases: Tuple[str, ...] = ()) -> None:
+    _PRESETS[config.name] = (description, config)
+    for a in aliases:
+        _ALIASES[a] = config.name
+
+
+_register(Wav2LipConfig(), "Wav2Lip lip-sync audio encoder input, 16 kHz, 80 mels in [-4, 4], zero padding (librosa >= 0.9 forks)")
+_register(
+    Wav2LipConfig(name="wav2lip-reflect", pad_mode="reflect"),
+    "Wav2Lip with reflect padding, as the released checkpoints were trained (librosa 0.7)",
+)
+_register(WhisperConfig(), "OpenAI Whisper log-mel, 16 kHz, 80 mels (tiny ... large-v2); pad_or_trim=True for 30 s / 3000 frames")
+_register(WhisperConfig(name="whisper-128", n_mels=128), "OpenAI Whisper log-mel, 128 mels (large-v3, large-v3-turbo)")
+_register(HifiGanConfig(), "HiFi-GAN V1-V3 vocoder mel, 22.05 kHz, 1024/256, 80 mels 0-8000 Hz, ln")
+_register(
+    HifiGanConfig(name="bigvgan-22k-80"),
+    "BigVGAN 22 kHz 80-band (bigvgan_22khz_80band, base, v2 fmax8k), same as HiFi-GAN",
+    aliases=("bigvgan_22khz_80band", "bigvgan_base_22khz_80band", "bigvgan_v2_22khz_80band_fmax8k_256x"),
+)
+_register(
+    HifiGanConfig(name="bigvgan-v2-22k-80", fmax=11025.0),
+    "BigVGAN-v2 22 kHz 80-band 256x, full band (fmax 11025 Hz)",
+    aliases=("bigvgan_v2_22khz_80band_256x",),
+)
+_register(
+    HifiGanConfig(name="bigvgan-24k-100", sr=24000, n_mels=100, fmax=12000.0),
+    "BigVGAN 24 kHz 100-band (v1, base, v2 256x), 1024/256, 0-12000 Hz",
+    aliases=("bigvgan_24khz_100band", "bigvgan_base_24khz_100band", "bigvgan_v2_24khz_100band_256x"),
+)
+_register(
+    HifiGanConfig(name="bigvgan-v2-44k-128-256x", sr=44100, n_mels=128, fmax=22050.0),
+    "BigVGAN-v2 44.1 kHz 128-band 256x, 1024/256",
+    aliases=("bigvgan_v2_44khz_128band_256x",),
+)
+_register(
+    HifiGanConfig(name="bigvgan-v2-44k-128-512x", sr=44100, n_fft=2048, hop_length=512, win_length=2048, n_mels=128, fmax=22050.0),
+    "BigVGAN-v2 44.1 kHz 128-band 512x, 2048/512",
+    aliases=("bigvgan_v2_44khz_128band_512x",),
+)
+_register(HifiGanConfig(name="vits", fmax=11025.0, mag_eps=1e-6), "VITS (LJSpeech) mel, HiFi-GAN framing with sqrt(P + 1e-6), 0-11025 Hz")
+_register(LogMelConfig(), "NVIDIA Tacotron2 / WaveGlow mel, 22.05 kHz, centred reflect 1024/256, 80 mels 0-8000 Hz, ln")
+_register(
+    LogMelConfig(name="vocos-24k", sr=24000, n_mels=100, fmax=12000.0, htk=True, norm=None, log_floor=1e-7),
+    "Vocos 24 kHz mel (torchaudio defaults: HTK scale, no norm), 100 mels, ln(max(M, 1e-7))",
+)
+_register(
+    LogMelConfig(name="f5-tts", sr=24000, n_mels=100, fmax=12000.0, htk=True, norm=None, log_floor=1e-5),
+    "F5-TTS (Vocos mel with ln(max(M, 1e-5)))",
+)
+_register(
+    LogMelConfig(name="speecht5", sr=16000, n_fft=1024, hop_length=256, win_length=1024, n_mels=80, fmin=80.0, fmax=7600.0, log="log10", log_floor=1e-10, time_major=True),
+    "Hugging Face SpeechT5 TTS targets / SpeechT5HifiGan input, 16 kHz, 80 mels 80-7600 Hz, log10, (T, 80)",
+)
+_register(NemoConfig(), "NVIDIA NeMo FastConformer / Parakeet CTC-RNNT, 80 features, per-feature normalised (NeMo >= 2.5; variant='2.4')")
+_register(NemoConfig(name="nemo-128", n_mels=128), "NVIDIA NeMo with 128 features (parakeet-tdt-0.6b-v2/v3, Canary)")
+_register(KaldiFbankConfig(), "Kaldi fbank, torchaudio.compliance.kaldi.fbank defaults (povey, snip_edges, 20 Hz-Nyquist), dither 0, 80 bins, (T, bins)")
+_register(
+    KaldiFbankConfig(name="lhotse-fbank", snip_edges=False, high_freq=-400.0),
+    "lhotse / icefall / sherpa-onnx fbank: Kaldi, snip_edges=False, 20-7600 Hz, [-1, 1] input, 80 bins",
+)
+_register(
+    KaldiFbankConfig(name="wenet-fbank", int16_scale=True),
+    "WeNet fbank: Kaldi defaults on int16-scaled input (x 32768), 80 bins, before the model's global CMVN",
+)
+
+
+def preset_config(name: str) -> FrontendConfig:
+    """The default configuration of the preset ``name`` (or one of its aliases)."""
+    if not isinstance(name, str):
+        raise ParameterError(f"a front-end name must be a string, not {type(name).__name__}")
+    key = _ALIASES.get(name, name)
+    if key not in _PRESETS:
+        raise ParameterError(f"unknown front end {name!r}; the names are {sorted(_PRESETS)} (see supermel.frontends())")
+    return _PRESETS[key][1]
+
+
+def frontends() -> Dict[str, str]:
+    """The front-end names, each with a one-line description."""
+    return {name: desc for name, (desc, _) in _PRESETS.items()}
+
+
+def frontend(
+    name: Union[str, FrontendConfig],
+    *,
+    dtype: Optional[torch.dtype] = None,
+    device: Optional[Union[str, torch.device]] = None,
+    check_finite: bool = True,
+    backend: str = "auto",
+    **overrides: Any,
+) -> Frontend:
+    """The module computing a model's input features, offline.
+
+    Parameters
+    ----------
+    name : str or FrontendConfig
+        A name from :func:`frontends` (or an upstream checkpoint alias such as
+        ``"bigvgan_v2_24khz_100band_256x"``), or a configuration.
+    dtype, device
+        Computation dtype (float32 default, or float64) and device.
+    check_finite : bool
+        Refuse NaN/Inf audio.
+    backend : {"auto", "fft", "matmul"}
+        DFT route of the core.
+    **overrides
+        Configuration fields to change (see the preset's config class);
+        unknown names raise :class:`~supermel.ParameterError`.
+
+    Returns
+    -------
+    Frontend
+        ``module(y)`` maps ``(..., n_samples)`` audio (numpy or tensor) to the features.
+
+    Examples
+    --------
+    >>> import numpy as np, supermel
+    >>> fe = supermel.frontend("wav2lip")
+    >>> fe(np.zeros(16000, dtype=np.float32)).shape
+    (80, 81)
+    >>> supermel.frontend("whisper-80", pad_or_trim=True)(np.zeros(16000, dtype=np.float32)).shape
+    (80, 3000)
+    """
+    config = name if isinstance(name, FrontendConfig) else preset_config(name)
+    if overrides:
+        config = config.replace(**overrides)
+    for klass in type(config).__mro__:
+        if klass in _MODULES:
+            return _MODULES[klass](config, dtype=dtype, device=device, check_finite=check_finite, backend=backend)
+    raise ParameterError(f"no front-end module for a {type(config).__name__}")
+
+
+# =========================================================================== Wav2Lip windows
+def wav2lip_mel_chunks(mel: Array, fps: Union[float, int, fractions.Fraction], *, mel_step_size: int = 16, mel_fps: float = 80.0) -> Array:
+    """Wav2Lip's per-video-frame mel windows (``inference.py``).
+
+    Window ``i`` starts at column ``floor(mel_fps * i / fps)`` (exactly, with
+    rational arithmetic on the given numbers) and spans ``mel_step_size``
+    columns; the first window that would run past the end is replaced by the
+    last ``mel_step_size`` columns and ends the sequence. There are
+    ``ceil((T - mel_step_size + 1) fps / mel_fps) + 1`` windows.
+
+    Parameters
+    ----------
+    mel : array or Tensor [shape=(..., n_mels, T)], T >= mel_step_size
+    fps : float > 0
+        Video frame rate (e.g. 25, 29.97, ``Fraction(30000, 1001)``).
+    mel_step_size : int > 0
+        Columns per window (16 = 200 ms).
+    mel_fps : float > 0
+        Mel frames per second (16000 / 200 = 80 for Wav2Lip).
+
+    Returns
+    -------
+    Same type as ``mel`` [shape=(..., n_windows, n_mels, mel_step_size)].
+    """
+    for nm, v in (("fps", fps), ("mel_fps", mel_fps)):
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating, fractions.Fraction)) or not math.isfinite(v) or v <= 0:
+            raise ParameterError(f"{nm}={v!r} must be a positive, finite number of frames per second")
+    if not _is_int(mel_step_size) or mel_step_size <= 0:
+        raise ParameterError(f"mel_step_size={mel_step_size!r} must be a positive integer")
+    was_numpy = not isinstance(mel, torch.Tensor)
+    t = torch.from_numpy(np.asarray(mel)) if was_numpy else mel
+    if t.ndim < 2:
+        raise ParameterError(f"mel must have shape (..., n_mels, T); got shape {tuple(t.shape)}")
+    n_cols = int(t.shape[-1])
+    if n_cols < mel_step_size:
+        raise ParameterError(
+            f"mel has {n_cols} columns, fewer than mel_step_size={mel_step_size}; "
+            f"Wav2Lip needs at least {mel_step_size} columns ({mel_step_size - 1} hops of audio plus one sample)"
+        )
+    ratio = fractions.Fraction(mel_fps) / fractions.Fraction(fps)  # mel columns per video frame
+    n_regular = math.ceil(fractions.Fraction(n_cols - mel_step_size + 1) / ratio)
+    starts = [math.floor(i * ratio) for i in range(n_regular)] + [n_cols - mel_step_size]
+    idx = torch.as_tensor(starts, device=t.device)[:, None] + torch.arange(mel_step_size, device=t.device)
+    out = t[..., idx]  # (..., n_mels, n_windows, step)
+    out = out.movedim(-2, -3)
+    return out.numpy() if was_numpy else out
