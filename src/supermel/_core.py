@@ -241,13 +241,13 @@ def _power_block(
     """
     if dft is None:
         spec = torch.view_as_real(torch.fft.rfft(frames * window, dim=-1))  # (..., T, F, 2)
-        sq = spec.square_() if inplace else spec.square()
-        p = torch.add(sq[..., 0], sq[..., 1])
+        re, im = (spec.mul_(spec) if inplace else spec * spec).unbind(-1)
+        p = torch.add(re, im)
     else:
         lo, hi = window_span
         y = torch.matmul(frames[..., lo:hi], dft)  # (..., T, 2F): [re | im]
         n_bins = dft.shape[-1] // 2
-        sq = y.square_() if inplace else y.square()
+        sq = y.mul_(y) if inplace else y * y
         p = torch.add(sq[..., :n_bins], sq[..., n_bins:])
     if mag_eps:
         p = p.add_(mag_eps) if inplace else p + mag_eps
@@ -310,7 +310,7 @@ def _cpu_blocks(n_batch: int, n_frames: int) -> List[Tuple[slice, slice]]:
 
 #: Up to this many frames per call the dense filterbank (one matrix product)
 #: beats the block-sparse one (several products and a concatenation).
-DENSE_MEL_FRAMES = 32
+DENSE_MEL_FRAMES = CPU_BLOCK_FRAMES
 
 
 def mel_frames(
@@ -325,6 +325,7 @@ def mel_frames(
     dft: Optional[torch.Tensor] = None,
     window_span: Tuple[int, int] = (0, 0),
     mag_eps: float = 0.0,
+    fb_t: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """Mel spectrogram of an already padded signal: ``(B, L_padded)`` -> ``(B, n_mels, T)``.
 
@@ -333,14 +334,17 @@ def mel_frames(
     ``i`` reading only bins ``[lo, hi)`` (the filterbank is ~97% zeros; see
     :func:`split_filterbank`). On the CPU long inputs are processed in
     cache-sized blocks of frames through the block-sparse filterbank; short
-    inputs, CUDA and compiled graphs use one dense product.
+    inputs, CUDA and compiled graphs use one dense product (``fb_t``, the
+    transposed view of ``fb``, may be passed to save a call).
     """
     eager = not torch.compiler.is_compiling()
     frames = z.unfold(-1, n_fft, hop_length)
     kw = dict(window=window, power=power, dft=dft, window_span=window_span, mag_eps=mag_eps, inplace=eager)
     n_batch, n_frames = frames.shape[0], frames.shape[-2]
     if not (eager and z.device.type == "cpu") or n_batch * n_frames <= DENSE_MEL_FRAMES:
-        return torch.matmul(fb, _power_block(frames, **kw).transpose(-1, -2))
+        p = _power_block(frames, **kw)  # (B, T, F), contiguous
+        mel = torch.mm(p.reshape(n_batch * n_frames, p.shape[-1]), fb.t() if fb_t is None else fb_t)  # one GEMM
+        return mel.view(n_batch, n_frames, fb.shape[0]).transpose(1, 2)
     out = z.new_empty((n_batch, n_frames, fb.shape[0]))
     for sel in _cpu_blocks(n_batch, n_frames):
         p = _power_block(frames[sel], **kw)

@@ -12,6 +12,7 @@ or capturing).
 
 from __future__ import annotations
 
+import functools
 from typing import Any, List, Optional, Tuple, Union
 
 import numpy as np
@@ -343,14 +344,21 @@ class MelSpectrogram(nn.Module):
 
     def mel_from_padded(self, z: torch.Tensor) -> torch.Tensor:
         """``(B, L_padded)`` already padded signal -> ``(B, n_mels, T)`` (the streaming entry point)."""
+        return self.mel_function(z.dtype)(z)
+
+    def mel_function(self, dtype: torch.dtype) -> "functools.partial[torch.Tensor]":
+        """:func:`supermel._core.mel_frames` bound to this module's constants in ``dtype``.
+
+        Hot loops (streaming) hold the result instead of looking the buffers up per
+        call; take a new one after moving the module (``.to()``).
+        """
         spec, mel = self.spectrogram, self.mel_scale
-        window, fb = spec.window, mel.fb
-        blocks, dft = mel.blocks(), spec.dft
-        if window.dtype != z.dtype:  # e.g. float64 input to a float32 module
-            window, fb, dft = window.to(z.dtype), fb.to(z.dtype), None if dft is None else dft.to(z.dtype)
-            blocks = [(lo, hi, w.to(z.dtype)) for lo, hi, w in blocks]
-        return _core.mel_frames(
-            z,
+        window, fb, dft, blocks = spec.window, mel.fb, spec.dft, mel.blocks()
+        if window.dtype != dtype:  # e.g. float64 input to a float32 module
+            window, fb, dft = window.to(dtype), fb.to(dtype), None if dft is None else dft.to(dtype)
+            blocks = [(lo, hi, w.to(dtype)) for lo, hi, w in blocks]
+        return functools.partial(
+            _core.mel_frames,
             n_fft=spec.n_fft,
             hop_length=spec.hop_length,
             window=window,
@@ -360,6 +368,7 @@ class MelSpectrogram(nn.Module):
             dft=dft,
             window_span=spec.window_span,
             mag_eps=spec.mag_eps,
+            fb_t=fb.t(),
         )
 
     def forward(self, y: Array) -> Array:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -37,12 +37,14 @@ __all__ = ["StreamingMelSpectrogram", "static_step"]
 Array = Union[np.ndarray, torch.Tensor]
 
 
-def static_step(module: MelSpectrogram, state: torch.Tensor, chunk: torch.Tensor, offset: int = 0) -> Tuple[torch.Tensor, torch.Tensor]:
+def static_step(mel: Callable[[torch.Tensor], torch.Tensor], state: torch.Tensor, chunk: torch.Tensor, offset: int = 0) -> Tuple[torch.Tensor, torch.Tensor]:
     """One steady-state streaming step with static shapes (what a CUDA graph captures).
 
     Parameters
     ----------
-    module : MelSpectrogram
+    mel : callable
+        Padded signal ``(S, L)`` -> frames ``(S, n_mels, T)``:
+        :meth:`MelSpectrogram.mel_from_padded` or :meth:`MelSpectrogram.mel_function`.
     state : Tensor [shape=(S, K)]
         The kept samples: ``offset`` samples before the next frame's start,
         then the rest up to the newest sample.
@@ -57,7 +59,7 @@ def static_step(module: MelSpectrogram, state: torch.Tensor, chunk: torch.Tensor
     frames : Tensor [shape=(S, n_mels, m)]
     """
     seg = torch.cat([state, chunk], dim=-1)
-    frames = module.mel_from_padded(seg[:, offset:])
+    frames = mel(seg[:, offset:] if offset else seg)
     return seg[:, chunk.shape[-1] :], frames
 
 
@@ -70,7 +72,6 @@ class _Group:
     n: int = 0  # samples received
     t: int = 0  # frames emitted
     start: int = 0  # input index of buf[:, 0]
-    flushed: bool = False
     graph: Any = field(default=None, repr=False)
 
 
@@ -198,6 +199,8 @@ class StreamingMelSpectrogram:
         self.latency_samples = self.n_fft - self.n_fft // 2
         self._tail_keep = self.pad + 1 if self.pad else 0
         self._groups: List[_Group] = []
+        self._flushed = False
+        self._mel: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
         self.reset()
 
     # ------------------------------------------------------------------ state
@@ -215,8 +218,10 @@ class StreamingMelSpectrogram:
         push then returns a list of per-stream arrays whenever the streams
         complete different numbers of frames (see :meth:`push`).
         """
+        self._mel = None  # re-read the module's constants (it may have moved)
         if index is None:
             self._groups = [_Group(index=list(range(self._n_streams)), buf=self._empty(self._n_streams))]
+            self._flushed = False
             return
         if self.num_streams is None:
             if index != 0:
@@ -227,6 +232,8 @@ class StreamingMelSpectrogram:
             raise ParameterError(f"index={index!r} must be a stream index in [0, {self.num_streams})")
         if self.cuda_graph:
             raise ParameterError("per-stream reset is not available with cuda_graph=True; call reset() for all streams")
+        if self._flushed:
+            raise ParameterError(f"reset({index}) after flush(): the streams have ended; call reset() to restart all of them")
         for g in self._groups:
             if index in g.index:
                 row = g.index.index(index)
@@ -235,7 +242,7 @@ class StreamingMelSpectrogram:
                 g.buf = g.buf[keep]
                 g.graph = None
         self._groups = [g for g in self._groups if g.index]
-        fresh = next((g for g in self._groups if g.n == 0 and not g.flushed), None)
+        fresh = next((g for g in self._groups if g.n == 0), None)
         if fresh is None:
             self._groups.append(_Group(index=[index], buf=self._empty(1)))
         else:
@@ -269,33 +276,43 @@ class StreamingMelSpectrogram:
 
     # ------------------------------------------------------------------ input
     def _validate(self, chunk: Array) -> Tuple[torch.Tensor, bool]:
+        """Check a chunk without touching the state; return it as ``(S, n)`` on the stream's device."""
         was_numpy = not isinstance(chunk, torch.Tensor)
         if was_numpy:
             chunk = np.asarray(chunk)
-            if not np.issubdtype(chunk.dtype, np.floating):
+            if chunk.dtype.kind != "f":
                 raise ParameterError(f"chunk has dtype {chunk.dtype}; audio must be floating point (e.g. int16 PCM / 32768)")
         elif not chunk.is_floating_point():
             raise ParameterError(f"chunk has dtype {chunk.dtype}; audio must be floating point (e.g. int16 PCM / 32768)")
-        expected = "(n,)" if self.num_streams is None else f"({self.num_streams}, n)"
-        ndim = 1 if self.num_streams is None else 2
-        if chunk.ndim != ndim or (ndim == 2 and chunk.shape[0] != self.num_streams):
+        if chunk.ndim != (1 if self.num_streams is None else 2) or (self.num_streams is not None and chunk.shape[0] != self.num_streams):
+            expected = "(n,)" if self.num_streams is None else f"({self.num_streams}, n)"
             raise ParameterError(f"chunk has shape {tuple(chunk.shape)}; this stream object takes chunks of shape {expected}")
-        if was_numpy:
-            if self.check_finite and chunk.size and not np.isfinite(chunk).all():
+        if self.check_finite and chunk.shape[-1]:
+            # one reduction in the common case; the exact test only when the sum is not finite
+            if was_numpy:
+                bad = not np.isfinite(chunk.sum()) and not np.isfinite(chunk).all()
+            else:
+                bad = not bool(torch.isfinite(chunk.sum())) and not bool(torch.isfinite(chunk).all())
+            if bad:
                 raise ParameterError("chunk is not finite everywhere (NaN or Inf samples); the stream was left unchanged")
-        elif self.check_finite and chunk.numel() and not bool(torch.isfinite(chunk).all()):
-            raise ParameterError("chunk is not finite everywhere (NaN or Inf samples); the stream was left unchanged")
         if self._dtype is None and chunk.shape[-1] > 0:
             self._dtype = torch.float64 if chunk.dtype in (np.float64, torch.float64) else torch.float32
             for g in self._groups:
                 g.buf = g.buf.to(self._dtype)
             self.module.to(self._dtype)
+            self._mel = None
         dtype = self._dtype or torch.float32
         if was_numpy:
-            t = torch.from_numpy(np.ascontiguousarray(chunk)).to(device=self.device, dtype=dtype)
+            if self.num_streams is None:
+                chunk = chunk[None]
+            t = torch.from_numpy(chunk if chunk.flags.c_contiguous else np.ascontiguousarray(chunk))
+            if t.dtype != dtype or self.device.type != "cpu":
+                t = t.to(device=self.device, dtype=dtype)
         else:
             t = chunk.to(device=self.device, dtype=dtype, non_blocking=True)
-        return t.reshape(self._n_streams, -1), was_numpy
+            if self.num_streams is None:
+                t = t.unsqueeze(0)
+        return t, was_numpy
 
     # ------------------------------------------------------------------ push / flush
     def push(self, chunk: Array) -> Union[Array, List[Array]]:
@@ -312,9 +329,17 @@ class StreamingMelSpectrogram:
             different numbers of frames, a list with one ``(n_mels, k_i)`` array
             per stream.
         """
-        if any(g.flushed for g in self._groups):
+        if self._flushed:
             raise ParameterError("push() after flush(): the stream has ended; call reset() to start a new one")
         t, was_numpy = self._validate(chunk)
+        if self._mel is None:
+            self._mel = self.module.mel_function(t.dtype)
+        if len(self._groups) == 1:  # all streams in step: one batched computation
+            out = self._advance(self._groups[0], t)
+            self._last_numpy = was_numpy
+            if self.num_streams is None:
+                out = out[0]
+            return out.numpy() if was_numpy and out.device.type == "cpu" else (out.cpu().numpy() if was_numpy else out)
         outs = []
         for g in self._groups:
             rows = t if len(self._groups) == 1 else t[g.index]
@@ -341,11 +366,11 @@ class StreamingMelSpectrogram:
             # Steady state: the static-shape step (captured on CUDA).
             offset = self._steady(g.n)[1]
             if self.cuda_graph:
-                g.graph = _GraphStep(self.module, g.buf, self.chunk_size, offset)
+                g.graph = _GraphStep(self._mel, g.buf, self.chunk_size, offset)
                 out = g.graph.run(rows)
                 g.buf = g.graph.state
             else:
-                g.buf, out = static_step(self.module, g.buf, rows, offset)
+                g.buf, out = static_step(self._mel, g.buf, rows, offset)
             g.n += n_new
             g.t += out.shape[-1]
             g.start = g.n - g.buf.shape[-1]
@@ -378,7 +403,7 @@ class StreamingMelSpectrogram:
         if right is not None:
             parts.append(right)
         seg = torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
-        out = self.module.mel_from_padded(seg)[..., :k]
+        out = self._mel(seg)[..., :k]
         g.t = stop
         return out
 
@@ -399,12 +424,14 @@ class StreamingMelSpectrogram:
         the same :class:`~supermel.ParameterError`; when the offline call warns
         (``center=True``, fewer than ``n_fft`` samples), so does this.
         """
-        if any(g.flushed for g in self._groups):
+        if self._flushed:
             raise ParameterError("flush() called twice: the stream has ended; call reset() to start a new one")
+        if self._mel is None:
+            self._mel = self.module.mel_function(self._dtype or torch.float32)
         was_numpy = self._last_numpy
         outs = [(g, self._finish(g)) for g in self._groups]
+        self._flushed = True
         for g in self._groups:
-            g.flushed = True
             g.graph = None
         return self._assemble(outs, was_numpy)
 
@@ -425,7 +452,7 @@ class StreamingMelSpectrogram:
         if g.start == 0 and g.t * self.hop_length < self.pad:
             # Nothing dropped yet: pad the whole input exactly as offline and keep the new frames.
             z = _core.pad_signal(g.buf, pad=self.pad, mode=self.pad_mode, n_fft=self.n_fft, hop_length=self.hop_length)
-            out = self.module.mel_from_padded(z)[..., g.t : total]
+            out = self._mel(z)[..., g.t : total]
             g.t = total
             return out
         if total <= g.t:
@@ -460,7 +487,7 @@ class StreamingMelSpectrogram:
 class _GraphStep:
     """The steady-state step captured in a CUDA graph, with static input, state and output."""
 
-    def __init__(self, module: MelSpectrogram, state: torch.Tensor, chunk_size: int, offset: int) -> None:
+    def __init__(self, mel: Callable[[torch.Tensor], torch.Tensor], state: torch.Tensor, chunk_size: int, offset: int) -> None:
         self.state = state.clone()
         self.chunk = torch.zeros((state.shape[0], chunk_size), dtype=state.dtype, device=state.device)
         # Warm up on scratch copies (cuFFT plans, cuBLAS handles) without touching the real state.
@@ -469,11 +496,11 @@ class _GraphStep:
         with torch.cuda.stream(side):
             scratch = self.state.clone()
             for _ in range(3):
-                static_step(module, scratch, self.chunk, offset)
+                static_step(mel, scratch, self.chunk, offset)
         torch.cuda.current_stream(state.device).wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):
-            new_state, self.out = static_step(module, self.state, self.chunk, offset)
+            new_state, self.out = static_step(mel, self.state, self.chunk, offset)
             self.state.copy_(new_state)
 
     def run(self, rows: torch.Tensor) -> torch.Tensor:
