@@ -225,6 +225,10 @@ def pad_signal(y: torch.Tensor, *, pad: int, mode: str, n_fft: int, hop_length: 
 CPU_BLOCK_FRAMES = 256
 
 
+def _needs_grad(*tensors: Optional[torch.Tensor]) -> bool:
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
 def _power_block(
     frames: torch.Tensor,
     *,
@@ -288,7 +292,9 @@ def power_frames(
     -------
     Tensor [shape=(B, T, F)], time-major.
     """
-    eager = not torch.compiler.is_compiling()
+    # In-place buffers and cache blocking only in plain eager mode (not while
+    # compiling, not when autograd must see the operations).
+    eager = not torch.compiler.is_compiling() and not _needs_grad(z, window, dft)
     frames = z.unfold(-1, n_fft, hop_length)  # (B, T, n_fft), a view
     kw = dict(window=window, power=power, dft=dft, window_span=window_span, mag_eps=mag_eps, inplace=eager)
     n_batch, n_frames = frames.shape[0], frames.shape[-2]
@@ -337,17 +343,21 @@ def mel_frames(
     inputs, CUDA and compiled graphs use one dense product (``fb_t``, the
     transposed view of ``fb``, may be passed to save a call).
     """
-    eager = not torch.compiler.is_compiling()
+    eager = not torch.compiler.is_compiling() and not _needs_grad(z, window, dft, fb)
     frames = z.unfold(-1, n_fft, hop_length)
     kw = dict(window=window, power=power, dft=dft, window_span=window_span, mag_eps=mag_eps, inplace=eager)
     n_batch, n_frames = frames.shape[0], frames.shape[-2]
     if not (eager and z.device.type == "cpu") or n_batch * n_frames <= DENSE_MEL_FRAMES:
         p = _power_block(frames, **kw)  # (B, T, F), contiguous
+        if p.dtype != fb.dtype:  # a float64 filterbank on float32 audio: librosa returns float64
+            p = p.to(fb.dtype)
         mel = torch.mm(p.reshape(n_batch * n_frames, p.shape[-1]), fb.t() if fb_t is None else fb_t)  # one GEMM
         return mel.view(n_batch, n_frames, fb.shape[0]).transpose(1, 2)
-    out = z.new_empty((n_batch, n_frames, fb.shape[0]))
+    out = z.new_empty((n_batch, n_frames, fb.shape[0]), dtype=fb.dtype)
     for sel in _cpu_blocks(n_batch, n_frames):
         p = _power_block(frames[sel], **kw)
+        if p.dtype != fb.dtype:
+            p = p.to(fb.dtype)
         torch.cat([torch.matmul(p[..., lo:hi], w) for lo, hi, w in fb_blocks], dim=-1, out=out[sel])
     return out.transpose(-1, -2)
 
@@ -385,12 +395,13 @@ def mel_project(p: torch.Tensor, fb: torch.Tensor) -> torch.Tensor:
 
 # --------------------------------------------------------------------------- input handling
 def as_batch(
-    y: Union[np.ndarray, torch.Tensor], *, check_finite: bool = True, name: str = "y"
+    y: Union[np.ndarray, torch.Tensor], *, check_finite: bool = True, name: str = "y", device: Optional[torch.device] = None
 ) -> Tuple[torch.Tensor, Tuple[int, ...], bool]:
     """Validate audio and flatten it to ``(B, L)``.
 
     Returns ``(tensor, batch_shape, was_numpy)``. float16/bfloat16 are computed
     in float32 (as numpy/scipy do); integer, bool and complex audio are refused.
+    numpy input is moved to ``device`` (a module's device); tensors stay where they are.
     """
     was_numpy = not isinstance(y, torch.Tensor)
     if was_numpy:
@@ -404,7 +415,17 @@ def as_batch(
                 f"{name} has dtype {y.dtype}; audio must be floating point "
                 "(convert integer PCM with y.astype(np.float32) / 32768, take np.abs or .real of complex data)"
             )
-        t = torch.from_numpy(np.ascontiguousarray(y) if y.dtype in (np.float32, np.float64) else y.astype(np.float32))
+        if y.ndim == 0:
+            raise ParameterError(f"{name} must have at least one dimension (..., n_samples); got a scalar")
+        if y.dtype in (np.float32, np.float64):
+            y = np.ascontiguousarray(y)
+            if not y.flags.writeable:  # torch warns on read-only memory; we never write into it
+                y = y.copy()
+        else:
+            y = y.astype(np.float32)
+        t = torch.from_numpy(y)
+        if device is not None and t.device != device:
+            t = t.to(device)
     else:
         t = y
         if not t.is_floating_point():

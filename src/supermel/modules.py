@@ -183,7 +183,7 @@ class Spectrogram(nn.Module):
 
     def forward(self, y: Array) -> Array:
         """``(..., n_samples)`` -> ``(..., 1 + n_fft // 2, n_frames)``."""
-        t, shape, was_numpy = _core.as_batch(y, check_finite=self.check_finite)
+        t, shape, was_numpy = _core.as_batch(y, check_finite=self.check_finite, device=self.window.device)
         return _core.from_batch(self.power_tf(t).transpose(-1, -2), shape, was_numpy)
 
     def extra_repr(self) -> str:
@@ -199,7 +199,8 @@ class MelScale(nn.Module):
 
     Holds ``fb`` ``(n_mels, n_freqs)`` as built by :func:`supermel.mel_filters`
     (float64 arithmetic, rounded to ``mel_dtype`` as librosa does, then stored in
-    the module dtype).
+    the module dtype, or in float64 when ``mel_dtype`` is float64: then, as with
+    librosa, the mel spectrogram of float32 audio is float64).
 
     Shape
     -----
@@ -224,12 +225,18 @@ class MelScale(nn.Module):
         device: Optional[Union[str, torch.device]] = None,
     ) -> None:
         super().__init__()
+        promote = fb is None and np.dtype(mel_dtype) == np.float64
         if fb is None:
             fb = mel_filters(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=htk, norm=norm, dtype=mel_dtype)
         self.sr = sr
         fb = np.asarray(fb)
         self.n_mels = int(fb.shape[0])
         dtype = _float_dtype(dtype)
+        self.promote = promote
+        if promote:
+            # librosa: a float64 filterbank (mel `dtype=np.float64`) makes the result float64
+            # even for float32 audio, so it is kept (and applied) in float64.
+            dtype = torch.float64
         self.register_buffer("fb", torch.as_tensor(fb, dtype=dtype, device=device))
         self._spans: List[Tuple[int, int]] = []
         self._build_blocks()
@@ -355,8 +362,11 @@ class MelSpectrogram(nn.Module):
         spec, mel = self.spectrogram, self.mel_scale
         window, fb, dft, blocks = spec.window, mel.fb, spec.dft, mel.blocks()
         if window.dtype != dtype:  # e.g. float64 input to a float32 module
-            window, fb, dft = window.to(dtype), fb.to(dtype), None if dft is None else dft.to(dtype)
-            blocks = [(lo, hi, w.to(dtype)) for lo, hi, w in blocks]
+            window, dft = window.to(dtype), None if dft is None else dft.to(dtype)
+        fb_dtype = torch.float64 if mel.promote else dtype
+        if fb.dtype != fb_dtype:
+            fb = fb.to(fb_dtype)
+            blocks = [(lo, hi, w.to(fb_dtype)) for lo, hi, w in blocks]
         return functools.partial(
             _core.mel_frames,
             n_fft=spec.n_fft,
@@ -373,7 +383,7 @@ class MelSpectrogram(nn.Module):
 
     def forward(self, y: Array) -> Array:
         """``(..., n_samples)`` -> ``(..., n_mels, n_frames)``."""
-        t, shape, was_numpy = _core.as_batch(y, check_finite=self.spectrogram.check_finite)
+        t, shape, was_numpy = _core.as_batch(y, check_finite=self.spectrogram.check_finite, device=self.spectrogram.window.device)
         return _core.from_batch(self.mel_tf(t), shape, was_numpy)
 
 
@@ -431,5 +441,5 @@ class MFCC(nn.Module):
 
     def forward(self, y: Array) -> Array:
         """``(..., n_samples)`` -> ``(..., n_mfcc, n_frames)``."""
-        t, shape, was_numpy = _core.as_batch(y, check_finite=self.melspectrogram.spectrogram.check_finite)
+        t, shape, was_numpy = _core.as_batch(y, check_finite=self.melspectrogram.spectrogram.check_finite, device=self.dct.device)
         return _core.from_batch(self.mfcc_tf(t), shape, was_numpy)

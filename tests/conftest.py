@@ -1,0 +1,165 @@
+"""Shared fixtures and helpers for the supermel test suite.
+
+Every reference value in the suite comes from librosa (or numpy/scipy); nothing
+is compared with supermel's own earlier output and no numbers are copied in.
+
+Helpers importable from the tests (``from conftest import ...``):
+
+- :func:`rel_err`: relative Frobenius error ``||a - b|| / ||b||``.
+- :func:`assert_like_librosa`: same shape, same dtype and ``rel_err`` within the
+  acceptance tolerance (:data:`TOL`: 2e-5 for float32, 1e-6 for float64).
+- :func:`user_warnings`: the messages of the ``UserWarning``\\ s a call emits.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import warnings
+from typing import Any, Callable, List, Optional, Tuple
+
+import librosa
+import numpy as np
+import pytest
+import scipy
+import torch
+
+import supermel
+from supermel import audio
+
+#: One seed for the whole suite (white noise, random windows, random configs).
+SEED = 20250117
+
+#: Acceptance tolerances on the relative Frobenius error, by real dtype.
+TOL = {np.dtype(np.float32): 2e-5, np.dtype(np.float64): 1e-6}
+
+#: Sample rates the speech clip is resampled to (the clip itself is 16 kHz).
+SPEECH_RATES = (8000, 16000, 22050, 44100, 48000)
+
+
+# --------------------------------------------------------------------------- pytest hooks
+# The suite runs thousands of small tensor ops; on a shared, oversubscribed CPU,
+# torch's intra-op thread pool makes each op 10-100x slower (spin-waiting
+# workers). One thread unless SUPERMEL_TEST_THREADS says otherwise.
+torch.set_num_threads(int(os.environ.get("SUPERMEL_TEST_THREADS", "1")))
+
+
+def pytest_report_header(config: pytest.Config) -> List[str]:
+    return [
+        f"supermel {supermel.__version__}: torch {torch.__version__}, librosa {librosa.__version__}, "
+        f"numpy {np.__version__}, scipy {scipy.__version__}",
+        f"torch threads: {torch.get_num_threads()}, cuda available: {torch.cuda.is_available()}",
+    ]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "slow: compiles with torch.compile (about 10-20 s each); runs by default, deselect with -m 'not slow'"
+    )
+
+
+# --------------------------------------------------------------------------- helpers
+def to_numpy(x: Any) -> np.ndarray:
+    """A tensor (any device) or array as a numpy array."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def rel_err(a: Any, b: Any) -> float:
+    """Relative Frobenius error ``||a - b|| / ||b||`` (``||a - b||`` when ``b`` is all zeros).
+
+    Computed in float64 / complex128; NaNs make it NaN (so any ``<=`` check fails).
+    """
+    a = to_numpy(a)
+    b = to_numpy(b)
+    assert a.shape == b.shape, f"shape {a.shape} != reference shape {b.shape}"
+    wide = np.complex128 if (np.iscomplexobj(a) or np.iscomplexobj(b)) else np.float64
+    a = a.astype(wide).ravel()
+    b = b.astype(wide).ravel()
+    den = np.linalg.norm(b)
+    num = np.linalg.norm(a - b)
+    return float(num / den) if den > 0 else float(num)
+
+
+def real_dtype(x: Any) -> np.dtype:
+    """The real dtype of an array (float32 for complex64, ...)."""
+    return np.finfo(to_numpy(x).dtype).dtype
+
+
+def assert_like_librosa(got: Any, want: np.ndarray, *, tol: Optional[float] = None, what: str = "") -> None:
+    """``got`` (supermel) equals ``want`` (librosa): type, shape, dtype and values within tolerance."""
+    assert isinstance(got, np.ndarray), f"{what}: expected a numpy array, got {type(got).__name__}"
+    assert got.shape == want.shape, f"{what}: shape {got.shape} != librosa's {want.shape}"
+    assert got.dtype == want.dtype, f"{what}: dtype {got.dtype} != librosa's {want.dtype}"
+    if tol is None:
+        tol = TOL[real_dtype(want)]
+    err = rel_err(got, want)
+    assert err <= tol, f"{what}: relative Frobenius error {err:.3g} > {tol:.1g}"
+
+
+def user_warnings(fn: Callable[[], Any]) -> Tuple[Any, List[str]]:
+    """Call ``fn`` and return ``(result, sorted messages of the UserWarnings it emitted)``."""
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        out = fn()
+    return out, sorted({str(w.message) for w in record if issubclass(w.category, UserWarning)})
+
+
+def white_noise(rng: np.random.Generator, shape: Tuple[int, ...], dtype: Any = np.float32) -> np.ndarray:
+    """Gaussian white noise, standard deviation 0.1."""
+    return (0.1 * rng.standard_normal(shape)).astype(dtype)
+
+
+# --------------------------------------------------------------------------- fixtures
+@pytest.fixture
+def rng() -> np.random.Generator:
+    """A fresh, seeded generator per test (tests do not depend on each other's draws)."""
+    return np.random.default_rng(SEED)
+
+
+@pytest.fixture(scope="session")
+def speech() -> Tuple[np.ndarray, int]:
+    """The bundled speech clip: ``(y, 16000)``, float32, 12 s (shared: do not modify ``y``)."""
+    y, sr = audio.example_audio()
+    assert y.dtype == np.float32 and y.ndim == 1 and sr == 16000
+    return y, sr
+
+
+@pytest.fixture(scope="session")
+def speech_at(speech) -> Callable[[int], np.ndarray]:
+    """``speech_at(sr)``: the speech clip resampled to ``sr`` (soxr HQ), float32, cached (do not modify)."""
+    y16, sr16 = speech
+
+    @functools.lru_cache(maxsize=None)
+    def at(sr: int) -> np.ndarray:
+        if sr == sr16:
+            return y16
+        return audio.resample(y16, orig_sr=sr16, target_sr=sr)
+
+    return at
+
+
+@pytest.fixture(scope="session")
+def make_signal(speech_at) -> Callable[..., np.ndarray]:
+    """``make_signal(kind, sr, n, batch_shape=(), dtype=np.float32, seed=0)`` -> ``batch_shape + (n,)``.
+
+    ``kind="noise"``: seeded white noise. ``kind="speech"``: excerpts of the
+    speech clip at ``sr``, one per batch item, starting at different offsets
+    (so batch items differ); the first starts 0.5 s in.
+    """
+
+    def make(kind: str, sr: int, n: int, batch_shape: Tuple[int, ...] = (), dtype: Any = np.float32, seed: int = 0) -> np.ndarray:
+        count = int(np.prod(batch_shape, dtype=int))
+        if kind == "noise":
+            return white_noise(np.random.default_rng(SEED + seed), tuple(batch_shape) + (n,), dtype)
+        if kind != "speech":
+            raise ValueError(kind)
+        y = speech_at(sr)
+        step = int(0.37 * sr)
+        starts = [(sr // 2 + i * step) % max(1, len(y) - n) for i in range(count)]
+        out = np.stack([y[s : s + n] for s in starts]).astype(dtype)
+        assert out.shape[-1] == n, "speech clip too short for this excerpt"
+        return out.reshape(tuple(batch_shape) + (n,))
+
+    return make
