@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from typing import Any, Callable, Optional, Union
 
 import numpy as np
@@ -62,7 +63,12 @@ def _cached_module(kind: str, window: _Key, dtype: torch.dtype, device: torch.de
     kwargs = dict(items)
     cls = {"spec": Spectrogram, "mel": MelSpectrogram, "mfcc": MFCC}[kind]
     # Validation happens once, in the module; checking audio happens per call.
-    return cls(window=window.spec, dtype=dtype, device=device, check_finite=False, **kwargs).requires_grad_(False)
+    # Filterbank warnings are repeated per call by _module_for, as librosa warns per call.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        mod = cls(window=window.spec, dtype=dtype, device=device, check_finite=False, **kwargs).requires_grad_(False)
+    mod._supermel_warnings = tuple((str(w.message), w.category) for w in caught)  # type: ignore[assignment]
+    return mod
 
 
 def _module_for(kind: str, y: torch.Tensor, window: WindowSpec, **kwargs: Any) -> torch.nn.Module:
@@ -74,7 +80,10 @@ def _module_for(kind: str, y: torch.Tensor, window: WindowSpec, **kwargs: Any) -
         hash(items)
     except TypeError:
         raise ParameterError(f"unhashable parameter in {kwargs!r}") from None
-    return _cached_module(kind, _Key(window), y.dtype, y.device, items, tuple(type(v) for _, v in items))
+    mod = _cached_module(kind, _Key(window), y.dtype, y.device, items, tuple(type(v) for _, v in items))
+    for message, category in mod._supermel_warnings:
+        warnings.warn(message, category, stacklevel=3)
+    return mod
 
 
 def _mel_kwargs(kwargs: dict) -> dict:
