@@ -28,7 +28,9 @@ __all__ = [
     "window_sizes",
     "num_frames",
     "first_sample_of_frame",
+    "frames_ready",
     "extract_frames",
+    "extract_frame_range",
     "process_frames",
 ]
 
@@ -104,22 +106,52 @@ def _reflect_index(n_samples: int, start: int, stop: int) -> np.ndarray:
     return np.where(s >= n_samples, 2 * n_samples - 1 - s, s)
 
 
+def frames_ready(n_received: int, *, window_size: int, window_shift: int, snip_edges: bool) -> int:
+    """Frames fully determined by the first ``n_received`` samples, the end of the input unknown.
+
+    These frames lie inside the samples received (``snip_edges=False``: their
+    left reflection reads only received samples, the same whatever the final
+    length), so a stream can emit them; :func:`num_frames` gives the total once
+    the end is known. ``snip_edges=True``: all of them (no frame ever depends on
+    the end).
+    """
+    if snip_edges:
+        return num_frames(n_received, window_size=window_size, window_shift=window_shift, snip_edges=True)
+    # frame t is inside the received samples when first_sample_of_frame(t) + W <= n; there are never
+    # more such frames than num_frames(n) ((n + H - H // 2 - ceil(W / 2)) // H <= (n + H // 2) // H).
+    room = n_received - window_size - first_sample_of_frame(0, window_size=window_size, window_shift=window_shift, snip_edges=False)
+    return 0 if room < 0 else 1 + room // window_shift
+
+
+def extract_frame_range(
+    seg: torch.Tensor, *, seg_start: int, n_samples: int, t0: int, t1: int, window_size: int, window_shift: int, snip_edges: bool
+) -> torch.Tensor:
+    """Raw frames ``t0 .. t1-1`` of a signal of ``n_samples`` samples, from the part of it that ``seg`` holds.
+
+    ``seg`` ``(B, m)`` holds input samples ``seg_start .. seg_start + m - 1``;
+    it must contain every sample the frames read (after Kaldi's edge
+    reflection). ``n_samples`` is the signal's length; while streaming, the
+    samples received so far, which is exact for the frames of
+    :func:`frames_ready`. Returns ``(B, t1 - t0, window_size)`` (a view when
+    no reflection is needed).
+    """
+    if t1 <= t0:
+        return seg.new_zeros(seg.shape[:-1] + (0, window_size))
+    lo = first_sample_of_frame(t0, window_size=window_size, window_shift=window_shift, snip_edges=snip_edges)
+    hi = first_sample_of_frame(t1 - 1, window_size=window_size, window_shift=window_shift, snip_edges=snip_edges) + window_size
+    if lo >= 0 and hi <= n_samples:
+        z = seg[..., lo - seg_start : hi - seg_start]
+    else:
+        idx = _reflect_index(n_samples, lo, hi) - seg_start
+        z = seg.index_select(-1, torch.as_tensor(idx, device=seg.device))
+    return z.unfold(-1, window_size, window_shift)
+
+
 def extract_frames(y: torch.Tensor, *, window_size: int, window_shift: int, snip_edges: bool) -> torch.Tensor:
     """``(B, L)`` -> ``(B, T, window_size)`` raw frames (a view for ``snip_edges=True``)."""
     n = y.shape[-1]
     t = num_frames(n, window_size=window_size, window_shift=window_shift, snip_edges=snip_edges)
-    if t == 0:
-        return y.new_zeros(y.shape[:-1] + (0, window_size))
-    if snip_edges:
-        return y.unfold(-1, window_size, window_shift)
-    start = first_sample_of_frame(0, window_size=window_size, window_shift=window_shift, snip_edges=False)
-    stop = first_sample_of_frame(t - 1, window_size=window_size, window_shift=window_shift, snip_edges=False) + window_size
-    if start >= 0 and stop <= n:
-        z = y[..., start:stop]
-    else:
-        idx = torch.as_tensor(_reflect_index(n, start, stop), device=y.device)
-        z = y.index_select(-1, idx)
-    return z.unfold(-1, window_size, window_shift)
+    return extract_frame_range(y, seg_start=0, n_samples=n, t0=0, t1=t, window_size=window_size, window_shift=window_shift, snip_edges=snip_edges)
 
 
 def process_frames(

@@ -53,7 +53,7 @@ import fractions
 import math
 import warnings
 from dataclasses import dataclass, fields
-from typing import Any, ClassVar, Dict, Mapping, Optional, Tuple, Type, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Dict, Mapping, Optional, Tuple, Type, Union
 
 import numpy as np
 import torch
@@ -63,6 +63,9 @@ from . import _core, kaldi
 from ._errors import ParameterError
 from .filters import check_mel_params, get_window, kaldi_mel_filters
 from .modules import MelSpectrogram
+
+if TYPE_CHECKING:
+    from .streaming_presets import StreamingFrontend
 
 __all__ = [
     "FrontendConfig",
@@ -84,6 +87,8 @@ __all__ = [
     "preset_config",
     "preemphasis",
     "wav2lip_mel_chunks",
+    "wav2lip_window_ratio",
+    "wav2lip_window_start",
 ]
 
 Array = Union[np.ndarray, torch.Tensor]
@@ -605,6 +610,28 @@ class Frontend(nn.Module):
         """``post_global(post_local(mel))``: ``(B, n_mels, T)`` -> the output layout."""
         return self.post_global(self.post_local(mel))
 
+    def streaming(
+        self,
+        *,
+        num_streams: Optional[int] = None,
+        device: Optional[Union[str, torch.device]] = None,
+        chunk_size: Optional[int] = None,
+        cuda_graph: bool = False,
+        check_finite: bool = True,
+    ) -> "StreamingFrontend":
+        """This front end, streaming: :class:`supermel.streaming_presets.StreamingFrontend`.
+
+        ``push(chunk)`` returns the frames the chunk completes, ``flush()`` the
+        rest; concatenated along :attr:`time_axis` they equal ``self(y)`` for
+        frame-local presets. Whisper and NeMo stream their ``post_local`` frames;
+        ``finalize(concatenation)`` applies the whole-input step. Arguments as
+        :class:`~supermel.StreamingMelSpectrogram` (``device=None``: this
+        module's device).
+        """
+        from .streaming_presets import StreamingFrontend
+
+        return StreamingFrontend(self, num_streams=num_streams, device=device, chunk_size=chunk_size, cuda_graph=cuda_graph, check_finite=check_finite)
+
     # -- offline ---------------------------------------------------------------------
     def num_frames(self, n_samples: int) -> int:
         """Output frames for ``n_samples`` input samples."""
@@ -1020,6 +1047,25 @@ def frontend(
 
 
 # =========================================================================== Wav2Lip windows
+def wav2lip_window_ratio(fps: Union[float, int, fractions.Fraction], *, mel_fps: float = 80.0, mel_step_size: int = 16) -> fractions.Fraction:
+    """Mel columns per video frame, ``mel_fps / fps`` as an exact fraction of the given numbers (validated).
+
+    Shared by :func:`wav2lip_mel_chunks` and :class:`supermel.Wav2LipChunker`;
+    ``mel_step_size`` is only checked here.
+    """
+    for nm, v in (("fps", fps), ("mel_fps", mel_fps)):
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating, fractions.Fraction)) or not math.isfinite(v) or v <= 0:
+            raise ParameterError(f"{nm}={v!r} must be a positive, finite number of frames per second")
+    if not _is_int(mel_step_size) or mel_step_size <= 0:
+        raise ParameterError(f"mel_step_size={mel_step_size!r} must be a positive integer")
+    return fractions.Fraction(mel_fps) / fractions.Fraction(fps)
+
+
+def wav2lip_window_start(i: int, ratio: fractions.Fraction) -> int:
+    """First mel column of video frame ``i``'s window: ``floor(i * ratio)``, exactly (see :func:`wav2lip_window_ratio`)."""
+    return math.floor(i * ratio)
+
+
 def wav2lip_mel_chunks(mel: Array, fps: Union[float, int, fractions.Fraction], *, mel_step_size: int = 16, mel_fps: float = 80.0) -> Array:
     """Wav2Lip's per-video-frame mel windows (``inference.py``).
 
@@ -1043,11 +1089,7 @@ def wav2lip_mel_chunks(mel: Array, fps: Union[float, int, fractions.Fraction], *
     -------
     Same type as ``mel`` [shape=(..., n_windows, n_mels, mel_step_size)].
     """
-    for nm, v in (("fps", fps), ("mel_fps", mel_fps)):
-        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating, fractions.Fraction)) or not math.isfinite(v) or v <= 0:
-            raise ParameterError(f"{nm}={v!r} must be a positive, finite number of frames per second")
-    if not _is_int(mel_step_size) or mel_step_size <= 0:
-        raise ParameterError(f"mel_step_size={mel_step_size!r} must be a positive integer")
+    ratio = wav2lip_window_ratio(fps, mel_fps=mel_fps, mel_step_size=mel_step_size)
     was_numpy = not isinstance(mel, torch.Tensor)
     t = torch.from_numpy(np.asarray(mel)) if was_numpy else mel
     if t.ndim < 2:
@@ -1058,9 +1100,8 @@ def wav2lip_mel_chunks(mel: Array, fps: Union[float, int, fractions.Fraction], *
             f"mel has {n_cols} columns, fewer than mel_step_size={mel_step_size}; "
             f"Wav2Lip needs at least {mel_step_size} columns ({mel_step_size - 1} hops of audio plus one sample)"
         )
-    ratio = fractions.Fraction(mel_fps) / fractions.Fraction(fps)  # mel columns per video frame
     n_regular = math.ceil(fractions.Fraction(n_cols - mel_step_size + 1) / ratio)
-    starts = [math.floor(i * ratio) for i in range(n_regular)] + [n_cols - mel_step_size]
+    starts = [wav2lip_window_start(i, ratio) for i in range(n_regular)] + [n_cols - mel_step_size]
     idx = torch.as_tensor(starts, device=t.device)[:, None] + torch.arange(mel_step_size, device=t.device)
     out = t[..., idx]  # (..., n_mels, n_windows, step)
     out = out.movedim(-2, -3)
