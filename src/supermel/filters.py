@@ -16,7 +16,6 @@ from typing import Any, Callable, Hashable, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import scipy.fft
-import scipy.signal
 import torch
 
 from ._errors import ParameterError
@@ -59,6 +58,8 @@ def get_window(window: WindowSpec, win_length: int, *, fftbins: bool = True) -> 
     if callable(window):
         out = np.asarray(window(win_length), dtype=np.float64)
     elif isinstance(window, (str, tuple)) or np.isscalar(window):
+        import scipy.signal  # imported on first use: it costs seconds at import time
+
         try:
             out = scipy.signal.get_window(window, win_length, fftbins=fftbins)
         except (ValueError, TypeError) as exc:
