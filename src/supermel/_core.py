@@ -33,6 +33,7 @@ __all__ = [
     "pad_signal",
     "power_frames",
     "mel_frames",
+    "mel_dense",
     "split_filterbank",
     "mel_project",
     "as_batch",
@@ -345,14 +346,12 @@ def mel_frames(
     """
     eager = not torch.compiler.is_compiling() and not _needs_grad(z, window, dft, fb)
     frames = z.unfold(-1, n_fft, hop_length)
-    kw = dict(window=window, power=power, dft=dft, window_span=window_span, mag_eps=mag_eps, inplace=eager)
     n_batch, n_frames = frames.shape[0], frames.shape[-2]
     if not (eager and z.device.type == "cpu") or n_batch * n_frames <= DENSE_MEL_FRAMES:
-        p = _power_block(frames, **kw)  # (B, T, F), contiguous
-        if p.dtype != fb.dtype:  # a float64 filterbank on float32 audio: librosa returns float64
-            p = p.to(fb.dtype)
-        mel = torch.mm(p.reshape(n_batch * n_frames, p.shape[-1]), fb.t() if fb_t is None else fb_t)  # one GEMM
-        return mel.view(n_batch, n_frames, fb.shape[0]).transpose(1, 2)
+        return mel_dense(
+            frames, window=window, fb_t=fb.t() if fb_t is None else fb_t, power=power, dft=dft, window_span=window_span, mag_eps=mag_eps, inplace=eager
+        )
+    kw = dict(window=window, power=power, dft=dft, window_span=window_span, mag_eps=mag_eps, inplace=eager)
     out = z.new_empty((n_batch, n_frames, fb.shape[0]), dtype=fb.dtype)
     for sel in _cpu_blocks(n_batch, n_frames):
         p = _power_block(frames[sel], **kw)
@@ -360,6 +359,30 @@ def mel_frames(
             p = p.to(fb.dtype)
         torch.cat([torch.matmul(p[..., lo:hi], w) for lo, hi, w in fb_blocks], dim=-1, out=out[sel])
     return out.transpose(-1, -2)
+
+
+def mel_dense(
+    frames: torch.Tensor,
+    *,
+    window: torch.Tensor,
+    fb_t: torch.Tensor,
+    power: float,
+    dft: Optional[torch.Tensor] = None,
+    window_span: Tuple[int, int] = (0, 0),
+    mag_eps: float = 0.0,
+    inplace: bool = True,
+) -> torch.Tensor:
+    """Frames ``(B, T, n_fft)`` (a view) -> mel ``(B, n_mels, T)`` with one dense product.
+
+    The path of short inputs, CUDA, compiled graphs and the streaming step;
+    :func:`mel_frames` calls it after its checks, hot loops call it directly.
+    ``fb_t`` is the ``(F, n_mels)`` transposed filterbank.
+    """
+    p = _power_block(frames, window=window, power=power, dft=dft, window_span=window_span, mag_eps=mag_eps, inplace=inplace)
+    if p.dtype != fb_t.dtype:  # a float64 filterbank on float32 audio: librosa returns float64
+        p = p.to(fb_t.dtype)
+    n_batch, n_frames, n_bins = p.shape
+    return torch.mm(p.view(n_batch * n_frames, n_bins), fb_t).view(n_batch, n_frames, fb_t.shape[1]).transpose(1, 2)
 
 
 def split_filterbank(fb: np.ndarray, max_blocks: int = 4) -> List[Tuple[int, int, np.ndarray]]:

@@ -21,6 +21,7 @@ the CPU, where it is tested for exactness.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
@@ -72,7 +73,7 @@ class _Group:
     n: int = 0  # samples received
     t: int = 0  # frames emitted
     start: int = 0  # input index of buf[:, 0]
-    graph: Any = field(default=None, repr=False)
+    step: Any = field(default=None, repr=False)  # the steady-state step, once reached
 
 
 class StreamingMelSpectrogram:
@@ -239,8 +240,8 @@ class StreamingMelSpectrogram:
                 row = g.index.index(index)
                 keep = [r for r in range(len(g.index)) if r != row]
                 g.index = [g.index[r] for r in keep]
+                self._leave_step(g)
                 g.buf = g.buf[keep]
-                g.graph = None
         self._groups = [g for g in self._groups if g.index]
         fresh = next((g for g in self._groups if g.n == 0), None)
         if fresh is None:
@@ -265,7 +266,13 @@ class StreamingMelSpectrogram:
     @property
     def buffered_samples(self) -> int:
         """Samples held per stream (bounded: less than ``n_fft`` plus one chunk)."""
-        return max(g.buf.shape[-1] for g in self._groups)
+        return max((g.step.state if g.step is not None else g.buf).shape[-1] for g in self._groups)
+
+    @staticmethod
+    def _leave_step(g: _Group) -> None:
+        """Take the ring buffer back from the steady-state step (before flush or a reset)."""
+        if g.step is not None:
+            g.buf, g.step = g.step.state, None
 
     def _per_stream(self, f: Any) -> List[int]:
         out = [0] * self._n_streams
@@ -348,39 +355,51 @@ class StreamingMelSpectrogram:
 
     def _advance(self, g: _Group, rows: torch.Tensor) -> torch.Tensor:
         n_new = rows.shape[-1]
-        if g.graph is not None:
-            if n_new == self.chunk_size:
-                out = g.graph.run(rows)
+        if g.step is not None:
+            if n_new == self.chunk_size:  # steady state: one static-shape step
+                out = g.step.run(rows)
                 g.n += n_new
                 g.t += out.shape[-1]
                 g.start += n_new
                 return out
-            g.buf, g.graph = g.graph.state.clone(), None  # another size: leave the graph
-        if (
-            self.chunk_size is not None
-            and n_new == self.chunk_size
-            and g.t * self.hop_length >= self.pad
-            and g.n + self.pad >= self.n_fft
-            and g.buf.shape[-1] == self._steady(g.n)[0]
-        ):
-            # Steady state: the static-shape step (captured on CUDA).
-            offset = self._steady(g.n)[1]
-            if self.cuda_graph:
-                g.graph = _GraphStep(self._mel, g.buf, self.chunk_size, offset)
-                out = g.graph.run(rows)
-                g.buf = g.graph.state
-            else:
-                g.buf, out = static_step(self._mel, g.buf, rows, offset)
-            g.n += n_new
-            g.t += out.shape[-1]
-            g.start = g.n - g.buf.shape[-1]
-            return out
+            self._leave_step(g)  # another size: back to the general path
         g.buf = torch.cat([g.buf, rows], dim=-1) if n_new else g.buf
         g.n += n_new
         ready = _core.frames_ready(g.n, n_fft=self.n_fft, hop_length=self.hop_length, pad=self.pad, pad_mode=self.pad_mode)
         out = self._frames(g, ready, right=None)
         self._trim(g)
+        if (
+            self.chunk_size is not None
+            and g.t * self.hop_length >= self.pad
+            and g.n + self.pad >= self.n_fft
+            and g.buf.shape[-1] == self._steady(g.n)[0]
+        ):
+            # From the next push of chunk_size samples on, the static-shape step
+            # (captured in a CUDA graph with cuda_graph=True).
+            offset = self._steady(g.n)[1]
+            cls = _GraphStep if self.cuda_graph else _Step
+            g.step = cls(self._step_mel(g.buf.shape[0]), g.buf, self.chunk_size, offset)
         return out
+
+    def _step_mel(self, n_streams: int) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The mel function of the steady-state step: the core's dense path with bound constants."""
+        frames_per_step = n_streams * (self.chunk_size or 0) // self.hop_length
+        mel = self._mel
+        if self.device.type == "cpu" and frames_per_step > _core.DENSE_MEL_FRAMES or not isinstance(mel, functools.partial):
+            return mel  # many frames per step: the cache-blocked CPU path
+        kw = mel.keywords
+        dense = functools.partial(
+            _core.mel_dense,
+            window=kw["window"],
+            fb_t=kw["fb_t"],
+            power=kw["power"],
+            dft=kw["dft"],
+            window_span=kw["window_span"],
+            mag_eps=kw["mag_eps"],
+            inplace=True,
+        )
+        n_fft, hop = self.n_fft, self.hop_length
+        return lambda z: dense(z.unfold(-1, n_fft, hop))
 
     def _steady(self, n: int) -> Tuple[int, int]:
         """Samples kept in steady state, and how many of them precede the next frame's start."""
@@ -429,10 +448,10 @@ class StreamingMelSpectrogram:
         if self._mel is None:
             self._mel = self.module.mel_function(self._dtype or torch.float32)
         was_numpy = self._last_numpy
+        for g in self._groups:
+            self._leave_step(g)
         outs = [(g, self._finish(g)) for g in self._groups]
         self._flushed = True
-        for g in self._groups:
-            g.graph = None
         return self._assemble(outs, was_numpy)
 
     _last_numpy = True
@@ -484,24 +503,40 @@ class StreamingMelSpectrogram:
         return [conv(o) for o in per_stream]
 
 
+class _Step:
+    """The steady-state step (CPU, or CUDA without graphs): ``static_step`` with bound arguments."""
+
+    def __init__(self, mel: Callable[[torch.Tensor], torch.Tensor], state: torch.Tensor, chunk_size: int, offset: int) -> None:
+        self.mel, self.state, self.offset = mel, state, offset
+
+    def run(self, rows: torch.Tensor) -> torch.Tensor:
+        self.state, out = static_step(self.mel, self.state, rows, self.offset)
+        return out
+
+
 class _GraphStep:
     """The steady-state step captured in a CUDA graph, with static input, state and output."""
 
     def __init__(self, mel: Callable[[torch.Tensor], torch.Tensor], state: torch.Tensor, chunk_size: int, offset: int) -> None:
-        self.state = state.clone()
+        self.static_state = state.clone()
         self.chunk = torch.zeros((state.shape[0], chunk_size), dtype=state.dtype, device=state.device)
         # Warm up on scratch copies (cuFFT plans, cuBLAS handles) without touching the real state.
         side = torch.cuda.Stream(device=state.device)
         side.wait_stream(torch.cuda.current_stream(state.device))
         with torch.cuda.stream(side):
-            scratch = self.state.clone()
+            scratch = self.static_state.clone()
             for _ in range(3):
                 static_step(mel, scratch, self.chunk, offset)
         torch.cuda.current_stream(state.device).wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):
-            new_state, self.out = static_step(mel, self.state, self.chunk, offset)
-            self.state.copy_(new_state)
+            new_state, self.out = static_step(mel, self.static_state, self.chunk, offset)
+            self.static_state.copy_(new_state)
+
+    @property
+    def state(self) -> torch.Tensor:
+        """The current ring buffer (a copy: the graph keeps writing into its own)."""
+        return self.static_state.clone()
 
     def run(self, rows: torch.Tensor) -> torch.Tensor:
         self.chunk.copy_(rows, non_blocking=True)
