@@ -464,10 +464,18 @@ def as_batch(
         raise ParameterError(f"{name} is empty (shape {tuple(t.shape)}); pass at least one sample")
     if t.numel() == 0:
         raise ParameterError(f"{name} has an empty batch dimension (shape {tuple(t.shape)})")
-    if check_finite and not _compiling_or_capturing(t) and not bool(torch.isfinite(t).all()):
+    if check_finite and not _compiling_or_capturing(t) and not _all_finite(t):
         raise ParameterError(f"{name} is not finite everywhere (NaN or Inf samples); clean the audio, e.g. np.nan_to_num")
     batch_shape = tuple(t.shape[:-1])
     return t.reshape(-1, t.shape[-1]), batch_shape, was_numpy
+
+
+def _all_finite(t: torch.Tensor) -> bool:
+    """Whether every sample is finite; fast (torch.isfinite(t).all() costs ~4x more on the CPU)."""
+    if t.device.type == "cpu":
+        return bool(np.isfinite(t.detach().numpy()).all())
+    # one reduction and one host synchronisation; the exact test only if the sum overflowed
+    return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
 
 
 def _compiling_or_capturing(t: torch.Tensor) -> bool:
