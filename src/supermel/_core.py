@@ -358,7 +358,7 @@ def mel_frames(
         if p.dtype != fb.dtype:
             p = p.to(fb.dtype)
         torch.cat([torch.matmul(p[..., lo:hi], w) for lo, hi, w in fb_blocks], dim=-1, out=out[sel])
-    return out.transpose(-1, -2)
+    return out.transpose(-1, -2).contiguous()
 
 
 def mel_dense(
@@ -382,7 +382,9 @@ def mel_dense(
     if p.dtype != fb_t.dtype:  # a float64 filterbank on float32 audio: librosa returns float64
         p = p.to(fb_t.dtype)
     n_batch, n_frames, n_bins = p.shape
-    return torch.mm(p.view(n_batch * n_frames, n_bins), fb_t).view(n_batch, n_frames, fb_t.shape[1]).transpose(1, 2)
+    mel = torch.mm(p.view(n_batch * n_frames, n_bins), fb_t).view(n_batch, n_frames, fb_t.shape[1])
+    # librosa's layout, contiguous: element-wise post-processing (logs, floors) then runs at full speed
+    return mel.transpose(1, 2).contiguous()
 
 
 def split_filterbank(fb: np.ndarray, max_blocks: int = 4) -> List[Tuple[int, int, np.ndarray]]:
