@@ -33,7 +33,7 @@ from . import _core
 from ._errors import ParameterError
 from .modules import MelSpectrogram
 
-__all__ = ["StreamingMelSpectrogram", "static_step"]
+__all__ = ["StreamingMelSpectrogram", "static_step", "check_chunk"]
 
 Array = Union[np.ndarray, torch.Tensor]
 
@@ -62,6 +62,33 @@ def static_step(mel: Callable[[torch.Tensor], torch.Tensor], state: torch.Tensor
     seg = torch.cat([state, chunk], dim=-1)
     frames = mel(seg[:, offset:] if offset else seg)
     return seg[:, chunk.shape[-1] :], frames
+
+
+def check_chunk(chunk: Array, *, num_streams: Optional[int], check_finite: bool) -> Tuple[Array, bool]:
+    """Validate one pushed chunk (dtype, shape, finiteness) without converting it.
+
+    Shared by every streaming object. Returns ``(chunk, was_numpy)`` with
+    array-likes turned into numpy arrays. Raises :class:`ParameterError`.
+    """
+    was_numpy = not isinstance(chunk, torch.Tensor)
+    if was_numpy:
+        chunk = np.asarray(chunk)
+        if chunk.dtype.kind != "f":
+            raise ParameterError(f"chunk has dtype {chunk.dtype}; audio must be floating point (e.g. int16 PCM / 32768)")
+    elif not chunk.is_floating_point():
+        raise ParameterError(f"chunk has dtype {chunk.dtype}; audio must be floating point (e.g. int16 PCM / 32768)")
+    if chunk.ndim != (1 if num_streams is None else 2) or (num_streams is not None and chunk.shape[0] != num_streams):
+        expected = "(n,)" if num_streams is None else f"({num_streams}, n)"
+        raise ParameterError(f"chunk has shape {tuple(chunk.shape)}; this stream object takes chunks of shape {expected}")
+    if check_finite and chunk.shape[-1]:
+        # one reduction in the common case; the exact test only when the sum is not finite
+        if was_numpy:
+            bad = not np.isfinite(chunk.sum()) and not np.isfinite(chunk).all()
+        else:
+            bad = not bool(torch.isfinite(chunk.sum())) and not bool(torch.isfinite(chunk).all())
+        if bad:
+            raise ParameterError("chunk is not finite everywhere (NaN or Inf samples); the stream was left unchanged")
+    return chunk, was_numpy
 
 
 @dataclass
@@ -284,24 +311,7 @@ class StreamingMelSpectrogram:
     # ------------------------------------------------------------------ input
     def _validate(self, chunk: Array) -> Tuple[torch.Tensor, bool]:
         """Check a chunk without touching the state; return it as ``(S, n)`` on the stream's device."""
-        was_numpy = not isinstance(chunk, torch.Tensor)
-        if was_numpy:
-            chunk = np.asarray(chunk)
-            if chunk.dtype.kind != "f":
-                raise ParameterError(f"chunk has dtype {chunk.dtype}; audio must be floating point (e.g. int16 PCM / 32768)")
-        elif not chunk.is_floating_point():
-            raise ParameterError(f"chunk has dtype {chunk.dtype}; audio must be floating point (e.g. int16 PCM / 32768)")
-        if chunk.ndim != (1 if self.num_streams is None else 2) or (self.num_streams is not None and chunk.shape[0] != self.num_streams):
-            expected = "(n,)" if self.num_streams is None else f"({self.num_streams}, n)"
-            raise ParameterError(f"chunk has shape {tuple(chunk.shape)}; this stream object takes chunks of shape {expected}")
-        if self.check_finite and chunk.shape[-1]:
-            # one reduction in the common case; the exact test only when the sum is not finite
-            if was_numpy:
-                bad = not np.isfinite(chunk.sum()) and not np.isfinite(chunk).all()
-            else:
-                bad = not bool(torch.isfinite(chunk.sum())) and not bool(torch.isfinite(chunk).all())
-            if bad:
-                raise ParameterError("chunk is not finite everywhere (NaN or Inf samples); the stream was left unchanged")
+        chunk, was_numpy = check_chunk(chunk, num_streams=self.num_streams, check_finite=self.check_finite)
         if self._dtype is None and chunk.shape[-1] > 0:
             self._dtype = torch.float64 if chunk.dtype in (np.float64, torch.float64) else torch.float32
             for g in self._groups:

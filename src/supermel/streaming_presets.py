@@ -60,7 +60,7 @@ import torch
 from . import kaldi
 from ._errors import ParameterError
 from .presets import Frontend, KaldiFbank, Nemo, Wav2Lip, Wav2LipConfig, Whisper, frontend, wav2lip_window_ratio, wav2lip_window_start
-from .streaming import StreamingMelSpectrogram
+from .streaming import StreamingMelSpectrogram, check_chunk
 
 __all__ = ["StreamingFrontend", "Wav2LipChunker"]
 
@@ -360,20 +360,7 @@ class StreamingFrontend:
     # ------------------------------------------------------------------ input
     def _validate(self, chunk: Array) -> Tuple[torch.Tensor, bool]:
         """Check a chunk without touching the state; return it as ``(S, n)`` in the front end's dtype and device."""
-        was_numpy = not isinstance(chunk, torch.Tensor)
-        if was_numpy:
-            chunk = np.asarray(chunk)
-            if chunk.dtype.kind != "f":
-                raise ParameterError(f"chunk has dtype {chunk.dtype}; audio must be floating point (e.g. int16 PCM / 32768)")
-        elif not chunk.is_floating_point():
-            raise ParameterError(f"chunk has dtype {chunk.dtype}; audio must be floating point (e.g. int16 PCM / 32768)")
-        if chunk.ndim != (1 if self.num_streams is None else 2) or (self.num_streams is not None and chunk.shape[0] != self.num_streams):
-            expected = "(n,)" if self.num_streams is None else f"({self.num_streams}, n)"
-            raise ParameterError(f"chunk has shape {tuple(chunk.shape)}; this stream object takes chunks of shape {expected}")
-        if self.check_finite and chunk.shape[-1]:
-            finite = np.isfinite(chunk).all() if was_numpy else bool(torch.isfinite(chunk).all())
-            if not finite:
-                raise ParameterError("chunk is not finite everywhere (NaN or Inf samples); the stream was left unchanged")
+        chunk, was_numpy = check_chunk(chunk, num_streams=self.num_streams, check_finite=self.check_finite)
         t = torch.from_numpy(np.ascontiguousarray(chunk)) if was_numpy else chunk
         t = t.to(device=self.device, dtype=self.dtype)
         return (t.unsqueeze(0) if self.num_streams is None else t), was_numpy
