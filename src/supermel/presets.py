@@ -62,7 +62,7 @@ from torch import nn
 from . import _core, kaldi
 from ._errors import ParameterError
 from .filters import check_mel_params, get_window, kaldi_mel_filters
-from .modules import MelSpectrogram
+from .modules import MelSpectrogram, _float_dtype
 
 if TYPE_CHECKING:
     from .streaming_presets import StreamingFrontend
@@ -509,14 +509,6 @@ def preemphasis(y: torch.Tensor, coef: float = 0.97, prev: Optional[torch.Tensor
     return torch.cat([first, y[..., 1:] - coef * y[..., :-1]], dim=-1)
 
 
-def _resolve_dtype(dtype: Optional[torch.dtype]) -> torch.dtype:
-    if dtype is None:
-        return torch.float32
-    if dtype not in (torch.float32, torch.float64):
-        raise ParameterError(f"dtype={dtype} must be torch.float32 or torch.float64")
-    return dtype
-
-
 def _core_for(cfg: MelConfig, **kw: Any) -> MelSpectrogram:
     win_length = cfg.win_length or cfg.n_fft
     window: Any = cfg.window if cfg.periodic else get_window(cfg.window, win_length, fftbins=False)
@@ -567,7 +559,7 @@ class Frontend(nn.Module):
         if not isinstance(config, self.config_class):
             raise ParameterError(f"{type(self).__name__} needs a {self.config_class.__name__}, not {type(config).__name__}")
         self.config = config
-        self.dtype = _resolve_dtype(dtype)
+        self.dtype = _float_dtype(dtype)
         self.check_finite = bool(check_finite)
         self.core = self._build_core(dtype=self.dtype, device=device, check_finite=False, backend=backend)
 

@@ -103,6 +103,28 @@ class _Group:
     step: Any = field(default=None, repr=False)  # the steady-state step, once reached
 
 
+def restart_stream(groups: List[_Group], index: int, empty: Callable[[int], torch.Tensor]) -> List[_Group]:
+    """Move stream ``index`` out of its group into a fresh one (streams restarted together share it).
+
+    Shared by every streaming object that supports a per-stream ``reset(i)``.
+    """
+    for g in groups:
+        if index in g.index:
+            keep = [r for r, i in enumerate(g.index) if i != index]
+            g.index = [g.index[r] for r in keep]
+            if g.step is not None:  # take the ring buffer back from the steady-state step
+                g.buf, g.step = g.step.state, None
+            g.buf = g.buf[keep]
+    groups = [g for g in groups if g.index]
+    fresh = next((g for g in groups if g.n == 0), None)
+    if fresh is None:
+        groups.append(_Group(index=[index], buf=empty(1)))
+    else:
+        fresh.index.append(index)
+        fresh.buf = empty(len(fresh.index))
+    return sorted(groups, key=lambda g: min(g.index))
+
+
 class StreamingMelSpectrogram:
     """Incremental mel spectrogram that equals the offline result frame for frame.
 
@@ -262,21 +284,7 @@ class StreamingMelSpectrogram:
             raise ParameterError("per-stream reset is not available with cuda_graph=True; call reset() for all streams")
         if self._flushed:
             raise ParameterError(f"reset({index}) after flush(): the streams have ended; call reset() to restart all of them")
-        for g in self._groups:
-            if index in g.index:
-                row = g.index.index(index)
-                keep = [r for r in range(len(g.index)) if r != row]
-                g.index = [g.index[r] for r in keep]
-                self._leave_step(g)
-                g.buf = g.buf[keep]
-        self._groups = [g for g in self._groups if g.index]
-        fresh = next((g for g in self._groups if g.n == 0), None)
-        if fresh is None:
-            self._groups.append(_Group(index=[index], buf=self._empty(1)))
-        else:
-            fresh.index.append(index)
-            fresh.buf = self._empty(len(fresh.index))
-        self._groups.sort(key=lambda g: min(g.index))
+        self._groups = restart_stream(self._groups, index, self._empty)
 
     @property
     def frame_count(self) -> Union[int, np.ndarray]:

@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import copy
 import fractions
-from dataclasses import dataclass
 from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -60,7 +59,7 @@ import torch
 from . import kaldi
 from ._errors import ParameterError
 from .presets import Frontend, KaldiFbank, Nemo, Wav2Lip, Wav2LipConfig, Whisper, frontend, wav2lip_window_ratio, wav2lip_window_start
-from .streaming import StreamingMelSpectrogram, check_chunk
+from .streaming import StreamingMelSpectrogram, _Group, check_chunk, restart_stream
 
 __all__ = ["StreamingFrontend", "Wav2LipChunker"]
 
@@ -86,17 +85,6 @@ def _stack(rows: Sequence[torch.Tensor]) -> Frames:
 
 
 # =========================================================================== Kaldi framing engine
-@dataclass
-class _KGroup:
-    """Streams of a Kaldi engine that have received the same number of samples since their reset."""
-
-    index: List[int]
-    buf: torch.Tensor  # (g, m): input samples from `start`
-    n: int = 0  # samples received
-    t: int = 0  # frames emitted
-    start: int = 0  # input index of buf[:, 0]
-
-
 class _KaldiEngine:
     """Kaldi framing, incrementally (the engine of a streaming Kaldi fbank preset).
 
@@ -116,7 +104,7 @@ class _KaldiEngine:
         self.n_mels = fe.core.n_mels
         # frame t is complete when sample t * shift + latency_samples - 1 has arrived
         self.latency_samples = kaldi.first_sample_of_frame(0, **self.kw) + w  # type: ignore[arg-type]
-        self.groups: List[_KGroup] = []
+        self.groups: List[_Group] = []
         self.reset()
 
     def _empty(self, g: int) -> torch.Tensor:
@@ -124,23 +112,11 @@ class _KaldiEngine:
 
     def reset(self, index: Optional[int] = None) -> None:
         if index is None:
-            self.groups = [_KGroup(index=list(range(self.num_streams)), buf=self._empty(self.num_streams))]
+            self.groups = [_Group(index=list(range(self.num_streams)), buf=self._empty(self.num_streams))]
             return
-        for g in self.groups:
-            if index in g.index:
-                keep = [r for r, i in enumerate(g.index) if i != index]
-                g.index = [g.index[r] for r in keep]
-                g.buf = g.buf[keep]
-        self.groups = [g for g in self.groups if g.index]
-        fresh = next((g for g in self.groups if g.n == 0), None)
-        if fresh is None:
-            self.groups.append(_KGroup(index=[index], buf=self._empty(1)))
-        else:
-            fresh.index.append(index)
-            fresh.buf = self._empty(len(fresh.index))
-        self.groups.sort(key=lambda g: min(g.index))
+        self.groups = restart_stream(self.groups, index, self._empty)
 
-    def _frames(self, g: _KGroup, stop: int) -> torch.Tensor:
+    def _frames(self, g: _Group, stop: int) -> torch.Tensor:
         """Mel energies ``(g, bins, k)`` of frames ``g.t .. stop-1`` (Kaldi's per-frame steps, then the core)."""
         if stop <= g.t:
             return g.buf.new_zeros((g.buf.shape[0], self.n_mels, 0))
@@ -152,7 +128,7 @@ class _KaldiEngine:
         g.t = stop
         return torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
 
-    def _trim(self, g: _KGroup) -> None:
+    def _trim(self, g: _Group) -> None:
         # Keep the next frame's samples, and (a conservative bound) the last
         # frame_length samples, which the right-edge reflection (snip_edges=False)
         # reads at flush.
