@@ -98,6 +98,60 @@ def test_fixed_chunks_static_step_equals_offline(n, chunk_hops, pad_mode, stream
     np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize(
+    "over",
+    [
+        dict(power=1.0),
+        dict(power=1.5, win_length=48),
+        dict(backend="matmul"),
+        dict(backend="matmul", power=1.0, window=("kaiser", 8.0)),
+        dict(mag_eps=1e-9, power=1.0),
+        dict(mel_dtype=np.float64),  # float64 filterbank on float32 audio: librosa promotes the output
+    ],
+    ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()),
+)
+@pytest.mark.parametrize("streams", [None, 3])
+def test_static_step_routes_equal_offline(rng, over, streams):
+    """The preallocated steady-state step covers every route of the core (rfft/matmul, power, eps, dtype promotion)."""
+    kw = dict(sr=8000, n_fft=64, hop_length=16, n_mels=8)
+    mod = supermel.MelSpectrogram(**kw, **over, dtype=torch.float32)
+    y = rng.standard_normal((streams, 1000) if streams else 1000).astype(np.float32)
+    stream = supermel.StreamingMelSpectrogram(module=mod, num_streams=streams, chunk_size=32)
+    got = stream_all(stream, y, range(32, 1000, 32))
+    assert any(g.step is not None for g in stream._groups) or stream._flushed
+    expected = mod(y)
+    assert got.dtype == expected.dtype
+    np.testing.assert_allclose(got, expected, rtol=2e-5, atol=1e-6 * np.abs(expected).max())
+
+
+def test_static_step_survives_other_sizes_and_resets(rng):
+    """Leaving the step (another chunk size, a per-stream reset) hands its ring buffer back intact."""
+    kw = dict(sr=8000, n_fft=64, hop_length=16, n_mels=8)
+    y = rng.standard_normal((2, 1200))
+    stream = supermel.StreamingMelSpectrogram(**kw, num_streams=2, chunk_size=32)
+    cuts = [32, 64, 96, 128, 133, 165, 197, 229, 261, 300, 332, 364, 396, 428, 460]
+    got = stream_all(stream, y[:, :500], cuts)
+    np.testing.assert_allclose(got, supermel.melspectrogram(y=y[:, :500], **kw), rtol=1e-9, atol=1e-12)
+    stream.reset()
+    for c in range(0, 256, 32):
+        stream.push(y[:, c : c + 32])
+    assert stream._groups[0].step is not None  # in the steady state now
+    stream.reset(1)  # stream 1 restarts; stream 0 goes on from its ring buffer
+    parts = [[], []]
+    for c in range(256, 1184, 32):
+        out = stream.push(np.stack([y[0, c : c + 32], y[1, c - 256 : c - 256 + 32]]))
+        for i in range(2):
+            parts[i].append(out[i])
+    end = stream.flush()
+    for i in range(2):
+        parts[i].append(end[i])
+    first = np.concatenate(parts[0], -1)
+    want0 = supermel.melspectrogram(y=y[0, :1184], **kw)
+    np.testing.assert_allclose(first, want0[:, -first.shape[-1] :], rtol=1e-9, atol=1e-12)
+    second = np.concatenate(parts[1], -1)
+    np.testing.assert_allclose(second, supermel.melspectrogram(y=y[1, : 1184 - 256], **kw), rtol=1e-9, atol=1e-12)
+
+
 # ----------------------------------------------------------------------------- librosa, real audio
 @pytest.fixture(scope="module")
 def speech():

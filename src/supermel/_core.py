@@ -34,6 +34,7 @@ __all__ = [
     "power_frames",
     "mel_frames",
     "mel_dense",
+    "Workspace",
     "split_filterbank",
     "mel_project",
     "as_batch",
@@ -230,6 +231,71 @@ def _needs_grad(*tensors: Optional[torch.Tensor]) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
+class Workspace:
+    """Preallocated intermediates of :func:`mel_dense` for frames of one fixed shape.
+
+    With a workspace every operation of :func:`mel_dense` writes into these
+    buffers (``out=``) and reads precomputed views: no allocation and fewer
+    operator calls per step. That is what a CUDA graph replays, and what keeps
+    a one-frame CPU streaming step near the cost of its kernels.
+
+    Parameters
+    ----------
+    shape : (B, T)
+        Batch and frames per call.
+    n_fft, n_mels : int
+    dtype : torch.dtype
+        Precision of the frames (float32 or float64).
+    fb_dtype : torch.dtype
+        Precision of the filterbank (float64 when librosa promotes the output).
+    device : torch.device
+    dft_bins : int or None
+        ``F`` for the matrix-product route (``dft`` of shape ``(win, 2 F)``);
+        ``None`` for the rfft route.
+    static_output : bool
+        Write the mel frames into one buffer too (for graph capture; the result
+        is then overwritten by the next call). Otherwise each call returns a
+        new tensor.
+    """
+
+    def __init__(
+        self,
+        shape: Tuple[int, int],
+        *,
+        n_fft: int,
+        n_mels: int,
+        dtype: torch.dtype,
+        fb_dtype: torch.dtype,
+        device: torch.device,
+        dft_bins: Optional[int] = None,
+        static_output: bool = False,
+    ) -> None:
+        n_batch, n_frames = shape
+        n_bins = n_fft // 2 + 1
+        kw = dict(dtype=dtype, device=device)
+        if dft_bins is None:
+            self.x: Optional[torch.Tensor] = torch.zeros((n_batch, n_frames, n_fft), **kw)
+            cdtype = torch.complex128 if dtype == torch.float64 else torch.complex64
+            self.spec: Optional[torch.Tensor] = torch.zeros((n_batch, n_frames, n_bins), dtype=cdtype, device=device)
+            self.sq = torch.view_as_real(self.spec)
+            self.re, self.im = self.sq.unbind(-1)
+        else:
+            self.x = self.spec = None
+            self.sq = torch.zeros((n_batch, n_frames, 2 * dft_bins), **kw)
+            self.re, self.im = self.sq[..., :dft_bins], self.sq[..., dft_bins:]
+        self.p = torch.zeros((n_batch, n_frames, n_bins), **kw)
+        self.p2d = self.p.view(n_batch * n_frames, n_bins)
+        if fb_dtype != dtype:
+            self.p_fb: Optional[torch.Tensor] = torch.zeros((n_batch * n_frames, n_bins), dtype=fb_dtype, device=device)
+        else:
+            self.p_fb = None
+        self.mel: Optional[torch.Tensor] = None
+        self.out: Optional[torch.Tensor] = None
+        if static_output:
+            self.mel = torch.zeros((n_batch * n_frames, n_mels), dtype=fb_dtype, device=device)
+            self.out = torch.zeros((n_batch, n_mels, n_frames), dtype=fb_dtype, device=device)
+
+
 def _power_block(
     frames: torch.Tensor,
     *,
@@ -239,21 +305,29 @@ def _power_block(
     window_span: Tuple[int, int],
     mag_eps: float,
     inplace: bool,
+    ws: Optional[Workspace] = None,
 ) -> torch.Tensor:
     """``(..., T, n_fft)`` frames -> ``(..., T, F)`` power, real arithmetic only.
 
-    ``inplace`` reuses intermediate buffers (eager mode; off while compiling).
+    ``inplace`` reuses intermediate buffers (eager mode; off while compiling);
+    ``ws`` (implies ``inplace``) writes every intermediate into preallocated buffers.
     """
     if dft is None:
-        spec = torch.view_as_real(torch.fft.rfft(frames * window, dim=-1))  # (..., T, F, 2)
-        re, im = (spec.mul_(spec) if inplace else spec * spec).unbind(-1)
-        p = torch.add(re, im)
+        if ws is None:
+            sq = torch.view_as_real(torch.fft.rfft(frames * window, dim=-1))  # (..., T, F, 2)
+        else:
+            torch.fft.rfft(torch.mul(frames, window, out=ws.x), dim=-1, out=ws.spec)
+            sq = ws.sq
+        sq = sq.mul_(sq) if inplace or ws is not None else sq * sq
+        re, im = sq.unbind(-1) if ws is None else (ws.re, ws.im)
     else:
         lo, hi = window_span
-        y = torch.matmul(frames[..., lo:hi], dft)  # (..., T, 2F): [re | im]
+        y = torch.matmul(frames[..., lo:hi], dft) if ws is None else torch.matmul(frames[..., lo:hi], dft, out=ws.sq)  # [re | im]
         n_bins = dft.shape[-1] // 2
-        sq = y.mul_(y) if inplace else y * y
-        p = torch.add(sq[..., :n_bins], sq[..., n_bins:])
+        sq = y.mul_(y) if inplace or ws is not None else y * y
+        re, im = (sq[..., :n_bins], sq[..., n_bins:]) if ws is None else (ws.re, ws.im)
+    p = torch.add(re, im) if ws is None else torch.add(re, im, out=ws.p)
+    inplace = inplace or ws is not None
     if mag_eps:
         p = p.add_(mag_eps) if inplace else p + mag_eps
     if power == 2.0:
@@ -371,20 +445,30 @@ def mel_dense(
     window_span: Tuple[int, int] = (0, 0),
     mag_eps: float = 0.0,
     inplace: bool = True,
+    ws: Optional[Workspace] = None,
 ) -> torch.Tensor:
     """Frames ``(B, T, n_fft)`` (a view) -> mel ``(B, n_mels, T)`` with one dense product.
 
     The path of short inputs, CUDA, compiled graphs and the streaming step;
     :func:`mel_frames` calls it after its checks, hot loops call it directly.
-    ``fb_t`` is the ``(F, n_mels)`` transposed filterbank.
+    ``fb_t`` is the ``(F, n_mels)`` transposed filterbank; ``ws`` a
+    :class:`Workspace` for frames of this shape (no allocation per call).
     """
-    p = _power_block(frames, window=window, power=power, dft=dft, window_span=window_span, mag_eps=mag_eps, inplace=inplace)
-    if p.dtype != fb_t.dtype:  # a float64 filterbank on float32 audio: librosa returns float64
-        p = p.to(fb_t.dtype)
+    p = _power_block(frames, window=window, power=power, dft=dft, window_span=window_span, mag_eps=mag_eps, inplace=inplace, ws=ws)
     n_batch, n_frames, n_bins = p.shape
-    mel = torch.mm(p.view(n_batch * n_frames, n_bins), fb_t).view(n_batch, n_frames, fb_t.shape[1])
+    p = p.view(n_batch * n_frames, n_bins) if ws is None else ws.p2d
+    if p.dtype != fb_t.dtype:  # a float64 filterbank on float32 audio: librosa returns float64
+        p = p.to(fb_t.dtype) if ws is None or ws.p_fb is None else ws.p_fb.copy_(p)
+    n_mels = fb_t.shape[1]
+    if ws is None or ws.mel is None:
+        mel = torch.mm(p, fb_t)
+    else:
+        mel = torch.mm(p, fb_t, out=ws.mel)
+    if n_frames == 1:  # (B, 1, M) and (B, M, 1) share one memory layout
+        return mel.view(n_batch, n_mels, 1)
     # librosa's layout, contiguous: element-wise post-processing (logs, floors) then runs at full speed
-    return mel.transpose(1, 2).contiguous()
+    mel = mel.view(n_batch, n_frames, n_mels).transpose(1, 2)
+    return mel.contiguous() if ws is None or ws.out is None else ws.out.copy_(mel)
 
 
 def split_filterbank(fb: np.ndarray, max_blocks: int = 4) -> List[Tuple[int, int, np.ndarray]]:

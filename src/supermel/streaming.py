@@ -21,10 +21,9 @@ the CPU, where it is tested for exactness.
 
 from __future__ import annotations
 
-import functools
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -362,9 +361,9 @@ class StreamingMelSpectrogram:
         if len(self._groups) == 1:  # all streams in step: one batched computation
             out = self._advance(self._groups[0], t)
             self._last_numpy = was_numpy
-            if self.num_streams is None:
-                out = out[0]
-            return out.numpy() if was_numpy and out.device.type == "cpu" else (out.cpu().numpy() if was_numpy else out)
+            if was_numpy:  # convert first: indexing a numpy array costs less than a torch call
+                out = out.numpy() if out.device.type == "cpu" else out.cpu().numpy()
+            return out[0] if self.num_streams is None else out
         outs = []
         for g in self._groups:
             rows = t if len(self._groups) == 1 else t[g.index]
@@ -396,28 +395,8 @@ class StreamingMelSpectrogram:
             # (captured in a CUDA graph with cuda_graph=True).
             offset = self._steady(g.n)[1]
             cls = _GraphStep if self.cuda_graph else _Step
-            g.step = cls(self._step_mel(g.buf.shape[0]), g.buf, self.chunk_size, offset)
+            g.step = cls(self._mel.keywords, g.buf, self.chunk_size, offset, n_mels=self.n_mels)
         return out
-
-    def _step_mel(self, n_streams: int) -> Callable[[torch.Tensor], torch.Tensor]:
-        """The mel function of the steady-state step: the core's dense path with bound constants."""
-        frames_per_step = n_streams * (self.chunk_size or 0) // self.hop_length
-        mel = self._mel
-        if self.device.type == "cpu" and frames_per_step > _core.DENSE_MEL_FRAMES or not isinstance(mel, functools.partial):
-            return mel  # many frames per step: the cache-blocked CPU path
-        kw = mel.keywords
-        dense = functools.partial(
-            _core.mel_dense,
-            window=kw["window"],
-            fb_t=kw["fb_t"],
-            power=kw["power"],
-            dft=kw["dft"],
-            window_span=kw["window_span"],
-            mag_eps=kw["mag_eps"],
-            inplace=True,
-        )
-        n_fft, hop = self.n_fft, self.hop_length
-        return lambda z: dense(z.unfold(-1, n_fft, hop))
 
     def _steady(self, n: int) -> Tuple[int, int]:
         """Samples kept in steady state, and how many of them precede the next frame's start."""
@@ -522,41 +501,92 @@ class StreamingMelSpectrogram:
 
 
 class _Step:
-    """The steady-state step (CPU, or CUDA without graphs): ``static_step`` with bound arguments."""
+    """The steady-state step with static shapes: :func:`static_step` on preallocated buffers.
 
-    def __init__(self, mel: Callable[[torch.Tensor], torch.Tensor], state: torch.Tensor, chunk_size: int, offset: int) -> None:
-        self.mel, self.state, self.offset = mel, state, offset
+    The ring buffer is two ``(S, K + chunk)`` tensors used in turn: the chunk
+    is copied behind the kept samples, the frames are computed by
+    :func:`supermel._core.mel_dense` into a :class:`supermel._core.Workspace`,
+    and the samples the next step keeps are copied to the head of the other
+    tensor. Every tensor and view is made once, here; a step is a fixed
+    sequence of kernels, which the CUDA subclass captures in graphs and the
+    CPU runs directly (where it is tested for exactness).
+    """
 
-    def run(self, rows: torch.Tensor) -> torch.Tensor:
-        self.state, out = static_step(self.mel, self.state, rows, self.offset)
+    static_output = False
+
+    def __init__(self, mel_kw: Dict[str, Any], state: torch.Tensor, chunk_size: int, offset: int, *, n_mels: int) -> None:
+        n_streams, keep = state.shape
+        n_fft, hop = mel_kw["n_fft"], mel_kw["hop_length"]
+        self.segs = [state.new_zeros((n_streams, keep + chunk_size)) for _ in range(2)]
+        self.segs[0][:, :keep] = state
+        self.tails = [s[:, keep:] for s in self.segs]
+        self.heads = [s[:, :keep] for s in self.segs]
+        self.kept = [s[:, chunk_size:] for s in self.segs]
+        self.frames = [s[:, offset:].unfold(-1, n_fft, hop) for s in self.segs]
+        dft = mel_kw["dft"]
+        self.kw = {k: mel_kw[k] for k in ("window", "fb_t", "power", "dft", "window_span", "mag_eps")}
+        self.kw["ws"] = _core.Workspace(
+            (n_streams, self.frames[0].shape[1]),
+            n_fft=n_fft,
+            n_mels=n_mels,
+            dtype=state.dtype,
+            fb_dtype=mel_kw["fb_t"].dtype,
+            device=state.device,
+            dft_bins=None if dft is None else dft.shape[-1] // 2,
+            static_output=self.static_output,
+        )
+        self.i = 0  # which of the two tensors holds the current state
+
+    def compute(self, i: int) -> torch.Tensor:
+        """Frames of ``segs[i]`` (state + chunk); then the kept samples to the other tensor."""
+        out = _core.mel_dense(self.frames[i], **self.kw)
+        self.heads[1 - i].copy_(self.kept[i])
         return out
-
-
-class _GraphStep:
-    """The steady-state step captured in a CUDA graph, with static input, state and output."""
-
-    def __init__(self, mel: Callable[[torch.Tensor], torch.Tensor], state: torch.Tensor, chunk_size: int, offset: int) -> None:
-        self.static_state = state.clone()
-        self.chunk = torch.zeros((state.shape[0], chunk_size), dtype=state.dtype, device=state.device)
-        # Warm up on scratch copies (cuFFT plans, cuBLAS handles) without touching the real state.
-        side = torch.cuda.Stream(device=state.device)
-        side.wait_stream(torch.cuda.current_stream(state.device))
-        with torch.cuda.stream(side):
-            scratch = self.static_state.clone()
-            for _ in range(3):
-                static_step(mel, scratch, self.chunk, offset)
-        torch.cuda.current_stream(state.device).wait_stream(side)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            new_state, self.out = static_step(mel, self.static_state, self.chunk, offset)
-            self.static_state.copy_(new_state)
 
     @property
     def state(self) -> torch.Tensor:
-        """The current ring buffer (a copy: the graph keeps writing into its own)."""
-        return self.static_state.clone()
+        """The kept samples ``(S, K)`` (a copy)."""
+        return self.heads[self.i].clone()
 
     def run(self, rows: torch.Tensor) -> torch.Tensor:
-        self.chunk.copy_(rows, non_blocking=True)
-        self.graph.replay()
+        i = self.i
+        self.tails[i].copy_(rows)
+        out = self.compute(i)
+        self.i = 1 - i
+        return out
+
+
+class _GraphStep(_Step):
+    """The steady-state step captured in CUDA graphs (one per ring-buffer tensor), replayed per push.
+
+    The output is a preallocated device buffer, overwritten by the next push.
+    """
+
+    static_output = True
+
+    def __init__(self, mel_kw: Dict[str, Any], state: torch.Tensor, chunk_size: int, offset: int, *, n_mels: int) -> None:
+        super().__init__(mel_kw, state, chunk_size, offset, n_mels=n_mels)
+        saved = [s.clone() for s in self.segs]
+        # Warm up on a side stream (cuFFT plans, cuBLAS handles), then capture both parities.
+        side = torch.cuda.Stream(device=state.device)
+        side.wait_stream(torch.cuda.current_stream(state.device))
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                self.compute(0)
+                self.compute(1)
+        torch.cuda.current_stream(state.device).wait_stream(side)
+        self.graphs = []
+        for i in range(2):
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                self.out = self.compute(i)  # the workspace's output buffer, the same for both
+            self.graphs.append(graph)
+        for s, v in zip(self.segs, saved):  # undo what warm-up and capture wrote
+            s.copy_(v)
+
+    def run(self, rows: torch.Tensor) -> torch.Tensor:
+        i = self.i
+        self.tails[i].copy_(rows, non_blocking=True)
+        self.graphs[i].replay()
+        self.i = 1 - i
         return self.out
