@@ -221,10 +221,16 @@ def pad_signal(y: torch.Tensor, *, pad: int, mode: str, n_fft: int, hop_length: 
 
 
 # --------------------------------------------------------------------------- spectra
-#: Frames processed per block on the CPU: window, FFT, power and mel of one
-#: block stay in the L2 cache (measured in benchmarks/core.py; unblocked
-#: processing of 60 s is 2-3x slower on a memory-bound core).
-CPU_BLOCK_FRAMES = 256
+#: Samples of frames processed per block on the CPU (256 frames of 800): window,
+#: FFT, power and mel of one block stay in the L2 cache (measured in
+#: benchmarks/core.py; unblocked processing of 60 s is 2-3x slower on a
+#: memory-bound core). Shorter frames get proportionally more frames per block.
+CPU_BLOCK_SAMPLES = 256 * 800
+
+
+def block_frames(n_fft: int) -> int:
+    """Frames per CPU block for frames of ``n_fft`` samples."""
+    return max(16, CPU_BLOCK_SAMPLES // n_fft)
 
 
 def _needs_grad(*tensors: Optional[torch.Tensor]) -> bool:
@@ -373,25 +379,21 @@ def power_frames(
     frames = z.unfold(-1, n_fft, hop_length)  # (B, T, n_fft), a view
     kw = dict(window=window, power=power, dft=dft, window_span=window_span, mag_eps=mag_eps, inplace=eager)
     n_batch, n_frames = frames.shape[0], frames.shape[-2]
-    if not (eager and z.device.type == "cpu") or n_batch * n_frames <= CPU_BLOCK_FRAMES:
+    block = block_frames(n_fft)
+    if not (eager and z.device.type == "cpu") or n_batch * n_frames <= block:
         return _power_block(frames, **kw)
     out = z.new_empty(frames.shape[:-1] + (n_fft // 2 + 1,))
-    for sel in _cpu_blocks(n_batch, n_frames):
+    for sel in _cpu_blocks(n_batch, n_frames, block):
         out[sel] = _power_block(frames[sel], **kw)
     return out
 
 
-def _cpu_blocks(n_batch: int, n_frames: int) -> List[Tuple[slice, slice]]:
-    """Index blocks of about CPU_BLOCK_FRAMES frames over ``(batch, time)``."""
-    if n_frames >= CPU_BLOCK_FRAMES:
-        return [(slice(b, b + 1), slice(s, s + CPU_BLOCK_FRAMES)) for b in range(n_batch) for s in range(0, n_frames, CPU_BLOCK_FRAMES)]
-    step = max(1, CPU_BLOCK_FRAMES // n_frames)
+def _cpu_blocks(n_batch: int, n_frames: int, block: int) -> List[Tuple[slice, slice]]:
+    """Index blocks of about ``block`` frames over ``(batch, time)``."""
+    if n_frames >= block:
+        return [(slice(b, b + 1), slice(s, s + block)) for b in range(n_batch) for s in range(0, n_frames, block)]
+    step = max(1, block // n_frames)
     return [(slice(b, b + step), slice(None)) for b in range(0, n_batch, step)]
-
-
-#: Up to this many frames per call the dense filterbank (one matrix product)
-#: beats the block-sparse one (several products and a concatenation).
-DENSE_MEL_FRAMES = CPU_BLOCK_FRAMES
 
 
 def mel_frames(
@@ -413,26 +415,36 @@ def mel_frames(
     ``fb`` is the dense ``(n_mels, F)`` filterbank; ``fb_blocks`` the same split
     into row blocks ``(lo, hi, W)`` with ``W`` of shape ``(hi - lo, m)``, block
     ``i`` reading only bins ``[lo, hi)`` (the filterbank is ~97% zeros; see
-    :func:`split_filterbank`). On the CPU long inputs are processed in
-    cache-sized blocks of frames through the block-sparse filterbank; short
-    inputs, CUDA and compiled graphs use one dense product (``fb_t``, the
-    transposed view of ``fb``, may be passed to save a call).
+    :func:`split_filterbank`). On the CPU, inputs longer than one block
+    (:func:`block_frames`) are processed in cache-sized blocks of frames through
+    the block-sparse filterbank, each product writing its rows of the
+    ``(B, n_mels, T)`` result in place; shorter inputs, CUDA and compiled graphs
+    use one dense product (``fb_t``, the transposed view of ``fb``, may be
+    passed to save a call).
     """
     eager = not torch.compiler.is_compiling() and not _needs_grad(z, window, dft, fb)
     frames = z.unfold(-1, n_fft, hop_length)
     n_batch, n_frames = frames.shape[0], frames.shape[-2]
-    if not (eager and z.device.type == "cpu") or n_batch * n_frames <= DENSE_MEL_FRAMES:
+    block = block_frames(n_fft)
+    if not (eager and z.device.type == "cpu") or n_batch * n_frames <= block:
         return mel_dense(
             frames, window=window, fb_t=fb.t() if fb_t is None else fb_t, power=power, dft=dft, window_span=window_span, mag_eps=mag_eps, inplace=eager
         )
     kw = dict(window=window, power=power, dft=dft, window_span=window_span, mag_eps=mag_eps, inplace=eager)
-    out = z.new_empty((n_batch, n_frames, fb.shape[0]), dtype=fb.dtype)
-    for sel in _cpu_blocks(n_batch, n_frames):
-        p = _power_block(frames[sel], **kw)
+    out = z.new_empty((n_batch, fb.shape[0], n_frames), dtype=fb.dtype)
+    rows = np.cumsum([0] + [w.shape[1] for _, _, w in fb_blocks]).tolist()
+    for b_sel, t_sel in _cpu_blocks(n_batch, n_frames, block):
+        p = _power_block(frames[b_sel, t_sel], **kw)  # (b, t, F)
         if p.dtype != fb.dtype:
             p = p.to(fb.dtype)
-        torch.cat([torch.matmul(p[..., lo:hi], w) for lo, hi, w in fb_blocks], dim=-1, out=out[sel])
-    return out.transpose(-1, -2).contiguous()
+        p_t = p.transpose(-1, -2)  # (b, F, t), a view
+        for (lo, hi, w), r0, r1 in zip(fb_blocks, rows[:-1], rows[1:]):
+            dst = out[b_sel, r0:r1, t_sel]  # librosa's layout, written in place: no concatenation, no transpose copy
+            if p.shape[0] == 1:
+                torch.mm(w.t(), p_t[0, lo:hi], out=dst[0])
+            else:
+                torch.bmm(w.t().expand(p.shape[0], -1, -1), p_t[:, lo:hi], out=dst)
+    return out
 
 
 def mel_dense(
@@ -471,7 +483,7 @@ def mel_dense(
     return mel.contiguous() if ws is None or ws.out is None else ws.out.copy_(mel)
 
 
-def split_filterbank(fb: np.ndarray, max_blocks: int = 4) -> List[Tuple[int, int, np.ndarray]]:
+def split_filterbank(fb: np.ndarray, max_blocks: int = 4, n_blocks: Optional[int] = None) -> List[Tuple[int, int, np.ndarray]]:
     """Split ``(n_mels, F)`` into row blocks over their non-zero bin ranges.
 
     Returns ``[(lo, hi, W)]`` with ``W = fb[rows, lo:hi].T``; blocks are chosen
@@ -485,12 +497,15 @@ def split_filterbank(fb: np.ndarray, max_blocks: int = 4) -> List[Tuple[int, int
         return (int(cols[0]), int(cols[-1]) + 1) if cols.size else (0, 1)
 
     best: Optional[Tuple[int, list]] = None
-    for nb in range(1, max_blocks + 1):
+    for nb in range(1, max_blocks + 1) if n_blocks is None else (n_blocks,):
         edges = np.linspace(0, n_mels, nb + 1).astype(int)
         if np.any(np.diff(edges) == 0):
             continue
         blocks = [(r0, r1) + span(r0, r1) for r0, r1 in zip(edges[:-1], edges[1:])]
-        cost = sum((r1 - r0) * (hi - lo) for r0, r1, lo, hi in blocks) + nb * 64 * 64
+        # per-block overhead in multiply-adds per frame, measured on one AMD EPYC core:
+        # 3-4 blocks beat 2 by ~20% on Whisper's 80 x 201 bank (30 s), 6 or more small
+        # products run slower again; for 80 x 401 (60 s) 2-4 blocks tie
+        cost = sum((r1 - r0) * (hi - lo) for r0, r1, lo, hi in blocks) + nb * 2048
         if best is None or cost < best[0]:
             best = (cost, blocks)
     blocks = best[1] if best is not None else [(0, n_mels, 0, n_bins)]
