@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import librosa
@@ -16,6 +17,21 @@ from supermel.streaming import static_step
 
 REF = dict(sr=16000, n_fft=800, hop_length=200, n_mels=80, fmin=55.0, fmax=7600.0)
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+#: The CPU steady-state step runs numpy kernels by default; "torch" runs the
+#: kernels the CUDA step captures in graphs, so both are tested here.
+EXECUTORS = ["numpy", "torch"]
+
+
+@contextlib.contextmanager
+def cpu_executor(name):
+    old = supermel.streaming.CPU_EXECUTOR
+    supermel.streaming.CPU_EXECUTOR = name
+    try:
+        yield
+    finally:
+        supermel.streaming.CPU_EXECUTOR = old
 
 
 def stream_all(stream, y, cuts):
@@ -84,17 +100,19 @@ def test_any_chunking_equals_offline(cfg, data):
     streams=st.sampled_from([None, 3]),
     seed=st.integers(0, 2**16),
 )
-def test_fixed_chunks_static_step_equals_offline(n, chunk_hops, pad_mode, streams, seed):
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_fixed_chunks_static_step_equals_offline(executor, n, chunk_hops, pad_mode, streams, seed):
     """Declared fixed-size chunks take the static-shape step (what CUDA graphs capture)."""
     rng = np.random.default_rng(seed)
     kw = dict(sr=8000, n_fft=64, hop_length=16, n_mels=8, pad_mode=pad_mode)
     y = rng.standard_normal((streams, n) if streams else n)
     chunk = 16 * chunk_hops
-    stream = supermel.StreamingMelSpectrogram(**kw, num_streams=streams, chunk_size=chunk)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        got = stream_all(stream, y, range(chunk, n, chunk))
-        expected = supermel.melspectrogram(y=y, **kw)
+    with cpu_executor(executor):
+        stream = supermel.StreamingMelSpectrogram(**kw, num_streams=streams, chunk_size=chunk)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            got = stream_all(stream, y, range(chunk, n, chunk))
+            expected = supermel.melspectrogram(y=y, **kw)
     np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)
 
 
@@ -111,21 +129,35 @@ def test_fixed_chunks_static_step_equals_offline(n, chunk_hops, pad_mode, stream
     ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()),
 )
 @pytest.mark.parametrize("streams", [None, 3])
-def test_static_step_routes_equal_offline(rng, over, streams):
+@pytest.mark.parametrize("executor", EXECUTORS)
+@pytest.mark.parametrize("as_tensor", [False, True])
+def test_static_step_routes_equal_offline(rng, over, streams, executor, as_tensor):
     """The preallocated steady-state step covers every route of the core (rfft/matmul, power, eps, dtype promotion)."""
     kw = dict(sr=8000, n_fft=64, hop_length=16, n_mels=8)
     mod = supermel.MelSpectrogram(**kw, **over, dtype=torch.float32)
     y = rng.standard_normal((streams, 1000) if streams else 1000).astype(np.float32)
-    stream = supermel.StreamingMelSpectrogram(module=mod, num_streams=streams, chunk_size=32)
-    got = stream_all(stream, y, range(32, 1000, 32))
-    assert any(g.step is not None for g in stream._groups) or stream._flushed
+    with cpu_executor(executor):
+        stream = supermel.StreamingMelSpectrogram(module=mod, num_streams=streams, chunk_size=32)
+        parts = []
+        for i in range(0, 1000, 32):
+            c = y[..., i : i + 32]
+            out = stream.push(torch.from_numpy(c.copy()) if as_tensor else c)
+            assert isinstance(out, torch.Tensor) == as_tensor
+            parts.append(np.asarray(out))
+            if i == 320:
+                step = stream._groups[0].step
+                assert step is not None and step.numpy == (executor == "numpy")
+        parts.append(np.asarray(stream.flush()))
+    got = np.concatenate(parts, -1)
     expected = mod(y)
     assert got.dtype == expected.dtype
     np.testing.assert_allclose(got, expected, rtol=2e-5, atol=1e-6 * np.abs(expected).max())
 
 
-def test_static_step_survives_other_sizes_and_resets(rng):
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_static_step_survives_other_sizes_and_resets(rng, executor, monkeypatch):
     """Leaving the step (another chunk size, a per-stream reset) hands its ring buffer back intact."""
+    monkeypatch.setattr(supermel.streaming, "CPU_EXECUTOR", executor)
     kw = dict(sr=8000, n_fft=64, hop_length=16, n_mels=8)
     y = rng.standard_normal((2, 1200))
     stream = supermel.StreamingMelSpectrogram(**kw, num_streams=2, chunk_size=32)
@@ -160,10 +192,11 @@ def speech():
 
 
 @pytest.mark.parametrize("pad_mode", ["constant", "reflect"])
-@pytest.mark.parametrize("chunk", [200, 320, 533, 4096])
-def test_speech_stream_equals_librosa(speech, pad_mode, chunk):
+@pytest.mark.parametrize("chunk, fixed", [(200, False), (320, False), (533, False), (4096, False), (200, True), (4000, True)])
+def test_speech_stream_equals_librosa(speech, pad_mode, chunk, fixed):
+    """Any chunking; with ``fixed`` the chunk size is declared (the CPU steady-state step)."""
     y, sr = speech
-    stream = supermel.StreamingMelSpectrogram(**REF, pad_mode=pad_mode)
+    stream = supermel.StreamingMelSpectrogram(**REF, pad_mode=pad_mode, chunk_size=chunk if fixed else None)
     got = stream_all(stream, y, range(chunk, len(y), chunk))
     expected = librosa.feature.melspectrogram(y=y, **REF, pad_mode=pad_mode)
     assert got.shape == expected.shape and got.dtype == np.float32

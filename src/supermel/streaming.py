@@ -82,12 +82,17 @@ def check_chunk(chunk: Array, *, num_streams: Optional[int], check_finite: bool)
     if check_finite and chunk.shape[-1]:
         # one reduction in the common case; the exact test only when the sum is not finite
         if was_numpy:
-            bad = not np.isfinite(chunk.sum()) and not np.isfinite(chunk).all()
+            bad = not _np_finite(chunk)
         else:
             bad = not bool(torch.isfinite(chunk.sum())) and not bool(torch.isfinite(chunk).all())
         if bad:
             raise ParameterError("chunk is not finite everywhere (NaN or Inf samples); the stream was left unchanged")
     return chunk, was_numpy
+
+
+def _np_finite(a: np.ndarray) -> bool:
+    """Whether every sample is finite: one reduction, the exact test only when the sum is not finite."""
+    return bool(np.isfinite(a.sum())) or bool(np.isfinite(a).all())
 
 
 @dataclass
@@ -140,7 +145,9 @@ class StreamingMelSpectrogram:
         when the first chunk is float64).
     chunk_size : int or None
         Declare a fixed chunk size (a multiple of ``hop_length``) to use the
-        static-shape steady-state step; other sizes are still accepted.
+        static-shape steady-state step on preallocated buffers; other sizes are
+        still accepted. On the CPU the step runs numpy kernels (numpy's FFT, as
+        librosa): its frames equal the offline call's to float32 rounding.
     cuda_graph : bool
         With ``device="cuda"`` and ``chunk_size``: capture the steady-state step in
         a CUDA graph and replay it per push. The returned tensor is then a
@@ -355,6 +362,9 @@ class StreamingMelSpectrogram:
         """
         if self._flushed:
             raise ParameterError("push() after flush(): the stream has ended; call reset() to start a new one")
+        fast = self._numpy_step(chunk)
+        if fast is not None:
+            return fast
         t, was_numpy = self._validate(chunk)
         if self._mel is None:
             self._mel = self.module.mel_function(t.dtype)
@@ -369,6 +379,27 @@ class StreamingMelSpectrogram:
             rows = t if len(self._groups) == 1 else t[g.index]
             outs.append((g, self._advance(g, rows)))
         return self._assemble(outs, was_numpy)
+
+    def _numpy_step(self, chunk: Any) -> Optional[np.ndarray]:
+        """The steady state's hot path for numpy chunks on the CPU: the checks of
+        :func:`check_chunk` and one numpy step, without converting to tensors.
+        ``None`` when it does not apply (or the chunk is refused: the general path
+        then raises the error)."""
+        if len(self._groups) != 1 or type(chunk) is not np.ndarray:
+            return None
+        g = self._groups[0]
+        step = g.step
+        if step is None or not step.numpy or chunk.dtype != step.dtype:
+            return None
+        rows = chunk if self.num_streams is not None else chunk.reshape(1, -1)
+        if rows.shape != step.chunk_shape or (self.check_finite and not _np_finite(rows)):
+            return None
+        out = step.run_numpy(rows)
+        g.n += step.chunk_shape[1]
+        g.t += out.shape[-1]
+        g.start += step.chunk_shape[1]
+        self._last_numpy = True
+        return out[0] if self.num_streams is None else out
 
     def _advance(self, g: _Group, rows: torch.Tensor) -> torch.Tensor:
         n_new = rows.shape[-1]
@@ -500,6 +531,12 @@ class StreamingMelSpectrogram:
         return [conv(o) for o in per_stream]
 
 
+#: The executor of the CPU steady-state step (see :class:`supermel._core.Workspace`);
+#: the CUDA step always runs torch kernels. Tests set "torch" to run the CUDA
+#: step's exact code on the CPU.
+CPU_EXECUTOR = "numpy"
+
+
 class _Step:
     """The steady-state step with static shapes: :func:`static_step` on preallocated buffers.
 
@@ -507,9 +544,9 @@ class _Step:
     is copied behind the kept samples, the frames are computed by
     :func:`supermel._core.mel_dense` into a :class:`supermel._core.Workspace`,
     and the samples the next step keeps are copied to the head of the other
-    tensor. Every tensor and view is made once, here; a step is a fixed
+    tensor. Every buffer and view is made once, here; a step is a fixed
     sequence of kernels, which the CUDA subclass captures in graphs and the
-    CPU runs directly (where it is tested for exactness).
+    CPU runs directly (through numpy by default, see :data:`CPU_EXECUTOR`).
     """
 
     static_output = False
@@ -517,14 +554,25 @@ class _Step:
     def __init__(self, mel_kw: Dict[str, Any], state: torch.Tensor, chunk_size: int, offset: int, *, n_mels: int) -> None:
         n_streams, keep = state.shape
         n_fft, hop = mel_kw["n_fft"], mel_kw["hop_length"]
-        self.segs = [state.new_zeros((n_streams, keep + chunk_size)) for _ in range(2)]
-        self.segs[0][:, :keep] = state
+        self.numpy = state.device.type == "cpu" and CPU_EXECUTOR == "numpy" and not self.static_output
+        self.chunk_shape = (n_streams, chunk_size)
+        self.dtype = np.float64 if state.dtype == torch.float64 else np.float32
+        segs = [state.new_zeros((n_streams, keep + chunk_size)) for _ in range(2)]
+        segs[0][:, :keep] = state
+        self.segs: List[Any] = [s.numpy() for s in segs] if self.numpy else segs
         self.tails = [s[:, keep:] for s in self.segs]
         self.heads = [s[:, :keep] for s in self.segs]
         self.kept = [s[:, chunk_size:] for s in self.segs]
-        self.frames = [s[:, offset:].unfold(-1, n_fft, hop) for s in self.segs]
+        if self.numpy:
+            self.frames = [np.lib.stride_tricks.sliding_window_view(s[:, offset:], n_fft, axis=-1)[:, ::hop] for s in self.segs]
+        else:
+            self.frames = [s[:, offset:].unfold(-1, n_fft, hop) for s in segs]
         dft = mel_kw["dft"]
         self.kw = {k: mel_kw[k] for k in ("window", "fb_t", "power", "dft", "window_span", "mag_eps")}
+        if self.numpy:
+            for k in ("window", "fb_t", "dft"):
+                if self.kw[k] is not None:
+                    self.kw[k] = self.kw[k].detach().numpy()
         self.kw["ws"] = _core.Workspace(
             (n_streams, self.frames[0].shape[1]),
             n_fft=n_fft,
@@ -534,23 +582,38 @@ class _Step:
             device=state.device,
             dft_bins=None if dft is None else dft.shape[-1] // 2,
             static_output=self.static_output,
+            executor="numpy" if self.numpy else "torch",
         )
         self.i = 0  # which of the two tensors holds the current state
 
-    def compute(self, i: int) -> torch.Tensor:
+    def compute(self, i: int) -> Any:
         """Frames of ``segs[i]`` (state + chunk); then the kept samples to the other tensor."""
         out = _core.mel_dense(self.frames[i], **self.kw)
-        self.heads[1 - i].copy_(self.kept[i])
+        if self.numpy:
+            self.heads[1 - i][...] = self.kept[i]
+        else:
+            self.heads[1 - i].copy_(self.kept[i])
         return out
 
     @property
     def state(self) -> torch.Tensor:
         """The kept samples ``(S, K)`` (a copy)."""
-        return self.heads[self.i].clone()
+        head = self.heads[self.i]
+        return torch.from_numpy(head.copy()) if self.numpy else head.clone()
 
     def run(self, rows: torch.Tensor) -> torch.Tensor:
+        if self.numpy:
+            return torch.from_numpy(self.run_numpy(rows.numpy()))
         i = self.i
         self.tails[i].copy_(rows)
+        out = self.compute(i)
+        self.i = 1 - i
+        return out
+
+    def run_numpy(self, rows: np.ndarray) -> np.ndarray:
+        """:meth:`run` of the numpy executor on a numpy chunk ``(S, chunk_size)``."""
+        i = self.i
+        self.tails[i][...] = rows
         out = self.compute(i)
         self.i = 1 - i
         return out
