@@ -53,7 +53,7 @@ import fractions
 import math
 import warnings
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any, ClassVar, Dict, Mapping, Optional, Tuple, Type, Union
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Dict, Mapping, Optional, Tuple, Type, Union
 
 import numpy as np
 import torch
@@ -533,6 +533,15 @@ def _core_for(cfg: MelConfig, **kw: Any) -> MelSpectrogram:
 
 
 # =========================================================================== modules
+def _floored_log(x: torch.Tensor, floor: float, log: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """``log(max(x, floor))`` into one new tensor (the log in place on the clamped copy
+    when autograd and the compiler do not need the intermediate)."""
+    y = torch.clamp(x, min=floor)
+    if torch.compiler.is_compiling() or y.requires_grad:
+        return log(y)
+    return log(y, out=y)
+
+
 class Frontend(nn.Module):
     """Base of the front-end modules: ``post(core(pre(y)))`` on ``(..., n_samples)``.
 
@@ -716,7 +725,7 @@ class Whisper(Frontend):
         return (c.n_samples if c.pad_or_trim else n_samples) + c.padding
 
     def post_local(self, mel: torch.Tensor) -> torch.Tensor:
-        return torch.log10(torch.clamp(mel, min=self.config.log_floor))
+        return _floored_log(mel, self.config.log_floor, torch.log10)
 
     def post_global(self, x: torch.Tensor) -> torch.Tensor:
         c = self.config
@@ -740,8 +749,7 @@ class LogMel(Frontend):
 
     def post_local(self, mel: torch.Tensor) -> torch.Tensor:
         c = self.config
-        m = torch.clamp(mel, min=c.log_floor)
-        out = torch.log(m) if c.log == "ln" else torch.log10(m)
+        out = _floored_log(mel, c.log_floor, torch.log if c.log == "ln" else torch.log10)
         return out.transpose(-1, -2) if c.time_major else out
 
 
