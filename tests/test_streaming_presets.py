@@ -21,14 +21,16 @@ streaming error (a lost pre-emphasis predecessor, a shifted frame, a wrong
 edge) changes features by 1e-2 or more, and the float64 checks would see
 anything above 1e-10.
 
-The CPU steady-state step (declared ``chunk_size``) computes its FFT with numpy
-(pocketfft, as librosa), the offline path with torch: two FFTs that round
-differently. In float64 that leaves ~1e-16 of a frame's peak in every band,
-which the log of a band 120 dB below the peak turns into up to ~3e-9
-(observed): ``F64_FFT`` = rtol 1e-10, atol 1e-7, still five orders below any
-real streaming error. The float32 checks of that step run it with torch's
-kernels (the CUDA step's code); its numpy form is held to ``F64_FFT`` here and
-to the core's tolerance against librosa in tests/test_streaming.py.
+The CPU steady state (the ring step, or the static step of a declared
+``chunk_size``) computes its FFT with numpy (pocketfft, as librosa), the
+offline path with torch: two FFTs that round differently. In float64 that
+leaves ~1e-16 of a frame's peak in every band, which the log of a band 120 dB
+below the peak turns into up to ~3e-9 (observed): ``F64_FFT`` = rtol 1e-10,
+atol 1e-7, still five orders below any real streaming error. So the tests of
+this file run the streaming machinery with torch's kernels (``torch_kernels``,
+autouse: the CUDA step's code and the offline FFT), and
+``test_float64_streams_equal_offline`` runs both executors; the numpy kernels
+are also held to the core's tolerance against librosa in tests/test_streaming.py.
 """
 
 from __future__ import annotations
@@ -48,6 +50,12 @@ from conftest import SEED
 F32 = dict(rtol=1e-5, atol=1e-4)
 F64 = dict(rtol=1e-10, atol=1e-10)
 F64_FFT = dict(rtol=1e-10, atol=1e-7)
+
+
+@pytest.fixture(autouse=True)
+def torch_kernels(monkeypatch):
+    """The streams of this file run torch's kernels on the CPU (see the module docstring)."""
+    monkeypatch.setattr(supermel.streaming, "CPU_EXECUTOR", "torch")
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 NAMES = tuple(supermel.frontends())
@@ -109,24 +117,20 @@ def test_frame_local_preset_streams_equal_offline(name, speech_at):
     cuts = list(range(1, 1200)) + [1199 + c for c in random_cuts(len(y) - 1199, rng, (4096,))]
     got = stream_all(fe.streaming(), y, cuts, fe.time_axis)
     close(got, want, F32, f"{name} 1-sample pushes")
-    # fixed chunks, a multiple of the hop (declared: the static steady-state step), run
-    # with torch's kernels (the CUDA step's code, and the offline path's FFT); the CPU
-    # default runs numpy's FFT, which rounds differently: see test_float64_streams_equal_offline
+    # fixed chunks, a multiple of the hop (declared: the static steady-state step)
     hop = fe.streaming().hop_length
-    old, supermel.streaming.CPU_EXECUTOR = supermel.streaming.CPU_EXECUTOR, "torch"
-    try:
-        stream = fe.streaming(chunk_size=4 * hop)
-        got = stream_all(stream, y, list(range(4 * hop, len(y), 4 * hop)) + [len(y)], fe.time_axis)
-    finally:
-        supermel.streaming.CPU_EXECUTOR = old
+    stream = fe.streaming(chunk_size=4 * hop)
+    got = stream_all(stream, y, list(range(4 * hop, len(y), 4 * hop)) + [len(y)], fe.time_axis)
     close(got, want, F32, f"{name} chunk_size=4 hops")
 
 
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("fixed", [False, True], ids=["random-chunks", "chunk_size"])
-def test_float64_streams_equal_offline(name, fixed, speech_at):
-    """In float64 any streaming error shows above 1e-10, whatever the FFT (the
-    CPU steady-state step runs numpy's, the offline path torch's)."""
+@pytest.mark.parametrize("executor", ["numpy", "torch"])
+def test_float64_streams_equal_offline(name, fixed, executor, speech_at, monkeypatch):
+    """In float64 any streaming error shows above 1e-10 (1e-7 with numpy's FFT in
+    the CPU steady state, the default, against the offline path's torch FFT)."""
+    monkeypatch.setattr(supermel.streaming, "CPU_EXECUTOR", executor)
     fe = supermel.frontend(name, dtype=torch.float64)
     y = clip(speech_at, sr_of(fe), 1.5, offset=3.0, dtype=np.float64)
     want = fe(y)
@@ -140,7 +144,7 @@ def test_float64_streams_equal_offline(name, fixed, speech_at):
     got = stream_all(stream, y, cuts, fe.time_axis)
     if not fe.frame_local:
         got = stream.finalize(got)
-    close(got, want, F64_FFT if fixed else F64, name)
+    close(got, want, F64_FFT if executor == "numpy" else F64, name)
 
 
 _lengths = st.integers(1, 4000)

@@ -13,10 +13,13 @@ offline call uses (:meth:`supermel.MelSpectrogram.mel_from_padded`).
 
 For fixed-size chunks that are a multiple of the hop, the steady state is a
 static-shape step (:func:`static_step`): ``state (S, K) + chunk (S, m hop) ->
-state (S, K), frames (S, n_mels, m)``. On CUDA, ``cuda_graph=True`` captures
-that step once in a CUDA graph and replays it per push, with the ring buffer
-and outputs in preallocated device tensors. The same step runs (uncaptured) on
-the CPU, where it is tested for exactness.
+state (S, K), frames (S, n_mels, m)`` on preallocated buffers. On CUDA,
+``cuda_graph=True`` captures that step in CUDA graphs and replays it per push,
+with the ring buffer and outputs in preallocated device tensors. The same step
+runs (uncaptured) on the CPU, where it is tested for exactness. Without a
+declared chunk size, CPU streams past the left padding run through a numpy
+ring buffer for chunks of any size. On the CPU both steps run the core's
+kernels (:func:`supermel._core.mel_dense`) through numpy.
 """
 
 from __future__ import annotations
@@ -117,7 +120,8 @@ def restart_stream(groups: List[_Group], index: int, empty: Callable[[int], torc
             keep = [r for r, i in enumerate(g.index) if i != index]
             g.index = [g.index[r] for r in keep]
             if g.step is not None:  # take the ring buffer back from the steady-state step
-                g.buf, g.step = g.step.state, None
+                g.step.leave(g)
+                g.step = None
             g.buf = g.buf[keep]
     groups = [g for g in groups if g.index]
     fresh = next((g for g in groups if g.n == 0), None)
@@ -145,9 +149,11 @@ class StreamingMelSpectrogram:
         when the first chunk is float64).
     chunk_size : int or None
         Declare a fixed chunk size (a multiple of ``hop_length``) to use the
-        static-shape steady-state step on preallocated buffers; other sizes are
-        still accepted. On the CPU the step runs numpy kernels (numpy's FFT, as
-        librosa): its frames equal the offline call's to float32 rounding.
+        static-shape steady-state step on preallocated buffers (what
+        ``cuda_graph`` captures); other sizes are still accepted. Without it,
+        CPU streams reach a steady state for chunks of any size (a numpy ring
+        buffer). On the CPU both run the core's kernels through numpy (numpy's
+        FFT, as librosa): frames equal the offline call's to float32 rounding.
     cuda_graph : bool
         With ``device="cuda"`` and ``chunk_size``: capture the steady-state step in
         a CUDA graph and replay it per push. The returned tensor is then a
@@ -307,13 +313,26 @@ class StreamingMelSpectrogram:
     @property
     def buffered_samples(self) -> int:
         """Samples held per stream (bounded: less than ``n_fft`` plus one chunk)."""
-        return max((g.step.state if g.step is not None else g.buf).shape[-1] for g in self._groups)
+        return max(g.step.held if g.step is not None else g.buf.shape[-1] for g in self._groups)
+
+    @property
+    def state_nbytes(self) -> int:
+        """Bytes of sample storage held for all streams (constant in the steady state)."""
+        total = 0
+        for g in self._groups:
+            step = g.step
+            if step is None:
+                total += g.buf.untyped_storage().nbytes()
+            else:
+                total += sum(int(a.nbytes) for a in step.storage)
+        return total
 
     @staticmethod
     def _leave_step(g: _Group) -> None:
         """Take the ring buffer back from the steady-state step (before flush or a reset)."""
         if g.step is not None:
-            g.buf, g.step = g.step.state, None
+            g.step.leave(g)
+            g.step = None
 
     def _per_stream(self, f: Any) -> List[int]:
         out = [0] * self._n_streams
@@ -391,20 +410,22 @@ class StreamingMelSpectrogram:
         step = g.step
         if step is None or not step.numpy or chunk.dtype != step.dtype:
             return None
+        if chunk.ndim != (1 if self.num_streams is None else 2):
+            return None
         rows = chunk if self.num_streams is not None else chunk.reshape(1, -1)
-        if rows.shape != step.chunk_shape or (self.check_finite and not _np_finite(rows)):
+        if not step.accepts(rows.shape) or (self.check_finite and not _np_finite(rows)):
             return None
         out = step.run_numpy(rows)
-        g.n += step.chunk_shape[1]
+        g.n += rows.shape[1]
         g.t += out.shape[-1]
-        g.start += step.chunk_shape[1]
+        g.start += rows.shape[1]
         self._last_numpy = True
         return out[0] if self.num_streams is None else out
 
     def _advance(self, g: _Group, rows: torch.Tensor) -> torch.Tensor:
         n_new = rows.shape[-1]
         if g.step is not None:
-            if n_new == self.chunk_size:  # steady state: one static-shape step
+            if g.step.accepts(rows.shape):  # steady state: one step
                 out = g.step.run(rows)
                 g.n += n_new
                 g.t += out.shape[-1]
@@ -427,6 +448,11 @@ class StreamingMelSpectrogram:
             offset = self._steady(g.n)[1]
             cls = _GraphStep if self.cuda_graph else _Step
             g.step = cls(self._mel.keywords, g.buf, self.chunk_size, offset, n_mels=self.n_mels)
+        elif self.chunk_size is None and self.device.type == "cpu" and CPU_EXECUTOR == "numpy" and g.t * self.hop_length >= self.pad and g.n:
+            # No declared chunk size: past the left padding, chunks of any size run
+            # through the numpy ring buffer (the same kernels, no per-push allocation
+            # of the signal, a workspace per frame count).
+            g.step = _RingStep(self._mel, g.buf, g.start, g.t * self.hop_length - self.pad, n_mels=self.n_mels, tail_keep=self._tail_keep)
         return out
 
     def _steady(self, n: int) -> Tuple[int, int]:
@@ -535,6 +561,9 @@ class StreamingMelSpectrogram:
 #: the CUDA step always runs torch kernels. Tests set "torch" to run the CUDA
 #: step's exact code on the CPU.
 CPU_EXECUTOR = "numpy"
+#: Pushes completing at most this many frames per stream run through the numpy
+#: kernels in the CPU ring step; larger ones through the module's cache-blocked path.
+NUMPY_MAX_FRAMES = 64
 
 
 class _Step:
@@ -556,6 +585,7 @@ class _Step:
         n_fft, hop = mel_kw["n_fft"], mel_kw["hop_length"]
         self.numpy = state.device.type == "cpu" and CPU_EXECUTOR == "numpy" and not self.static_output
         self.chunk_shape = (n_streams, chunk_size)
+        self.held = keep
         self.dtype = np.float64 if state.dtype == torch.float64 else np.float32
         segs = [state.new_zeros((n_streams, keep + chunk_size)) for _ in range(2)]
         segs[0][:, :keep] = state
@@ -601,6 +631,17 @@ class _Step:
         head = self.heads[self.i]
         return torch.from_numpy(head.copy()) if self.numpy else head.clone()
 
+    def accepts(self, shape: Tuple[int, ...]) -> bool:
+        return tuple(shape) == self.chunk_shape
+
+    @property
+    def storage(self) -> List[Any]:
+        return list(self.segs)
+
+    def leave(self, g: _Group) -> None:
+        """Hand the kept samples back to the group's general path (``g.start`` is kept up to date)."""
+        g.buf = self.state
+
     def run(self, rows: torch.Tensor) -> torch.Tensor:
         if self.numpy:
             return torch.from_numpy(self.run_numpy(rows.numpy()))
@@ -617,6 +658,114 @@ class _Step:
         out = self.compute(i)
         self.i = 1 - i
         return out
+
+
+class _RingStep:
+    """CPU steady state for chunks of any size (no declared ``chunk_size``).
+
+    The samples live in one numpy buffer ``(S, capacity)``, compacted when full;
+    each push copies the chunk in, views the frames it completes (no copy) and
+    runs :func:`supermel._core.mel_dense` through numpy with a
+    :class:`~supermel._core.Workspace` per frame count (pushes completing more
+    than :data:`NUMPY_MAX_FRAMES` frames per stream go through the module's
+    cache-blocked path). It keeps, as the general path, the samples from the
+    next frame's start and the last ``tail_keep`` samples (the right padding
+    reads them at flush).
+    """
+
+    numpy = True
+
+    def __init__(self, mel: Any, buf: torch.Tensor, start: int, next_frame: int, *, n_mels: int, tail_keep: int) -> None:
+        kw = mel.keywords
+        self.mel = mel
+        self.n_fft, self.hop, self.n_mels, self.tail_keep = kw["n_fft"], kw["hop_length"], n_mels, tail_keep
+        n_streams, n_kept = buf.shape
+        self.dtype = np.float64 if buf.dtype == torch.float64 else np.float32
+        self.out_dtype = np.float64 if kw["fb_t"].dtype == torch.float64 else np.float32
+        self.buf = np.zeros((n_streams, n_kept + 4 * (self.n_fft + self.hop)), dtype=self.dtype)
+        self.buf[:, :n_kept] = buf.numpy()
+        self.base, self.fill, self.fs = start, n_kept, next_frame - start  # fs: next frame's start in buf
+        self.kw = {k: kw[k] for k in ("power", "window_span", "mag_eps")}
+        for k in ("window", "fb_t", "dft"):
+            self.kw[k] = None if kw[k] is None else kw[k].detach().numpy()
+        self.ws: Dict[int, _core.Workspace] = {}
+
+    def accepts(self, shape: Tuple[int, ...]) -> bool:
+        return shape[0] == self.buf.shape[0]
+
+    @property
+    def storage(self) -> List[np.ndarray]:
+        return [self.buf]
+
+    def _keep_from(self) -> int:
+        return max(0, min(self.fs, self.fill - self.tail_keep))
+
+    @property
+    def held(self) -> int:
+        return self.fill - self._keep_from()
+
+    def leave(self, g: _Group) -> None:
+        lo = self._keep_from()
+        g.buf, g.start = torch.from_numpy(self.buf[:, lo : self.fill].copy()), self.base + lo
+
+    def run(self, rows: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.run_numpy(rows.numpy()))
+
+    def run_numpy(self, rows: np.ndarray) -> np.ndarray:
+        n_streams, n = rows.shape
+        if self.fill + n > self.buf.shape[1]:
+            self._compact(n)
+        self.buf[:, self.fill : self.fill + n] = rows
+        self.fill += n
+        avail = self.fill - self.fs
+        if avail < self.n_fft:
+            return np.zeros((n_streams, self.n_mels, 0), dtype=self.out_dtype)
+        k = (avail - self.n_fft) // self.hop + 1
+        if k > NUMPY_MAX_FRAMES:
+            seg = self.buf[:, self.fs : self.fs + (k - 1) * self.hop + self.n_fft]
+            out = self.mel(torch.from_numpy(seg)).numpy()
+        else:
+            item = self.buf.itemsize
+            frames = np.ndarray(
+                (n_streams, k, self.n_fft),
+                dtype=self.dtype,
+                buffer=self.buf,
+                offset=self.fs * item,
+                strides=(self.buf.strides[0], self.hop * item, item),
+            )
+            out = _core.mel_dense(frames, ws=self._workspace(n_streams, k), **self.kw)
+        self.fs += k * self.hop
+        return out
+
+    def _workspace(self, n_streams: int, k: int) -> _core.Workspace:
+        ws = self.ws.get(k)
+        if ws is None:
+            dft = self.kw["dft"]
+            ws = self.ws[k] = _core.Workspace(
+                (n_streams, k),
+                n_fft=self.n_fft,
+                n_mels=self.n_mels,
+                dtype=torch.float64 if self.dtype == np.float64 else torch.float32,
+                fb_dtype=torch.float64 if self.out_dtype == np.float64 else torch.float32,
+                device=torch.device("cpu"),
+                dft_bins=None if dft is None else dft.shape[-1] // 2,
+                executor="numpy",
+            )
+        return ws
+
+    def _compact(self, n: int) -> None:
+        """Move the kept samples to the front (growing the buffer for a large chunk)."""
+        lo = self._keep_from()
+        keep = self.fill - lo
+        if keep + n > self.buf.shape[1]:
+            grown = np.zeros((self.buf.shape[0], keep + n + 4 * (self.n_fft + self.hop)), dtype=self.dtype)
+            grown[:, :keep] = self.buf[:, lo : self.fill]
+            self.buf = grown
+        else:
+            self.buf[:, :keep] = self.buf[:, lo : self.fill]  # numpy handles the overlap
+        self.base += lo
+        self.fs -= lo
+        self.fill = keep
 
 
 class _GraphStep(_Step):
