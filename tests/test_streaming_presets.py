@@ -59,7 +59,7 @@ def torch_kernels(monkeypatch):
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 NAMES = tuple(supermel.frontends())
-GLOBAL = tuple(n for n in NAMES if n.startswith(("whisper", "nemo")))
+GLOBAL = tuple(n for n in NAMES if not supermel.frontend(n).frame_local)
 LOCAL = tuple(n for n in NAMES if n not in GLOBAL)
 #: chunk sizes drawn for random chunkings: empty, 1-sample, odd and large chunks
 SIZES = (0, 1, 2, 7, 160, 333, 1024, 2999, 4096)
@@ -226,7 +226,7 @@ def test_reset_one_stream_restarts_it(name, speech_at):
     assert stream.frame_count.tolist() == [fe.num_frames(p) for p in pos]
 
 
-# =========================================================================== Whisper and NeMo
+# =========================================================================== Whisper, NeMo, AST, SeamlessM4T
 @pytest.mark.parametrize(
     "name, overrides",
     [
@@ -242,8 +242,13 @@ def test_reset_one_stream_restarts_it(name, speech_at):
         ("nemo-80", {"normalize": None}),
         ("nemo-80", {"variant": "2.4", "normalize": None}),
         ("nemo-80", {"pad_to": 16}),
+        ("ast", {}),  # padded to 1024 frames
+        ("ast", {"max_length": 100}),  # cut
+        ("seamless-m4t", {}),
+        ("seamless-m4t", {"stride": 3, "do_normalize_per_mel_bins": False}),
     ],
 )
+@pytest.mark.filterwarnings("ignore:Empty filters")  # AST: 128 bins on a 512-point FFT
 def test_whole_input_presets_finalize_equals_offline(name, overrides, speech_at):
     fe = supermel.frontend(name, **overrides)
     y = clip(speech_at, 16000, 27450 / 16000)  # 27450 % 400 >= 200: with hop 400 the last frame is complete before the end

@@ -76,12 +76,16 @@ __all__ = [
     "HifiGanConfig",
     "NemoConfig",
     "KaldiFbankConfig",
+    "AstConfig",
+    "SeamlessM4TConfig",
     "Frontend",
     "Wav2Lip",
     "Whisper",
     "LogMel",
     "Nemo",
     "KaldiFbank",
+    "Ast",
+    "SeamlessM4T",
     "frontend",
     "frontends",
     "preset_config",
@@ -495,6 +499,55 @@ class KaldiFbankConfig(FrontendConfig):
         return kaldi.window_sizes(self.sample_frequency, self.frame_length, self.frame_shift, self.round_to_power_of_two)
 
 
+@dataclass(frozen=True)
+class AstConfig(KaldiFbankConfig):
+    """Audio Spectrogram Transformer input (Hugging Face ``ASTFeatureExtractor``).
+
+    torchaudio's Kaldi fbank with ``window_type="hanning"`` and 128 bins on
+    ``[-1, 1]`` audio (not int16-scaled), zero-padded or cut to ``max_length``
+    frames (``0``: keep every frame), then ``(x - mean) / (2 std)`` when
+    ``do_normalize`` (the padding frames too, as in Hugging Face). Output
+    ``(..., max_length, num_mel_bins)``. Not frame-local (the fixed length).
+    """
+
+    name: str = "ast"
+    window_type: str = "hanning"
+    num_mel_bins: int = 128
+    max_length: int = 1024
+    mean: float = -4.2677393
+    std: float = 4.5689974
+    do_normalize: bool = True
+
+    def _validate(self, c: _Checker) -> None:
+        super()._validate(c)
+        c.integer("max_length", lo=0)
+        c.real("mean")
+        c.real("std", lo=0.0, lo_open=True)
+        c.boolean("do_normalize")
+
+
+@dataclass(frozen=True)
+class SeamlessM4TConfig(KaldiFbankConfig):
+    """SeamlessM4T / w2v-BERT 2.0 input (Hugging Face ``SeamlessM4TFeatureExtractor``).
+
+    Kaldi fbank on int16-scaled audio (povey, 80 bins, 20 Hz-Nyquist), then per
+    mel bin over the utterance ``(x - mean) / sqrt(var_ddof1 + 1e-7)`` when
+    ``do_normalize_per_mel_bins``, zero frames appended up to a multiple of
+    ``stride``, and every ``stride`` frames stacked into one row. Output
+    ``(..., ceil(T / stride), stride * num_mel_bins)``. Not frame-local.
+    """
+
+    name: str = "seamless-m4t"
+    int16_scale: bool = True
+    stride: int = 2
+    do_normalize_per_mel_bins: bool = True
+
+    def _validate(self, c: _Checker) -> None:
+        super()._validate(c)
+        c.integer("stride", lo=1)
+        c.boolean("do_normalize_per_mel_bins")
+
+
 # =========================================================================== shared steps
 def preemphasis(y: torch.Tensor, coef: float = 0.97, prev: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Whole-signal pre-emphasis of ``(B, L)``: ``y[n] = x[n] - coef x[n-1]``.
@@ -905,6 +958,59 @@ class KaldiFbank(Frontend):
         return torch.cat(parts, dim=-1)
 
 
+class Ast(KaldiFbank):
+    """Audio Spectrogram Transformer features (see :class:`AstConfig`). Output ``(..., max_length, bins)``."""
+
+    config_class = AstConfig
+    config: AstConfig
+
+    @property
+    def frame_local(self) -> bool:
+        return self.config.max_length == 0
+
+    def post_local(self, mel: torch.Tensor) -> torch.Tensor:
+        x = super().post_local(mel)
+        c = self.config
+        return (x - c.mean) / (2.0 * c.std) if c.do_normalize else x
+
+    def post_global(self, x: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        n = x.shape[-2]
+        if c.max_length == 0 or n == c.max_length:
+            return x
+        if n > c.max_length:
+            return x[..., : c.max_length, :]
+        fill = (0.0 - c.mean) / (2.0 * c.std) if c.do_normalize else 0.0  # zero frames, normalised like the rest
+        return torch.nn.functional.pad(x, (0, 0, 0, c.max_length - n), value=fill)
+
+
+class SeamlessM4T(KaldiFbank):
+    """SeamlessM4T / w2v-BERT 2.0 features (see :class:`SeamlessM4TConfig`). Output ``(..., ceil(T / stride), stride * bins)``."""
+
+    config_class = SeamlessM4TConfig
+    config: SeamlessM4TConfig
+
+    @property
+    def frame_local(self) -> bool:
+        return False
+
+    def post_global(self, x: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        n = x.shape[-2]
+        if c.do_normalize_per_mel_bins:
+            if n < 2:
+                raise ParameterError(
+                    f"{c.name}: per-bin normalisation needs at least 2 frames (a variance with ddof=1); got {n}. "
+                    f"Pass at least {c.sizes[0] + c.sizes[1]} samples or do_normalize_per_mel_bins=False"
+                )
+            var, mean = torch.var_mean(x, dim=-2, keepdim=True, correction=1)
+            x = (x - mean) / torch.sqrt(var + 1e-7)
+        rem = n % c.stride
+        if rem:
+            x = torch.nn.functional.pad(x, (0, 0, 0, c.stride - rem))
+        return x.reshape(x.shape[:-2] + (x.shape[-2] // c.stride, c.stride * x.shape[-1]))
+
+
 # =========================================================================== registry
 _PRESETS: Dict[str, Tuple[str, FrontendConfig]] = {}
 _ALIASES: Dict[str, str] = {}
@@ -914,6 +1020,8 @@ _MODULES: Dict[Type[FrontendConfig], Type[Frontend]] = {
     LogMelConfig: LogMel,
     NemoConfig: Nemo,
     KaldiFbankConfig: KaldiFbank,
+    AstConfig: Ast,
+    SeamlessM4TConfig: SeamlessM4T,
 }
 
 
@@ -980,6 +1088,11 @@ _register(
 _register(
     KaldiFbankConfig(name="wenet-fbank", int16_scale=True),
     "WeNet fbank: Kaldi defaults on int16-scaled input (x 32768), 80 bins, before the model's global CMVN",
+)
+_register(AstConfig(), "Audio Spectrogram Transformer (HF ASTFeatureExtractor): Kaldi fbank, hanning, 128 bins, 1024 frames, normalised")
+_register(
+    SeamlessM4TConfig(),
+    "SeamlessM4T / w2v-BERT 2.0 (HF SeamlessM4TFeatureExtractor): Kaldi fbank x 32768, per-bin normalised, frame pairs stacked (T/2, 160)",
 )
 
 
