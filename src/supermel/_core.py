@@ -696,7 +696,14 @@ def as_batch(
 def _all_finite(t: torch.Tensor) -> bool:
     """Whether every sample is finite; fast (torch.isfinite(t).all() costs ~4x more on the CPU)."""
     if t.device.type == "cpu":
-        return bool(np.isfinite(t.detach().numpy()).all())
+        a = t.detach().numpy()
+        if a.flags.c_contiguous and a.size:
+            # one BLAS pass (~2x faster than np.isfinite(a).all()); NaN/Inf make it non-finite,
+            # and the exact test runs only then (or when huge values overflow the sum of squares)
+            flat = a.reshape(-1)
+            if math.isfinite(float(np.dot(flat, flat))):
+                return True
+        return bool(np.isfinite(a).all())
     # one reduction and one host synchronisation; the exact test only if the sum overflowed
     return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
 
