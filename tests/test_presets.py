@@ -410,6 +410,39 @@ def test_kaldi_options_vs_knf(ours, theirs, speech_at):
     check_log(supermel.frontend("kaldi-fbank", **ours)(x), ref, what=str(ours), **{**KALDI, "power": power})
 
 
+@pytest.mark.parametrize(
+    "opts",
+    [
+        dict(use_energy=True, energy_floor=0.0),  # raw energy: before pre-emphasis and window, first column
+        dict(use_energy=True, energy_floor=0.0, raw_energy=False),  # after the window
+        dict(use_energy=True, energy_floor=1.0, htk_compat=True),  # floored, last column
+        dict(use_energy=True, energy_floor=0.0, snip_edges=False),
+    ],
+    ids=lambda d: ",".join(f"{k}={v}" for k, v in d.items()),
+)
+@pytest.mark.parametrize("signal", ["speech", "silence-start"])
+def test_kaldi_energy_vs_knf(opts, signal, speech_at):
+    x = speech_at(16000)[: 16000 * 3].copy()
+    if signal == "silence-start":
+        x[:4000] = 0.0  # frames of digital silence: the energy floors (eps or energy_floor) decide
+    out = supermel.frontend("kaldi-fbank", **opts)(x)
+    o = knf.FbankOptions()
+    o.frame_opts.dither = 0.0
+    o.mel_opts.num_bins = 80
+    for k, v in opts.items():
+        setattr(o.frame_opts if hasattr(o.frame_opts, k) else o, k, v)
+    f = knf.OnlineFbank(o)
+    f.accept_waveform(16000, x.tolist())
+    f.input_finished()
+    ref = np.array([f.get_frame(i) for i in range(f.num_frames_ready)], dtype=np.float64)
+    assert out.shape == ref.shape == (supermel.frontend("kaldi-fbank", **opts).num_frames(len(x)), 81)
+    e = -1 if opts.get("htk_compat") else 0
+    # the log energy: a sum of squares in float32 on both sides, measured <= 1e-5
+    check_abs(out[:, e], ref[:, e], 1e-4, f"{opts} energy")
+    mel = np.delete(out, e, axis=1)
+    check_log(mel, np.delete(ref, e, axis=1), what=f"{opts} mel", **KALDI)
+
+
 # =========================================================================== Hugging Face: AST, SeamlessM4T
 from transformers import ASTFeatureExtractor, SeamlessM4TFeatureExtractor  # noqa: E402  (the references; in the test extra)
 

@@ -481,3 +481,13 @@ def test_chunker_errors():
     bad[3] = np.inf
     with pytest.raises(supermel.ParameterError, match="not finite"):
         audio.push(bad)
+
+
+@pytest.mark.parametrize("overrides", [dict(use_energy=True), dict(use_energy=True, snip_edges=False, raw_energy=False, htk_compat=True)])
+def test_kaldi_energy_streams_equal_offline(overrides, speech_at):
+    fe = supermel.frontend("kaldi-fbank", **overrides)
+    y = clip(speech_at, 16000, 1.5)
+    want = fe(y)
+    assert want.shape[-1] == 81
+    got = stream_all(fe.streaming(), y, random_cuts(len(y), np.random.default_rng(SEED + 5)), fe.time_axis)
+    close(got, want, F32, f"kaldi-fbank {overrides}")

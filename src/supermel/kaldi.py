@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Optional
+from typing import List, Optional
 
 import numpy as np
 import torch
@@ -32,7 +32,12 @@ __all__ = [
     "extract_frames",
     "extract_frame_range",
     "process_frames",
+    "log_energy",
+    "FLOAT32_EPS",
 ]
+
+#: Kaldi's floor of energies and mel energies before the log (float32 machine epsilon).
+FLOAT32_EPS = float(np.finfo(np.float32).eps)
 
 #: Window types of torchaudio's ``kaldi.fbank`` / Kaldi's ``FrameExtractionOptions``.
 WINDOW_TYPES = ("povey", "hamming", "hanning", "rectangular", "blackman")
@@ -154,6 +159,15 @@ def extract_frames(y: torch.Tensor, *, window_size: int, window_shift: int, snip
     return extract_frame_range(y, seg_start=0, n_samples=n, t0=0, t1=t, window_size=window_size, window_shift=window_shift, snip_edges=snip_edges)
 
 
+def log_energy(frames: torch.Tensor, energy_floor: float = 0.0) -> torch.Tensor:
+    """Kaldi's log energy of ``(..., T, W)`` frames: ``ln(max(sum x^2, eps))``, floored at
+    ``ln(energy_floor)`` when ``energy_floor > 0``. Returns ``(..., T)``."""
+    e = torch.log(torch.clamp((frames * frames).sum(dim=-1), min=FLOAT32_EPS))
+    if energy_floor > 0.0:
+        e = torch.clamp(e, min=math.log(energy_floor))
+    return e
+
+
 def process_frames(
     frames: torch.Tensor,
     *,
@@ -161,11 +175,14 @@ def process_frames(
     remove_dc_offset: bool = True,
     preemphasis_coefficient: float = 0.97,
     generator: Optional[torch.Generator] = None,
+    raw_energy: Optional[List[torch.Tensor]] = None,
 ) -> torch.Tensor:
     """Kaldi's per-frame steps, in Kaldi's order: dither, DC removal, pre-emphasis.
 
     Pre-emphasis is within the frame: ``y[j] = s[j] - c s[j-1]`` and
-    ``y[0] = s[0] - c s[0]``. Returns a new tensor ``(..., T, W)``.
+    ``y[0] = s[0] - c s[0]``. Returns a new tensor ``(..., T, W)``. With
+    ``raw_energy`` (a list), the frames before pre-emphasis (Kaldi's
+    ``raw_energy=True`` point) are appended to it.
     """
     out = frames
     if dither != 0.0:
@@ -173,6 +190,8 @@ def process_frames(
         out = out + dither * noise
     if remove_dc_offset:
         out = out - out.mean(dim=-1, keepdim=True)
+    if raw_energy is not None:
+        raw_energy.append(out)
     if preemphasis_coefficient != 0.0:
         c = preemphasis_coefficient
         out = torch.cat([out[..., :1] * (1.0 - c), out[..., 1:] - c * out[..., :-1]], dim=-1)

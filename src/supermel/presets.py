@@ -53,7 +53,7 @@ import fractions
 import math
 import warnings
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Dict, Mapping, Optional, Tuple, Type, Union
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Dict, List, Mapping, Optional, Tuple, Type, Union
 
 import numpy as np
 import torch
@@ -98,7 +98,7 @@ __all__ = [
 Array = Union[np.ndarray, torch.Tensor]
 
 #: float32 machine epsilon: Kaldi's log floor (``std::numeric_limits<float>::epsilon()``).
-FLOAT32_EPS = float(np.finfo(np.float32).eps)
+FLOAT32_EPS = kaldi.FLOAT32_EPS
 
 
 # =========================================================================== checks
@@ -453,8 +453,11 @@ class KaldiFbankConfig(FrontendConfig):
 
     Differences from torchaudio's defaults: ``num_mel_bins`` is 80 (torchaudio
     23), ``int16_scale`` multiplies ``[-1, 1]`` audio by 32768 first (WeNet,
-    FunASR, Kaldi binaries). Energy features and VTLN are not supported.
-    Output ``(..., T, num_mel_bins)``, ``ln(max(E, float32 eps))``.
+    FunASR, Kaldi binaries). ``use_energy`` adds Kaldi's log energy
+    (``raw_energy``: before pre-emphasis and window, else after the window;
+    floored at ``ln(energy_floor)`` when positive) as the first column, or the
+    last with ``htk_compat``. VTLN is not supported.
+    Output ``(..., T, num_mel_bins [+ 1])``, ``ln(max(E, float32 eps))``.
     """
 
     name: str = "kaldi-fbank"
@@ -473,10 +476,16 @@ class KaldiFbankConfig(FrontendConfig):
     high_freq: float = 0.0
     use_power: bool = True
     use_log_fbank: bool = True
+    use_energy: bool = False
+    energy_floor: float = 1.0
+    raw_energy: bool = True
+    htk_compat: bool = False
     int16_scale: bool = False
 
     def _validate(self, c: _Checker) -> None:
         super()._validate(c)
+        c.boolean("use_energy", "raw_energy", "htk_compat")
+        c.real("energy_floor", lo=0.0)
         c.real("sample_frequency", lo=0.0, lo_open=True)
         c.real("frame_length", lo=0.0, lo_open=True)
         c.real("frame_shift", lo=0.0, lo_open=True)
@@ -647,6 +656,11 @@ class Frontend(nn.Module):
     def pre(self, y: torch.Tensor, prev: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Waveform step on ``(B, L)`` (identity here)."""
         return y
+
+    @property
+    def mel_rows(self) -> int:
+        """Rows of :meth:`mel`'s output (the core's mels; Kaldi with ``use_energy``: one more)."""
+        return self.core.n_mels
 
     def pre_length(self, n_samples: int) -> int:
         """Length of the signal after :meth:`pre`."""
@@ -928,22 +942,45 @@ class KaldiFbank(Frontend):
     def pre(self, y: torch.Tensor, prev: Optional[torch.Tensor] = None) -> torch.Tensor:
         return y * 32768.0 if self.config.int16_scale else y
 
+    @property
+    def mel_rows(self) -> int:
+        return self.core.n_mels + int(self.config.use_energy)
+
     def num_frames(self, n_samples: int) -> int:
         w, h, _ = self.config.sizes
         return kaldi.num_frames(n_samples, window_size=w, window_shift=h, snip_edges=self.config.snip_edges)
 
     def frames_mel(self, frames: torch.Tensor) -> torch.Tensor:
-        """Raw ``(B, T, W)`` frames -> ``(B, bins, T)`` mel energies (Kaldi's per-frame steps, then the core)."""
+        """Raw ``(B, T, W)`` frames -> ``(B, bins, T)`` mel energies (Kaldi's per-frame steps, then the core).
+
+        With ``use_energy`` the first row is the log energy: ``(B, 1 + bins, T)``.
+        """
         c = self.config
         n_fft, w = self.core.spectrogram.n_fft, self.core.spectrogram.win_length
-        x = kaldi.process_frames(frames, dither=c.dither, remove_dc_offset=c.remove_dc_offset, preemphasis_coefficient=c.preemphasis_coefficient)
+        raw: Optional[List[torch.Tensor]] = [] if c.use_energy and c.raw_energy else None
+        x = kaldi.process_frames(
+            frames, dither=c.dither, remove_dc_offset=c.remove_dc_offset, preemphasis_coefficient=c.preemphasis_coefficient, raw_energy=raw
+        )
         lo = (n_fft - w) // 2  # where the core placed the window (pad_center)
         x = torch.nn.functional.pad(x, (lo, n_fft - w - lo))  # (B, T, n_fft)
-        return self.core.mel_from_padded(x.reshape(x.shape[0], -1))
+        mel = self.core.mel_from_padded(x.reshape(x.shape[0], -1))
+        if not c.use_energy:
+            return mel
+        windowed = raw[0] if raw else x * self.core.spectrogram.window.to(x.dtype)  # Kaldi's two energy points
+        energy = kaldi.log_energy(windowed, c.energy_floor).to(mel.dtype)
+        return torch.cat([energy.unsqueeze(-2), mel], dim=-2)
 
     def post_local(self, mel: torch.Tensor) -> torch.Tensor:
+        c = self.config
         out = mel.transpose(-1, -2)
-        return torch.log(torch.clamp(out, min=FLOAT32_EPS)) if self.config.use_log_fbank else out
+        energy = None
+        if c.use_energy:
+            energy, out = out[..., :1], out[..., 1:]
+        if c.use_log_fbank:
+            out = torch.log(torch.clamp(out, min=FLOAT32_EPS))
+        if energy is None:
+            return out
+        return torch.cat([out, energy] if c.htk_compat else [energy, out], dim=-1)
 
     def mel(self, y: torch.Tensor) -> torch.Tensor:
         c = self.config
@@ -951,7 +988,7 @@ class KaldiFbank(Frontend):
         frames = kaldi.extract_frames(self.pre(y), window_size=w, window_shift=h, snip_edges=c.snip_edges)
         n_frames = frames.shape[1]
         if n_frames == 0:
-            return frames.new_zeros((frames.shape[0], self.core.n_mels, 0))
+            return frames.new_zeros((frames.shape[0], self.mel_rows, 0))
         if n_frames <= self.block_frames:
             return self.frames_mel(frames)
         parts = [self.frames_mel(frames[:, s : s + self.block_frames]) for s in range(0, n_frames, self.block_frames)]

@@ -101,7 +101,7 @@ class _KaldiEngine:
         self.window_size, self.hop_length = w, h
         self.num_streams = num_streams
         self.device, self.dtype = device, dtype
-        self.n_mels = fe.core.n_mels
+        self.n_mels = fe.mel_rows
         # frame t is complete when sample t * shift + latency_samples - 1 has arrived
         self.latency_samples = kaldi.first_sample_of_frame(0, **self.kw) + w  # type: ignore[arg-type]
         self.groups: List[_Group] = []
@@ -253,7 +253,7 @@ class StreamingFrontend:
         self.check_finite = bool(check_finite)
         self.frame_local = bool(fe.frame_local)
         self.time_axis = fe.time_axis
-        self.n_mels = fe.core.n_mels
+        self.n_mels = fe.mel_rows
         cfg = fe.config
         self._trim_at = int(cfg.n_samples) if isinstance(fe, Whisper) and cfg.pad_or_trim else None
         self._pre_context = fe.pre_context
