@@ -271,6 +271,21 @@ def test_logmel_presets_vs_librosa(name, sr, ref, log_base, shape, speech_at, no
     check_abs(fe(noise16), ref(noise16), 1e-4, name + " noise")
 
 
+def test_vocos_padding_same_vs_librosa(speech_at):
+    """Vocos ``padding="same"`` (frontends.md 7.2): reflect (W - H) / 2 = 384 on each side, uncentred:
+    the ``pad=384`` override; the librosa expression pads with numpy first."""
+    x = speech_at(24000)
+    z = np.pad(x.astype(np.float64), 384, mode="reflect")
+    m = librosa.feature.melspectrogram(
+        y=z, sr=24000, n_fft=1024, hop_length=256, power=1.0, n_mels=100, fmin=0, fmax=12000, htk=True, norm=None, center=False,
+    )  # fmt: skip
+    want = np.log(np.maximum(m, 1e-7))
+    out = supermel.frontend("vocos-24k", pad=384)(x)
+    assert out.shape == want.shape == (100, len(x) // 256)
+    check_log(out, want, log_base=math.e, power=1, loud_atol=1e-4, lin_rel=1e-6, what="vocos padding=same")
+    check_abs(supermel.frontend("vocos-24k", pad=384, dtype=torch.float64)(x.astype(np.float64)), want, F64_ATOL, "vocos same float64")
+
+
 # =========================================================================== NeMo
 def ref_nemo(x, n_mels, variant):
     """frontends.md 6.3: pre-emphasis, melspectrogram (symmetric Hann 400 in 512), ln(P + 2^-24), per-feature CMVN."""
