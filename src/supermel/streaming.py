@@ -566,6 +566,35 @@ CPU_EXECUTOR = "numpy"
 NUMPY_MAX_FRAMES = 64
 
 
+def _dense_kw(mel_kw: Dict[str, Any], *, numpy: bool) -> Dict[str, Any]:
+    """The constants :func:`supermel._core.mel_dense` takes, from :meth:`MelSpectrogram.mel_function`'s
+    keywords (as numpy arrays for the numpy executor)."""
+    kw = {k: mel_kw[k] for k in ("window", "fb_t", "power", "dft", "window_span", "mag_eps")}
+    if numpy:
+        for k in ("window", "fb_t", "dft"):
+            if kw[k] is not None:
+                kw[k] = kw[k].detach().numpy()
+    return kw
+
+
+def _workspace(
+    mel_kw: Dict[str, Any], shape: Tuple[int, int], *, n_mels: int, dtype: torch.dtype, device: torch.device, numpy: bool, static_output: bool = False
+) -> _core.Workspace:
+    """A :class:`supermel._core.Workspace` for ``shape`` frames of the module behind ``mel_kw``."""
+    dft = mel_kw["dft"]
+    return _core.Workspace(
+        shape,
+        n_fft=mel_kw["n_fft"],
+        n_mels=n_mels,
+        dtype=dtype,
+        fb_dtype=mel_kw["fb_t"].dtype,
+        device=device,
+        dft_bins=None if dft is None else dft.shape[-1] // 2,
+        static_output=static_output,
+        executor="numpy" if numpy else "torch",
+    )
+
+
 class _Step:
     """The steady-state step with static shapes: :func:`static_step` on preallocated buffers.
 
@@ -597,22 +626,9 @@ class _Step:
             self.frames = [np.lib.stride_tricks.sliding_window_view(s[:, offset:], n_fft, axis=-1)[:, ::hop] for s in self.segs]
         else:
             self.frames = [s[:, offset:].unfold(-1, n_fft, hop) for s in segs]
-        dft = mel_kw["dft"]
-        self.kw = {k: mel_kw[k] for k in ("window", "fb_t", "power", "dft", "window_span", "mag_eps")}
-        if self.numpy:
-            for k in ("window", "fb_t", "dft"):
-                if self.kw[k] is not None:
-                    self.kw[k] = self.kw[k].detach().numpy()
-        self.kw["ws"] = _core.Workspace(
-            (n_streams, self.frames[0].shape[1]),
-            n_fft=n_fft,
-            n_mels=n_mels,
-            dtype=state.dtype,
-            fb_dtype=mel_kw["fb_t"].dtype,
-            device=state.device,
-            dft_bins=None if dft is None else dft.shape[-1] // 2,
-            static_output=self.static_output,
-            executor="numpy" if self.numpy else "torch",
+        self.kw = _dense_kw(mel_kw, numpy=self.numpy)
+        self.kw["ws"] = _workspace(
+            mel_kw, (n_streams, self.frames[0].shape[1]), n_mels=n_mels, dtype=state.dtype, device=state.device, numpy=self.numpy, static_output=self.static_output
         )
         self.i = 0  # which of the two tensors holds the current state
 
@@ -677,17 +693,16 @@ class _RingStep:
 
     def __init__(self, mel: Any, buf: torch.Tensor, start: int, next_frame: int, *, n_mels: int, tail_keep: int) -> None:
         kw = mel.keywords
-        self.mel = mel
+        self.mel, self.mel_kw = mel, kw
         self.n_fft, self.hop, self.n_mels, self.tail_keep = kw["n_fft"], kw["hop_length"], n_mels, tail_keep
         n_streams, n_kept = buf.shape
+        self.torch_dtype = buf.dtype
         self.dtype = np.float64 if buf.dtype == torch.float64 else np.float32
         self.out_dtype = np.float64 if kw["fb_t"].dtype == torch.float64 else np.float32
         self.buf = np.zeros((n_streams, n_kept + 4 * (self.n_fft + self.hop)), dtype=self.dtype)
         self.buf[:, :n_kept] = buf.numpy()
         self.base, self.fill, self.fs = start, n_kept, next_frame - start  # fs: next frame's start in buf
-        self.kw = {k: kw[k] for k in ("power", "window_span", "mag_eps")}
-        for k in ("window", "fb_t", "dft"):
-            self.kw[k] = None if kw[k] is None else kw[k].detach().numpy()
+        self.kw = _dense_kw(kw, numpy=True)
         self.ws: Dict[int, _core.Workspace] = {}
 
     def accepts(self, shape: Tuple[int, ...]) -> bool:
@@ -740,17 +755,7 @@ class _RingStep:
     def _workspace(self, n_streams: int, k: int) -> _core.Workspace:
         ws = self.ws.get(k)
         if ws is None:
-            dft = self.kw["dft"]
-            ws = self.ws[k] = _core.Workspace(
-                (n_streams, k),
-                n_fft=self.n_fft,
-                n_mels=self.n_mels,
-                dtype=torch.float64 if self.dtype == np.float64 else torch.float32,
-                fb_dtype=torch.float64 if self.out_dtype == np.float64 else torch.float32,
-                device=torch.device("cpu"),
-                dft_bins=None if dft is None else dft.shape[-1] // 2,
-                executor="numpy",
-            )
+            ws = self.ws[k] = _workspace(self.mel_kw, (n_streams, k), n_mels=self.n_mels, dtype=self.torch_dtype, device=torch.device("cpu"), numpy=True)
         return ws
 
     def _compact(self, n: int) -> None:
