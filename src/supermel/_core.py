@@ -38,6 +38,7 @@ __all__ = [
     "split_filterbank",
     "mel_project",
     "as_batch",
+    "all_finite_np",
     "from_batch",
 ]
 
@@ -693,17 +694,24 @@ def as_batch(
     return t.reshape(-1, t.shape[-1]), batch_shape, was_numpy
 
 
+def all_finite_np(a: np.ndarray) -> bool:
+    """Whether every sample of a float array is finite (the package's one CPU check).
+
+    One BLAS pass (~2x faster than ``np.isfinite(a).all()``): NaN/Inf make the
+    sum of squares non-finite; the exact test runs only then (or when huge
+    values overflow it), or for non-contiguous arrays.
+    """
+    if a.flags.c_contiguous and a.size:
+        flat = a.reshape(-1)
+        if math.isfinite(float(np.dot(flat, flat))):
+            return True
+    return bool(np.isfinite(a).all())
+
+
 def _all_finite(t: torch.Tensor) -> bool:
     """Whether every sample is finite; fast (torch.isfinite(t).all() costs ~4x more on the CPU)."""
     if t.device.type == "cpu":
-        a = t.detach().numpy()
-        if a.flags.c_contiguous and a.size:
-            # one BLAS pass (~2x faster than np.isfinite(a).all()); NaN/Inf make it non-finite,
-            # and the exact test runs only then (or when huge values overflow the sum of squares)
-            flat = a.reshape(-1)
-            if math.isfinite(float(np.dot(flat, flat))):
-                return True
-        return bool(np.isfinite(a).all())
+        return all_finite_np(t.detach().numpy())
     # one reduction and one host synchronisation; the exact test only if the sum overflowed
     return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
 

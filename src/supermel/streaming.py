@@ -85,17 +85,12 @@ def check_chunk(chunk: Array, *, num_streams: Optional[int], check_finite: bool)
     if check_finite and chunk.shape[-1]:
         # one reduction in the common case; the exact test only when the sum is not finite
         if was_numpy:
-            bad = not _np_finite(chunk)
+            bad = not _core.all_finite_np(chunk)
         else:
             bad = not bool(torch.isfinite(chunk.sum())) and not bool(torch.isfinite(chunk).all())
         if bad:
             raise ParameterError("chunk is not finite everywhere (NaN or Inf samples); the stream was left unchanged")
     return chunk, was_numpy
-
-
-def _np_finite(a: np.ndarray) -> bool:
-    """Whether every sample is finite: one reduction, the exact test only when the sum is not finite."""
-    return bool(np.isfinite(a.sum())) or bool(np.isfinite(a).all())
 
 
 @dataclass
@@ -413,7 +408,7 @@ class StreamingMelSpectrogram:
         if chunk.ndim != (1 if self.num_streams is None else 2):
             return None
         rows = chunk if self.num_streams is not None else chunk.reshape(1, -1)
-        if not step.accepts(rows.shape) or (self.check_finite and not _np_finite(rows)):
+        if not step.accepts(rows.shape) or (self.check_finite and not _core.all_finite_np(rows)):
             return None
         out = step.run_numpy(rows)
         g.n += rows.shape[1]
