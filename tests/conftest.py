@@ -6,6 +6,7 @@ is compared with supermel's own earlier output and no numbers are copied in.
 Helpers importable from the tests (``from conftest import ...``):
 
 - :func:`rel_err`: relative Frobenius error ``||a - b|| / ||b||``.
+- :func:`check_log`: log-domain features against a reference (loud cells, and linear error).
 - :func:`assert_like_librosa`: same shape, same dtype and ``rel_err`` within the
   acceptance tolerance (:data:`TOL`: 2e-5 for float32, 1e-6 for float64).
 - :func:`user_warnings`: the messages of the ``UserWarning``\\ s a call emits.
@@ -14,6 +15,7 @@ Helpers importable from the tests (``from conftest import ...``):
 from __future__ import annotations
 
 import functools
+import math
 import os
 import warnings
 from typing import Any, Callable, List, Optional, Tuple
@@ -64,6 +66,23 @@ def to_numpy(x: Any) -> np.ndarray:
     if isinstance(x, torch.Tensor):
         return x.detach().cpu().numpy()
     return np.asarray(x)
+
+
+def check_log(out, ref, *, log_base: float, power: float, loud_atol: float, lin_rel: float, what: str, loud_db: float = 60.0) -> None:
+    """Log-domain features ``out`` vs a reference ``ref`` (both ``log_base`` logs of a magnitude/power).
+
+    (a) cells within ``loud_db`` dB of the reference maximum: ``|out - ref| <= loud_atol``;
+    (b) all cells: ``|base**out - base**ref| <= lin_rel * max(base**ref)``.
+    """
+    out = np.asarray(out, dtype=np.float64)
+    assert out.shape == ref.shape, f"{what}: shape {out.shape} != reference {ref.shape}"
+    db = (20.0 if power == 1 else 10.0) * math.log10(log_base) * ref
+    loud = db >= db.max() - loud_db
+    err_loud = np.abs(out - ref)[loud].max()
+    assert err_loud <= loud_atol, f"{what}: log error {err_loud:.3g} > {loud_atol:g} within {loud_db:g} dB of the maximum"
+    lin_out, lin_ref = log_base**out, log_base**ref
+    err_lin = np.abs(lin_out - lin_ref).max() / lin_ref.max()
+    assert err_lin <= lin_rel, f"{what}: linear error {err_lin:.3g} of the maximum > {lin_rel:g}"
 
 
 def rel_err(a: Any, b: Any) -> float:

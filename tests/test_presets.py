@@ -37,7 +37,7 @@ import scipy.signal
 import torch
 
 import supermel
-from conftest import SEED
+from conftest import SEED, check_log
 
 import librosa  # noqa: E402  (a hard test dependency: a missing one must fail, not skip)
 
@@ -55,23 +55,6 @@ def noise16() -> np.ndarray:
 
 
 # =========================================================================== checks
-def check_log(out, ref, *, log_base: float, power: float, loud_atol: float, lin_rel: float, what: str, loud_db: float = 60.0) -> None:
-    """Log-domain features ``out`` vs a reference ``ref`` (both ``log_base`` logs of a magnitude/power).
-
-    (a) cells within ``loud_db`` dB of the reference maximum: ``|out - ref| <= loud_atol``;
-    (b) all cells: ``|base**out - base**ref| <= lin_rel * max(base**ref)``.
-    """
-    out = np.asarray(out, dtype=np.float64)
-    assert out.shape == ref.shape, f"{what}: shape {out.shape} != reference {ref.shape}"
-    db = (20.0 if power == 1 else 10.0) * math.log10(log_base) * ref
-    loud = db >= db.max() - loud_db
-    err_loud = np.abs(out - ref)[loud].max()
-    assert err_loud <= loud_atol, f"{what}: log error {err_loud:.3g} > {loud_atol:g} within {loud_db:g} dB of the maximum"
-    lin_out, lin_ref = log_base**out, log_base**ref
-    err_lin = np.abs(lin_out - lin_ref).max() / lin_ref.max()
-    assert err_lin <= lin_rel, f"{what}: linear error {err_lin:.3g} of the maximum > {lin_rel:g}"
-
-
 def check_abs(out, ref, atol: float, what: str) -> None:
     out = np.asarray(out, dtype=np.float64)
     assert out.shape == ref.shape, f"{what}: shape {out.shape} != reference {ref.shape}"

@@ -125,6 +125,13 @@ PEERS: Tuple[PeerInfo, ...] = (
              "offline"),
     PeerInfo("openai-whisper", "openai-whisper", "whisper", "`whisper.log_mel_spectrogram(audio, n_mels=80)`: the original, the exactness reference",
              "whisper"),
+    PeerInfo("transformers", "transformers", "transformers",
+             "Hugging Face feature extractors called as users call them: `WhisperFeatureExtractor()(y, sampling_rate=16000, "
+             "return_tensors='np')` (its torch route, 30 s windows); `SeamlessM4TFeatureExtractor()(y, sampling_rate=16000, "
+             "return_tensors='np')` and `ASTFeatureExtractor()` (numpy, float64, frame by frame without torchaudio): the references "
+             "of the w2v-bert and ast workloads. "
+             "`supermel (transformers twin)` is `supermel.integrations.transformers`' class of the same name",
+             "whisper, w2v-bert, ast"),
     PeerInfo("torchaudio", "torchaudio", "torchaudio", "`transforms.MelSpectrogram(norm='slaney', mel_scale='slaney', pad_mode='constant')`; "
              "kaldi: `compliance.kaldi.fbank(dither=0.0)`", "offline, kaldi", _TORCHAUDIO_HINT),
 )
@@ -1028,11 +1035,58 @@ def _whisper_workload() -> Workload:
         def reference() -> Any:
             whisper = _import("whisper", "openai-whisper")
             return whisper.log_mel_spectrogram(torch.from_numpy(y), n_mels=80)
+        def hf_case(twin: bool) -> Callable[[], Case]:
+            def make() -> Case:
+                hf = _hf_extractors(twin)
+                fe = hf.WhisperFeatureExtractor()
+                d = "cuda" if device == "cuda" else "cpu"
+                name = "supermel (transformers twin)" if twin else "transformers"
+                return Case(name, lambda: fe(y, sampling_rate=_SR, return_tensors="np", device=d)["input_features"][0], notes="WhisperFeatureExtractor(), 30 s")
+            return make
+
         cases = [_case("supermel", supermel_case), _case("openai-whisper", whisper_case)]
         if device == "cpu":
             cases.append(_case("librosa", librosa_case))
+        cases += [_case("transformers", hf_case(False)), _case("supermel (transformers twin)", hf_case(True))]
         return Built(cases, reference=reference, reference_name="openai-whisper")
     return Workload("whisper-80 30 s", "front end", build, audio_seconds=seconds)
+
+
+def _hf_extractors(twin: bool) -> Any:
+    """``transformers`` itself, or ``supermel.integrations.transformers`` (same class names)."""
+    if not twin:
+        return _import("transformers", "transformers")
+    _import("transformers", "transformers")
+    try:
+        return importlib.import_module("supermel.integrations.transformers")
+    except ImportError:
+        raise PeerMissing("not available: supermel.integrations.transformers is missing") from None
+
+
+def _hf_workload(title: str, cls: str, preset: str, key: str) -> Workload:
+    """A Hugging Face extractor whose ``transformers`` route is numpy (float64, frame by frame) on 10 s,
+    against the supermel preset and the supermel twin of the class (``key``: the output's name)."""
+    seconds = 10.0
+
+    def build(device: str) -> Built:
+        y = _signal(int(seconds * _SR), seed=7)
+
+        def supermel_case() -> Case:
+            fe = _frontend(preset, "cpu")
+            return Case("supermel", lambda: fe(y), notes=f'frontend("{preset}")')
+
+        def hf_case(twin: bool) -> Callable[[], Case]:
+            def make() -> Case:
+                fe = getattr(_hf_extractors(twin), cls)()
+                name = "supermel (transformers twin)" if twin else "transformers"
+                return Case(name, lambda: fe(y, sampling_rate=_SR, return_tensors="np")[key][0], notes=f"{cls}()")
+            return make
+
+        def reference() -> Any:
+            return getattr(_hf_extractors(False), cls)()(y, sampling_rate=_SR, return_tensors="np")[key][0]
+        cases = [_case("supermel", supermel_case), _case("transformers", hf_case(False)), _case("supermel (transformers twin)", hf_case(True))]
+        return Built(cases, reference=reference, reference_name="transformers")
+    return Workload(title, "front end", build, audio_seconds=seconds, devices=("cpu",))
 
 
 def _knf_kaldi_options(cfg: Any) -> Any:
@@ -1132,6 +1186,8 @@ def default_workloads() -> List[Workload]:
         _streaming_workload("streaming 64 streams x one hop (device I/O)", _HOP, streams=64, device_io=True),
         _whisper_workload(),
         _kaldi_workload(),
+        _hf_workload("w2v-bert (seamless-m4t) 10 s", "SeamlessM4TFeatureExtractor", "seamless-m4t", "input_features"),
+        _hf_workload("ast 10 s", "ASTFeatureExtractor", "ast", "input_values"),
     ]
 
 

@@ -1,0 +1,12 @@
+"""Drop-in replacements inside the libraries users already work with.
+
+Each integration lives in its own module and imports its host library only
+when the module itself is imported, so ``import supermel`` never needs them:
+
+:mod:`supermel.integrations.transformers`
+    Hugging Face ``WhisperFeatureExtractor``, ``ASTFeatureExtractor`` and
+    ``SeamlessM4TFeatureExtractor`` with supermel computing the features
+    (``pip install "supermel[transformers]"``).
+"""
+
+__all__: list = []

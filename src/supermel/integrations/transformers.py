@@ -1,0 +1,191 @@
+"""Hugging Face ``transformers`` feature extractors, computed by supermel.
+
+Each class subclasses the ``transformers`` class of the same name and
+replaces only the method that computes the features with the matching
+supermel front end. Everything else stays ``transformers``' own code: the
+constructor, padding and truncation, attention masks, normalisation, return
+types, ``from_pretrained`` and ``save_pretrained``. A saved configuration still
+names the ``transformers`` class, so checkpoints stay portable.
+
+===================================  =====================  ==========================================
+class                                supermel front end     ``transformers`` method replaced
+===================================  =====================  ==========================================
+:class:`WhisperFeatureExtractor`     ``whisper-80``         ``_torch_extract_fbank_features``,
+                                                            ``_np_extract_fbank_features``
+:class:`ASTFeatureExtractor`         ``ast``                ``_extract_fbank_features``
+:class:`SeamlessM4TFeatureExtractor` ``kaldi-fbank``        ``_extract_fbank_features``
+===================================  =====================  ==========================================
+
+Examples
+--------
+>>> from supermel.integrations.transformers import WhisperFeatureExtractor
+>>> fe = WhisperFeatureExtractor.from_pretrained("openai/whisper-small")  # doctest: +SKIP
+>>> batch = fe(audio, sampling_rate=16000, return_tensors="pt")  # doctest: +SKIP
+
+An extractor that is already built, for example inside a processor, can be
+swapped for its supermel twin with the same configuration:
+
+>>> processor.feature_extractor = accelerate(processor.feature_extractor)  # doctest: +SKIP
+
+Differences from ``transformers``
+---------------------------------
+* The features agree to float32 rounding (``tests/test_integrations.py``).
+  Whisper's filterbank is librosa's Slaney bank, which differs from
+  ``transformers.audio_utils.mel_filter_bank`` by at most 4e-9.
+  ``transformers`` computes AST and SeamlessM4T features in float64 numpy, one
+  frame at a time; supermel computes them in float32.
+* Audio containing NaN or Inf raises :class:`supermel.ParameterError`, where
+  ``transformers`` returns NaN features.
+* The Whisper ``device`` argument runs supermel on that device, as
+  ``transformers`` does.
+
+Install with ``pip install "supermel[transformers]"``.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Dict, Tuple, Type
+
+import numpy as np
+import torch
+
+from .._errors import ParameterError
+from ..presets import Frontend, frontend
+
+try:
+    from transformers import ASTFeatureExtractor as _HFAST
+    from transformers import SeamlessM4TFeatureExtractor as _HFSeamlessM4T
+    from transformers import WhisperFeatureExtractor as _HFWhisper
+except ImportError as exc:  # pragma: no cover - exercised only without transformers
+    raise ImportError(
+        "supermel.integrations.transformers needs Hugging Face transformers: pip install 'supermel[transformers]'"
+    ) from exc
+
+__all__ = ["WhisperFeatureExtractor", "ASTFeatureExtractor", "SeamlessM4TFeatureExtractor", "accelerate"]
+
+
+@functools.lru_cache(maxsize=64)
+def _frontend(name: str, device: str, overrides: Tuple[Tuple[str, Any], ...]) -> Frontend:
+    """One front-end module per configuration and device, shared by every extractor.
+
+    Kept outside the extractors: ``transformers`` serialises an extractor's
+    ``__dict__``, which must hold only its configuration.
+    """
+    return frontend(name, device=device, **dict(overrides))
+
+
+class WhisperFeatureExtractor(_HFWhisper):
+    """``transformers.WhisperFeatureExtractor`` with supermel's ``whisper-80`` front end.
+
+    Same constructor and call as the ``transformers`` class. The log-mel
+    features of each padded or truncated example are computed as
+    ``supermel.frontend("whisper-80", n_mels=feature_size, sr=sampling_rate,
+    n_fft=n_fft, hop_length=hop_length)``. The dynamic-range floor is taken per
+    example, as ``transformers`` does. ``dither`` adds
+    ``dither * torch.randn`` to the waveform, the same draw as ``transformers``.
+    Output: ``input_features`` of shape ``(batch, feature_size, frames)``.
+    """
+
+    def _supermel(self, device: str) -> Frontend:
+        overrides = (
+            ("n_mels", int(self.feature_size)),
+            ("sr", float(self.sampling_rate)),
+            ("n_fft", int(self.n_fft)),
+            ("win_length", int(self.n_fft)),
+            ("hop_length", int(self.hop_length)),
+        )
+        return _frontend("whisper-80", str(device), overrides)
+
+    def _torch_extract_fbank_features(self, waveform: np.ndarray, device: str = "cpu") -> np.ndarray:
+        """``(batch, samples)`` or ``(samples,)`` float32 -> ``(batch, feature_size, frames)`` numpy."""
+        x = torch.from_numpy(np.asarray(waveform, dtype=np.float32)).to(device)
+        if getattr(self, "dither", 0.0):
+            x = x + self.dither * torch.randn(x.shape, dtype=x.dtype, device=x.device)
+        return self._supermel(device)(x).cpu().numpy()
+
+    def _np_extract_fbank_features(self, waveform_batch: np.ndarray, device: str = "cpu") -> np.ndarray:
+        """As :meth:`_torch_extract_fbank_features` (supermel always has torch)."""
+        return self._torch_extract_fbank_features(waveform_batch, device)
+
+
+class ASTFeatureExtractor(_HFAST):
+    """``transformers.ASTFeatureExtractor`` with supermel's ``ast`` front end.
+
+    The Kaldi fbank features (Hann window, ``num_mel_bins`` bins, zero-padded or
+    cut to ``max_length`` frames) are computed by supermel. ``transformers`` then
+    normalises them (``do_normalize``) as usual.
+    Output: ``input_values`` of shape ``(batch, max_length, num_mel_bins)``.
+    """
+
+    def _extract_fbank_features(self, waveform: np.ndarray, max_length: int) -> np.ndarray:
+        """``(samples,)`` -> ``(max_length, num_mel_bins)`` float32 numpy, before normalisation."""
+        overrides = (
+            ("num_mel_bins", int(self.num_mel_bins)),
+            ("sample_frequency", float(self.sampling_rate)),
+            ("max_length", int(max_length)),
+            ("do_normalize", False),
+        )
+        y = np.asarray(np.squeeze(waveform), dtype=np.float32)
+        return _frontend("ast", "cpu", overrides)(y)
+
+
+class SeamlessM4TFeatureExtractor(_HFSeamlessM4T):
+    """``transformers.SeamlessM4TFeatureExtractor`` (w2v-BERT 2.0) with supermel's Kaldi fbank.
+
+    The log-mel fbank of the int16-scaled waveform (Povey window, 25/10 ms,
+    ``num_mel_bins`` bins from 20 Hz to Nyquist) is computed by supermel.
+    ``transformers`` then normalises each mel bin, pads and stacks the frames
+    (``stride``) as usual. The first channel of stereo input is used, as in
+    ``transformers``.
+    Output: ``input_features`` of shape ``(batch, frames / stride, stride * num_mel_bins)``.
+    """
+
+    def _extract_fbank_features(self, waveform: np.ndarray) -> np.ndarray:
+        """``(samples,)`` -> ``(frames, num_mel_bins)`` float32 numpy."""
+        if len(waveform.shape) == 2:
+            waveform = waveform[0]
+        overrides = (
+            ("num_mel_bins", int(self.num_mel_bins)),
+            ("sample_frequency", float(self.sampling_rate)),
+            ("int16_scale", True),
+        )
+        y = np.asarray(np.squeeze(waveform), dtype=np.float32)
+        return _frontend("kaldi-fbank", "cpu", overrides)(y)
+
+
+_TWINS: Dict[Type[Any], Type[Any]] = {
+    _HFWhisper: WhisperFeatureExtractor,
+    _HFAST: ASTFeatureExtractor,
+    _HFSeamlessM4T: SeamlessM4TFeatureExtractor,
+}
+
+
+def accelerate(extractor: Any) -> Any:
+    """The supermel twin of a ``transformers`` feature extractor, with the same configuration.
+
+    Parameters
+    ----------
+    extractor : transformers.WhisperFeatureExtractor, ASTFeatureExtractor or SeamlessM4TFeatureExtractor
+        For example ``processor.feature_extractor``. A supermel extractor is
+        returned unchanged.
+
+    Returns
+    -------
+    The extractor of this module built from ``extractor.to_dict()``.
+
+    Raises
+    ------
+    ParameterError
+        For any other extractor class.
+    """
+    if isinstance(extractor, tuple(_TWINS.values())):
+        return extractor
+    twin = _TWINS.get(type(extractor))
+    if twin is None:
+        names = ", ".join(sorted(c.__name__ for c in _TWINS))
+        raise ParameterError(
+            f"extractor is a {type(extractor).__module__}.{type(extractor).__name__}; supermel can replace only "
+            f"transformers' {names}"
+        )
+    return twin.from_dict(extractor.to_dict())
