@@ -226,7 +226,7 @@ def test_reset_one_stream_restarts_it(name, speech_at):
     assert stream.frame_count.tolist() == [fe.num_frames(p) for p in pos]
 
 
-# =========================================================================== Whisper, NeMo, AST, SeamlessM4T
+# =========================================================================== Whisper, NeMo, AST, SeamlessM4T, FunASR
 @pytest.mark.parametrize(
     "name, overrides",
     [
@@ -246,6 +246,8 @@ def test_reset_one_stream_restarts_it(name, speech_at):
         ("ast", {"max_length": 100}),  # cut
         ("seamless-m4t", {}),
         ("seamless-m4t", {"stride": 3, "do_normalize_per_mel_bins": False}),
+        ("funasr", {}),
+        ("funasr", {"lfr_m": 5, "lfr_n": 3}),
     ],
 )
 @pytest.mark.filterwarnings("ignore:Empty filters")  # AST: 128 bins on a 512-point FFT

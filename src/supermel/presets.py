@@ -78,6 +78,7 @@ __all__ = [
     "KaldiFbankConfig",
     "AstConfig",
     "SeamlessM4TConfig",
+    "FunAsrConfig",
     "Frontend",
     "Wav2Lip",
     "Whisper",
@@ -86,6 +87,8 @@ __all__ = [
     "KaldiFbank",
     "Ast",
     "SeamlessM4T",
+    "FunAsr",
+    "load_funasr_cmvn",
     "frontend",
     "frontends",
     "preset_config",
@@ -555,6 +558,37 @@ class SeamlessM4TConfig(KaldiFbankConfig):
         super()._validate(c)
         c.integer("stride", lo=1)
         c.boolean("do_normalize_per_mel_bins")
+
+
+@dataclass(frozen=True)
+class FunAsrConfig(KaldiFbankConfig):
+    """FunASR ``WavFrontend`` (Paraformer, SenseVoice, Fun-ASR: ``funasr/frontends/wav_frontend.py``).
+
+    Kaldi fbank (torchaudio's, ``energy_floor=0``) of the int16-scaled audio with
+    a Hamming window and 80 bins; then low frame rate stacking LFR(``lfr_m``,
+    ``lfr_n``): ``(lfr_m - 1) // 2`` copies of the first frame in front, output
+    frame ``i`` the concatenation of frames ``[i lfr_n, i lfr_n + lfr_m)``, past
+    the end copies of the last frame, ``ceil(T / lfr_n)`` frames; then, with
+    ``cmvn_file`` (the model's ``am.mvn``), ``(x + shift) * scale`` from its
+    ``<AddShift>`` and ``<Rescale>`` rows (:func:`load_funasr_cmvn`). Output
+    ``(..., ceil(T / lfr_n), lfr_m * num_mel_bins)``. Dither is 0 (FunASR's class
+    default is 1.0; inference configs set it from the model's ``frontend_conf``).
+    """
+
+    name: str = "funasr"
+    window_type: str = "hamming"
+    int16_scale: bool = True
+    energy_floor: float = 0.0  # FunASR passes energy_floor=0.0 (used only with use_energy)
+    lfr_m: int = 7
+    lfr_n: int = 6
+    cmvn_file: Optional[str] = None
+
+    def _validate(self, c: _Checker) -> None:
+        super()._validate(c)
+        c.integer("lfr_m", lo=1)
+        c.integer("lfr_n", lo=1)
+        if self.cmvn_file is not None and not isinstance(self.cmvn_file, str):
+            c.fail("cmvn_file", "must be the path of the model's am.mvn (a string) or None")
 
 
 # =========================================================================== shared steps
@@ -1048,6 +1082,80 @@ class SeamlessM4T(KaldiFbank):
         return x.reshape(x.shape[:-2] + (x.shape[-2] // c.stride, c.stride * x.shape[-1]))
 
 
+def load_funasr_cmvn(path: str) -> np.ndarray:
+    """The ``(2, D)`` float32 ``[shift, scale]`` rows of a FunASR ``am.mvn`` file.
+
+    Reads the values after ``<AddShift>`` and ``<Rescale>`` (each on the
+    following ``<LearnRateCoef> 0 [ ... ]`` line), as FunASR's ``load_cmvn``.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError as exc:
+        raise ParameterError(f"cmvn_file={path!r} cannot be read ({exc.strerror}); pass the model's am.mvn") from None
+    rows: Dict[str, List[float]] = {}
+    for i, line in enumerate(lines[:-1]):
+        head = line.split()[:1]
+        nxt = lines[i + 1].split()
+        if head and head[0] in ("<AddShift>", "<Rescale>") and nxt[:1] == ["<LearnRateCoef>"]:
+            try:
+                rows[head[0]] = [float(v) for v in nxt[3:-1]]
+            except ValueError:
+                raise ParameterError(f"cmvn_file={path!r}: the {head[0]} row has a value that is not a number") from None
+    if set(rows) != {"<AddShift>", "<Rescale>"} or len(rows["<AddShift>"]) != len(rows["<Rescale>"]):
+        raise ParameterError(
+            f"cmvn_file={path!r} is not a FunASR am.mvn: it needs an <AddShift> and a <Rescale> row of equal length, "
+            f"each on a '<LearnRateCoef> 0 [ ... ]' line"
+        )
+    return np.array([rows["<AddShift>"], rows["<Rescale>"]], dtype=np.float32)
+
+
+class FunAsr(KaldiFbank):
+    """FunASR's features: Kaldi fbank, LFR stacking and the model's CMVN (see :class:`FunAsrConfig`).
+
+    Output ``(..., ceil(T / lfr_n), lfr_m * num_mel_bins)``. Not frame-local
+    (LFR stacks neighbouring frames and repeats the first and last): the
+    streaming form returns the fbank frames and ``finalize`` stacks them.
+    """
+
+    config_class = FunAsrConfig
+    config: FunAsrConfig
+    cmvn: Optional[torch.Tensor]
+
+    def __init__(self, config: Optional[FrontendConfig] = None, **kw: Any) -> None:
+        super().__init__(config, **kw)
+        c = self.config
+        dim = c.lfr_m * c.num_mel_bins
+        cmvn = None
+        if c.cmvn_file is not None:
+            rows = load_funasr_cmvn(c.cmvn_file)
+            if rows.shape[1] < dim:
+                raise ParameterError(
+                    f"cmvn_file={c.cmvn_file!r} has {rows.shape[1]} values per row; the features have "
+                    f"lfr_m * num_mel_bins = {dim} (use the am.mvn of this model's configuration)"
+                )
+            # FunASR adds and multiplies in float32 (its cmvn tensor is float32)
+            cmvn = torch.as_tensor(rows[:, :dim], device=self.core.spectrogram.window.device).to(self.dtype)
+        self.register_buffer("cmvn", cmvn)
+
+    @property
+    def frame_local(self) -> bool:
+        return False
+
+    def post_global(self, x: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        m, n = c.lfr_m, c.lfr_n
+        t = x.shape[-2]
+        t_lfr = -(-t // n)
+        # row r of [first] * ((m - 1) // 2) + frames + [last] * inf is frame clamp(r - (m - 1) // 2, 0, t - 1)
+        rows = torch.arange(t_lfr, device=x.device)[:, None] * n + torch.arange(m, device=x.device) - (m - 1) // 2
+        idx = rows.clamp_(0, max(t - 1, 0)).reshape(-1)
+        out = x.index_select(-2, idx).reshape(x.shape[:-2] + (t_lfr, m * x.shape[-1]))
+        if self.cmvn is not None:
+            out = (out + self.cmvn[0]) * self.cmvn[1]
+        return out
+
+
 # =========================================================================== registry
 _PRESETS: Dict[str, Tuple[str, FrontendConfig]] = {}
 _ALIASES: Dict[str, str] = {}
@@ -1059,6 +1167,7 @@ _MODULES: Dict[Type[FrontendConfig], Type[Frontend]] = {
     KaldiFbankConfig: KaldiFbank,
     AstConfig: Ast,
     SeamlessM4TConfig: SeamlessM4T,
+    FunAsrConfig: FunAsr,
 }
 
 
@@ -1130,6 +1239,11 @@ _register(AstConfig(), "Audio Spectrogram Transformer (HF ASTFeatureExtractor): 
 _register(
     SeamlessM4TConfig(),
     "SeamlessM4T / w2v-BERT 2.0 (HF SeamlessM4TFeatureExtractor): Kaldi fbank x 32768, per-bin normalised, frame pairs stacked (T/2, 160)",
+)
+
+_register(
+    FunAsrConfig(),
+    "FunASR WavFrontend (Paraformer, SenseVoice): Kaldi fbank x 32768, hamming, 80 bins, LFR 7/6 -> (T/6, 560); cmvn_file=am.mvn",
 )
 
 
