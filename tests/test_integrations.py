@@ -188,3 +188,65 @@ def test_whisper_on_cuda_equals_cpu(clips):
     gpu = _features(fe, clips, device="cuda")["input_features"]
     cpu = _features(fe, clips)["input_features"]
     assert np.abs(gpu.astype(np.float64) - cpu).max() <= WHISPER_ATOL
+
+
+# =========================================================================== faster-whisper
+from faster_whisper.feature_extractor import FeatureExtractor as FWFeatureExtractor  # noqa: E402  (the reference)
+
+from supermel.integrations import faster_whisper as smfw  # noqa: E402
+
+
+@pytest.mark.parametrize("config", [{}, {"feature_size": 128}, {"hop_length": 320, "n_fft": 800}])
+@pytest.mark.parametrize("call", [{}, {"padding": 0}, {"padding": 480, "chunk_length": 10}])
+def test_faster_whisper_equals_its_extractor(config, call, clips):
+    theirs, ours = FWFeatureExtractor(**config), smfw.FeatureExtractor(**config)
+    for y in clips:
+        ref, out = theirs(y, **call), ours(y, **call)
+        assert out.shape == ref.shape and out.dtype == ref.dtype == np.float32
+        assert np.abs(out.astype(np.float64) - ref).max() <= WHISPER_ATOL
+        assert rel_err(out, ref) <= 2e-5
+    assert (ours.n_samples, ours.nb_max_frames) == (theirs.n_samples, theirs.nb_max_frames)  # chunk_length's side effect
+
+
+def test_faster_whisper_batch_is_per_example(clips):
+    y = np.stack([clips[0][:40000], 0.01 * clips[0][40000:80000]])
+    out = smfw.FeatureExtractor()(y)
+    ref = [FWFeatureExtractor()(row) for row in y]
+    assert out.shape == (2,) + ref[0].shape
+    for o, r in zip(out, ref):
+        assert np.abs(o.astype(np.float64) - r).max() <= WHISPER_ATOL
+
+
+class _Model:
+    """The attributes of faster_whisper.WhisperModel that accelerate() touches (no model download)."""
+
+    def __init__(self, **kw):
+        self.feature_extractor = FWFeatureExtractor(**kw)
+
+
+class _Pipeline:
+    def __init__(self, model):
+        self.model = model
+
+
+def test_faster_whisper_accelerate(clips):
+    model = _Model(feature_size=128)
+    model.feature_extractor(clips[1], chunk_length=10)  # a changed state is carried over
+    ref = model.feature_extractor(clips[1])
+    assert smfw.accelerate(model) is model
+    fe = model.feature_extractor
+    assert type(fe) is smfw.FeatureExtractor
+    assert (fe.n_samples, fe.nb_max_frames, fe.mel_filters.shape) == (160000, 1000, (128, 201))
+    assert np.abs(fe(clips[1]).astype(np.float64) - ref).max() <= WHISPER_ATOL
+    assert smfw.accelerate(model).feature_extractor is fe  # already accelerated: unchanged
+    pipe = _Pipeline(_Model())
+    assert type(smfw.accelerate(pipe).model.feature_extractor) is smfw.FeatureExtractor
+    with pytest.raises(supermel.ParameterError, match="faster-whisper feature_extractor"):
+        smfw.accelerate(object())
+
+
+def test_faster_whisper_refuses_nan(clips):
+    bad = clips[1].copy()
+    bad[7] = np.inf
+    with pytest.raises(supermel.ParameterError, match="not finite"):
+        smfw.FeatureExtractor()(bad)

@@ -132,6 +132,10 @@ PEERS: Tuple[PeerInfo, ...] = (
              "of the w2v-bert and ast workloads. "
              "`supermel (transformers twin)` is `supermel.integrations.transformers`' class of the same name",
              "whisper, w2v-bert, ast"),
+    PeerInfo("faster-whisper", "faster-whisper", "faster_whisper",
+             "`faster_whisper.feature_extractor.FeatureExtractor()(y)` as `WhisperModel.transcribe` calls it (numpy, 160 zeros "
+             "appended); compared without the padding. `supermel (faster-whisper twin)` is "
+             "`supermel.integrations.faster_whisper.FeatureExtractor`", "whisper"),
     PeerInfo("torchaudio", "torchaudio", "torchaudio", "`transforms.MelSpectrogram(norm='slaney', mel_scale='slaney', pad_mode='constant')`; "
              "kaldi: `compliance.kaldi.fbank(dither=0.0)`", "offline, kaldi", _TORCHAUDIO_HINT),
 )
@@ -1047,7 +1051,24 @@ def _whisper_workload() -> Workload:
         cases = [_case("supermel", supermel_case), _case("openai-whisper", whisper_case)]
         if device == "cpu":
             cases.append(_case("librosa", librosa_case))
+        def fw_case(twin: bool) -> Callable[[], Case]:
+            def make() -> Case:
+                _import("faster_whisper", "faster-whisper")
+                if twin:
+                    try:
+                        mod = importlib.import_module("supermel.integrations.faster_whisper")
+                    except ImportError:
+                        raise PeerMissing("not available: supermel.integrations.faster_whisper is missing") from None
+                else:
+                    mod = importlib.import_module("faster_whisper.feature_extractor")
+                fe = mod.FeatureExtractor()
+                name = "supermel (faster-whisper twin)" if twin else "faster-whisper"
+                return Case(name, lambda: fe(y), output=lambda: fe(y, padding=0), notes="FeatureExtractor()(y), 160 zeros appended")
+            return make
+
         cases += [_case("transformers", hf_case(False)), _case("supermel (transformers twin)", hf_case(True))]
+        if device == "cpu":
+            cases += [_case("faster-whisper", fw_case(False)), _case("supermel (faster-whisper twin)", fw_case(True))]
         return Built(cases, reference=reference, reference_name="openai-whisper")
     return Workload("whisper-80 30 s", "front end", build, audio_seconds=seconds)
 

@@ -7,6 +7,9 @@ when the module itself is imported, so ``import supermel`` never needs them:
     Hugging Face ``WhisperFeatureExtractor``, ``ASTFeatureExtractor`` and
     ``SeamlessM4TFeatureExtractor`` with supermel computing the features
     (``pip install "supermel[transformers]"``).
+:mod:`supermel.integrations.faster_whisper`
+    faster-whisper's ``FeatureExtractor``, and ``accelerate(model)`` to put it
+    into a ``WhisperModel`` (``pip install "supermel[faster-whisper]"``).
 """
 
 __all__: list = []

@@ -44,14 +44,14 @@ Install with ``pip install "supermel[transformers]"``.
 
 from __future__ import annotations
 
-import functools
-from typing import Any, Dict, Tuple, Type
+from typing import Any, Dict, Type
 
 import numpy as np
 import torch
 
 from .._errors import ParameterError
-from ..presets import Frontend, frontend
+from ..presets import Frontend
+from ._cache import cached_frontend as _frontend
 
 try:
     from transformers import ASTFeatureExtractor as _HFAST
@@ -63,16 +63,6 @@ except ImportError as exc:  # pragma: no cover - exercised only without transfor
     ) from exc
 
 __all__ = ["WhisperFeatureExtractor", "ASTFeatureExtractor", "SeamlessM4TFeatureExtractor", "accelerate"]
-
-
-@functools.lru_cache(maxsize=64)
-def _frontend(name: str, device: str, overrides: Tuple[Tuple[str, Any], ...]) -> Frontend:
-    """One front-end module per configuration and device, shared by every extractor.
-
-    Kept outside the extractors: ``transformers`` serialises an extractor's
-    ``__dict__``, which must hold only its configuration.
-    """
-    return frontend(name, device=device, **dict(overrides))
 
 
 class WhisperFeatureExtractor(_HFWhisper):
