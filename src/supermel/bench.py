@@ -128,10 +128,10 @@ PEERS: Tuple[PeerInfo, ...] = (
     PeerInfo("transformers", "transformers", "transformers",
              "Hugging Face feature extractors called as users call them: `WhisperFeatureExtractor()(y, sampling_rate=16000, "
              "return_tensors='np')` (its torch route, 30 s windows); `SeamlessM4TFeatureExtractor()(y, sampling_rate=16000, "
-             "return_tensors='np')` and `ASTFeatureExtractor()` (numpy, float64, frame by frame without torchaudio): the references "
-             "of the w2v-bert and ast workloads. "
+             "return_tensors='np')` and `ASTFeatureExtractor()` (numpy, float64, frame by frame without torchaudio), "
+             "`ParakeetFeatureExtractor()` (torch): the references of the w2v-bert, ast and parakeet workloads. "
              "`supermel (transformers twin)` is `supermel.integrations.transformers`' class of the same name",
-             "whisper, w2v-bert, ast"),
+             "whisper, w2v-bert, ast, parakeet"),
     PeerInfo("faster-whisper", "faster-whisper", "faster_whisper",
              "`faster_whisper.feature_extractor.FeatureExtractor()(y)` as `WhisperModel.transcribe` calls it (numpy, 160 zeros "
              "appended); compared without the padding. `supermel (faster-whisper twin)` is "
@@ -1084,9 +1084,9 @@ def _hf_extractors(twin: bool) -> Any:
         raise PeerMissing("not available: supermel.integrations.transformers is missing") from None
 
 
-def _hf_workload(title: str, cls: str, preset: str, key: str) -> Workload:
-    """A Hugging Face extractor whose ``transformers`` route is numpy (float64, frame by frame) on 10 s,
-    against the supermel preset and the supermel twin of the class (``key``: the output's name)."""
+def _hf_workload(title: str, cls: str, preset: str, key: str, time_major: bool = True) -> Workload:
+    """A Hugging Face extractor on 10 s, against the supermel preset and the supermel twin of the
+    class (``key``: the output's name; ``time_major=False``: the preset's output is transposed)."""
     seconds = 10.0
 
     def build(device: str) -> Built:
@@ -1094,7 +1094,7 @@ def _hf_workload(title: str, cls: str, preset: str, key: str) -> Workload:
 
         def supermel_case() -> Case:
             fe = _frontend(preset, "cpu")
-            return Case("supermel", lambda: fe(y), notes=f'frontend("{preset}")')
+            return Case("supermel", (lambda: fe(y)) if time_major else (lambda: fe(y).T), notes=f'frontend("{preset}")')
 
         def hf_case(twin: bool) -> Callable[[], Case]:
             def make() -> Case:
@@ -1209,6 +1209,7 @@ def default_workloads() -> List[Workload]:
         _kaldi_workload(),
         _hf_workload("w2v-bert (seamless-m4t) 10 s", "SeamlessM4TFeatureExtractor", "seamless-m4t", "input_features"),
         _hf_workload("ast 10 s", "ASTFeatureExtractor", "ast", "input_values"),
+        _hf_workload("parakeet (nemo-80) 10 s", "ParakeetFeatureExtractor", "nemo-80", "input_features", time_major=False),
     ]
 
 

@@ -14,6 +14,8 @@ class                                supermel front end     ``transformers`` met
                                                             ``_np_extract_fbank_features``
 :class:`ASTFeatureExtractor`         ``ast``                ``_extract_fbank_features``
 :class:`SeamlessM4TFeatureExtractor` ``kaldi-fbank``        ``_extract_fbank_features``
+:class:`ParakeetFeatureExtractor`    ``nemo-80`` core       ``_torch_extract_fbank_features``
+                                                            (``transformers >= 4.57``)
 ===================================  =====================  ==========================================
 
 Examples
@@ -61,6 +63,10 @@ except ImportError as exc:  # pragma: no cover - exercised only without transfor
     raise ImportError(
         "supermel.integrations.transformers needs Hugging Face transformers: pip install 'supermel[transformers]'"
     ) from exc
+try:  # transformers >= 4.57
+    from transformers import ParakeetFeatureExtractor as _HFParakeet
+except ImportError:  # pragma: no cover - older transformers
+    _HFParakeet = None
 
 __all__ = ["WhisperFeatureExtractor", "ASTFeatureExtractor", "SeamlessM4TFeatureExtractor", "accelerate"]
 
@@ -149,6 +155,41 @@ _TWINS: Dict[Type[Any], Type[Any]] = {
     _HFAST: ASTFeatureExtractor,
     _HFSeamlessM4T: SeamlessM4TFeatureExtractor,
 }
+
+if _HFParakeet is not None:
+
+    class ParakeetFeatureExtractor(_HFParakeet):  # type: ignore[valid-type,misc]
+        """``transformers.ParakeetFeatureExtractor`` (NeMo >= 2.5 features) with supermel's NeMo core.
+
+        ``transformers`` pre-emphasises and masks the padded batch, then calls
+        ``_torch_extract_fbank_features``; supermel computes that step: the
+        zero-padded centred STFT (``n_fft``, ``win_length`` symmetric Hann,
+        ``hop_length``), power, Slaney mels from 0 to ``sampling_rate / 2`` and
+        ``ln(M + 2^-24)``, i.e. ``supermel.frontend("nemo-80", variant="2.4",
+        pad_mode="constant", preemphasis=0.0, normalize=None)``. ``transformers``
+        then normalises per feature and builds the attention mask as usual.
+        Needs ``transformers >= 4.57``.
+        """
+
+        def _torch_extract_fbank_features(self, waveform: torch.Tensor, device: str = "cpu") -> torch.Tensor:
+            """``(batch, samples)`` pre-emphasised tensor -> ``(batch, frames, feature_size)`` log-mel tensor."""
+            overrides = (
+                ("n_mels", int(self.feature_size)),
+                ("sr", float(self.sampling_rate)),
+                ("n_fft", int(self.n_fft)),
+                ("win_length", int(self.win_length)),
+                ("hop_length", int(self.hop_length)),
+                ("fmax", float(self.sampling_rate) / 2),
+                ("variant", "2.4"),
+                ("pad_mode", "constant"),
+                ("preemphasis", 0.0),
+                ("normalize", None),
+            )
+            x = torch.as_tensor(waveform).to(device=device, dtype=torch.float32)
+            return _frontend("nemo-80", str(device), overrides)(x).transpose(-1, -2)
+
+    _TWINS[_HFParakeet] = ParakeetFeatureExtractor
+    __all__.append("ParakeetFeatureExtractor")
 
 
 def accelerate(extractor: Any) -> Any:
