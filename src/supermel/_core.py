@@ -228,13 +228,6 @@ def pad_signal(y: torch.Tensor, *, pad: int, mode: str, n_fft: int, hop_length: 
 #: memory-bound core). Shorter frames get proportionally more frames per block.
 CPU_BLOCK_SAMPLES = 256 * 800
 
-#: Per-block overhead of the block-sparse mel product, in multiply-adds per frame
-#: (see :func:`split_filterbank`). Measured on one AMD EPYC core with the products
-#: in numpy (the CPU blocked path): 512 (5 blocks for Whisper's 80 x 201 bank, 8 for
-#: 80 x 401) ran ~5% faster end to end than 2048 (3 and 4 blocks), which suited
-#: torch's costlier operator calls.
-BLOCK_COST = 512
-
 
 def block_frames(n_fft: int) -> int:
     """Frames per CPU block for frames of ``n_fft`` samples."""
@@ -450,49 +443,18 @@ def _power_block(
     b: Any = _NO_BUFFERS if ws is None else ws
     k = b.k
     inplace = inplace or ws is not None
-    sq = _real_spectrum(frames, window=window, dft=dft, window_span=window_span, k=k, ws=ws)
-    split = (ws.re, ws.im) if ws is not None else None
-    return _power_of(sq, k=k, interleaved=dft is None, power=power, mag_eps=mag_eps, inplace=inplace, split=split, out=b.p)
-
-
-def _real_spectrum(
-    frames: Any, *, window: Any, dft: Any, window_span: Tuple[int, int], k: Any = _TorchKernels, ws: Optional[Workspace] = None
-) -> Any:
-    """The DFT of ``(..., T, n_fft)`` frames as real numbers: ``(..., T, F, 2)`` interleaved
-    (rfft route) or ``(..., T, 2F)`` as ``[re | im]`` (matrix-product route, ``dft`` given)."""
-    b: Any = _NO_BUFFERS if ws is None else ws
     if dft is None:
         spec = k.rfft(k.mul(frames, window, b.x), b.spec)
-        return k.as_real(spec) if ws is None else ws.sq
-    lo, hi = window_span
-    return k.matmul(frames[..., lo:hi], dft, b.sq)
-
-
-def _power_of(
-    sq: Any,
-    *,
-    k: Any,
-    interleaved: bool,
-    power: float,
-    mag_eps: float,
-    inplace: bool,
-    split: Optional[Tuple[Any, Any]] = None,
-    out: Any = None,
-) -> Any:
-    """``(re^2 + im^2 + mag_eps) ** (power / 2)`` from :func:`_real_spectrum`'s output.
-
-    ``split``: precomputed ``(re, im)`` views of ``sq`` (a workspace's), else taken
-    from the layout (``interleaved``: ``(..., F, 2)``). ``out``: buffer of the sum.
-    """
-    sq = k.mul(sq, sq, sq if inplace else None)
-    if split is not None:
-        re, im = split
-    elif interleaved:
-        re, im = sq[..., 0], sq[..., 1]
+        sq = k.as_real(spec) if ws is None else ws.sq  # (..., T, F, 2)
+        sq = k.mul(sq, sq, sq if inplace else None)
+        re, im = (sq[..., 0], sq[..., 1]) if ws is None else (ws.re, ws.im)
     else:
-        n_bins = sq.shape[-1] // 2
-        re, im = sq[..., :n_bins], sq[..., n_bins:]
-    p = k.add(re, im, out)
+        lo, hi = window_span
+        y = k.matmul(frames[..., lo:hi], dft, b.sq)  # (..., T, 2F): [re | im]
+        n_bins = dft.shape[-1] // 2
+        sq = k.mul(y, y, y if inplace else None)
+        re, im = (sq[..., :n_bins], sq[..., n_bins:]) if ws is None else (ws.re, ws.im)
+    p = k.add(re, im, b.p)
     if mag_eps:
         if inplace:
             p += mag_eps
@@ -579,8 +541,7 @@ def mel_frames(
     ``i`` reading only bins ``[lo, hi)`` (the filterbank is ~97% zeros; see
     :func:`split_filterbank`). On the CPU, inputs longer than one block
     (:func:`block_frames`) are processed in cache-sized blocks of frames through
-    the block-sparse filterbank (the transform through torch, power and products
-    through numpy on the same memory), each product writing its rows of the
+    the block-sparse filterbank, each product writing its rows of the
     ``(B, n_mels, T)`` result in place; shorter inputs, CUDA and compiled graphs
     use one dense product (``fb_t``, the transposed view of ``fb``, may be
     passed to save a call).
@@ -593,28 +554,20 @@ def mel_frames(
         return mel_dense(
             frames, window=window, fb_t=fb.t() if fb_t is None else fb_t, power=power, dft=dft, window_span=window_span, mag_eps=mag_eps, inplace=eager
         )
-    # Each block: the transform through torch (MKL's FFT, or the DFT product), then power
-    # and mel products through numpy on the same memory: a numpy call costs a fraction of
-    # a torch operator call, and a block takes ~40 of them (benchmarks/core.py).
+    kw = dict(window=window, power=power, dft=dft, window_span=window_span, mag_eps=mag_eps, inplace=eager)
     out = z.new_empty((n_batch, fb.shape[0], n_frames), dtype=fb.dtype)
-    out_np = out.numpy()
     rows = np.cumsum([0] + [w.shape[1] for _, _, w in fb_blocks]).tolist()
-    mats = [(lo, hi, w.numpy().T, r0, r1) for (lo, hi, w), r0, r1 in zip(fb_blocks, rows[:-1], rows[1:])]  # (rows, bins) views
-    k = _NumpyKernels
-    jobs = _cpu_blocks(n_batch, n_frames, block)
-    b0, t0 = jobs[0]
-    p_buf = np.empty((len(range(n_batch)[b0]), len(range(n_frames)[t0]), n_fft // 2 + 1), dtype=z.numpy().dtype)  # reused by every block
-    for b_sel, t_sel in jobs:
-        sq = _real_spectrum(frames[b_sel, t_sel], window=window, dft=dft, window_span=window_span)
-        sq = sq.numpy()  # the same memory
-        p_out = p_buf[: sq.shape[0], : sq.shape[1]]  # contiguous: whole items, or a prefix of one item's frames
-        p = _power_of(sq, k=k, interleaved=dft is None, power=power, mag_eps=mag_eps, inplace=True, out=p_out)  # (b, t, F)
-        if p.dtype != out_np.dtype:
-            p = p.astype(out_np.dtype)
-        p_t = p.transpose(0, 2, 1)  # (b, F, t), a view
-        dst = out_np[b_sel, :, t_sel]  # librosa's layout, written in place: no concatenation, no transpose copy
-        for lo, hi, w_t, r0, r1 in mats:
-            dst[:, r0:r1] = np.matmul(w_t, p_t[:, lo:hi])
+    for b_sel, t_sel in _cpu_blocks(n_batch, n_frames, block):
+        p = _power_block(frames[b_sel, t_sel], **kw)  # (b, t, F)
+        if p.dtype != fb.dtype:
+            p = p.to(fb.dtype)
+        p_t = p.transpose(-1, -2)  # (b, F, t), a view
+        for (lo, hi, w), r0, r1 in zip(fb_blocks, rows[:-1], rows[1:]):
+            dst = out[b_sel, r0:r1, t_sel]  # librosa's layout, written in place: no concatenation, no transpose copy
+            if p.shape[0] == 1:
+                torch.mm(w.t(), p_t[0, lo:hi], out=dst[0])
+            else:
+                torch.bmm(w.t().expand(p.shape[0], -1, -1), p_t[:, lo:hi], out=dst)
     return out
 
 
@@ -653,7 +606,7 @@ def mel_dense(
     return k.to_freq_major(mel.reshape(n_batch, n_frames, n_mels), b.out)
 
 
-def split_filterbank(fb: np.ndarray, max_blocks: int = 8, n_blocks: Optional[int] = None) -> List[Tuple[int, int, np.ndarray]]:
+def split_filterbank(fb: np.ndarray, max_blocks: int = 4, n_blocks: Optional[int] = None) -> List[Tuple[int, int, np.ndarray]]:
     """Split ``(n_mels, F)`` into row blocks over their non-zero bin ranges.
 
     Returns ``[(lo, hi, W)]`` with ``W = fb[rows, lo:hi].T``; blocks are chosen
@@ -672,8 +625,10 @@ def split_filterbank(fb: np.ndarray, max_blocks: int = 8, n_blocks: Optional[int
         if np.any(np.diff(edges) == 0):
             continue
         blocks = [(r0, r1) + span(r0, r1) for r0, r1 in zip(edges[:-1], edges[1:])]
-        # multiply-adds per frame plus a per-block overhead (BLOCK_COST)
-        cost = sum((r1 - r0) * (hi - lo) for r0, r1, lo, hi in blocks) + nb * BLOCK_COST
+        # per-block overhead in multiply-adds per frame, measured on one AMD EPYC core:
+        # 3-4 blocks beat 2 by ~20% on Whisper's 80 x 201 bank (30 s), 6 or more small
+        # products run slower again; for 80 x 401 (60 s) 2-4 blocks tie
+        cost = sum((r1 - r0) * (hi - lo) for r0, r1, lo, hi in blocks) + nb * 2048
         if best is None or cost < best[0]:
             best = (cost, blocks)
     blocks = best[1] if best is not None else [(0, n_mels, 0, n_bins)]

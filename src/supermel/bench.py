@@ -1070,7 +1070,7 @@ def _whisper_workload() -> Workload:
         if device == "cpu":
             cases += [_case("faster-whisper", fw_case(False)), _case("supermel (faster-whisper twin)", fw_case(True))]
         return Built(cases, reference=reference, reference_name="openai-whisper")
-    return Workload("whisper-80 30 s", "front end", build, audio_seconds=seconds)
+    return Workload("whisper-80 30 s", "front end", build, audio_seconds=seconds, all_threads=True)
 
 
 def _hf_extractors(twin: bool) -> Any:
@@ -1187,7 +1187,7 @@ def _kaldi_workload() -> Workload:
             cases.append(_case("kaldi-native-fbank", knf_case))
         cases.append(_case("torchaudio", torchaudio_case))
         return Built(cases, reference=reference, reference_name="kaldi-native-fbank")
-    return Workload("kaldi fbank 10 s", "front end", build, audio_seconds=seconds)
+    return Workload("kaldi fbank 10 s", "front end", build, audio_seconds=seconds, all_threads=True)
 
 
 # =========================================================================== the suite
