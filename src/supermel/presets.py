@@ -592,15 +592,19 @@ class FunAsrConfig(KaldiFbankConfig):
 
 
 # =========================================================================== shared steps
-def preemphasis(y: torch.Tensor, coef: float = 0.97, prev: Optional[torch.Tensor] = None) -> torch.Tensor:
+def preemphasis(y: Array, coef: float = 0.97, prev: Optional[Array] = None) -> Array:
     """Whole-signal pre-emphasis of ``(B, L)``: ``y[n] = x[n] - coef x[n-1]``.
 
     ``prev`` (shape ``(B, 1)``) is the sample before ``y[:, 0]`` (a streaming
     chunk's predecessor); ``None`` means the start of the signal, ``y[0] = x[0]``
-    (``scipy.signal.lfilter([1, -coef], [1], x)``).
+    (``scipy.signal.lfilter([1, -coef], [1], x)``). Tensors or numpy arrays (the
+    CPU streaming path): the same float operations either way.
     """
     if coef == 0.0:
         return y
+    if isinstance(y, np.ndarray):
+        first = y[..., :1] if prev is None else y[..., :1] - coef * np.asarray(prev, dtype=y.dtype)
+        return np.concatenate([first, y[..., 1:] - coef * y[..., :-1]], axis=-1)
     first = y[..., :1] if prev is None else y[..., :1] - coef * prev.to(y.dtype)
     return torch.cat([first, y[..., 1:] - coef * y[..., :-1]], dim=-1)
 

@@ -77,6 +77,15 @@ def _rows(out: Frames, n_streams: int) -> List[torch.Tensor]:
     return list(out) if isinstance(out, list) else [out[i] for i in range(n_streams)]
 
 
+def _frames(out: Union[Array, List[Array]]) -> Frames:
+    """The core stream's output as tensors (views of the numpy path's arrays)."""
+    if isinstance(out, np.ndarray):
+        return torch.from_numpy(out)
+    if isinstance(out, list):
+        return [torch.from_numpy(r) if isinstance(r, np.ndarray) else r for r in out]
+    return out
+
+
 def _stack(rows: Sequence[torch.Tensor]) -> Frames:
     """Stack per-stream ``(C, k_i)`` blocks when their lengths agree, else keep the list."""
     if len({r.shape[-1] for r in rows}) == 1:
@@ -278,6 +287,15 @@ class StreamingFrontend:
         self.latency_ms = 1000.0 * self.latency_samples / self.sr
         self.chunk_size = None if chunk_size is None else int(chunk_size)
         self.cuda_graph = bool(cuda_graph)
+        # numpy chunks on the CPU stay numpy through the waveform step and the core's
+        # numpy step (a numpy call costs a fraction of a torch operator call on a few
+        # frames); the identity and pre-emphasis waveform steps take numpy arrays
+        self._numpy_io = (
+            dev.type == "cpu"
+            and not self.cuda_graph
+            and isinstance(self._engine, StreamingMelSpectrogram)
+            and type(fe).pre in (Frontend.pre, Wav2Lip.pre, Nemo.pre, Whisper.pre)
+        )
         self.reset()
 
     # ------------------------------------------------------------------ state
@@ -334,20 +352,29 @@ class StreamingFrontend:
         return self._one_or_all(self._n)
 
     # ------------------------------------------------------------------ input
-    def _validate(self, chunk: Array) -> Tuple[torch.Tensor, bool]:
-        """Check a chunk without touching the state; return it as ``(S, n)`` in the front end's dtype and device."""
+    def _validate(self, chunk: Array) -> Tuple[Array, bool]:
+        """Check a chunk without touching the state; return it as ``(S, n)`` in the front end's dtype and device
+        (a numpy array for numpy chunks on the CPU path, else a tensor)."""
         chunk, was_numpy = check_chunk(chunk, num_streams=self.num_streams, check_finite=self.check_finite)
+        if was_numpy and self._numpy_io:
+            a = np.ascontiguousarray(chunk, dtype=np.float64 if self.dtype == torch.float64 else np.float32)
+            return (a[None] if self.num_streams is None else a), was_numpy
         t = torch.from_numpy(np.ascontiguousarray(chunk)) if was_numpy else chunk
         t = t.to(device=self.device, dtype=self.dtype)
         return (t.unsqueeze(0) if self.num_streams is None else t), was_numpy
 
-    def _pre(self, z: torch.Tensor) -> torch.Tensor:
+    def _pre(self, z: Array) -> Array:
         """The waveform step on a chunk, with each stream's previous samples; updates them."""
         if isinstance(self.frontend, Whisper) or z.shape[-1] == 0:
             return z  # Whisper's pad/trim acts on the stream's ends (push / flush)
         if self._pre_context:
-            out = self.frontend.pre(z, self._prev)
             k = self._pre_context
+            if isinstance(z, np.ndarray):
+                out = self.frontend.pre(z, self._prev.numpy())
+                tail = np.concatenate([self._prev.numpy(), z], axis=-1)[:, -k:] if z.shape[-1] < k else z[:, -k:]
+                self._prev = torch.from_numpy(np.array(tail))  # a copy: the caller's chunk stays theirs
+                return out
+            out = self.frontend.pre(z, self._prev)
             self._prev = torch.cat([self._prev, z], dim=-1)[:, -k:] if z.shape[-1] < k else z[:, -k:].clone()
             return out
         return self.frontend.pre(z)
@@ -409,7 +436,7 @@ class StreamingFrontend:
         n = t.shape[-1]
         if self._trim_at is not None:  # Whisper pad_or_trim: input beyond n_samples is cut
             t = t[:, : max(0, min(n, self._trim_at - self._n[0]))]
-        out = self._engine.push(self._pre(t))
+        out = _frames(self._engine.push(self._pre(t)))
         self._n = [c + n for c in self._n]
         self._last_numpy = was_numpy
         return self._output(out, final=False, was_numpy=was_numpy)
@@ -433,8 +460,8 @@ class StreamingFrontend:
         if isinstance(fe, Whisper):  # Whisper's waveform step at the end: zero fill to n_samples, then `padding`
             k = (self._trim_at - min(self._n[0], self._trim_at) if self._trim_at is not None else 0) + fe.config.padding
             if k:
-                tail = self._engine.push(torch.zeros((self._n_streams, k), dtype=self.dtype, device=self.device))
-        out = self._engine.flush()
+                tail = _frames(self._engine.push(torch.zeros((self._n_streams, k), dtype=self.dtype, device=self.device)))
+        out = _frames(self._engine.flush())
         if tail is not None:
             S = self._n_streams
             a, b = _rows(tail, S), _rows(out, S)
