@@ -97,6 +97,18 @@ def test_wav2lip_vs_librosa(name, pad_mode, signal, speech_at, noise16):
     check_abs(supermel.frontend(name, dtype=torch.float64)(x.astype(np.float64)), ref, F64_ATOL, name + " float64")
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_wav2lip_post_of_few_and_many_frames_agree(dtype, speech_at):
+    # post_local runs through numpy for a few frames (a streaming push) and through torch
+    # otherwise: the same formula, so the same values up to the two log10s' last bit.
+    fe = supermel.frontend("wav2lip", dtype=dtype)
+    mel = fe.mel(torch.from_numpy(speech_at(16000)).to(dtype)[None])  # (1, 80, 961)
+    few, many = fe.post_local(mel[..., :10]), fe.post_local(mel)[..., :10]
+    assert isinstance(few, torch.Tensor) and few.dtype == many.dtype == dtype
+    np.testing.assert_allclose(few.numpy(), many.numpy(), rtol=0, atol=2e-6 if dtype == torch.float32 else 1e-12)
+    assert np.abs(few.numpy()).max() > 1.0  # real features, not the clip floor
+
+
 def test_wav2lip_padding_variants_differ_only_at_the_edges(speech_at):
     # frontends.md 1.4 pitfalls: zero vs reflect padding changes only the frames
     # whose 800-sample window reaches past an end (columns 0-1 and the last 2).

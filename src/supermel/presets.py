@@ -633,6 +633,28 @@ def _core_for(cfg: MelConfig, **kw: Any) -> MelSpectrogram:
 
 
 # =========================================================================== modules
+#: Element count up to which element-wise post-processing on CPU tensors runs through numpy.
+_SMALL = 4096
+
+
+class _TorchOps:
+    log10 = staticmethod(torch.log10)
+
+    @staticmethod
+    def floor(x: torch.Tensor, lo: float) -> torch.Tensor:
+        return torch.clamp(x, min=lo)
+
+    @staticmethod
+    def clip(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
+        return torch.clamp(x, lo, hi)
+
+
+class _NumpyOps:
+    log10 = staticmethod(np.log10)
+    floor = staticmethod(np.maximum)
+    clip = staticmethod(np.clip)
+
+
 def _floored_log(x: torch.Tensor, floor: float, log: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
     """``log(max(x, floor))`` into one new tensor (the log in place on the clamped copy
     when autograd and the compiler do not need the intermediate)."""
@@ -792,14 +814,23 @@ class Wav2Lip(Frontend):
 
     def post_local(self, mel: torch.Tensor) -> torch.Tensor:
         c = self.config
+        # A few frames (a streaming push) go through numpy on the same memory: the nine
+        # element-wise steps cost ~1 us each there, against several us as torch operators.
+        small = mel.device.type == "cpu" and mel.numel() <= _SMALL and not (mel.requires_grad or torch.compiler.is_compiling())
+        ops = _NumpyOps if small else _TorchOps
+        x = mel.numpy() if small else mel
         min_level = 10.0 ** (c.min_level_db / 20.0)
-        db = 20.0 * torch.log10(torch.clamp(mel, min=min_level)) - c.ref_level_db
+        db = 20.0 * ops.log10(ops.floor(x, min_level)) - c.ref_level_db
         a = c.max_abs_value
         if c.symmetric_mels:
             x = (2.0 * a) * ((db - c.min_level_db) / -c.min_level_db) - a
-            return torch.clamp(x, -a, a) if c.allow_clipping else x
-        x = a * ((db - c.min_level_db) / -c.min_level_db)
-        return torch.clamp(x, 0.0, a) if c.allow_clipping else x
+            lo = -a
+        else:
+            x = a * ((db - c.min_level_db) / -c.min_level_db)
+            lo = 0.0
+        if c.allow_clipping:
+            x = ops.clip(x, lo, a)
+        return torch.from_numpy(x) if small else x
 
 
 class Whisper(Frontend):
