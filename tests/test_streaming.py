@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 import supermel
 from supermel.streaming import static_step
+from conftest import SEED
 
 REF = dict(sr=16000, n_fft=800, hop_length=200, n_mels=80, fmin=55.0, fmax=7600.0)
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -440,3 +441,44 @@ def test_cuda_stream_device_tensor_input(rng):
     assert got.is_cuda
     expected = librosa.feature.melspectrogram(y=y.cpu().numpy(), **REF)
     assert rel(got.cpu().numpy(), expected) <= 2e-5
+
+
+# =========================================================================== thread pools
+@pytest.fixture
+def torch_threads():
+    """Set torch's intra-op threads inside a test; restored afterwards."""
+    before = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("shape", [(3, 401), (64, 401), (2, 16, 401)])
+def test_numpy_kernels_matmul_routes_agree(shape, torch_threads):
+    # Larger products leave numpy for torch's BLAS when torch's thread pool is active
+    # (so OpenBLAS does not start a competing pool): both routes give the same product.
+    rng = np.random.default_rng(SEED)
+    a = rng.standard_normal(shape).astype(np.float32)
+    b = rng.standard_normal((401, 80)).astype(np.float32)
+    want = a.astype(np.float64) @ b.astype(np.float64)
+    k = supermel._core._NumpyKernels
+    for threads in (1, 2):
+        torch_threads(threads)
+        out = np.empty(shape[:-1] + (80,), np.float32)
+        assert k.matmul(a, b, out=out) is out
+        np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-3)
+        got = k.matmul(a, b)
+        assert isinstance(got, np.ndarray) and got.dtype == np.float32
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("n", [100, 20000])
+def test_all_finite_np_routes(n, torch_threads):
+    x = np.random.default_rng(SEED).standard_normal(n).astype(np.float32)
+    for threads in (1, 2):
+        torch_threads(threads)
+        assert supermel._core.all_finite_np(x)
+        for bad in (np.nan, np.inf, -np.inf):
+            y = x.copy()
+            y[n // 3] = bad
+            assert not supermel._core.all_finite_np(y)
+        assert supermel._core.all_finite_np(np.full(n, 3e38, np.float32))  # the sum of squares overflows; finite all the same
