@@ -311,10 +311,11 @@ def saved_figures(monkeypatch):
     return figs
 
 
-def check_labels(fig, xlabel: str) -> None:
+def check_labels(fig, xlabel: str, hz: bool = True) -> None:
     ax, cax = fig.axes[0], fig.axes[1]
     assert ax.get_xlabel() == xlabel
-    assert ax.get_ylabel() == "Mel bin"
+    # the mel axis in Hz when the mel parameters are known, else bins (and the label says why)
+    assert ax.get_ylabel() == ("Frequency (Hz, mel scale)" if hz else "Mel bin (frequencies unknown)")
     assert "dB" in cax.get_ylabel()
 
 
@@ -331,7 +332,7 @@ def test_plot_npy_and_audio(wav, tmp_path, saved_figures, capsys):
     assert main(["plot", str(wav), "-o", str(tmp_path / "a.png"), "--n-mels", "64"]) == 0
     check_labels(saved_figures[-1], "Time (s)")
     assert main(["plot", str(tmp_path / "m.npy"), "-o", str(tmp_path / "f.png")]) == 0
-    check_labels(saved_figures[-1], "Frame")
+    check_labels(saved_figures[-1], "Frame", hz=False)
     assert {"m.png", "a.png", "f.png"} <= files_under(tmp_path)
     for name in ("a.png", "f.png"):
         png_size(tmp_path / name)
@@ -460,6 +461,6 @@ def test_batch_and_plot_with_a_time_major_preset(tmp_path, saved_figures, capsys
     assert manifest["files"][0]["shape"][1] == 80  # (T, bins)
     assert main(["plot", str(out / "a.npz"), "-o", str(tmp_path / "k.png")]) == 0
     fig = saved_figures[-1]
-    assert fig.axes[0].get_xlabel() == "Time (s)" and fig.axes[0].get_ylabel() == "Mel bin"
+    assert fig.axes[0].get_xlabel() == "Time (s)" and fig.axes[0].get_ylabel() == "Frequency (Hz, mel scale)"
     assert fig.axes[0].get_ylim()[1] == pytest.approx(79.5)  # transposed to (bins, T)
     png_size(tmp_path / "k.png")

@@ -4,11 +4,17 @@ WAV files load with scipy (a run-time dependency). Other formats need the
 ``audio`` extra (``soundfile``); resampling needs ``soxr`` (librosa's default
 resampler, ``soxr_hq``). Audio comes back as float32 in ``[-1, 1]``,
 ``(n_samples,)`` for mono or ``(channels, n_samples)`` with ``mono=False``.
+
+A WAV file whose header declares more audio than the file holds (a truncated
+download or copy) is read as far as it goes, with a
+:class:`TruncatedAudioWarning` naming the file and the shortfall.
 """
 
 from __future__ import annotations
 
 import os
+import struct
+import warnings
 from importlib import resources
 from typing import Optional, Tuple, Union
 
@@ -16,7 +22,7 @@ import numpy as np
 
 from ._errors import ParameterError
 
-__all__ = ["example_path", "example_audio", "load", "resample"]
+__all__ = ["example_path", "example_audio", "load", "resample", "TruncatedAudioWarning"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -31,6 +37,10 @@ def example_audio() -> Tuple[np.ndarray, int]:
     return load(example_path())
 
 
+class TruncatedAudioWarning(UserWarning):
+    """A WAV file holds fewer frames than its header declares; :func:`load` reads what is there."""
+
+
 def _requires(module: str, extra: str) -> ParameterError:
     return ParameterError(f"this needs the optional module {module!r}: pip install 'supermel[{extra}]'")
 
@@ -41,6 +51,57 @@ def _int_to_float(data: np.ndarray) -> np.ndarray:
     if np.issubdtype(data.dtype, np.integer):
         return data.astype(np.float32) / float(-np.iinfo(data.dtype).min)
     return data.astype(np.float32)
+
+
+def _wav_shortfall(path: str) -> Optional[Tuple[int, int]]:
+    """``(declared, present)`` frames of a truncated RIFF/RIFX WAV file, else ``None``.
+
+    libsndfile (and scipy) quietly clip ``frames`` to what the file holds, so
+    the data chunk's declared size is read from the header and compared with
+    the file's size. Unknown sizes (0 or 0xFFFFFFFF, written by streaming
+    encoders) and other formats are not checked.
+    """
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as fh:
+            head = fh.read(12)
+            if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
+                return None
+            endian = "<" if head[:4] == b"RIFF" else ">"
+            block_align = 0
+            pos = 12
+            for _ in range(64):  # chunks before "data" (fmt, LIST, fact, ...); a bounded walk
+                fh.seek(pos)
+                chunk = fh.read(8)
+                if len(chunk) < 8:
+                    return None
+                cid, csize = chunk[:4], struct.unpack(endian + "I", chunk[4:])[0]
+                if cid == b"fmt ":
+                    fmt = fh.read(min(csize, 16))
+                    if len(fmt) >= 14:
+                        block_align = struct.unpack(endian + "H", fmt[12:14])[0]
+                elif cid == b"data":
+                    if block_align <= 0 or csize in (0, 0xFFFFFFFF):
+                        return None
+                    present = size - (pos + 8)
+                    if csize <= present:
+                        return None
+                    return csize // block_align, max(present, 0) // block_align
+                pos += 8 + csize + (csize & 1)  # chunks are padded to an even size
+    except (OSError, struct.error):
+        pass
+    return None
+
+
+def _check_path(path: str) -> None:
+    """A clear error unless ``path`` is a regular file."""
+    if os.path.isfile(path):
+        return
+    if os.path.isdir(path):
+        raise ParameterError(f"audio file {path!r} is a directory, not an audio file")
+    if os.path.exists(path):
+        raise ParameterError(f"audio file {path!r} is not a regular file")
+    raise ParameterError(f"audio file {path!r} does not exist")
 
 
 def load(path: PathLike, *, sr: Optional[int] = None, mono: bool = True) -> Tuple[np.ndarray, int]:
@@ -60,8 +121,14 @@ def load(path: PathLike, *, sr: Optional[int] = None, mono: bool = True) -> Tupl
     sr : int
     """
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise ParameterError(f"audio file {path!r} does not exist")
+    _check_path(path)
+    short = _wav_shortfall(path)
+    if short is not None:
+        warnings.warn(
+            f"{path}: header declares {short[0]} frames but the file holds {short[1]}; reading what is there",
+            TruncatedAudioWarning,
+            stacklevel=2,
+        )
     data: np.ndarray
     try:
         import soundfile
@@ -73,7 +140,12 @@ def load(path: PathLike, *, sr: Optional[int] = None, mono: bool = True) -> Tupl
             raise _requires("soundfile", "audio") from None
         from scipy.io import wavfile
 
-        file_sr, raw = wavfile.read(path)
+        if short is None:
+            file_sr, raw = wavfile.read(path)
+        else:
+            with warnings.catch_warnings():  # already reported above, in frames instead of bytes
+                warnings.filterwarnings("ignore", message="Reached EOF prematurely")
+                file_sr, raw = wavfile.read(path)
         data = _int_to_float(raw)
         data = data[None, :] if data.ndim == 1 else data.T
     except Exception as exc:  # soundfile's own errors (unknown format, corrupt file)

@@ -15,8 +15,11 @@ Subcommands
 
 Every output is written atomically (a temporary file in the same directory,
 then :func:`os.replace`), so an interrupted or failed run never leaves a
-partial file. Invalid parameters or audio (:class:`supermel.ParameterError`)
-print ``supermel: error: <message>`` and exit with status 2.
+partial file, and every output path is checked before anything is computed.
+Invalid parameters, paths or audio (:class:`supermel.ParameterError`) and
+usage errors print one line, ``supermel: error: <message>`` (usage errors end
+with a ``(see `supermel COMMAND --help`)`` hint), and exit with status 2.
+Warnings (e.g. a truncated WAV file) print ``supermel: warning: <message>``.
 
 Heavy modules (matplotlib, tqdm, the presets) are imported only by the
 subcommands that need them.
@@ -37,7 +40,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, NoReturn, Optional, Sequence, Tuple
 
 from ._errors import ParameterError
 from ._version import __version__
@@ -131,6 +134,62 @@ def _write_json(path: Path, data: Any) -> None:
     with _atomic_open(path, "w") as fh:
         json.dump(data, fh, indent=2, default=_json_default, allow_nan=False)
         fh.write("\n")
+
+
+def _path_kind(path: Path) -> str:
+    """``'file'``, ``'dir'``, ``'missing'`` or ``'other'`` (a device, pipe, socket)."""
+    if path.is_file():
+        return "file"
+    if path.is_dir():
+        return "dir"
+    return "other" if path.exists() else "missing"
+
+
+def _check_input_file(path: Path, what: str, is_dir_hint: str) -> None:
+    """A clear :class:`ParameterError` unless ``path`` is a regular file."""
+    kind = _path_kind(path)
+    if kind == "missing":
+        raise ParameterError(f"{what} {str(path)!r} does not exist")
+    if kind == "dir":
+        raise ParameterError(f"{str(path)!r} is a directory, {is_dir_hint}")
+    if kind == "other":
+        raise ParameterError(f"{what} {str(path)!r} is not a regular file")
+
+
+def _nearest_existing(path: Path) -> Path:
+    """``path`` or its nearest ancestor that exists (``.`` or ``/`` at the latest)."""
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return candidate
+    return Path(".")
+
+
+def _check_output(path: Path, what: str, probed: Dict[Path, str], *, is_folder: bool = False) -> None:
+    """Fail before any work (nothing written) if ``path`` cannot be written as a file (or made as a folder).
+
+    The nearest existing ancestor must be a writable directory: a regular file
+    there (``-o notes.txt/out.npy``) or a read-only place is reported by name.
+    Writability is probed with a temporary file (permission bits do not tell
+    for root, ACLs or read-only mounts); ``probed`` caches folders already
+    checked (folder -> error, ``""`` when fine).
+    """
+    if path.is_dir() and not is_folder:
+        raise ParameterError(f"cannot write {what} {str(path)!r}: it is an existing directory")
+    folder = _nearest_existing(path if is_folder else path.parent)
+    if folder not in probed:
+        probed[folder] = ""
+        if not folder.is_dir():
+            kind = "a regular file" if folder.is_file() else "a special file"
+            probed[folder] = f"{str(folder)!r} is {kind}, not a folder"
+        else:
+            try:
+                fd, tmp = tempfile.mkstemp(prefix=".supermel-probe-", dir=str(folder))
+                os.close(fd)
+                os.unlink(tmp)
+            except OSError as exc:
+                probed[folder] = f"cannot create files in {str(folder)!r} ({exc.strerror or exc})"
+    if probed[folder]:
+        raise ParameterError(f"cannot write {what} {str(path)!r}: {probed[folder]}")
 
 
 def _write_array(path: Path, array: Any, fmt: str, meta: Dict[str, Any]) -> None:
@@ -370,8 +429,10 @@ class _Pipeline:
     def plot_kwargs(self) -> Dict[str, Any]:
         """How :func:`_plot_png` should show this pipeline's output."""
         if self.module is not None:
-            return {"hop_length": self.hop_length, "preset": self.preset, "time_axis": self.time_axis}
-        return {"hop_length": self.hop_length, "is_db": self.db, "power": float(self.params["power"])}
+            mel_config = _config_dict(self.config) if hasattr(self.config, "as_dict") else None
+            return {"hop_length": self.hop_length, "preset": self.preset, "time_axis": self.time_axis, "mel_config": mel_config}
+        mel_config = {k: self.params[k] for k in ("n_mels", "fmin", "fmax", "htk")}
+        return {"hop_length": self.hop_length, "is_db": self.db, "power": float(self.params["power"]), "mel_config": mel_config}
 
     def metadata(self, sr: Optional[int]) -> Dict[str, Any]:
         """What produced an output: stored in ``.npz`` files and the batch manifest."""
@@ -410,9 +471,65 @@ def _require_matplotlib() -> None:
         raise _missing_extra("matplotlib", "plotting") from None
 
 
-def _plot_png(
+def _mel_scale(config: Optional[Mapping[str, Any]], sr: Optional[float]) -> Optional[Tuple[Optional[int], float, float, bool]]:
+    """``(n_mels, fmin, fmax, htk)`` of a configuration (core parameters or a preset's), or ``None`` when unknown.
+
+    ``n_mels`` may be ``None`` (take the array's rows). Kaldi-style front ends
+    (``num_mel_bins``, ``low_freq``, ``high_freq``) use the HTK mel formula,
+    with ``high_freq <= 0`` counted from the Nyquist frequency; an extra
+    energy column (``use_energy``) has no frequency, so it makes the scale unknown.
+    """
+    if not config:
+        return None
+    if "num_mel_bins" in config:
+        rate = sr or config.get("sample_frequency")
+        if not rate or config.get("use_energy"):
+            return None
+        high = float(config.get("high_freq") or 0.0)
+        return int(config["num_mel_bins"]), float(config.get("low_freq") or 0.0), (high if high > 0 else rate / 2.0 + high), True
+    if "n_mels" in config or "fmax" in config:
+        fmax = config.get("fmax")
+        rate = sr or config.get("sr")
+        if fmax is None and not rate:
+            return None
+        n_mels = config.get("n_mels")
+        fmax = float(fmax) if fmax is not None else float(rate) / 2.0
+        return (None if n_mels is None else int(n_mels)), float(config.get("fmin") or 0.0), fmax, bool(config.get("htk"))
+    return None
+
+
+def _hz_ticks(n_mels: int, fmin: float, fmax: float, htk: bool) -> Tuple[List[float], List[str]]:
+    """Tick positions (fractional mel bins) and Hz labels for a mel axis, as ``specshow(y_axis="mel")`` reads.
+
+    The bands' centres are ``mel_frequencies(n_mels + 2, fmin, fmax, htk)[1:-1]``:
+    equally spaced in mel, so a frequency's position is linear in its mel value.
+    Ticks sit at 0 and powers of two Hz (at least ~1/10 of the axis apart);
+    a narrow band gets ticks at a few bins labelled with their centre frequencies.
+    """
+    import numpy as np
+
+    import supermel
+
+    lo, hi = supermel.hz_to_mel(np.array([fmin, fmax], dtype=np.float64), htk=htk)
+    step = (hi - lo) / (n_mels + 1)  # mel between neighbouring band centres
+    first = lo + step  # band 0's centre
+    candidates = np.array([0.0] + [2.0 ** k for k in range(4, 16)])  # 0, 16 Hz ... 32 kHz
+    positions = (supermel.hz_to_mel(candidates, htk=htk) - first) / step
+    min_gap = max(1.0, n_mels / 10.0)
+    ticks: List[Tuple[float, float]] = []
+    for pos, hz in zip(positions[::-1], candidates[::-1]):  # from the top, where the mel scale is log-like
+        if -0.5 <= pos <= n_mels - 0.5 and (not ticks or ticks[-1][0] - pos >= min_gap):
+            ticks.append((float(pos), float(hz)))
+    if len(ticks) < 3:  # a narrow band: label a few bins with their centre frequencies
+        centres = supermel.mel_frequencies(n_mels + 2, fmin=fmin, fmax=fmax, htk=htk)[1:-1]
+        bins = sorted({int(round(b)) for b in np.linspace(0, n_mels - 1, min(n_mels, 5))})
+        ticks = [(float(b), float(centres[b])) for b in bins][::-1]
+    ticks.reverse()
+    return [p for p, _ in ticks], [f"{hz:.0f}" for _, hz in ticks]
+
+
+def _mel_figure(
     mel: Any,
-    path: Path,
     *,
     sr: Optional[float],
     hop_length: Optional[int],
@@ -421,12 +538,18 @@ def _plot_png(
     preset: Optional[str] = None,
     time_axis: int = -1,
     title: str = "",
-) -> None:
-    """Write a labelled mel spectrogram image (time in seconds when sr and hop are known).
+    mel_config: Optional[Mapping[str, Any]] = None,
+) -> Any:
+    """A labelled mel spectrogram as a :class:`matplotlib.figure.Figure` (Agg canvas, not shown).
 
-    A power (or magnitude, ``power=1``) spectrogram is shown in dB relative to
-    its maximum; ``is_db`` data as they are; a preset's features (``preset``)
-    as they are, with the preset named on the colour bar.
+    Time in seconds when ``sr`` and ``hop_length`` are known, else frames. The
+    mel axis is in Hz (ticks at the frequencies of the bands, see
+    :func:`_hz_ticks`) when ``mel_config`` (``n_mels``/``fmin``/``fmax``/``htk``,
+    or a Kaldi preset's ``num_mel_bins``/``low_freq``/``high_freq``) and the
+    rate describe the array's rows; otherwise in bin numbers, and the label says
+    so. A power (or magnitude, ``power=1``) spectrogram is shown in dB relative
+    to its maximum; ``is_db`` data as they are; a preset's features
+    (``preset``) as they are, with the preset named on the colour bar.
     """
     import numpy as np
 
@@ -465,12 +588,25 @@ def _plot_png(
         xlabel = "Frame"
     img = ax.imshow(values, origin="lower", aspect="auto", interpolation="nearest", cmap="magma", extent=extent)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("Mel bin")
+    scale = _mel_scale(mel_config, sr)
+    if scale is not None and scale[0] in (None, n_mels) and scale[2] > scale[1] >= 0:
+        positions, labels = _hz_ticks(n_mels, scale[1], scale[2], scale[3])
+        ax.set_yticks(positions, labels)
+        ax.set_ylabel("Frequency (Hz, mel scale)")
+    else:  # the bands' frequencies are not known (or do not match the rows)
+        ax.set_ylabel("Mel bin (frequencies unknown)")
     ax.set_title(title or "Mel spectrogram")
     cbar = fig.colorbar(img, ax=ax, format="%+.0f" if label.startswith("dB") else None)
     cbar.set_label(label)
+    return fig
+
+
+def _plot_png(mel: Any, path: Path, **kwargs: Any) -> bool:
+    """Write :func:`_mel_figure` (same keywords) to ``path`` as PNG; ``True`` when the mel axis is in Hz."""
+    fig = _mel_figure(mel, **kwargs)
     with _atomic_open(path) as fh:
         fig.savefig(fh, format="png")
+    return "Hz" in fig.axes[0].get_ylabel()
 
 
 # =========================================================================== compute
@@ -486,6 +622,11 @@ def _is_dir_target(target: str) -> bool:
     return target.endswith(("/", os.sep)) or os.path.isdir(target)
 
 
+#: File names that -o / --plot cannot mean as a folder for several inputs.
+_ARRAY_SUFFIXES = (".npy", ".npz")
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf", ".svg")
+
+
 def _cmd_compute(args: argparse.Namespace) -> int:
     inputs: List[Tuple[Path, str]] = [(Path(f), Path(f).stem) for f in args.files]
     if args.example:
@@ -495,12 +636,18 @@ def _cmd_compute(args: argparse.Namespace) -> int:
     if not inputs:
         raise ParameterError("no input: pass audio FILES or --example (see `supermel compute --help`)")
     for src, _ in inputs:
-        if not src.is_file():
-            raise ParameterError(f"audio file {str(src)!r} does not exist")
+        _check_input_file(src, "audio file", "not an audio file (for a folder of audio files use `supermel batch`)")
     fmt = _resolve_format(args.format, args.output)
     if args.plot:
         _require_matplotlib()
     several = len(inputs) > 1
+    # Several inputs need folders: refuse a file name rather than make a folder called two.npy.
+    for flag, option, suffixes, example in (("-o", args.output, _ARRAY_SUFFIXES, "-o mels/"), ("--plot", args.plot, _IMAGE_SUFFIXES, "--plot plots/")):
+        if several and option and not _is_dir_target(option) and Path(option).suffix.lower() in suffixes:
+            raise ParameterError(
+                f"{flag} {option!r} names one {Path(option).suffix} file but there are {len(inputs)} inputs: "
+                f"give a folder for several inputs (e.g. {example})"
+            )
 
     def target(option: Optional[str], stem: str, suffix: str) -> Path:
         if option is None:
@@ -518,6 +665,11 @@ def _cmd_compute(args: argparse.Namespace) -> int:
             raise ParameterError(f"{src} and {seen[key]} would both be written to {out}; compute them separately")
         seen[key] = src
     pipeline = _Pipeline(args)
+    probed: Dict[Path, str] = {}
+    for out, png in zip(outputs, plots):  # every path checked before any file is computed or written
+        _check_output(out, "output", probed)
+        if png is not None:
+            _check_output(png, "plot", probed)
     for (src, _), out, png in zip(inputs, outputs, plots):
         t0 = time.perf_counter()
         y, sr = pipeline.load(src)
@@ -598,9 +750,14 @@ def _process_file(src: Path, out: Path, pipeline: _Pipeline, fmt: str, min_durat
 
     entry: Dict[str, Any] = {}
     try:
-        y, sr = pipeline.load(src)
+        y, sr = pipeline.load(src)  # a truncated WAV warns (printed) ...
         seconds = y.shape[-1] / sr
         entry.update(sr=sr, seconds=round(seconds, 6))
+        from .audio import _wav_shortfall
+
+        short = _wav_shortfall(os.fspath(src))
+        if short is not None:  # ... and is noted in the manifest
+            entry["warning"] = f"truncated: the header declares {short[0]} frames but the file holds {short[1]}"
         n_nan = int(np.isnan(y).sum())
         if n_nan:
             return dict(entry, status="failed", reason="NaN samples", detail=f"{n_nan} of {y.shape[-1]} samples are NaN")
@@ -614,7 +771,8 @@ def _process_file(src: Path, out: Path, pipeline: _Pipeline, fmt: str, min_durat
             if not pipeline.params["center"] and y.shape[-1] < n_fft:
                 return dict(entry, status="failed", reason="too short", detail=f"{y.shape[-1]} samples < n_fft={n_fft} with --no-center (no complete frame)")
             if y.shape[-1] < n_fft:
-                entry["warning"] = f"{y.shape[-1]} samples < n_fft={n_fft}: the frames are mostly padding"
+                note = f"{y.shape[-1]} samples < n_fft={n_fft}: the frames are mostly padding"
+                entry["warning"] = f"{entry['warning']}; {note}" if "warning" in entry else note
         mel = pipeline.compute(y, sr)
         _write_array(out, mel, fmt, pipeline.metadata(sr))
         return dict(entry, status="done", shape=list(mel.shape), dtype=str(mel.dtype))
@@ -625,24 +783,67 @@ def _process_file(src: Path, out: Path, pipeline: _Pipeline, fmt: str, min_durat
         return dict(entry, status="failed", reason=_classify(exc), detail=detail)
 
 
+def _split_outputs(found: List[Path], out_dir: Path) -> Tuple[List[Path], List[Path]]:
+    """``found`` split into (inputs, files inside ``out_dir``: outputs, excluded from the inputs)."""
+    out_abs = out_dir.resolve()
+    inputs: List[Path] = []
+    inside: List[Path] = []
+    for p in found:
+        (inside if out_abs in p.resolve().parents else inputs).append(p)
+    return inputs, inside
+
+
+def _excluded_reason(in_dir: Path, out_dir: Path, excluded: List[Path], glob: str) -> Tuple[str, str]:
+    """Why files matching --glob were left out (the output folder is, is in or holds the input folder), and a hint."""
+    in_abs, out_abs = in_dir.resolve(), out_dir.resolve()
+    hint = f"give an output folder outside {str(in_dir)!r}"
+    if out_abs == in_abs:
+        where = "is the input folder"
+    elif in_abs in out_abs.parents:
+        where = f"is inside the input folder {str(in_dir)!r}"
+    elif out_abs in in_abs.parents:
+        where = f"contains the input folder {str(in_dir)!r}"
+        hint = f"give an output folder that neither contains nor is inside {str(in_dir)!r}"
+    else:  # through symbolic links
+        where = f"holds files of the input folder {str(in_dir)!r}"
+    n = len(excluded)
+    names = [p.relative_to(in_dir).as_posix() for p in excluded[:3]]
+    more = f", ... ({n - 3} more)" if n > 3 else ""
+    reason = (
+        f"the output folder {str(out_dir)!r} {where}, and files in the output folder are not read as inputs: "
+        f"{n} file{'s' if n != 1 else ''} matching --glob {glob!r} excluded ({', '.join(names)}{more})"
+    )
+    return reason, hint
+
+
 def _cmd_batch(args: argparse.Namespace) -> int:
     in_dir, out_dir = Path(args.in_dir), Path(args.out_dir)
-    if not in_dir.is_dir():
+    kind = _path_kind(in_dir)
+    if kind == "missing":
         raise ParameterError(f"input directory {str(in_dir)!r} does not exist")
+    if kind == "file":
+        raise ParameterError(f"input {str(in_dir)!r} is a file, not a folder: use `supermel compute` for single files")
+    if kind == "other":
+        raise ParameterError(f"input {str(in_dir)!r} is not a folder")
     if out_dir.exists() and not out_dir.is_dir():
-        raise ParameterError(f"output {str(out_dir)!r} exists and is not a directory")
+        raise ParameterError(f"output folder {str(out_dir)!r} is {'a file' if out_dir.is_file() else 'not a folder'}: give a folder for the outputs")
     if args.workers < 1:
         raise ParameterError(f"--workers {args.workers} must be at least 1")
     if args.min_duration < 0:
         raise ParameterError(f"--min-duration {args.min_duration} must be >= 0")
     fmt = args.format or "npy"
     pipeline = _Pipeline(args)
-    out_abs = out_dir.resolve()
+    _check_output(out_dir, "to output folder", {}, is_folder=True)  # it (or where it will be made) must take files
     try:
         found = sorted(in_dir.glob(args.glob))
     except (ValueError, NotImplementedError) as exc:
         raise ParameterError(f"--glob {args.glob!r}: {exc}") from None
-    files = [p for p in found if p.is_file() and out_abs not in p.resolve().parents]
+    files, excluded = _split_outputs([p for p in found if p.is_file()], out_dir)
+    if excluded:  # files under OUT_DIR are (earlier) outputs, never inputs: say so
+        reason, hint = _excluded_reason(in_dir, out_dir, excluded, args.glob)
+        if not files:
+            raise ParameterError(f"no input files: {reason}; {hint}")
+        warnings.warn(f"{reason}; the other {len(files)} are processed")
     if not files:
         raise ParameterError(f"no files in {str(in_dir)!r} match --glob {args.glob!r}")
 
@@ -747,14 +948,25 @@ def _load_array(path: Path) -> Tuple[Any, Dict[str, Any]]:
         raise ParameterError(f"cannot read array file {str(path)!r}: {exc}") from None
 
 
+def _saved_preset_config(name: str, overrides: Any) -> Optional[Dict[str, Any]]:
+    """The configuration a preset's saved array was made with (for its mel axis), or ``None``."""
+    try:
+        config = _preset_config(name)
+    except ParameterError:  # presets not installed, or an unknown name
+        return None
+    if isinstance(overrides, dict):
+        config.update(overrides)
+    return config
+
+
 def _cmd_plot(args: argparse.Namespace) -> int:
     src = Path(args.input)
-    if not src.is_file():
-        raise ParameterError(f"file {str(src)!r} does not exist")
+    _check_input_file(src, "file", "not an audio or .npy/.npz file")
     _require_matplotlib()
     out = Path(args.output) if args.output else Path(f"{src.stem}.png")
     if args.output and _is_dir_target(args.output):
         out = Path(args.output) / f"{src.stem}.png"
+    _check_output(out, "plot", {})  # before reading or computing anything
     kw: Dict[str, Any]
     if src.suffix.lower() in (".npy", ".npz"):
         mel, meta = _load_array(src)
@@ -763,11 +975,16 @@ def _cmd_plot(args: argparse.Namespace) -> int:
             file_sr, kw = pipeline.sr, pipeline.plot_kwargs()
         elif meta.get("preset"):
             file_sr = meta.get("sr")
-            kw = {"hop_length": meta.get("hop_length"), "preset": meta["preset"], "time_axis": int(meta.get("time_axis", -1))}
+            kw = {"hop_length": meta.get("hop_length"), "preset": meta["preset"], "time_axis": int(meta.get("time_axis", -1)),
+                  "mel_config": _saved_preset_config(str(meta["preset"]), meta.get("overrides"))}
         else:
             file_sr = meta.get("sr")
             power = meta.get("power", args.power if args.power is not None else 2.0)
             kw = {"hop_length": meta.get("hop_length"), "is_db": bool(args.db or meta.get("db", False)), "power": float(power)}
+            if meta:  # an .npz from supermel: its parameters
+                kw["mel_config"] = meta
+            elif args.sr is not None or args.fmax is not None:  # a bare .npy: the options given, else librosa's defaults
+                kw["mel_config"] = {"n_mels": args.n_mels, "fmin": args.fmin or 0.0, "fmax": args.fmax, "htk": bool(args.htk)}
         sr = args.sr if args.sr is not None else file_sr
         if args.hop_length is not None:
             kw["hop_length"] = args.hop_length
@@ -778,10 +995,13 @@ def _cmd_plot(args: argparse.Namespace) -> int:
         y, sr = pipeline.load(src)
         mel = pipeline.compute(y, sr)
         kw = pipeline.plot_kwargs()
-    _plot_png(mel, out, sr=sr, title=src.name, **kw)
+    in_hz = _plot_png(mel, out, sr=sr, title=src.name, **kw)
     hop = kw["hop_length"]
     if not args.quiet:
-        print(f"{src} -> {out}: shape {tuple(mel.shape)}" + ("" if sr and hop else " (time axis in frames: pass --sr and --hop-length for seconds)"))
+        notes = [] if sr and hop else ["time axis in frames: pass --sr and --hop-length for seconds"]
+        if not in_hz:
+            notes.append("mel axis in bins: pass --sr for Hz, with --fmin/--fmax/--htk/--n-mels unless librosa's defaults")
+        print(f"{src} -> {out}: shape {tuple(mel.shape)}" + "".join(f" ({n})" for n in notes))
     return 0
 
 
@@ -821,6 +1041,27 @@ def _cmd_bench(argv: Sequence[str]) -> int:
 
 
 # =========================================================================== argument parsing
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors: ``supermel: error: <message> (see `supermel CMD --help`)``, status 2.
+
+    ``--help`` is unchanged. The subcommands' parsers are this class too
+    (``add_subparsers`` uses the parent's class); ``commands`` maps their names
+    to them, so that unrecognised arguments point at the subcommand's help.
+    """
+
+    commands: Dict[str, argparse.ArgumentParser]
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"supermel: error: {message} (see `{self.prog} --help`)\n")
+
+    def parse_args(self, args: Optional[Sequence[str]] = None, namespace: Optional[argparse.Namespace] = None) -> argparse.Namespace:  # type: ignore[override]
+        ns, extras = self.parse_known_args(args, namespace)
+        if extras:
+            owner = getattr(self, "commands", {}).get(getattr(ns, "command", None), self)
+            owner.error(f"unrecognized arguments: {' '.join(extras)}")
+        return ns
+
+
 def _add_core_options(p: argparse.ArgumentParser, *, for_plot: bool = False) -> None:
     g = p.add_argument_group(
         "mel spectrogram options",
@@ -860,7 +1101,7 @@ def build_parser() -> argparse.ArgumentParser:
     -------
     argparse.ArgumentParser
     """
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="supermel",
         description="librosa-exact mel spectrograms on PyTorch: compute, preprocess datasets, plot, list front ends, benchmark.",
         epilog="Run `supermel COMMAND --help` for a command's options.",
@@ -904,8 +1145,9 @@ def build_parser() -> argparse.ArgumentParser:
         "plot",
         help="image of a mel spectrogram (.npy/.npz or audio)",
         description="Save a labelled mel spectrogram image: time in seconds (when the sample rate and hop are known), "
-        "mel bins, colour bar in dB. An .npz written by supermel carries its sample rate and hop; for an .npy pass "
-        "--sr and --hop-length. Arrays holding dB (negative values, or --db) are shown as they are; power spectrograms "
+        "frequency in Hz on the mel scale (when the mel parameters are known), colour bar in dB. An .npz written by "
+        "supermel carries its sample rate, hop and mel parameters; for an .npy pass --sr and --hop-length (and --fmin, "
+        "--fmax, --htk, --n-mels unless librosa's defaults). Arrays holding dB (negative values, or --db) are shown as they are; power spectrograms "
         "in dB relative to their maximum.",
     )
     p.add_argument("input", metavar="FILE", help="a .npy/.npz array (n_mels, n_frames), or an audio file to compute first")
@@ -919,6 +1161,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", nargs="?", const=True, default=False, metavar="NAME", help="print as JSON; `--json NAME` prints NAME's configuration")
 
     sub.add_parser("bench", help="run the benchmark harness (arguments go to supermel.bench; see `supermel bench --help`)", add_help=False)
+    parser.commands = dict(sub.choices)
     return parser
 
 
