@@ -371,3 +371,134 @@ def test_validation_does_not_depend_on_earlier_calls():
         supermel.stft(y, n_fft=256, hop_length=True)
     with raises_parameter_error(r"n_fft=256\.0 must be a positive integer"):
         supermel.melspectrogram(y=y, sr=16000, n_fft=256.0, hop_length=64, n_mels=20)
+
+
+# --------------------------------------------------------------------------- rough edges (issue 10)
+@entry_points
+def test_list_audio_is_refused_with_the_fix(call):
+    # as librosa: lists are not audio (they used to become float64 silently)
+    with raises_parameter_error(r"not list; convert it with np\.asarray\(y, dtype=np\.float32\)"):
+        call([0.1] * 2000)
+
+
+@pytest.fixture
+def memory_limit():
+    previous = supermel.get_memory_limit()
+    yield
+    supermel.set_memory_limit(previous)
+
+
+def test_huge_n_fft_is_refused_before_allocating(memory_limit):
+    # 1 s of audio with n_fft = 2**24: a 128 x 8M float64 filterbank (tens of GB) before any check
+    y = np.zeros(16000, dtype=np.float32)
+    with raises_parameter_error(r"n_fft=16777216 and n_mels=128 needs about \d+\.\d GiB of working memory, above the limit of 8\.0 GiB"):
+        supermel.melspectrogram(y=y, sr=16000, n_fft=2**24)
+    with raises_parameter_error(r"n_fft=16777216.*set_memory_limit"):
+        supermel.MelSpectrogram(sr=16000, n_fft=2**24)
+
+
+def test_memory_limit_applies_per_call_and_can_be_changed(memory_limit):
+    y = np.zeros((4, 16000), dtype=np.float32)
+    want = supermel.melspectrogram(y=y, sr=16000, n_fft=512, hop_length=128, n_mels=40)
+    assert supermel.set_memory_limit(1 << 20) == 8 << 30  # 1 MiB, returns the previous limit
+    with raises_parameter_error(r"n_fft=512, hop_length=128 on 4 x 16000 samples \(504 frames\) needs about .* above the limit of 1\.0 MiB"):
+        supermel.melspectrogram(y=y, sr=16000, n_fft=512, hop_length=128, n_mels=40)
+    with raises_parameter_error(r"hop_length=128 on 4 x 16000"):
+        supermel.Spectrogram(n_fft=512, hop_length=128)(y)
+    supermel.set_memory_limit(None)  # no limit
+    np.testing.assert_array_equal(supermel.melspectrogram(y=y, sr=16000, n_fft=512, hop_length=128, n_mels=40), want)
+    for bad in (0, -1, 1.5, True):
+        with raises_parameter_error(r"nbytes=.* must be a positive number of bytes"):
+            supermel.set_memory_limit(bad)
+
+
+def test_memory_limit_from_the_environment():
+    import subprocess
+    import sys
+
+    code = "import supermel; print(supermel.get_memory_limit())"
+    for value, want in (("32G", str(32 << 30)), ("1.5M", str(int(1.5 * (1 << 20)))), ("none", "None"), ("123", "123")):
+        out = subprocess.run([sys.executable, "-c", code], env={**__import__("os").environ, "SUPERMEL_MAX_MEMORY": value}, capture_output=True, text=True)
+        assert out.returncode == 0 and out.stdout.strip() == want, (value, out.stderr)
+    out = subprocess.run([sys.executable, "-c", code], env={**__import__("os").environ, "SUPERMEL_MAX_MEMORY": "lots"}, capture_output=True, text=True)
+    assert out.returncode != 0 and "SUPERMEL_MAX_MEMORY='lots' is not a size" in out.stderr
+
+
+@pytest.fixture
+def no_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: supermel.MelSpectrogram(sr=16000, device="cuda"),
+        lambda: supermel.Spectrogram(device="cuda"),
+        lambda: supermel.MFCC(sr=16000, device="cuda"),
+        lambda: supermel.StreamingMelSpectrogram(sr=16000, device="cuda"),
+        lambda: supermel.frontend("wav2lip", device="cuda"),
+        lambda: supermel.frontend("wav2lip").streaming(device="cuda"),
+    ],
+    ids=["MelSpectrogram", "Spectrogram", "MFCC", "StreamingMelSpectrogram", "frontend", "frontend.streaming"],
+)
+def test_cuda_device_without_cuda_is_a_parameter_error(make, no_cuda):
+    with raises_parameter_error(r"device='cuda' needs CUDA, which this torch cannot use .* use device='cpu'"):
+        make()
+
+
+def test_bad_device_names(monkeypatch):
+    with raises_parameter_error(r"device='gpu0' is not a device name"):
+        supermel.MelSpectrogram(sr=16000, device="gpu0")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with raises_parameter_error(r"device='cuda:3': this machine has 1 CUDA device"):
+        supermel.MelSpectrogram(sr=16000, device="cuda:3")
+
+
+@pytest.mark.parametrize("convert", [supermel.power_to_db, supermel.amplitude_to_db])
+def test_db_of_an_empty_array(convert):
+    with raises_parameter_error(r"S is empty \(shape \(0, 3\)\): top_db and a callable ref need the array's maximum"):
+        convert(np.zeros((0, 3), dtype=np.float32))
+    with raises_parameter_error(r"S is empty"):
+        convert(torch.zeros(2, 0), top_db=None, ref=np.max)
+    out = convert(np.zeros((0, 3), dtype=np.float32), top_db=None)  # a numeric ref: nothing to reduce
+    assert out.shape == (0, 3)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda y: supermel.melspectrogram(y=y, sr=16000, n_fft=800, hop_length=200),
+        lambda y: supermel.spectrogram(y=y, n_fft=800, hop_length=200),
+        lambda y: supermel.MelSpectrogram(sr=16000, n_fft=800, hop_length=200)(y),
+        lambda y: supermel.frontend("hifigan-22k", sr=16000)(y),
+    ],
+    ids=["melspectrogram", "spectrogram", "MelSpectrogram", "frontend"],
+)
+def test_huge_finite_amplitude_warns(call):
+    # |X| of a 1e17 sine over 800 samples is ~2e19: its square overflows float32 (librosa: numpy warns)
+    y = (1e17 * np.sin(0.3 * np.arange(16000))).astype(np.float32)
+    with pytest.warns(RuntimeWarning, match=r"NaN or Inf values although the audio is finite: samples up to \|y\| = 1e\+17 overflow the float32"):
+        call(y)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        call(y / 1e17)  # ordinary audio: no warning
+        supermel.melspectrogram(y=y, sr=16000, n_fft=800, hop_length=200, check_finite=False)  # the check is off
+
+
+@pytest.mark.parametrize("name", ["wav2lip", "whisper-80", "kaldi-fbank"])
+def test_frontend_dtype_moves(name):
+    y = np.random.default_rng(0).standard_normal(16000)
+    fe = supermel.frontend(name).double()
+    assert fe.dtype == torch.float64
+    out = fe(y)
+    assert out.dtype == np.float64
+    # the same constants as built in float64 (rebuilt, not the float32 ones cast up): same route, same bits
+    np.testing.assert_array_equal(out, supermel.frontend(name, dtype=torch.float64)(y))
+    back = fe.float()
+    assert back(y).dtype == np.float32 and back.dtype == torch.float32
+    with raises_parameter_error(r"front ends compute in float32 or float64, not torch.float16"):
+        fe.half()
+    assert fe(y).dtype == np.float32  # unchanged by the refused move

@@ -42,6 +42,9 @@ _EXPORTS: Dict[str, str] = {
     "MelScale": "modules",
     "MelSpectrogram": "modules",
     "MFCC": "modules",
+    # the working-memory guard
+    "set_memory_limit": "_limits",
+    "get_memory_limit": "_limits",
     # streaming
     "StreamingMelSpectrogram": "streaming",
     # model front ends
@@ -89,6 +92,7 @@ def __dir__() -> List[str]:
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
     from . import audio, filters, functional, kaldi, modules, presets, streaming, streaming_presets  # noqa: F401
+    from ._limits import get_memory_limit, set_memory_limit  # noqa: F401
     from .filters import fft_frequencies, get_window, hz_to_mel, kaldi_mel_filters, mel_filters, mel_frequencies, mel_to_hz  # noqa: F401
     from .functional import amplitude_to_db, db_to_amplitude, db_to_power, melspectrogram, mfcc, power_to_db, spectrogram, stft  # noqa: F401
     from .modules import MFCC, MelScale, MelSpectrogram, Spectrogram  # noqa: F401

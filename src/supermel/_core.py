@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from ._errors import ParameterError
+from ._limits import check_memory
 
 __all__ = [
     "PAD_MODES",
@@ -40,6 +41,9 @@ __all__ = [
     "as_batch",
     "all_finite_np",
     "from_batch",
+    "warn_overflow",
+    "resolve_device",
+    "check_call_memory",
 ]
 
 #: Padding modes librosa's ``stft(center=True)`` accepts (numpy names).
@@ -81,6 +85,37 @@ def check_stft_params(
         if isinstance(power, bool) or not isinstance(power, (int, float, np.integer, np.floating)) or not math.isfinite(power) or power <= 0:
             raise ParameterError(f"power={power!r} must be a positive number (1 for magnitude, 2 for power)")
     return int(hop_length), int(win_length)
+
+
+def resolve_device(device: Any, *, default: str = "cpu") -> torch.device:
+    """``device`` (a string, ``torch.device`` or ``None`` for ``default``) as a usable device.
+
+    Raises :class:`ParameterError` for a malformed name or a device this torch
+    cannot use (``"cuda"`` on a CPU-only build or a machine without a GPU, an
+    index past the last GPU), instead of torch's ``AssertionError``/``RuntimeError``.
+    """
+    if device is None:
+        device = default
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise ParameterError(f"device={device!r} is not a device name; use 'cpu', 'cuda', 'cuda:1', ...") from exc
+    if dev.type in ("cpu", "meta"):
+        return dev
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ParameterError(
+                f"device={str(device)!r} needs CUDA, which this torch cannot use (torch.cuda.is_available() is False: "
+                "a CPU-only build or no GPU); use device='cpu', or install a CUDA build of torch on a GPU machine"
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ParameterError(f"device={str(device)!r}: this machine has {torch.cuda.device_count()} CUDA device(s), numbered from 0")
+        return dev
+    try:
+        torch.empty(0, device=dev)
+    except (RuntimeError, AssertionError) as exc:
+        raise ParameterError(f"device={str(device)!r} is not available to this torch ({exc}); use device='cpu'") from exc
+    return dev
 
 
 # --------------------------------------------------------------------------- frame counting
@@ -126,10 +161,23 @@ def frames_ready(n_received: int, *, n_fft: int, hop_length: int, pad: int, pad_
 
 
 # --------------------------------------------------------------------------- padding
-@functools.lru_cache(maxsize=256)
-def _pad_index(n: int, left: int, right: int, mode: str) -> np.ndarray:
-    """Index map of ``np.pad(x, (left, right), mode)`` for copy-type modes, any ``n``."""
-    return np.pad(np.arange(n), (left, right), mode=mode)
+def _fold_index(start: int, stop: int, n: int, mode: str, device: torch.device) -> torch.Tensor:
+    """Source indices of positions ``start..stop-1`` (relative to sample 0) of ``np.pad(x, ..., mode)``.
+
+    For ``reflect``/``symmetric`` numpy's repeated padding of a short signal is the
+    periodic fold of period ``2 (n - 1)`` / ``2 n``. Built on ``device`` from ``arange``
+    (no host-to-device copy, so no synchronisation inside a CUDA-graph capture).
+    """
+    pos = torch.arange(start, stop, device=device)
+    if mode == "reflect":
+        if n == 1:
+            return torch.zeros_like(pos)
+        period = 2 * (n - 1)
+        m = torch.remainder(pos, period)
+        return torch.where(m < n, m, period - m)
+    period = 2 * n  # symmetric
+    m = torch.remainder(pos, period)
+    return torch.where(m < n, m, period - 1 - m)
 
 
 def _ramp(p: int, like: torch.Tensor, *, rising: bool) -> torch.Tensor:
@@ -154,8 +202,7 @@ def pad_left(head: torch.Tensor, pad: int, mode: str) -> torch.Tensor:
         return head[..., :pad].flip(-1)
     if mode == "edge":
         return head[..., :1].expand(head.shape[:-1] + (pad,))
-    idx = torch.as_tensor(_pad_index(n, pad, 0, mode)[:pad], device=head.device)
-    return head.index_select(-1, idx)
+    return head.index_select(-1, _fold_index(-pad, 0, n, mode, head.device))
 
 
 def pad_right(tail: torch.Tensor, pad: int, mode: str) -> torch.Tensor:
@@ -171,8 +218,7 @@ def pad_right(tail: torch.Tensor, pad: int, mode: str) -> torch.Tensor:
         return tail[..., n - pad :].flip(-1)
     if mode == "edge":
         return tail[..., -1:].expand(tail.shape[:-1] + (pad,))
-    idx = torch.as_tensor(_pad_index(n, 0, pad, mode)[n:], device=tail.device)
-    return tail.index_select(-1, idx)
+    return tail.index_select(-1, _fold_index(n, n + pad, n, mode, tail.device))
 
 
 def tail_start(n_samples: int, *, n_fft: int, hop_length: int, pad: int) -> Optional[int]:
@@ -210,9 +256,8 @@ def pad_signal(y: torch.Tensor, *, pad: int, mode: str, n_fft: int, hop_length: 
         return torch.nn.functional.pad(y, (pad, pad))
     start = tail_start(n, n_fft=n_fft, hop_length=hop_length, pad=pad)
     if start == 0 and n < pad + 1 and mode in ("reflect", "symmetric"):
-        # numpy pads both sides in alternating rounds when the signal is short.
-        idx = torch.as_tensor(_pad_index(n, pad, pad, mode), device=y.device)
-        return y.index_select(-1, idx)
+        # numpy pads both sides in alternating rounds when the signal is short: the periodic fold
+        return y.index_select(-1, _fold_index(-pad, n + pad, n, mode, y.device))
     left = pad_left(y[..., : head_length(n, n_fft=n_fft, hop_length=hop_length, pad=pad)], pad, mode)
     if start is None:
         right = y.new_zeros(y.shape[:-1] + (pad,))  # no frame reaches it
@@ -232,6 +277,28 @@ CPU_BLOCK_SAMPLES = 256 * 800
 def block_frames(n_fft: int) -> int:
     """Frames per CPU block for frames of ``n_fft`` samples."""
     return max(16, CPU_BLOCK_SAMPLES // n_fft)
+
+
+def check_call_memory(
+    n_batch: int, n_samples: int, *, n_fft: int, hop_length: int, pad: int, itemsize: int, out_rows: int, blocked: bool
+) -> None:
+    """Refuse a call whose estimated working memory exceeds the limit (:mod:`supermel._limits`).
+
+    Counted: the padded signal, the frames computed at once (windowed copy,
+    complex spectrum, power: ``n_fft + 3 F`` values a frame; one CPU block of
+    :func:`block_frames` when ``blocked``) and the output.
+    """
+    n_frames = num_frames(n_samples, n_fft=n_fft, hop_length=hop_length, pad=pad)
+    at_once = n_batch * n_frames
+    if blocked:
+        at_once = min(at_once, block_frames(n_fft))
+    n_bins = n_fft // 2 + 1
+    estimate = itemsize * (n_batch * (n_samples + 2 * pad) + at_once * (n_fft + 3 * n_bins) + n_batch * n_frames * out_rows)
+    check_memory(
+        estimate,
+        what=f"n_fft={n_fft}, hop_length={hop_length} on {n_batch} x {n_samples} samples ({n_batch * n_frames} frames)",
+        fix="check n_fft and hop_length, or split the input into shorter pieces or smaller batches",
+    )
 
 
 def _needs_grad(*tensors: Optional[torch.Tensor]) -> bool:
@@ -671,10 +738,11 @@ def as_batch(
     was_numpy = not isinstance(y, torch.Tensor)
     if was_numpy:
         if not isinstance(y, np.ndarray):
-            if isinstance(y, (list, tuple)):
-                y = np.asarray(y)
-            else:
-                raise ParameterError(f"{name} must be a numpy array or a torch tensor, not {type(y).__name__}")
+            # as librosa (valid_audio): lists are refused, not silently made float64
+            raise ParameterError(
+                f"{name} must be a numpy array or a torch tensor, not {type(y).__name__}; "
+                f"convert it with np.asarray({name}, dtype=np.float32)"
+            )
         if not np.issubdtype(y.dtype, np.floating):
             raise ParameterError(
                 f"{name} has dtype {y.dtype}; audio must be floating point "
@@ -722,7 +790,8 @@ def all_finite_np(a: np.ndarray) -> bool:
     if a.flags.c_contiguous and a.size:
         flat = a.reshape(-1)
         if flat.size <= NUMPY_DOT_ELEMENTS or torch.get_num_threads() == 1:
-            total = float(np.dot(flat, flat))
+            with np.errstate(over="ignore", invalid="ignore"):  # huge finite values overflow the sum: tested exactly below
+                total = float(np.dot(flat, flat))
         else:  # on torch's thread pool (see _NumpyKernels.matmul): OpenBLAS threads a dot this long
             t = torch.from_numpy(flat)
             total = float(torch.dot(t, t))
@@ -743,6 +812,29 @@ def _compiling_or_capturing(t: torch.Tensor) -> bool:
     if torch.compiler.is_compiling():
         return True
     return t.is_cuda and torch.cuda.is_current_stream_capturing()
+
+
+def warn_overflow(out: torch.Tensor, y: torch.Tensor) -> None:
+    """Warn when finite audio gave a non-finite result (CPU only; no check on other devices).
+
+    Samples of huge amplitude (``1e17`` in float32) overflow the power spectrum to
+    ``inf`` and the filterbank product turns that into NaN; librosa warns (numpy's
+    overflow warning), so do we, naming the amplitude and the fix. One pass over
+    the output, which is several times smaller than the audio.
+    """
+    if out.device.type != "cpu" or torch.compiler.is_compiling():
+        return
+    arr = out.detach().numpy()
+    if all_finite_np(arr):
+        return
+    amp = float(y.detach().abs().max())
+    warnings.warn(
+        f"the result has NaN or Inf values although the audio is finite: samples up to |y| = {amp:.3g} "
+        f"overflow the {str(out.dtype).replace('torch.', '')} power spectrum; scale the audio to about [-1, 1] "
+        "(or compute in float64)",
+        RuntimeWarning,
+        stacklevel=3,
+    )
 
 
 def from_batch(out: torch.Tensor, batch_shape: Tuple[int, ...], was_numpy: bool) -> Union[np.ndarray, torch.Tensor]:

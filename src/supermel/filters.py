@@ -19,6 +19,7 @@ import scipy.fft
 import torch
 
 from ._errors import ParameterError
+from ._limits import check_memory
 
 __all__ = [
     "WindowSpec",
@@ -239,6 +240,11 @@ def mel_filters(
     """
     fmax = check_mel_params(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
     _check_norm(norm)
+    # librosa's construction holds about four (n_mels + 2, 1 + n_fft // 2) float64 arrays
+    check_memory(
+        4.0 * 8 * (int(n_mels) + 2) * (int(n_fft) // 2 + 1), what=f"a mel filterbank with n_fft={n_fft} and n_mels={n_mels}",
+        fix="check n_fft (a typical value is 512-4096) and n_mels",
+    )
     weights = _mel_filters_cached(float(sr), int(n_fft), int(n_mels), float(fmin), fmax, bool(htk), norm, np.dtype(dtype).str)
     if weights[1]:
         warnings.warn(

@@ -107,6 +107,7 @@ def stft(
     window: WindowSpec = "hann",
     center: bool = True,
     pad_mode: str = "constant",
+    check_finite: bool = True,
 ) -> Array:
     """Complex STFT equal to ``librosa.stft`` (this one returns complex values).
 
@@ -115,13 +116,16 @@ def stft(
     y : np.ndarray or Tensor [shape=(..., n)], real floating point
     n_fft, hop_length, win_length, window, center, pad_mode
         As ``librosa.stft``.
+    check_finite : bool
+        Refuse NaN/Inf audio (:class:`~supermel.ParameterError`). On CUDA the check
+        costs a host synchronisation: pass ``False`` in a sync-free pipeline.
 
     Returns
     -------
     Complex array [shape=(..., 1 + n_fft // 2, n_frames)]: complex64 for
     float32 input, complex128 for float64.
     """
-    t, shape, was_numpy = _core.as_batch(y)
+    t, shape, was_numpy = _core.as_batch(y, check_finite=check_finite)
     mod = _module_for("spec", t, window, n_fft=n_fft, hop_length=hop_length, win_length=win_length, center=center, pad_mode=pad_mode, power=2.0, backend="fft")
     z = mod.pad_input(t)
     frames = z.unfold(-1, mod.n_fft, mod.hop_length)
@@ -140,16 +144,23 @@ def spectrogram(
     center: bool = True,
     pad_mode: str = "constant",
     power: float = 2.0,
+    check_finite: bool = True,
 ) -> Array:
     """``abs(librosa.stft(y, ...)) ** power``, computed without complex tensors.
+
+    ``check_finite`` as :func:`stft` (also: a warning when finite audio of huge
+    amplitude overflows the result, as librosa's numpy warns; CPU only).
 
     Returns
     -------
     [shape=(..., 1 + n_fft // 2, n_frames)], the input's real dtype.
     """
-    t, shape, was_numpy = _core.as_batch(y)
+    t, shape, was_numpy = _core.as_batch(y, check_finite=check_finite)
     mod = _module_for("spec", t, window, n_fft=n_fft, hop_length=hop_length, win_length=win_length, center=center, pad_mode=pad_mode, power=power, backend="auto")
-    return _core.from_batch(mod.power_tf(t).transpose(-1, -2), shape, was_numpy)
+    out = mod.power_tf(t)
+    if check_finite:
+        _core.warn_overflow(out, t)
+    return _core.from_batch(out.transpose(-1, -2), shape, was_numpy)
 
 
 def melspectrogram(
@@ -164,6 +175,7 @@ def melspectrogram(
     center: bool = True,
     pad_mode: str = "constant",
     power: float = 2.0,
+    check_finite: bool = True,
     **kwargs: Any,
 ) -> Array:
     """Mel spectrogram equal to ``librosa.feature.melspectrogram``.
@@ -178,6 +190,10 @@ def melspectrogram(
         A precomputed spectrogram, used instead of ``y``.
     n_fft, hop_length, win_length, window, center, pad_mode, power
         As ``librosa.stft`` / ``librosa.feature.melspectrogram``.
+    check_finite : bool
+        Refuse NaN/Inf audio and warn when finite audio of huge amplitude
+        overflows the result (as :func:`spectrogram`). On CUDA the input check
+        costs a host synchronisation: pass ``False`` in a sync-free pipeline.
     **kwargs
         ``n_mels`` (128), ``fmin`` (0), ``fmax`` (sr / 2), ``htk`` (False),
         ``norm`` ("slaney"), ``dtype`` (np.float32): see :func:`supermel.mel_filters`.
@@ -206,11 +222,14 @@ def melspectrogram(
         return out.cpu().numpy() if was_numpy else out
     if y is None:
         raise ParameterError("melspectrogram needs y (audio) or S (a spectrogram)")
-    t, shape, was_numpy = _core.as_batch(y)
+    t, shape, was_numpy = _core.as_batch(y, check_finite=check_finite)
     mod = _module_for(
         "mel", t, window, sr=sr, n_fft=n_fft, hop_length=hop_length, win_length=win_length, center=center, pad_mode=pad_mode, power=power, **mk
     )
-    return _core.from_batch(mod.mel_tf(t), shape, was_numpy)
+    out = mod.mel_tf(t)
+    if check_finite:
+        _core.warn_overflow(out, t)
+    return _core.from_batch(out, shape, was_numpy)
 
 
 def mfcc(
@@ -223,6 +242,7 @@ def mfcc(
     norm: Optional[str] = "ortho",
     lifter: float = 0,
     mel_norm: Any = "slaney",
+    check_finite: bool = True,
     **kwargs: Any,
 ) -> Array:
     """MFCCs equal to ``librosa.feature.mfcc``.
@@ -237,6 +257,8 @@ def mfcc(
     lifter : float >= 0
     mel_norm : {"slaney", None} or number
         ``norm`` of the mel filterbank (``norm`` is the DCT's), as librosa 0.11.
+    check_finite : bool
+        As :func:`melspectrogram` (audio input only).
     **kwargs
         Passed to :func:`melspectrogram` when ``y`` is given.
 
@@ -247,13 +269,16 @@ def mfcc(
     if S is None:
         if y is None:
             raise ParameterError("mfcc needs y (audio) or S (a log-power mel spectrogram)")
-        t, shape, was_numpy = _core.as_batch(y)
+        t, shape, was_numpy = _core.as_batch(y, check_finite=check_finite)
         stft_keys = {"n_fft", "hop_length", "win_length", "window", "center", "pad_mode", "power"}
         spec = {k: kwargs.pop(k) for k in list(kwargs) if k in stft_keys}
         window = spec.pop("window", "hann")
         spec.setdefault("hop_length", 512)
         mod = _module_for("mfcc", t, window, sr=sr, n_mfcc=n_mfcc, dct_type=dct_type, norm=norm, lifter=lifter, mel_norm=mel_norm, **spec, **_mel_kwargs(kwargs))
-        return _core.from_batch(mod.mfcc_tf(t), shape, was_numpy)
+        out = mod.mfcc_tf(t)
+        if check_finite:
+            _core.warn_overflow(out, t)
+        return _core.from_batch(out, shape, was_numpy)
     from .filters import dct_matrix
 
     s_t, shape, was_numpy = _core.as_batch(S, name="S", check_finite=False)
@@ -303,11 +328,20 @@ def _ref_value(ref: RefSpec, magnitude: torch.Tensor) -> Union[float, torch.Tens
     return abs(float(ref))
 
 
+def _check_empty(S: torch.Tensor, ref: Any, top_db: Optional[float]) -> None:
+    if S.numel() == 0 and (top_db is not None or (callable(ref) and not isinstance(ref, _Const))):
+        raise ParameterError(
+            f"S is empty (shape {tuple(S.shape)}): top_db and a callable ref need the array's maximum; "
+            "pass at least one value, or top_db=None with a numeric ref to convert an empty array"
+        )
+
+
 def _power_to_db_tensor(S: torch.Tensor, *, ref: RefSpec = 1.0, amin: float = 1e-10, top_db: Optional[float] = 80.0) -> torch.Tensor:
     if not amin > 0:
         raise ParameterError(f"amin={amin} must be strictly positive")
     if top_db is not None and top_db < 0:
         raise ParameterError(f"top_db={top_db} must be non-negative (or None)")
+    _check_empty(S, ref, top_db)
     magnitude = S.abs() if S.is_complex() else S
     ref_value = _ref_value(ref, magnitude)
     log_spec = 10.0 * torch.log10(torch.clamp(magnitude, min=amin))
@@ -348,6 +382,7 @@ def amplitude_to_db(S: Array, *, ref: RefSpec = 1.0, amin: float = 1e-5, top_db:
     if not amin > 0:
         raise ParameterError(f"amin={amin} must be strictly positive")
     t, was_numpy = _as_tensor(S)
+    _check_empty(t, ref, top_db)
     magnitude = t.abs()
     ref_value = _ref_value(ref, magnitude)
     out = _power_to_db_tensor(magnitude.square(), ref=_Const(ref_value * ref_value), amin=amin**2, top_db=top_db)

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from . import _core
+from ._limits import check_memory
 from ._errors import ParameterError
 from .filters import WindowSpec, dct_matrix, get_window, mel_filters, pad_center
 
@@ -106,7 +107,7 @@ class Spectrogram(nn.Module):
             n_fft=n_fft, hop_length=hop_length, win_length=win_length, center=center, pad_mode=pad_mode, power=power
         )
         dtype = _float_dtype(dtype)
-        device = torch.device(device) if device is not None else torch.device("cpu")
+        device = _core.resolve_device(device)
         self.n_fft = int(n_fft)
         self.hop_length = hop_length
         self.win_length = win_length
@@ -130,6 +131,10 @@ class Spectrogram(nn.Module):
         self.window_span: Tuple[int, int] = (int(nz[0]), int(nz[-1]) + 1) if nz.size else (0, self.n_fft)
         if self.backend == "matmul":
             lo, hi = self.window_span
+            check_memory(
+                4.0 * 8 * (hi - lo) * (self.n_fft + 2), what=f"backend='matmul' with n_fft={self.n_fft}",
+                fix="use backend='fft' (the default) or a smaller n_fft",
+            )
             n = np.arange(lo, hi)[:, None]
             k = np.arange(self.n_fft // 2 + 1)[None, :]
             ang = 2.0 * np.pi * ((n * k) % self.n_fft) / self.n_fft
@@ -148,13 +153,23 @@ class Spectrogram(nn.Module):
         return _core.num_frames(n_samples, n_fft=self.n_fft, hop_length=self.hop_length, pad=self.pad)
 
     # -- the shared steps (offline, streaming and presets all call these) --
-    def pad_input(self, y: torch.Tensor) -> torch.Tensor:
-        """``(B, L)`` -> padded ``(B, L + 2 pad)``, librosa's padding; checks the length."""
+    def pad_input(self, y: torch.Tensor, out_rows: Optional[int] = None) -> torch.Tensor:
+        """``(B, L)`` -> padded ``(B, L + 2 pad)``, librosa's padding; checks the length.
+
+        Also checks the call's estimated working memory against the limit
+        (:func:`supermel.set_memory_limit`); ``out_rows`` is the output's rows
+        per frame (``n_mels`` for a mel spectrogram; default the frequency bins).
+        """
         n = y.shape[-1]
         if self.pad == 0 and n < self.n_fft:
             raise ParameterError(
                 f"n_fft={self.n_fft} is too large for uncentered analysis of input signal of length={n}; "
                 "pass at least n_fft samples or use center=True"
+            )
+        if not torch.compiler.is_compiling():
+            _core.check_call_memory(
+                y.shape[0], n, n_fft=self.n_fft, hop_length=self.hop_length, pad=self.pad,
+                itemsize=y.element_size(), out_rows=self.n_freqs if out_rows is None else out_rows, blocked=y.device.type == "cpu",
             )
         if self.center and self.pad == self.n_fft // 2 and not torch.compiler.is_compiling():
             _core.warn_short(n, self.n_fft)
@@ -184,7 +199,10 @@ class Spectrogram(nn.Module):
     def forward(self, y: Array) -> Array:
         """``(..., n_samples)`` -> ``(..., 1 + n_fft // 2, n_frames)``."""
         t, shape, was_numpy = _core.as_batch(y, check_finite=self.check_finite, device=self.window.device)
-        return _core.from_batch(self.power_tf(t).transpose(-1, -2), shape, was_numpy)
+        out = self.power_tf(t)
+        if self.check_finite:
+            _core.warn_overflow(out, t)
+        return _core.from_batch(out.transpose(-1, -2), shape, was_numpy)
 
     def extra_repr(self) -> str:
         return (
@@ -225,6 +243,7 @@ class MelScale(nn.Module):
         device: Optional[Union[str, torch.device]] = None,
     ) -> None:
         super().__init__()
+        device = _core.resolve_device(device)
         promote = fb is None and np.dtype(mel_dtype) == np.float64
         if fb is None:
             fb = mel_filters(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=htk, norm=norm, dtype=mel_dtype)
@@ -347,7 +366,7 @@ class MelSpectrogram(nn.Module):
 
     def mel_tf(self, y: torch.Tensor) -> torch.Tensor:
         """``(B, L)`` tensor -> ``(B, n_mels, T)`` tensor (no validation, no reshaping)."""
-        return self.mel_from_padded(self.spectrogram.pad_input(y))
+        return self.mel_from_padded(self.spectrogram.pad_input(y, self.n_mels))
 
     def mel_from_padded(self, z: torch.Tensor) -> torch.Tensor:
         """``(B, L_padded)`` already padded signal -> ``(B, n_mels, T)`` (the streaming entry point)."""
@@ -384,7 +403,10 @@ class MelSpectrogram(nn.Module):
     def forward(self, y: Array) -> Array:
         """``(..., n_samples)`` -> ``(..., n_mels, n_frames)``."""
         t, shape, was_numpy = _core.as_batch(y, check_finite=self.spectrogram.check_finite, device=self.spectrogram.window.device)
-        return _core.from_batch(self.mel_tf(t), shape, was_numpy)
+        out = self.mel_tf(t)
+        if self.spectrogram.check_finite:
+            _core.warn_overflow(out, t)
+        return _core.from_batch(out, shape, was_numpy)
 
 
 class MFCC(nn.Module):
@@ -441,5 +463,9 @@ class MFCC(nn.Module):
 
     def forward(self, y: Array) -> Array:
         """``(..., n_samples)`` -> ``(..., n_mfcc, n_frames)``."""
-        t, shape, was_numpy = _core.as_batch(y, check_finite=self.melspectrogram.spectrogram.check_finite, device=self.dct.device)
-        return _core.from_batch(self.mfcc_tf(t), shape, was_numpy)
+        check = self.melspectrogram.spectrogram.check_finite
+        t, shape, was_numpy = _core.as_batch(y, check_finite=check, device=self.dct.device)
+        out = self.mfcc_tf(t)
+        if check:
+            _core.warn_overflow(out, t)
+        return _core.from_batch(out, shape, was_numpy)

@@ -633,28 +633,6 @@ def _core_for(cfg: MelConfig, **kw: Any) -> MelSpectrogram:
 
 
 # =========================================================================== modules
-#: Element count up to which element-wise post-processing on CPU tensors runs through numpy.
-_SMALL = 4096
-
-
-class _TorchOps:
-    log10 = staticmethod(torch.log10)
-
-    @staticmethod
-    def floor(x: torch.Tensor, lo: float) -> torch.Tensor:
-        return torch.clamp(x, min=lo)
-
-    @staticmethod
-    def clip(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
-        return torch.clamp(x, lo, hi)
-
-
-class _NumpyOps:
-    log10 = staticmethod(np.log10)
-    floor = staticmethod(np.maximum)
-    clip = staticmethod(np.clip)
-
-
 def _floored_log(x: torch.Tensor, floor: float, log: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
     """``log(max(x, floor))`` into one new tensor (the log in place on the clamped copy
     when autograd and the compiler do not need the intermediate)."""
@@ -696,6 +674,26 @@ class Frontend(nn.Module):
 
     def _build_core(self, **kw: Any) -> MelSpectrogram:
         return _core_for(self.config, **kw)  # type: ignore[arg-type]
+
+    def _apply(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> "Frontend":
+        # .double() / .float() / .to(dtype) move the constants and the computing precision:
+        # the output dtype follows (as dtype= at construction).
+        before = self.dtype
+        super()._apply(fn, *args, **kwargs)
+        after = self.core.spectrogram.window.dtype
+        if after not in (torch.float32, torch.float64):
+            super()._apply(lambda t: t.to(before) if t.is_floating_point() else t)
+            raise ParameterError(
+                f"front ends compute in float32 or float64, not {after}; use .float() or .double() "
+                "(float16/bfloat16 audio is accepted and computed in float32)"
+            )
+        if after != before and after == torch.float64:
+            # rebuild the core's constants from float64 (a cast of the float32 window and
+            # filterbank would keep their float32 rounding): as built with dtype=torch.float64
+            spec = self.core.spectrogram
+            self.core = self._build_core(dtype=after, device=spec.window.device, check_finite=False, backend=spec.backend)
+        self.dtype = after
+        return self
 
     # -- streaming hooks -------------------------------------------------------------
     @property
@@ -786,7 +784,10 @@ class Frontend(nn.Module):
     def forward(self, y: Array) -> Array:
         """``(..., n_samples)`` audio -> features (layout: see the preset)."""
         t, shape, was_numpy = self._batch(y)
-        return _core.from_batch(self.features_tf(t), shape, was_numpy)
+        out = self.features_tf(t)
+        if self.check_finite:
+            _core.warn_overflow(out, t)
+        return _core.from_batch(out, shape, was_numpy)
 
     def extra_repr(self) -> str:
         try:
@@ -814,13 +815,17 @@ class Wav2Lip(Frontend):
 
     def post_local(self, mel: torch.Tensor) -> torch.Tensor:
         c = self.config
-        # A few frames (a streaming push) go through numpy on the same memory: the nine
-        # element-wise steps cost ~1 us each there, against several us as torch operators.
-        small = mel.device.type == "cpu" and mel.numel() <= _SMALL and not (mel.requires_grad or torch.compiler.is_compiling())
-        ops = _NumpyOps if small else _TorchOps
-        x = mel.numpy() if small else mel
+        # One route per device: CPU tensors through numpy on the same memory, whatever the
+        # number of frames (a streaming push of one frame or an hour offline give the same
+        # values for the same mel columns: numpy's and torch's log10 differ in the last bit
+        # on some CPUs, so the route must not depend on size). The nine element-wise steps
+        # cost ~1 us each in numpy against several us as torch operators. Autograd and the
+        # compiler (and other devices) take torch's operators: the same formula, equal to
+        # float32 rounding (tested: 2e-6 absolute on the [-4, 4] scale).
+        if mel.device.type == "cpu" and not (mel.requires_grad or torch.compiler.is_compiling()):
+            return torch.from_numpy(self._post_numpy(mel.detach().numpy()))
         min_level = 10.0 ** (c.min_level_db / 20.0)
-        db = 20.0 * ops.log10(ops.floor(x, min_level)) - c.ref_level_db
+        db = 20.0 * torch.log10(torch.clamp(mel, min=min_level)) - c.ref_level_db
         a = c.max_abs_value
         if c.symmetric_mels:
             x = (2.0 * a) * ((db - c.min_level_db) / -c.min_level_db) - a
@@ -828,9 +833,31 @@ class Wav2Lip(Frontend):
         else:
             x = a * ((db - c.min_level_db) / -c.min_level_db)
             lo = 0.0
+        return torch.clamp(x, lo, a) if c.allow_clipping else x
+
+    def _post_numpy(self, mel: np.ndarray) -> np.ndarray:
+        """:meth:`post_local` on a CPU array: the same operations in the same order, in place
+        on one new array (``np.maximum`` makes it; every step is element-wise, so a column's
+        value does not depend on how many columns are processed together)."""
+        c = self.config
+        min_level = 10.0 ** (c.min_level_db / 20.0)
+        x = np.maximum(mel, mel.dtype.type(min_level))
+        np.log10(x, out=x)
+        x *= 20.0
+        x -= c.ref_level_db
+        a = c.max_abs_value
+        x -= c.min_level_db
+        x /= -c.min_level_db
+        if c.symmetric_mels:
+            x *= 2.0 * a
+            x -= a
+            lo = -a
+        else:
+            x *= a
+            lo = 0.0
         if c.allow_clipping:
-            x = ops.clip(x, lo, a)
-        return torch.from_numpy(x) if small else x
+            np.clip(x, lo, a, out=x)
+        return x
 
 
 class Whisper(Frontend):
@@ -973,7 +1000,10 @@ class Nemo(Frontend):
         """``(..., n)`` audio (and optional per-item valid ``lengths``) -> ``(..., n_mels, T)``."""
         t, shape, was_numpy = self._batch(y)
         ln = self._lengths(lengths, t.shape[-1], t.shape[0], shape, t.device)
-        return _core.from_batch(self.features_tf(t, ln), shape, was_numpy)
+        out = self.features_tf(t, ln)
+        if self.check_finite:
+            _core.warn_overflow(out, t)
+        return _core.from_batch(out, shape, was_numpy)
 
 
 class KaldiFbank(Frontend):

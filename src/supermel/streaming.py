@@ -208,7 +208,7 @@ class StreamingMelSpectrogram:
             raise ParameterError(f"num_streams={num_streams!r} must be a positive integer or None")
         if dtype is not None and dtype not in (torch.float32, torch.float64):
             raise ParameterError(f"dtype={dtype} must be torch.float32, torch.float64 or None")
-        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.device = _core.resolve_device(device)
         if module is None:
             module = MelSpectrogram(
                 sr=sr,

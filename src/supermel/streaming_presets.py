@@ -56,7 +56,7 @@ from typing import Any, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from . import kaldi
+from . import _core, kaldi
 from ._errors import ParameterError
 from .presets import Frontend, KaldiFbank, Nemo, Wav2Lip, Wav2LipConfig, Whisper, frontend, wav2lip_window_ratio, wav2lip_window_start
 from .streaming import StreamingMelSpectrogram, _Group, check_chunk, restart_stream
@@ -252,7 +252,7 @@ class StreamingFrontend:
             raise ParameterError(f"StreamingFrontend needs a supermel Frontend (supermel.frontend(name)), not {type(fe).__name__}")
         _check_streams(num_streams)
         here = fe.core.spectrogram.window.device
-        dev = here if device is None else torch.device(device)
+        dev = here if device is None else _core.resolve_device(device)
         if dev != here:
             fe = copy.deepcopy(fe).to(dev)
         self.frontend = fe
