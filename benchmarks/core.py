@@ -29,6 +29,8 @@ import torch  # noqa: E402
 
 import supermel  # noqa: E402
 from supermel import _core, bench  # noqa: E402
+from supermel.bench.harness import _signal  # noqa: E402
+from supermel.bench.peers import _librosa_mel  # noqa: E402
 
 
 def _with_block(frames: int, fn):
@@ -45,7 +47,7 @@ def _with_block(frames: int, fn):
 def _fb_blocks_workload(name: str, seconds: float, config: dict) -> bench.Workload:
     """The blocked CPU mel with the filterbank split into 1..8 row blocks (the default marked)."""
     def build(device: str) -> bench.Built:
-        x = bench._signal(int(seconds * config["sr"]), seed=11)
+        x = _signal(int(seconds * config["sr"]), seed=11)
         mod = supermel.MelSpectrogram(**config, device=device)
         z = mod.spectrogram.pad_input(torch.from_numpy(x)[None].to(device))
         kw = dict(mod.mel_function(torch.float32).keywords)
@@ -63,7 +65,7 @@ def _fb_blocks_workload(name: str, seconds: float, config: dict) -> bench.Worklo
 
 def _workload(name: str, seconds: float, batch=None) -> bench.Workload:
     def build(device: str) -> bench.Built:
-        x = bench._signal(int(seconds * bench.REFERENCE["sr"]), seed=11, batch=batch)
+        x = _signal(int(seconds * bench.REFERENCE["sr"]), seed=11, batch=batch)
         xt = torch.from_numpy(x).to(device)
         default = supermel.MelSpectrogram(**bench.REFERENCE, device=device)
         matmul = supermel.MelSpectrogram(**bench.REFERENCE, backend="matmul", device=device)
@@ -73,7 +75,7 @@ def _workload(name: str, seconds: float, batch=None) -> bench.Workload:
             for frames in (64, 128, 512, 1024, 1 << 30):
                 label = "unblocked" if frames == 1 << 30 else f"block {frames}"
                 cases.append(bench.Case(label, _with_block(frames, lambda: default(xt))))
-        return bench.Built(cases, reference=lambda: bench._librosa_mel(x))
+        return bench.Built(cases, reference=lambda: _librosa_mel(x))
     return bench.Workload(name, "offline", build, audio_seconds=seconds * (batch or 1))
 
 

@@ -3,11 +3,21 @@
 # machine with an NVIDIA GPU and a CUDA build of torch; it writes the GPU
 # section of BENCHMARKS.md and benchmarks/results/cuda/.
 #
-#   bash benchmarks/gpu.sh            # the full GPU run
+#   bash benchmarks/gpu.sh            # the full GPU run: 4 s of timing per workload row, 18 rows, about 3 minutes
 #   bash benchmarks/gpu.sh --quick    # a one-minute smoke test of the CUDA path
+#   BUDGET=6 bash benchmarks/gpu.sh   # another timing budget per workload (seconds; --budget S works too)
 #
-# Peers that are not installed are reported as missing; with network access,
-# INSTALL=1 first installs the bench extra (never torch itself).
+# Any argument goes to benchmarks/run.py (`supermel bench`). Peers that are not
+# installed (librosa, openai-whisper, kaldi-native-fbank, nnAudio, audioflux,
+# ...) are reported as missing, never fatal; with network access, INSTALL=1
+# first installs the bench extra (never torch itself).
+#
+# With OUT set (a remote runner that returns only the files under $OUT), the
+# results are also copied there: $OUT/BENCHMARKS.md,
+# $OUT/benchmarks/results/cuda/ and the whole log, $OUT/gpu.log.
+#
+# Exit status: run.py's, 1 when a row of supermel's own (the CUDA-graph rows
+# included) ended in an error; those rows are the last lines of the log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${INSTALL:-0}" = 1 ]; then
@@ -20,4 +30,28 @@ assert torch.cuda.is_available(), f"torch {torch.__version__} sees no CUDA devic
 print("torch", torch.__version__, "CUDA", torch.version.cuda, torch.cuda.get_device_name(0))
 PY
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
-python benchmarks/run.py --device cuda "$@"
+
+args=(--device cuda)
+budget_given=0
+for a in "$@"; do
+    case "$a" in
+        --budget|--budget=*|--quick) budget_given=1 ;;
+    esac
+    args+=("$a")
+done
+if [ "$budget_given" = 0 ]; then
+    args+=(--budget "${BUDGET:-4}")
+fi
+
+rc=0
+if [ -n "${OUT:-}" ]; then
+    mkdir -p "$OUT/benchmarks/results"
+    python benchmarks/run.py "${args[@]}" 2>&1 | tee "$OUT/gpu.log" || rc=$?
+    cp BENCHMARKS.md "$OUT/" || true
+    if [ -d benchmarks/results/cuda ]; then
+        cp -r benchmarks/results/cuda "$OUT/benchmarks/results/" || true
+    fi
+else
+    python benchmarks/run.py "${args[@]}" || rc=$?
+fi
+exit "$rc"

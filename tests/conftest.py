@@ -182,3 +182,23 @@ def make_signal(speech_at) -> Callable[..., np.ndarray]:
         return out.reshape(tuple(batch_shape) + (n,))
 
     return make
+
+
+# --------------------------------------------------------------------------- front-end fixtures (tests/frontends/)
+# Here rather than in a tests/frontends/conftest.py: that one (no package around it)
+# would take the module name ``conftest`` and ``from conftest import ...`` in the
+# other test modules would find it instead of this file.
+@pytest.fixture(scope="module")
+def noise16() -> np.ndarray:
+    """2.5 s of white noise (std 0.1): full band, no near-silent cells."""
+    return (0.1 * np.random.default_rng(SEED).standard_normal(40000)).astype(np.float32)
+
+
+@pytest.fixture
+def torch_kernels(monkeypatch) -> None:
+    """Streams run torch's kernels on the CPU (tests/frontends/_helpers.py docstring).
+
+    Not autouse: requested by the streaming tests of tests/frontends/ (``pytestmark``
+    of test_frontend_streaming.py, ``@pytest.mark.usefixtures("torch_kernels")`` elsewhere).
+    """
+    monkeypatch.setattr(supermel.streaming, "CPU_EXECUTOR", "torch")

@@ -5,6 +5,8 @@ Tiny workloads and budgets only; nothing here asserts a timing.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import sys
 
@@ -15,6 +17,7 @@ import torch
 
 import supermel
 from supermel import bench
+from supermel.bench import harness, offline, peers, runner, streaming
 
 KW = bench.REFERENCE
 TINY = bench.Settings(warmup=1, warmup_s=0.0, budget_s=0.0, slice_s=1.0, min_rounds=3, max_rounds=3, max_inner=2)
@@ -22,7 +25,7 @@ TINY = bench.Settings(warmup=1, warmup_s=0.0, budget_s=0.0, slice_s=1.0, min_rou
 
 def _tiny_workload(calls=None, name="tiny offline"):
     """supermel, librosa, and a peer configured wrongly (HTK scale); ``calls`` records the call order."""
-    y = bench._signal(1600, seed=7)
+    y = harness._signal(1600, seed=7)
 
     def logged(peer, fn):
         def f():
@@ -117,8 +120,8 @@ def test_rel_error():
 def test_missing_peer_is_reported_not_dropped(monkeypatch):
     for mod in ("nnAudio", "nnAudio.features", "audioflux", "kaldi_native_fbank"):
         monkeypatch.setitem(sys.modules, mod, None)  # "import nnAudio" now raises ImportError
-    y = bench._signal(1600)
-    cases = {c.peer: c for c in bench._offline_cases(y, "cpu")}
+    y = harness._signal(1600)
+    cases = {c.peer: c for c in offline._offline_cases(y, "cpu")}
     for peer in ("nnAudio", "audioflux", "kaldi-native-fbank", "torchaudio"):
         assert peer in cases
     assert cases["nnAudio"].status == "missing"
@@ -129,7 +132,7 @@ def test_missing_peer_is_reported_not_dropped(monkeypatch):
     assert table["librosa"]["status"] == "installed"
 
     def build(device):
-        return bench.Built([c for c in bench._offline_cases(y, device) if c.peer in ("supermel", "nnAudio")], reference=lambda: bench._librosa_mel(y))
+        return bench.Built([c for c in offline._offline_cases(y, device) if c.peer in ("supermel", "nnAudio")], reference=lambda: peers._librosa_mel(y))
 
     res = _run([bench.Workload("tiny with missing peer", "offline", build, devices=("cpu",))])
     rows = {r["peer"]: r for r in res.rows}
@@ -139,20 +142,27 @@ def test_missing_peer_is_reported_not_dropped(monkeypatch):
     assert "| nnAudio | **missing** |" in md
 
 
+def test_missing_librosa_is_a_missing_row_not_an_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "librosa", None)
+    cases = {c.peer: c for c in offline._offline_cases(harness._signal(1600), "cpu")}
+    assert cases["librosa"].status == "missing" and "not installed" in cases["librosa"].reason
+    assert cases["supermel"].status == "ok"
+
+
 def test_missing_supermel_api_is_not_available(monkeypatch):
     # supermel resolves its public names lazily (module __getattr__): hide the name there.
     monkeypatch.setattr(supermel, "StreamingMelSpectrogram", None, raising=False)
-    y = bench._signal(1600, batch=None)
-    cases = {c.peer: c for c in bench._streaming_cases(200, None, "cpu", y, y)}
+    y = harness._signal(1600, batch=None)
+    cases = {c.peer: c for c in streaming._streaming_cases(200, None, "cpu", y, y)}
     assert cases["supermel"].status == "not available"
     assert "StreamingMelSpectrogram" in cases["supermel"].reason
     assert cases["naive torch"].status == "ok"
 
 
 def test_streaming_peers_emit_librosa_frames():
-    y_time, y_exact = bench._signal(4000, seed=1), bench._signal(4000, seed=2)
+    y_time, y_exact = harness._signal(4000, seed=1), harness._signal(4000, seed=2)
     ref = librosa.feature.melspectrogram(y=y_exact, **KW)
-    for c in bench._streaming_cases(200, None, "cpu", y_time, y_exact):
+    for c in streaming._streaming_cases(200, None, "cpu", y_time, y_exact):
         if c.status != "ok":
             continue
         out = c.output()
@@ -184,3 +194,72 @@ def test_cuda_request_without_cuda_is_reported(monkeypatch):
     assert res.rows == []
     assert res.skipped and "CUDA is not available" in res.skipped[0]["reason"]
     assert "Not run" in bench.render_markdown(res, "cuda")
+
+
+def _failing(after=0, exc=RuntimeError("capture failed")):
+    """A call that raises from its ``after + 1``-th call on."""
+    n = [0]
+
+    def f():
+        n[0] += 1
+        if n[0] > after:
+            raise exc
+        return np.zeros((80, 9), np.float32)
+    return f
+
+
+def _workload_of(cases, name="tiny failing"):
+    y = harness._signal(1600, seed=7)
+
+    def build(device):
+        mod = supermel.MelSpectrogram(**KW)
+        return bench.Built([bench.Case("supermel", lambda: mod(torch.from_numpy(y)))] + cases(),
+                           reference=lambda: librosa.feature.melspectrogram(y=y, **KW))
+    return bench.Workload(name, "offline", build, audio_seconds=0.1, devices=("cpu",))
+
+
+def _main_log(monkeypatch, workloads, argv=("--quick", "--budget", "0")):
+    """``bench.main`` on ``workloads`` (instead of the default ones); its exit status and stdout + stderr as one log."""
+    monkeypatch.setattr(runner, "default_workloads", lambda: list(workloads))
+    log = io.StringIO()
+    with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        rc = bench.main(list(argv))
+    return rc, log.getvalue()
+
+
+def test_any_supermel_row_in_error_fails_the_run_and_is_printed_last(monkeypatch):
+    # the CUDA-graph row fails at its first call (exactness), the function row while timed; an
+    # ordinary peer in error is a result, not a failure of the run
+    wl = _workload_of(lambda: [
+        bench.Case("supermel (CUDA graph)", _failing(0, RuntimeError("graph capture failed"))),
+        bench.Case("supermel (function)", _failing(1, ValueError("broke while timed"))),
+        bench.Case("other peer", _failing(0, RuntimeError("peer bug"))),
+    ])
+    rc, log = _main_log(monkeypatch, [wl])
+    assert rc == 1
+    tail = log[log.index("(wall time"):]
+    head, failures = tail.split("supermel bench: FAILED: 2 supermel rows in error:")
+    assert "|" not in failures and "other peer" not in failures  # after every table, only the supermel rows
+    lines = [ln for ln in failures.splitlines() if ln.strip()]
+    assert lines == [
+        "  [cpu] tiny failing, 1 thread: supermel (CUDA graph): RuntimeError: graph capture failed",
+        "  [cpu] tiny failing, 1 thread: supermel (function): ValueError: broke while timed",
+    ]
+    assert log.rstrip().endswith(lines[-1])
+    # the tables show every row, the failed ones with their status
+    assert "| tiny failing | 1 | supermel (CUDA graph) | **error** |" in log
+    assert "| tiny failing | 1 | other peer | **error** |" in log
+
+
+def test_supermel_rows_not_available_or_peers_in_error_keep_exit_zero(monkeypatch):
+    wl = _workload_of(lambda: [
+        bench.Case("supermel (transformers twin)", status="not available", reason="not available: not merged"),
+        bench.Case("supermel (CUDA graph)", status="missing", reason="not installed"),
+        bench.Case("other peer", _failing(0)),
+    ])
+    rc, log = _main_log(monkeypatch, [wl])
+    assert rc == 0
+    assert "FAILED" not in log
+    rows = [{"peer": "supermel (faster-whisper twin)", "status": "error"}, {"peer": "supermel", "status": "ok"},
+            {"peer": "librosa", "status": "error"}, {"peer": "supermel (CUDA graph)", "status": "not available"}]
+    assert bench.supermel_errors(rows) == rows[:1]

@@ -24,7 +24,8 @@ import librosa  # noqa: E402  (a hard test dependency)
 import soundfile as sf  # noqa: E402
 
 from supermel.audio import TruncatedAudioWarning, load
-from supermel.cli import MANIFEST_NAME, _mel_figure, main
+from supermel.cli import MANIFEST_NAME, main
+from supermel.cli._figure import _mel_figure
 
 HAS_PRESETS = importlib.util.find_spec("supermel.presets") is not None
 REPO = Path(__file__).resolve().parents[1]

@@ -4,7 +4,8 @@ Every reference is the ``transformers`` class itself, called the same way on the
 bundled speech clip and white noise. ``transformers`` computes Whisper with
 ``torch.stft`` in float32, and AST / SeamlessM4T in float64 numpy, frame by frame.
 supermel computes all three in float32. The tolerances are those of the matching
-preset tests in test_presets.py, with the reason given there.
+preset tests in tests/frontends/ (test_whisper.py, test_kaldi_models.py), with the reason
+given there.
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ import supermel
 from conftest import SEED, check_log, rel_err
 from supermel.integrations import transformers as smt
 
-#: Whisper log-mel, (log10 + 4) / 4 scale: float32 FFT rounding; test_presets.WHISPER_ATOL.
+#: Whisper log-mel, (log10 + 4) / 4 scale: float32 FFT rounding; frontends/test_whisper.WHISPER_ATOL.
 WHISPER_ATOL = 1e-4
-#: AST log energies (test_presets.AST).
+#: AST log energies (frontends/test_kaldi_models.AST).
 AST = dict(log_base=math.e, power=2, loud_db=60.0, loud_atol=2e-4, lin_rel=5e-6)
-#: SeamlessM4T per-bin normalised features (test_presets.test_seamless_m4t_vs_transformers).
+#: SeamlessM4T per-bin normalised features (frontends/test_kaldi_models.test_seamless_m4t_vs_transformers).
 M4T_ATOL, M4T_REL = 2e-3, 2e-5
 
 

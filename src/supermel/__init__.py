@@ -64,14 +64,16 @@ _EXPORTS: Dict[str, str] = {
     "NemoConfig": "presets",
     "KaldiFbank": "presets",
     "KaldiFbankConfig": "presets",
-    "StreamingFrontend": "streaming_presets",
-    "Wav2LipChunker": "streaming_presets",
+    "StreamingFrontend": "presets",
+    "Wav2LipChunker": "presets",
     # ONNX export (needs the `onnx` extra when called)
     "export_onnx": "onnx",
     "export_streaming_step_onnx": "onnx",
 }
 
-_SUBMODULES = ("audio", "filters", "functional", "modules", "streaming", "presets", "kaldi", "streaming_presets", "onnx", "bench", "cli")
+_SUBMODULES = ("audio", "filters", "functional", "modules", "streaming", "presets", "onnx", "bench", "cli", "integrations")
+#: old module paths, kept for one release (importing them warns)
+_DEPRECATED_SUBMODULES = ("kaldi", "streaming_presets")
 
 __all__: List[str] = ["__version__", "ParameterError", "SupermelError", *_EXPORTS]
 
@@ -81,7 +83,7 @@ def __getattr__(name: str) -> Any:
         value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
         globals()[name] = value  # later lookups are plain attribute reads
         return value
-    if name in _SUBMODULES:
+    if name in _SUBMODULES or name in _DEPRECATED_SUBMODULES:
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'supermel' has no attribute {name!r}")
 
@@ -91,7 +93,7 @@ def __dir__() -> List[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
-    from . import audio, filters, functional, kaldi, modules, presets, streaming, streaming_presets  # noqa: F401
+    from . import audio, filters, functional, modules, presets, streaming  # noqa: F401
     from ._limits import get_memory_limit, set_memory_limit  # noqa: F401
     from .filters import fft_frequencies, get_window, hz_to_mel, kaldi_mel_filters, mel_filters, mel_frequencies, mel_to_hz  # noqa: F401
     from .functional import amplitude_to_db, db_to_amplitude, db_to_power, melspectrogram, mfcc, power_to_db, spectrogram, stft  # noqa: F401
@@ -116,4 +118,4 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         wav2lip_mel_chunks,
     )
     from .streaming import StreamingMelSpectrogram  # noqa: F401
-    from .streaming_presets import StreamingFrontend, Wav2LipChunker  # noqa: F401
+    from .presets import StreamingFrontend, Wav2LipChunker  # noqa: F401

@@ -1,0 +1,228 @@
+"""The report: Markdown sections (and the BENCHMARKS.md markers they go between), the chart."""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any, Dict, List, Optional, Tuple
+
+from .harness import _fmt_time
+from .runner import Results
+from .workloads import targets
+
+
+# =========================================================================== Markdown
+def _fmt_err(e: Optional[float]) -> str:
+    if e is None:
+        return "-"
+    if e == 0.0:
+        return "0"
+    return f"{e:.1e}"
+
+
+def _md_cell(s: str) -> str:
+    return str(s).replace("|", "\\|").replace("\n", " ")
+
+
+_GROUP_TITLES = {"offline": "Offline", "streaming": "Streaming (per push)", "front end": "Front ends"}
+
+
+def _header_md(meta: Dict[str, Any], device: str) -> List[str]:
+    v = meta["versions"]
+    lines = [
+        f"- **Date**: {meta['date']}",
+        f"- **Machine**: {meta['cpu']}, {meta['cores']} cores ({meta['cores_available']} available), {meta['platform']}",
+    ]
+    if device == "cuda" and meta.get("gpu"):
+        lines.append(f"- **GPU**: {meta['gpu']} (CUDA {meta.get('cuda')}); times are device-side, from CUDA events, one synchronisation per call")
+    envs = ", ".join(f"{k}={val}" for k, val in meta["thread_env"].items()) or "none set"
+    lines += [
+        f"- **Threads**: {meta['threads']} per row unless the row says otherwise (all cores = {meta['all_threads']}); "
+        f"torch default {meta['torch_threads_default']} intra-op, {meta['torch_interop_threads']} inter-op; env: {envs}",
+        f"- **BLAS**: {'; '.join(meta['blas']) or 'threadpoolctl not installed'}",
+        "- **Versions**: " + ", ".join(f"{k} {val}" for k, val in v.items()),
+        f"- **Repetitions**: after the exactness call, warm-up of at least {meta['settings']['warmup']} call(s) and "
+        f"{meta['settings']['warmup_s']} s per peer, then about {meta['settings']['budget_s']} s per workload round-robin across peers "
+        f"(at least {meta['settings']['min_rounds']} rounds, stopped after {meta['settings']['max_workload_s']} s); "
+        "garbage collector off while timing",
+    ]
+    if meta.get("label"):
+        lines.insert(0, f"> **{meta['label']}**")
+        lines.insert(1, "")
+    return lines
+
+
+def _peers_md(peers: List[Dict[str, Any]]) -> List[str]:
+    lines = ["| peer | version | configured as close to librosa as it allows | used in |", "|---|---|---|---|"]
+    for p in peers:
+        ver = p["version"] if p["status"] == "installed" else f"**missing**: {p.get('reason', '')}"
+        lines.append(f"| {p['name']} | {_md_cell(ver)} | {_md_cell(p['configured'])} | {p['used_in']} |")
+    return lines
+
+
+def _rows_md(rows: List[Dict[str, Any]], group: str) -> List[str]:
+    tput = group == "offline"
+    cols = ["workload", "threads", "peer", "median" if group != "streaming" else "p50 / push", "p99", "n", "x supermel"]
+    cols += ["audio h/s"] if tput else []
+    cols += ["rel. error", "notes"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        if r["status"] != "ok" or r.get("median_s") is None:
+            cells = [r["workload"], str(r["threads"]), r["peer"], f"**{r['status']}**", "", "", ""] + ([""] if tput else []) + ["", _md_cell(r.get("reason", ""))]
+        else:
+            ratio = f"{r['ratio']:.2f}x" if r.get("ratio") is not None else "-"
+            err = _fmt_err(r.get("rel_err"))
+            cells = [r["workload"], str(r["threads"]), r["peer"], _fmt_time(r["median_s"]), _fmt_time(r["p99_s"]), str(r["n"]), ratio]
+            if tput:
+                cells.append(f"{r['audio_h_per_s']:.1f}" if r.get("audio_h_per_s") else "-")
+            cells += [err, _md_cell(r.get("notes", ""))]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _targets_md(tgts: List[Dict[str, Any]]) -> List[str]:
+    lines = ["| acceptance figure (CPU, one thread) | measured | target | met |", "|---|---|---|---|"]
+    for t in tgts:
+        if t["value"] is None:
+            lines.append(f"| {t['figure']} | not measured: {_md_cell(t.get('missing', ''))} | {_bound(t)} | - |")
+            continue
+        val = f"{t['value']:.2f}x" if t["kind"] == "speedup" else f"{t['value']:.3f}"
+        if t.get("p50_p99"):
+            s, p = t["p50_p99"]["supermel"], t["p50_p99"]["peer"]
+            val += f" (p50/p99 {_fmt_time(s[0])}/{_fmt_time(s[1])} vs {_fmt_time(p[0])}/{_fmt_time(p[1])})"
+        met = "-" if t["met"] is None else ("yes" if t["met"] else "**no**")
+        lines.append(f"| {t['figure']} | {val} | {_bound(t)} | {met} |")
+    return lines
+
+
+def _bound(t: Dict[str, Any]) -> str:
+    if t["bound"] is None:
+        return "(reported)"
+    return f">= {t['bound']}x faster" if t["kind"] == "speedup" else f"<= {t['bound']}"
+
+
+def render_markdown(results: Results, device: str, chart: Optional[str] = None) -> str:
+    """The results section for one device: header, peers, acceptance figures, tables, chart."""
+    rows = [r for r in results.rows if r["device"] == device]
+    title = "CPU" if device == "cpu" else "GPU (CUDA)"
+    lines = [f"### {title} results", ""]
+    skipped = [s for s in results.skipped if s["device"] == device]
+    if skipped and not rows:
+        lines += [f"Not run: {skipped[0]['reason']}.", ""]
+        return "\n".join(lines)
+    lines += _header_md(results.meta, device) + [""]
+    if device == "cpu":
+        lines += ["#### Acceptance figures", ""] + _targets_md(targets(results.rows)) + [""]
+    lines += ["#### Peers", ""] + _peers_md(results.peers) + [""]
+    for group, gtitle in _GROUP_TITLES.items():
+        grows = [r for r in rows if r["group"] == group]
+        if grows:
+            lines += [f"#### {gtitle}", ""] + _rows_md(grows, group) + [""]
+    if chart:
+        lines += [f"![median time per workload, log scale]({chart})", ""]
+    return "\n".join(lines)
+
+
+def render_full_markdown(results: Results, chart: Optional[str] = None) -> str:
+    devices = [d for d in results.meta.get("devices", ["cpu"])]
+    return "\n".join(render_markdown(results, d, chart) for d in devices)
+
+
+# =========================================================================== BENCHMARKS.md sections
+_BEGIN = "<!-- supermel-bench:{device}:begin -->"
+_END = "<!-- supermel-bench:{device}:end -->"
+
+_TEMPLATE = """# supermel benchmarks
+
+Regenerate with `python benchmarks/run.py` (see benchmarks/README.md).
+
+## CPU
+
+{cpu_begin}
+(no run yet)
+{cpu_end}
+
+## GPU
+
+{cuda_begin}
+(no run yet)
+{cuda_end}
+"""
+
+
+def update_markdown_file(path: str, results: Results, chart: Optional[str] = None) -> None:
+    """(Re)write the results sections of ``path`` between the ``supermel-bench`` markers.
+
+    Each device of the run replaces its own section (CPU and GPU runs are kept
+    apart); a file without markers gets them appended; a missing file is created.
+    """
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    else:
+        text = _TEMPLATE.format(
+            cpu_begin=_BEGIN.format(device="cpu"), cpu_end=_END.format(device="cpu"),
+            cuda_begin=_BEGIN.format(device="cuda"), cuda_end=_END.format(device="cuda"),
+        )
+    for device in results.meta.get("devices", ["cpu"]):
+        begin, end = _BEGIN.format(device=device), _END.format(device=device)
+        body = render_markdown(results, device, chart)
+        block = f"{begin}\n{body}\n{end}"
+        if begin in text and end in text:
+            pat = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
+            text = pat.sub(lambda _m: block, text, count=1)
+        else:
+            text = text.rstrip("\n") + f"\n\n{block}\n"
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+# =========================================================================== chart
+def write_chart(results: Results, path: str) -> Optional[str]:
+    """Horizontal bars of median time (log scale) per workload and peer, p99 as a tick; returns None on success or why not."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except Exception:
+        return 'matplotlib is not installed (pip install "supermel[bench]"): no chart'
+    ok = [r for r in results.rows if r.get("median_s")]
+    if not ok:
+        return "no timed rows: no chart"
+    groups: List[Tuple[str, List[Dict[str, Any]]]] = []
+    for r in ok:
+        label = f"{r['workload']} [{r['device']}, {r['threads']} thr]"
+        if not groups or groups[-1][0] != label:
+            groups.append((label, []))
+        groups[-1][1].append(r)
+    peers = list(dict.fromkeys(r["peer"] for r in ok))
+    cmap = plt.get_cmap("tab10")
+    color = {p: cmap(i % 10) for i, p in enumerate(peers)}
+    n_bars = sum(len(g) for _, g in groups)
+    fig, ax = plt.subplots(figsize=(11, 1.2 + 0.22 * (n_bars + len(groups))))
+    y, ticks, labels = 0.0, [], []
+    seen = set()
+    for label, grows in groups:
+        start = y
+        for r in grows:
+            kw = {"label": r["peer"]} if r["peer"] not in seen else {}
+            seen.add(r["peer"])
+            ax.barh(y, r["median_s"], height=0.8, color=color[r["peer"]], **kw)
+            ax.plot([r["p99_s"]], [y], marker="|", color="black", markersize=8)
+            y += 1
+        ticks.append((start + y - 1) / 2)
+        labels.append(label)
+        y += 0.8
+    ax.set_xscale("log")
+    ax.set_yticks(ticks)
+    ax.set_yticklabels(labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("median time per call / push (s, log scale); | marks p99")
+    ax.grid(axis="x", which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.set_title(f"supermel benchmarks, {results.meta['date'][:10]}, {results.meta['cpu']}" + (f" / {results.meta['gpu']}" if results.meta.get("gpu") else ""), fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return None
