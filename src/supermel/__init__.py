@@ -47,6 +47,8 @@ _EXPORTS: Dict[str, str] = {
     "get_memory_limit": "_limits",
     # streaming
     "StreamingMelSpectrogram": "streaming",
+    "StreamPool": "pool",
+    "PoolFrames": "pool",
     # model front ends
     "frontend": "presets",
     "frontends": "presets",
@@ -71,7 +73,7 @@ _EXPORTS: Dict[str, str] = {
     "export_streaming_step_onnx": "onnx",
 }
 
-_SUBMODULES = ("audio", "filters", "functional", "modules", "streaming", "presets", "onnx", "bench", "cli", "integrations")
+_SUBMODULES = ("audio", "filters", "functional", "modules", "streaming", "pool", "presets", "onnx", "bench", "cli", "integrations")
 #: old module paths, kept for one release (importing them warns)
 _DEPRECATED_SUBMODULES = ("kaldi", "streaming_presets")
 
@@ -117,5 +119,6 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         frontends,
         wav2lip_mel_chunks,
     )
+    from .pool import PoolFrames, StreamPool  # noqa: F401
     from .streaming import StreamingMelSpectrogram  # noqa: F401
     from .presets import StreamingFrontend, Wav2LipChunker  # noqa: F401
