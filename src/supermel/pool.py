@@ -312,9 +312,14 @@ class StreamPool:
         other, unchanged.
         """
         st = self._get(sid)
-        chunk, _ = check_chunk(chunk, num_streams=None, check_finite=self.check_finite)
-        x = chunk.detach().cpu().numpy() if isinstance(chunk, torch.Tensor) else chunk
-        x = np.ascontiguousarray(x, dtype=self.np_dtype)
+        if type(chunk) is np.ndarray and chunk.dtype == self.np_dtype and chunk.ndim == 1:
+            x = chunk  # the common case: the checks of check_chunk, without its conversions
+            if self.check_finite and x.size and not _core.all_finite_np(np.ascontiguousarray(x)):
+                raise ParameterError("chunk is not finite everywhere (NaN or Inf samples); the stream was left unchanged")
+        else:
+            chunk, _ = check_chunk(chunk, num_streams=None, check_finite=self.check_finite)
+            x = chunk.detach().cpu().numpy() if isinstance(chunk, torch.Tensor) else chunk
+            x = np.ascontiguousarray(x, dtype=self.np_dtype)
         if self._trim_at is not None:
             x = x[: max(0, self._trim_at - st.n)]
         m = x.shape[0]
@@ -407,6 +412,8 @@ class StreamPool:
             view = np.lib.stride_tricks.sliding_window_view(self._ring, lay.L, axis=1)
             frames[off:K] = view[slots[rep], starts]
         feats = self._compute(frames, K)
+        if self.device.type == "cpu":
+            feats = feats.numpy()  # per-stream slices are numpy views (a fraction of a torch call each)
         # hand each stream its columns: its head frames, then its steady ones
         out: Dict[int, PoolFrames] = {}
         head_of = {i: f.shape[0] for i, f in head_parts}
@@ -470,7 +477,14 @@ class StreamPool:
         return feats[0, a : a + k] if ta == -2 else feats[0, :, a : a + k]
 
     def _cat(self, cols: List[Array]) -> Array:
+        if isinstance(cols[0], np.ndarray):
+            return np.concatenate(cols, axis=self.time_axis)
         return torch.cat(cols, dim=self.time_axis)
+
+    def _narrow(self, block: Array, a: int, k: int) -> Array:
+        if self.time_axis == -2:
+            return block[a : a + k]
+        return block[:, a : a + k]
 
     def _emit(self, sid: int, st: _Stream, block: Array, *, final: bool) -> Optional[PoolFrames]:
         """Withhold what the offline front end drops (Whisper's last frame), convert, cut video windows."""
@@ -486,18 +500,19 @@ class StreamPool:
             k = int(block.shape[ta])
             cut = max(0, min(limit, k))
             if cut < k and not final:
-                st.held = [block.narrow(ta, cut, k - cut).clone()]
-            block = block.narrow(ta, 0, cut)
+                rest = self._narrow(block, cut, k - cut)
+                st.held = [rest.copy() if isinstance(rest, np.ndarray) else rest.clone()]
+            block = self._narrow(block, 0, cut)
         k = int(block.shape[ta])
         start = st.emitted
         st.emitted += k
-        data: Array = block.detach().numpy() if self.device.type == "cpu" else block
+        data: Array = block
         windows: Optional[np.ndarray] = None
         wstart = 0
         if st.chunker is not None:
             parts = []
             if k:
-                parts.append(st.chunker.push(np.asarray(block.detach().cpu())))
+                parts.append(st.chunker.push(block if isinstance(block, np.ndarray) else block.detach().cpu().numpy()))
             if final and st.chunker.columns_received >= st.chunker.mel_step_size:
                 parts.append(st.chunker.flush())
             parts = [p for p in parts if len(p)]
@@ -540,6 +555,8 @@ class StreamPool:
             y = torch.from_numpy(self._read(st.slot, a, n).copy())[None]
             raw = lay.edge_frames(y, a, n, st.t, total, final=True)[0]
             feats = self._compute(np.ascontiguousarray(raw.numpy()), raw.shape[0])
+            if self.device.type == "cpu":
+                feats = feats.numpy()
             block = self._cols(feats, 0, raw.shape[0])
         else:
             block = self._empty()
@@ -549,6 +566,8 @@ class StreamPool:
     def _empty(self) -> Array:
         rows = self.frontend.mel_rows
         shape = (0, rows) if self.time_axis == -2 else (rows, 0)
+        if self.device.type == "cpu":
+            return np.zeros(shape, dtype=self.np_dtype)
         return torch.zeros(shape, dtype=self.dtype, device=self.device)
 
     def finalize(self, frames: Array, n_samples: int) -> Array:
