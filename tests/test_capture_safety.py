@@ -40,6 +40,19 @@ CUDA graph replays its kernels on the same addresses. On the CPU the replayed
 stream must equal librosa; on ``meta`` (the device route: no data, any host
 read raises) everything must still run.
 
+The emulation (:class:`EmulatedCuda`) also stands in for ``torch.cuda.device``
+(a stack of device guards), ``torch.cuda.Event`` and streams (with the device
+each is created on), and records what each capture was asked and saw (its
+stream, error mode, device guard, whether the process-wide capture lock was
+held, grad and inference mode, the float32 matmul precision) and the guard in
+force at each replay. The tests at the end check the step's contracts on the
+CPU: captured once per shape (by ``warmup()`` or on arrival) and kept across
+``reset()``; under the lock, on a private stream of the step's own device,
+replayed under its guard; a host chunk copied straight into the ring buffer,
+before the replay and outside the graph, and waited for when pinned (unless
+``async_copy``); no FFT in the graph; full float32 precision at capture under
+a TF32 setting; buffers usable inside and outside ``torch.inference_mode()``.
+
 Negative controls inject a host synchronisation (and the other faults) into
 the step and check that the same assertions fail.
 """
@@ -281,52 +294,149 @@ class CaptureChecker:
 
 
 # =========================================================================== emulated CUDA graphs
+class EmulatedCuda(list):
+    """The graphs captured (the list, in capture order) and what the CUDA API was asked.
+
+    ``devices`` is the stack of device guards (``torch.cuda.device``) entered
+    now; ``streams`` the streams created (with their device); ``events`` the
+    events; ``timeline`` the guard, stream, event, capture and replay calls in
+    order (and the aten operators, inside :class:`Timeline`).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.devices: List[Any] = []
+        self.streams: List["_Stream"] = []
+        self.events: List["EmulatedEvent"] = []
+        self.timeline: List[Tuple[Any, ...]] = []
+
+    @property
+    def current_device(self) -> Any:
+        return self.devices[-1] if self.devices else "default"
+
+
+_EMU: Optional[EmulatedCuda] = None  # the fixture's recorder, while a test runs
+
+
 class EmulatedGraph:
     """Stands in for :class:`torch.cuda.CUDAGraph`: see the module docstring."""
 
     def __init__(self) -> None:
         self.capture: Optional[CaptureChecker] = None
         self.replays = 0
+        self.capture_info: Dict[str, Any] = {}  # what the capture was asked and saw
+        self.replay_devices: List[Any] = []  # the device guard in force at each replay
 
     def replay(self) -> None:
         assert self.capture is not None, "replay() before capture"
         self.replays += 1
+        if _EMU is not None:
+            self.replay_devices.append(_EMU.current_device)
+            _EMU.timeline.append(("replay", _EMU.current_device))
         for op in self.capture.ops:
             func, args, kwargs, fresh = op.call
             out = func(*args, **kwargs)
             if fresh is not None:  # a temporary: the graph's private pool gives it the same memory each replay
                 for kept, new in zip(fresh, [a for a in tree_flatten(out)[0] if isinstance(a, torch.Tensor)]):
                     kept.copy_(new)
+        if _EMU is not None:
+            _EMU.timeline.append(("replayed",))
 
 
 class _Stream:
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        pass
+    def __init__(self, device: Any = None, *args: Any, current: bool = False, **kwargs: Any) -> None:
+        self.device = None if device is None else torch.device(device)
+        self.current = current
+        if _EMU is not None and not current:
+            _EMU.streams.append(self)
 
     def wait_stream(self, other: Any) -> None:
         pass
 
 
+class EmulatedEvent:
+    """Stands in for :class:`torch.cuda.Event`: records where it was recorded and waited for."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.records: List[Any] = []
+        self.syncs = 0
+        if _EMU is not None:
+            _EMU.events.append(self)
+
+    def record(self, stream: Any = None) -> None:
+        self.records.append(stream)
+        if _EMU is not None:
+            _EMU.timeline.append(("event.record", getattr(stream, "device", None)))
+
+    def synchronize(self) -> None:
+        self.syncs += 1
+        if _EMU is not None:
+            _EMU.timeline.append(("event.synchronize",))
+
+    def query(self) -> bool:
+        return True
+
+
+class Timeline(TorchDispatchMode):
+    """Appends every aten operator (name, devices of its tensor arguments, storage written) to ``emu.timeline``."""
+
+    def __init__(self, emu: EmulatedCuda) -> None:
+        super().__init__()
+        self.emu = emu
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        kwargs = kwargs or {}
+        tensors = [a for a in tree_flatten((args, kwargs))[0] if isinstance(a, torch.Tensor)]
+        self.emu.timeline.append(("op", str(func), tuple(t.device.type for t in tensors), _storage_key(args[0]) if tensors and args and isinstance(args[0], torch.Tensor) else None))
+        return func(*args, **kwargs)
+
+
 @pytest.fixture
-def emulated_cuda(monkeypatch) -> List[EmulatedGraph]:
-    """Replace torch.cuda's stream and graph API (what :class:`_GraphStep` uses) for the test;
-    returns the list of graphs captured."""
-    graphs: List[EmulatedGraph] = []
+def emulated_cuda(monkeypatch) -> EmulatedCuda:
+    """Replace torch.cuda's stream, event, device-guard and graph API (what :class:`_GraphStep`
+    and the stream's copies use) for the test; returns the graphs captured (an :class:`EmulatedCuda`)."""
+    global _EMU
+    emu = EmulatedCuda()
 
     @contextlib.contextmanager
-    def graph(cuda_graph: EmulatedGraph, *args: Any, **kwargs: Any) -> Any:
+    def graph(cuda_graph: EmulatedGraph, pool: Any = None, stream: Any = None, capture_error_mode: str = "global", **kwargs: Any) -> Any:
+        cuda_graph.capture_info = dict(
+            stream=stream,
+            capture_error_mode=capture_error_mode,
+            device=emu.current_device,
+            locked=streaming._CAPTURE_LOCK.locked(),
+            precision=torch.get_float32_matmul_precision(),
+            grad=torch.is_grad_enabled(),
+            inference=torch.is_inference_mode_enabled(),
+        )
+        emu.timeline.append(("capture", emu.current_device))
         checker = CaptureChecker(keep_calls=True, undo_writes=True)
         with checker:
             yield
         cuda_graph.capture = checker
-        graphs.append(cuda_graph)
+        emu.append(cuda_graph)
+
+    @contextlib.contextmanager
+    def device(dev: Any) -> Any:
+        dev = torch.device(dev) if not isinstance(dev, int) else dev
+        emu.devices.append(dev)
+        emu.timeline.append(("guard", dev))
+        try:
+            yield
+        finally:
+            emu.devices.pop()
+            emu.timeline.append(("unguard", dev))
 
     monkeypatch.setattr(torch.cuda, "Stream", _Stream)
-    monkeypatch.setattr(torch.cuda, "current_stream", lambda *a, **k: _Stream())
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: _Stream(device, current=True))
     monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
     monkeypatch.setattr(torch.cuda, "CUDAGraph", EmulatedGraph)
     monkeypatch.setattr(torch.cuda, "graph", graph)
-    return graphs
+    monkeypatch.setattr(torch.cuda, "device", device)
+    monkeypatch.setattr(torch.cuda, "Event", EmulatedEvent)
+    _EMU = emu
+    yield emu
+    _EMU = None
 
 
 def graph_stream(device: str, *, chunk_size: int, num_streams: Optional[int], **kw: Any) -> supermel.StreamingMelSpectrogram:
@@ -368,6 +478,16 @@ def check_graph_step(stream: Any, graphs: List[EmulatedGraph], device: str) -> A
         assert g.capture.ops, "nothing captured"
     # both parities run the same operators on same-shaped buffers
     assert graphs[0].capture.signature() == graphs[1].capture.signature()
+    # the matrix-product DFT: no cuFFT plan the graph would depend on
+    assert not any("fft" in op.name for g in graphs for op in g.capture.ops), "an FFT in the captured step"
+    dev = step.segs[0].device
+    for g in graphs:
+        info = g.capture_info
+        # under the process-wide lock and the step's device guard, on a private stream of that device
+        assert info["locked"] and info["device"] == dev and info["capture_error_mode"] == "thread_local"
+        assert info["stream"] is not None and not info["stream"].current and info["stream"].device == dev
+        assert not info["grad"] and not info["inference"] and info["precision"] == "highest"
+        assert all(d == dev for d in g.replay_devices), f"replayed under the guard of {g.replay_devices}, not {dev}"
     ws = step.kw["ws"]
     assert _storage_key(step.out) in {_storage_key(ws.out), _storage_key(ws.mel)}, "the graphs' output is not the workspace's output buffer"
     return step
@@ -394,12 +514,18 @@ def _librosa_kw(kw: Dict[str, Any]) -> Dict[str, Any]:
     return kw
 
 
+@pytest.mark.parametrize("eager", [False, True], ids=["on-arrival", "warmup"])
 @pytest.mark.parametrize("name, kw, chunk, streams", STEP_CONFIGS, ids=STEP_IDS)
-def test_graph_step_on_cpu_equals_librosa(name, kw, chunk, streams, emulated_cuda, rng):
-    """_GraphStep captured and replayed (emulated) on the CPU: capture-safe, allocation-free, exact."""
+def test_graph_step_on_cpu_equals_librosa(name, kw, chunk, streams, eager, emulated_cuda, rng):
+    """_GraphStep captured and replayed (emulated) on the CPU: capture-safe, allocation-free, exact;
+    captured when the stream reaches its steady state, or beforehand by warmup() (what the
+    constructor calls with cuda_graph=True): the same two graphs either way."""
     n = 12 * chunk + chunk // 2  # ends with a partial chunk: the stream leaves the step
     y = white_noise(rng, (streams, n) if streams else (n,))
     stream = graph_stream("cpu", chunk_size=chunk, num_streams=streams, **kw)
+    if eager:
+        stream.warmup()
+        assert len(emulated_cuda) == 2
     parts, steady, out_keys = [], 0, set()
     for i in range(0, n - chunk + 1, chunk):
         step = stream._groups[0].step
@@ -551,3 +677,234 @@ def test_checker_catches_documented_check_finite_sync():
     with pytest.raises(CaptureViolation, match=r"Tensor\.__bool__"):
         with CaptureChecker():
             module(torch.empty(2, 4000, device="meta"))
+
+
+# =========================================================================== the GPU path's contracts (issue 14)
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+def test_warmup_captures_once_across_resets_and_sizes(device, emulated_cuda, rng):
+    """warmup() (what the constructor calls with cuda_graph=True) captures the steady-state step
+    before any push; pushes, reset() and re-entries after chunks of other sizes replay those
+    graphs; a chunk sequence that leaves the stream at another phase captures that phase once."""
+    stream = graph_stream(device, chunk_size=400, num_streams=2, **REF)
+    stream.warmup()
+    assert len(emulated_cuda) == 2 and all(g.replays == 0 for g in emulated_cuda)
+    stream.warmup()  # nothing new
+    assert len(emulated_cuda) == 2
+    sizes = [400] * 6 + [133] + [400] * 6 + [67] + [400] * 6  # phases 0, 133 (mod 200), 0 again
+    for utt in range(3):
+        stream.reset()
+        n = sum(sizes)
+        y = white_noise(rng, (2, n))
+        parts, i = [], 0
+        for k in sizes:
+            chunk = torch.empty((2, k), device="meta") if device == "meta" else torch.from_numpy(y[:, i : i + k])
+            out = stream.push(chunk)
+            parts.append(out.clone() if device == "cpu" else out)
+            i += k
+        parts.append(stream.flush())
+        if device == "cpu":
+            got = torch.cat(parts, -1).numpy()
+            assert rel_err(got, librosa.feature.melspectrogram(y=y, **REF)) <= 2e-5
+        assert len(emulated_cuda) == 4, f"utterance {utt}: {len(emulated_cuda)} graphs captured (2 phases x 2 parities expected)"
+    assert sum(g.replays for g in emulated_cuda) >= 3 * 14
+    for g in emulated_cuda:
+        assert g.capture_info["locked"] and g.capture_info["device"] == torch.device(device)
+
+
+@pytest.mark.parametrize("async_copy", [False, True])
+@pytest.mark.parametrize("pinned", [False, True])
+def test_host_chunk_goes_straight_into_the_step(async_copy, pinned, emulated_cuda, monkeypatch):
+    """A host chunk pushed to a device stream (meta) in the steady state: one copy from the host
+    straight into the ring buffer, before the replay and outside the graph, then the copy event;
+    push waits for that event when the chunk is pinned, unless async_copy=True."""
+    stream = graph_stream("meta", chunk_size=200, num_streams=2, **REF)
+    stream.async_copy = async_copy
+    monkeypatch.setattr(torch.Tensor, "is_pinned", lambda self: pinned and self.device.type == "cpu")
+    for _ in range(8):
+        stream.push(torch.empty((2, 200), device="meta"))
+    step = stream._groups[0].step
+    assert type(step) is streaming._GraphStep
+    tails = {_storage_key(t) for t in step.tails}
+    emulated_cuda.timeline.clear()
+    chunk = torch.zeros(2, 200)
+    with Timeline(emulated_cuda):
+        out = stream.push(chunk)
+    assert out is step.out
+    events = [e for e in emulated_cuda.timeline if e[0] != "op" or e[1].startswith("aten.copy_")]
+    host_copies = [e for e in events if e[0] == "op" and "cpu" in e[2]]
+    assert len(host_copies) == 1 and host_copies[0][3] in tails, "the chunk is copied once, into the ring buffer"
+    names = [e[0] if e[0] != "op" else ("host copy" if "cpu" in e[2] else "copy") for e in events]
+    start = names.index("guard")
+    want = ["guard", "host copy", "event.record", "replay"]
+    assert names[start : start + 4] == want, names
+    assert names.count("event.synchronize") == (1 if pinned and not async_copy else 0)
+    if "event.synchronize" in names:
+        assert names.index("event.synchronize") > names.index("replay")
+    assert stream.copy_done is emulated_cuda.events[0] and stream.copy_done.records[-1].device == torch.device("meta")
+    # the graph itself holds no host tensor: the copy is not captured
+    for g in emulated_cuda:
+        assert all(m[3] == "meta" for op in g.capture.ops for m in op.inputs + op.outputs)
+
+
+def test_device_chunks_need_no_event_and_no_check(emulated_cuda):
+    """Chunks already on the device: no copy event, and check_finite=True (the default) issues
+    no host read in the steady state (the check is for host data)."""
+    stream = graph_stream("meta", chunk_size=200, num_streams=2, **REF)
+    stream.check_finite = True
+    for _ in range(12):
+        rows = torch.empty((2, 200), device="meta")
+        steady = stream._groups[0].step is not None
+        with CaptureChecker() as push:
+            stream.push(rows)
+        if steady:
+            workspace, constants = step_buffers(stream._groups[0].step)
+            push.assert_safe(device="meta", workspace=workspace + [rows], constants=constants)
+    assert stream.copy_done is None and not emulated_cuda.events
+
+
+def test_capture_and_replay_under_the_streams_device(emulated_cuda):
+    """Another device current at construction and at every push: capture and replay run under the
+    guard of the stream's device, the capture on a stream created on that device."""
+    stream = graph_stream("meta", chunk_size=200, num_streams=None, **REF)
+    other = torch.device("cuda", 7)
+    with torch.cuda.device(other):  # the emulated guard: "cuda:7" is current
+        stream.warmup()
+        for _ in range(8):
+            stream.push(torch.empty(200, device="meta"))
+    assert len(emulated_cuda) == 2
+    for g in emulated_cuda:
+        assert g.capture_info["device"] == torch.device("meta")
+        assert g.capture_info["stream"].device == torch.device("meta")
+        assert g.replay_devices and set(g.replay_devices) == {torch.device("meta")}
+    assert [s.device for s in emulated_cuda.streams] == [torch.device("meta")], "one private capture stream, on the stream's device"
+
+
+def test_concurrent_captures_are_serialised(emulated_cuda, monkeypatch):
+    """Streams built in several threads at once capture one at a time (the process-wide lock)."""
+    import threading
+    import time
+
+    active, peak = [0], [0]
+    capture = torch.cuda.graph
+
+    @contextlib.contextmanager
+    def slow_graph(*args: Any, **kwargs: Any) -> Any:
+        active[0] += 1
+        peak[0] = max(peak[0], active[0])
+        time.sleep(0.02)
+        try:
+            with capture(*args, **kwargs):
+                yield
+        finally:
+            active[0] -= 1
+
+    monkeypatch.setattr(torch.cuda, "graph", slow_graph)
+    errors: List[BaseException] = []
+
+    def build() -> None:
+        try:
+            graph_stream("cpu", chunk_size=200, num_streams=None, **dict(REF, n_fft=400)).warmup()
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=build) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert len(emulated_cuda) == 8 and peak[0] == 1
+
+
+@pytest.mark.parametrize("built_inside", [True, False])
+def test_graph_step_inference_mode_inside_and_outside(built_inside, emulated_cuda, rng):
+    """The captured step built inside torch.inference_mode() (or outside) serves pushes in both modes."""
+    y = white_noise(rng, (2, 8000))
+    stream = graph_stream("cpu", chunk_size=200, num_streams=2, **REF)
+    parts = []
+    with torch.inference_mode(built_inside):
+        stream.warmup()
+        parts += [stream.push(torch.from_numpy(y[:, i : i + 200])).clone() for i in range(0, 4000, 200)]
+    with torch.inference_mode(not built_inside):
+        parts += [stream.push(torch.from_numpy(y[:, i : i + 200])).clone() for i in range(4000, 8000, 200)]
+    parts.append(stream.flush())
+    assert len(emulated_cuda) == 2
+    assert rel_err(torch.cat(parts, -1).numpy(), librosa.feature.melspectrogram(y=y, **REF)) <= 2e-5
+
+
+# --------------------------------------------------------------------------- TF32
+_FP32_GET = getattr(torch._C, "_get_fp32_precision_getter", None)
+_FP32_SET = getattr(torch._C, "_set_fp32_precision_setter", None)
+
+
+def precision_state() -> Tuple[Any, ...]:
+    """torch's float32 matmul settings: the legacy summary (or "mixed") and the per-backend flags."""
+    try:
+        legacy = torch.get_float32_matmul_precision()
+    except RuntimeError:
+        legacy = "mixed"
+    flags = () if _FP32_GET is None else (_FP32_GET("cuda", "matmul"), _FP32_GET("mkldnn", "matmul"))
+    return (legacy,) + flags
+
+
+def full_precision(state: Tuple[Any, ...]) -> bool:
+    return state[0] == "highest" and all(f in ("none", "ieee") for f in state[1:])
+
+
+@pytest.fixture
+def tf32_on():
+    """A host program's global TF32 setting (legacy API) for the test; torch's defaults restored after."""
+    torch.set_float32_matmul_precision("high")
+    yield
+    torch.set_float32_matmul_precision("highest")
+    if _FP32_SET is not None:
+        _FP32_SET("cuda", "matmul", "none")
+        _FP32_SET("mkldnn", "matmul", "none")
+
+
+class MatmulPrecisionSpy(TorchFunctionMode):
+    """Records torch's float32 matmul settings at every matrix product issued."""
+
+    NAMES = {"matmul", "mm", "bmm", "__matmul__", "__rmatmul__", "addmm", "baddbmm", "einsum", "linear", "dot"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: List[Tuple[str, Tuple[Any, ...]]] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        if getattr(func, "__name__", "") in self.NAMES:
+            self.seen.append((func.__name__, precision_state()))
+        return func(*args, **(kwargs or {}))
+
+
+def test_capture_in_full_precision_under_a_tf32_setting(tf32_on, emulated_cuda, rng):
+    """With torch.set_float32_matmul_precision("high"), the graphs are captured (and warmed up) in
+    full float32 precision, and the host's setting is back once the stream is built and pushing."""
+    before = precision_state()
+    assert not full_precision(before)
+    stream = graph_stream("cpu", chunk_size=200, num_streams=2, **REF)
+    with MatmulPrecisionSpy() as spy:
+        stream.warmup()
+    assert spy.seen and all(full_precision(p) for _, p in spy.seen), spy.seen
+    assert all(g.capture_info["precision"] == "highest" for g in emulated_cuda)
+    assert precision_state() == before
+    y = white_noise(rng, (2, 4000))
+    parts = [stream.push(torch.from_numpy(y[:, i : i + 200])).clone() for i in range(0, 4000, 200)] + [stream.flush()]
+    assert precision_state() == before
+    assert rel_err(torch.cat(parts, -1).numpy(), librosa.feature.melspectrogram(y=y, **REF)) <= 2e-5
+
+
+def test_uncaptured_device_step_in_full_precision(tf32_on, monkeypatch):
+    """The device route without a graph (chunk_size on meta, the torch kernels of the CUDA step):
+    every product of every push runs in full precision, the host's setting restored after each."""
+    monkeypatch.setattr(streaming, "CPU_EXECUTOR", "torch")
+    before = precision_state()
+    module = supermel.MelSpectrogram(**REF, backend="matmul").to("meta")
+    stream = supermel.StreamingMelSpectrogram(module=module, chunk_size=400, num_streams=2)
+    with MatmulPrecisionSpy() as spy:
+        for _ in range(10):
+            stream.push(torch.empty((2, 400), device="meta"))
+        assert type(stream._groups[0].step) is streaming._Step and not stream._groups[0].step.numpy
+        stream.flush()
+    assert len(spy.seen) >= 10 and all(full_precision(p) for _, p in spy.seen), spy.seen
+    assert precision_state() == before

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import TOL, assert_like_librosa, rel_err, to_numpy
+from torch.overrides import TorchFunctionMode
 
 import supermel
 
@@ -305,6 +306,178 @@ def test_matmul_backend_equals_fft_and_librosa(kw, dtype, kind, make_signal):
     spec_kw = {k: v for k, v in kw.items() if k in ("n_fft", "hop_length", "win_length", "window", "center", "pad_mode", "power")}
     spec = supermel.Spectrogram(backend="matmul", dtype=TORCH_DTYPE[dtype], **spec_kw)(y)
     assert_like_librosa(spec, _librosa("Spectrogram", y, spec_kw), what="Spectrogram matmul")
+
+
+# =========================================================================== TF32: full float32 products
+_FP32_GET = getattr(torch._C, "_get_fp32_precision_getter", None)  # torch >= 2.9: per-backend flags
+_FP32_SET = getattr(torch._C, "_set_fp32_precision_setter", None)
+
+
+def _precision_state():
+    """torch's float32 matmul settings: the legacy summary (or "mixed") and the per-backend flags."""
+    try:
+        legacy = torch.get_float32_matmul_precision()
+    except RuntimeError:  # legacy and per-backend APIs mixed
+        legacy = "mixed"
+    flags = () if _FP32_GET is None else (_FP32_GET("cuda", "matmul"), _FP32_GET("mkldnn", "matmul"))
+    return (legacy,) + flags
+
+
+def _full(state):
+    return state[0] == "highest" and all(f in ("none", "ieee") for f in state[1:])
+
+
+def _set_legacy_high():
+    torch.set_float32_matmul_precision("high")
+
+
+def _set_medium():
+    torch.set_float32_matmul_precision("medium")
+
+
+def _set_allow_tf32():
+    torch.backends.cuda.matmul.allow_tf32 = True
+
+
+def _set_new_api_tf32():
+    if _FP32_SET is None:
+        pytest.skip("this torch has no per-backend fp32_precision flags")
+    torch.backends.cuda.matmul.fp32_precision = "tf32"  # new API only: the legacy summary then refuses to answer
+
+
+TF32_SETTINGS = {"legacy-high": _set_legacy_high, "medium": _set_medium, "allow_tf32": _set_allow_tf32, "new-api-tf32": _set_new_api_tf32}
+
+
+@pytest.fixture(params=list(TF32_SETTINGS))
+def tf32_setting(request):
+    """A host program's reduced-precision setting for the test; torch's defaults restored after."""
+    TF32_SETTINGS[request.param]()
+    yield request.param
+    torch.set_float32_matmul_precision("highest")
+    if _FP32_SET is not None:
+        _FP32_SET("cuda", "matmul", "none")
+        _FP32_SET("mkldnn", "matmul", "none")
+
+
+class _MatmulSpy(TorchFunctionMode):
+    """Records torch's float32 matmul settings at every matrix product issued."""
+
+    NAMES = {"matmul", "mm", "bmm", "__matmul__", "__rmatmul__", "addmm", "baddbmm", "einsum", "linear", "dot"}
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if getattr(func, "__name__", "") in self.NAMES:
+            self.seen.append((func.__name__, _precision_state()))
+        return func(*args, **(kwargs or {}))
+
+
+OFFLINE_CALLS = {
+    "mel-fft-short": lambda y: supermel.MelSpectrogram(**MEL_KW)(y[:, :4000]),
+    "mel-fft-long-blocked": lambda y: supermel.MelSpectrogram(**MEL_KW)(y),
+    "mel-matmul": lambda y: supermel.MelSpectrogram(**MEL_KW, backend="matmul")(y),
+    "spectrogram-matmul": lambda y: supermel.Spectrogram(**SPEC_KW, backend="matmul")(y),
+    "mfcc": lambda y: supermel.MFCC(sr=16000, n_mfcc=13, **SPEC_KW)(y),
+    "melspectrogram": lambda y: supermel.melspectrogram(y=y, **MEL_KW),
+    "melscale": lambda y: supermel.MelScale(sr=16000, n_fft=SPEC_KW["n_fft"], n_mels=40)(torch.ones(2, 10, SPEC_KW["n_fft"] // 2 + 1)),
+}
+
+
+@pytest.mark.parametrize("call", list(OFFLINE_CALLS))
+def test_products_run_in_full_precision_under_a_tf32_setting(call, tf32_setting, make_signal):
+    """With a host program's TF32/bf16 matmul setting in force, every matrix product of the offline
+    forward runs with full float32 precision selected, and the caller's setting is back after."""
+    before = _precision_state()
+    assert not _full(before)
+    y = torch.from_numpy(make_signal("speech", 16000, 16000 * 3, (2,)))
+    with _MatmulSpy() as spy:
+        OFFLINE_CALLS[call](y)
+    assert spy.seen, "no matrix product seen"
+    assert all(_full(p) for _, p in spy.seen), spy.seen
+    assert _precision_state() == before
+
+
+def test_precision_guard_is_reentrant_and_thread_safe(make_signal):
+    """Threads computing at once under a "high" setting: all their products in full precision, the
+    setting restored exactly once the last one leaves (the guard counts entries process-wide)."""
+    import threading
+
+    torch.set_float32_matmul_precision("high")
+    try:
+        before = _precision_state()
+        y = torch.from_numpy(make_signal("noise", 16000, 16000, (2,)))
+        module = supermel.MelSpectrogram(**MEL_KW, backend="matmul")
+        seen, errors = [], []
+        orig = supermel._core._TorchKernels.matmul
+
+        def spy(a, b, out=None):
+            seen.append(_precision_state())
+            return orig(a, b, out)
+
+        supermel._core._TorchKernels.matmul = staticmethod(spy)
+
+        def work():
+            try:
+                for _ in range(20):
+                    module(y[:, :2000])
+            except BaseException as exc:  # noqa: BLE001
+                errors.append(exc)
+
+        try:
+            threads = [threading.Thread(target=work) for _ in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        finally:
+            supermel._core._TorchKernels.matmul = staticmethod(orig)
+        assert not errors, errors
+        assert len(seen) >= 80 and all(_full(p) for p in seen)
+        assert _precision_state() == before
+        with supermel._core.full_fp32_matmuls:
+            with supermel._core.full_fp32_matmuls:
+                assert _full(_precision_state())
+            assert _full(_precision_state())
+        assert _precision_state() == before
+    finally:
+        torch.set_float32_matmul_precision("highest")
+        if _FP32_SET is not None:
+            _FP32_SET("cuda", "matmul", "none")
+            _FP32_SET("mkldnn", "matmul", "none")
+
+
+def test_default_settings_are_only_read():
+    """Under torch's default (full precision) the guard changes nothing."""
+    calls = []
+    orig = torch.set_float32_matmul_precision
+    torch.set_float32_matmul_precision = lambda p: calls.append(p) or orig(p)
+    try:
+        supermel.MelSpectrogram(**MEL_KW, backend="matmul")(np.zeros(4000, np.float32))
+    finally:
+        torch.set_float32_matmul_precision = orig
+    assert calls == []
+
+
+# =========================================================================== the matrix-product DFT basis
+def test_matmul_dft_of_an_fft_module():
+    """An fft-route module gives the basis a backend="matmul" module holds (bit for bit), also on
+    meta (from the window spec) and from a loaded window (the buffer's values)."""
+    kw = dict(n_fft=400, hop_length=100, win_length=300, window="hann")
+    fft = supermel.Spectrogram(**kw)
+    mm = supermel.Spectrogram(**kw, backend="matmul")
+    dft, span = fft.matmul_dft()
+    assert span == mm.window_span and torch.equal(dft, mm.dft) and dft.dtype == torch.float32
+    assert mm.matmul_dft()[0] is mm.dft
+    meta_dft, meta_span = supermel.Spectrogram(**kw).to("meta").matmul_dft()
+    assert meta_dft.device.type == "meta" and meta_dft.shape == mm.dft.shape and meta_span == span
+    other = supermel.Spectrogram(**dict(kw, window="hamming"), dtype=torch.float64)
+    fft64 = supermel.Spectrogram(**kw, dtype=torch.float64)
+    fft64.load_state_dict(other.state_dict())
+    want = supermel.Spectrogram(**dict(kw, window="hamming"), backend="matmul", dtype=torch.float64)
+    got, got_span = fft64.matmul_dft()
+    assert got_span == want.window_span and torch.allclose(got, want.dft, rtol=0, atol=1e-15)
 
 
 # =========================================================================== finiteness check

@@ -272,6 +272,38 @@ def test_streaming_step_other_layouts(case, tmp_path, speech_at):
     assert rel_err(got, want) <= TOL
 
 
+# ----------------------------------------------------------------------------- providers: TF32 off
+def test_cuda_provider_gets_tf32_off():
+    """onnxruntime's CUDA provider runs float32 products in TF32 by default (Ampere and newer):
+    the sessions supermel opens pass {"use_tf32": 0} unless the caller's options say otherwise."""
+    assert so.session_providers() == ["CPUExecutionProvider"]
+    assert so.session_providers(["CUDAExecutionProvider", "CPUExecutionProvider"]) == [
+        ("CUDAExecutionProvider", {"use_tf32": 0}),
+        "CPUExecutionProvider",
+    ]
+    assert so.session_providers([("CUDAExecutionProvider", {"device_id": 1})]) == [("CUDAExecutionProvider", {"device_id": 1, "use_tf32": 0})]
+    assert so.session_providers([("CUDAExecutionProvider", {"use_tf32": 1})]) == [("CUDAExecutionProvider", {"use_tf32": 1})]  # the caller's choice
+
+
+def test_run_streaming_onnx_opens_the_path_with_the_providers(tmp_path, speech_at, monkeypatch):
+    module = supermel.MelSpectrogram(**REF)
+    path = so.export_streaming_step_onnx(module, tmp_path / "step.onnx", chunk_size=400, verify=False)
+    opened = []
+    real = ort.InferenceSession
+
+    def spy(*args, **kwargs):
+        opened.append(kwargs.get("providers"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ort, "InferenceSession", spy)
+    y = speech_at(16000)[:16000]
+    got = so.run_streaming_onnx(path, module, y, chunk_size=400, providers=["CPUExecutionProvider"])
+    assert opened == [["CPUExecutionProvider"]]
+    assert rel_err(got, librosa.feature.melspectrogram(y=y, **REF)) <= TOL
+    sess = so.inference_session(path)
+    assert sess.get_providers() == ["CPUExecutionProvider"] and opened[-1] == ["CPUExecutionProvider"]
+
+
 # ----------------------------------------------------------------------------- errors
 def test_missing_packages_name_the_extra(monkeypatch):
     module = supermel.MelSpectrogram(**REF)

@@ -404,6 +404,155 @@ def test_bounded_memory_over_an_hour():
     assert frames + stream.flush().shape[-1] == 1 + n_chunks * 320 // 200
 
 
+# ----------------------------------------------------------------------------- the caller's module
+def _module_state(module):
+    """Everything the stream must leave alone: per tensor its identity, storage, dtype, device, grad flag and values."""
+    return [(id(t), t.data_ptr(), t.dtype, t.device, t.requires_grad, t.detach().clone()) for t in list(module.parameters()) + list(module.buffers())]
+
+
+def _assert_unchanged(module, before):
+    after = _module_state(module)
+    assert len(after) == len(before)
+    for a, b in zip(after, before):
+        assert a[:5] == b[:5], f"the caller's module changed: {b[:5]} -> {a[:5]}"
+        assert torch.equal(a[5], b[5])
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+@pytest.mark.parametrize("chunk_size", [None, 400])
+def test_callers_module_is_never_modified(rng, executor, chunk_size, monkeypatch):
+    """A float64 module with a learnable filterbank and a parameter (requires_grad), streamed with
+    float32 chunks: the stream computes in float32 on a copy without grad; the caller's module keeps
+    its dtype, device, grad flags and values."""
+    monkeypatch.setattr(supermel.streaming, "CPU_EXECUTOR", executor)
+    mod = supermel.MelSpectrogram(**REF, dtype=torch.float64)
+    mod.mel_scale.fb.requires_grad_(True)
+    mod.register_parameter("gain", torch.nn.Parameter(torch.ones(())))
+    before = _module_state(mod)
+    stream = supermel.StreamingMelSpectrogram(module=mod, chunk_size=chunk_size)
+    assert stream.module is not mod and stream.device == torch.device("cpu")
+    y = rng.standard_normal(8000).astype(np.float32)
+    got = stream_all(stream, y, range(400, 8000, 400))
+    _assert_unchanged(mod, before)
+    assert got.dtype == np.float32
+    assert rel(got, librosa.feature.melspectrogram(y=y, **REF)) <= 2e-5
+
+
+def test_module_without_grad_is_used_as_it_is(rng):
+    """Nothing to change: the stream uses the caller's module itself and never casts it
+    (a float64 module streaming float32 chunks stays float64)."""
+    mod = supermel.MelSpectrogram(**REF, dtype=torch.float64)
+    before = _module_state(mod)
+    stream = supermel.StreamingMelSpectrogram(module=mod, chunk_size=200)
+    assert stream.module is mod
+    y = rng.standard_normal(4000).astype(np.float32)
+    got = stream_all(stream, y, range(200, 4000, 200))
+    stream.reset()
+    got2 = stream_all(stream, torch.from_numpy(y), range(200, 4000, 200))
+    _assert_unchanged(mod, before)
+    want = librosa.feature.melspectrogram(y=y, **REF)
+    assert got.dtype == np.float32 and rel(got, want) <= 2e-5 and rel(got2, want) <= 2e-5
+
+
+def test_device_is_inferred_from_the_module():
+    """``device=None`` takes the module's device (meta: no data, so any host read would raise);
+    a module on another device than ``device`` is copied there, the caller's left where it is."""
+    meta = supermel.MelSpectrogram(**REF).to("meta")
+    stream = supermel.StreamingMelSpectrogram(module=meta, chunk_size=200)
+    assert stream.device == torch.device("meta") and stream.module is meta
+    for _ in range(8):  # check_finite=True (default) skips chunks already on the device: no host read
+        out = stream.push(torch.empty(200, device="meta"))
+        assert out.device.type == "meta" and out.shape[0] == 80
+    assert stream._groups[0].step is not None  # reached the steady state on meta
+    assert stream.flush().device.type == "meta"
+    cpu = supermel.MelSpectrogram(**REF)
+    before = _module_state(cpu)
+    moved = supermel.StreamingMelSpectrogram(module=cpu, device="meta")
+    assert moved.device == torch.device("meta") and moved.module is not cpu
+    assert {t.device.type for t in moved.module.buffers()} == {"meta"}
+    _assert_unchanged(cpu, before)
+
+
+def test_finiteness_checked_on_the_host_only(rng):
+    """check_finite refuses NaN in numpy arrays and CPU tensors (before anything is copied) and
+    skips chunks already on a device, where a check would synchronise every push."""
+    stream = supermel.StreamingMelSpectrogram(**REF)
+    bad = rng.standard_normal(400).astype(np.float32)
+    bad[3] = np.nan
+    for chunk in (bad, torch.from_numpy(bad)):
+        with pytest.raises(supermel.ParameterError, match="not finite"):
+            stream.push(chunk)
+    assert stream.samples_received == 0
+    chunk, was_numpy = supermel.streaming.check_chunk(torch.empty(400, device="meta"), num_streams=None, check_finite=True)
+    assert chunk.device.type == "meta" and not was_numpy
+
+
+# ----------------------------------------------------------------------------- inference mode
+@pytest.mark.parametrize("executor", EXECUTORS)
+@pytest.mark.parametrize("built_inside", [True, False])
+def test_inference_mode_inside_then_outside(rng, executor, built_inside, monkeypatch):
+    """A stream whose steady-state step was built inside torch.inference_mode() keeps working
+    outside it (its buffers are built outside inference mode), and the other way round."""
+    monkeypatch.setattr(supermel.streaming, "CPU_EXECUTOR", executor)
+    y = rng.standard_normal(8000).astype(np.float32)
+    with torch.inference_mode(built_inside):
+        stream = supermel.StreamingMelSpectrogram(**REF, chunk_size=200)
+        parts = [stream.push(torch.from_numpy(y[i : i + 200])) for i in range(0, 2000, 200)]
+        assert stream._groups[0].step is not None
+    parts += [stream.push(torch.from_numpy(y[i : i + 200])) for i in range(2000, 4000, 200)]
+    with torch.inference_mode(not built_inside):
+        parts += [stream.push(torch.from_numpy(y[i : i + 200])) for i in range(4000, 6000, 200)]
+    parts += [stream.push(torch.from_numpy(y[i : i + 200])) for i in range(6000, 8000, 200)]
+    parts.append(stream.flush())
+    got = torch.cat(parts, -1).numpy()
+    assert rel(got, librosa.feature.melspectrogram(y=y, **REF)) <= 2e-5
+
+
+# ----------------------------------------------------------------------------- steps kept and cached
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_steps_survive_reset_and_are_cached_by_phase(rng, executor, monkeypatch):
+    """reset() keeps the steady-state step (only the samples are forgotten); chunks of other sizes
+    leave it and the stream re-enters a cached step for each phase: alternating sizes build a
+    bounded number of steps, and every utterance equals its offline frames."""
+    monkeypatch.setattr(supermel.streaming, "CPU_EXECUTOR", executor)
+    kw = dict(sr=8000, n_fft=64, hop_length=16, n_mels=8)
+    stream = supermel.StreamingMelSpectrogram(**kw, num_streams=2, chunk_size=32)
+    built = []
+    original = stream._take_step
+
+    def spy(state, offset):
+        step = original(state, offset)
+        built.append(step)
+        return step
+
+    stream._take_step = spy
+    sizes = ([32] * 5 + [13] + [32] * 5 + [19]) * 3 + [32] * 5  # phases 0, 13 and (13 + 19) % 16 = 0
+    for utt in range(3):
+        y = rng.standard_normal((2, sum(sizes)))
+        stream.reset()
+        got = stream_all(stream, y, np.cumsum(sizes)[:-1])
+        np.testing.assert_allclose(got, supermel.melspectrogram(y=y, **kw), rtol=1e-9, atol=1e-12)
+    assert len(built) >= 3 * 7  # every utterance entered the step after each odd chunk
+    assert len({id(s) for s in built}) == 2, "one step per phase, reused across resets and re-entries"
+    assert sum(len(v) for v in stream._steps.values()) == 2
+
+
+def test_steps_rebuilt_when_the_module_changes(rng):
+    """A state dict loaded into the module after the step was built: reset() builds a new step from it."""
+    kw = dict(sr=8000, n_fft=64, hop_length=16, n_mels=8)
+    mod = supermel.MelSpectrogram(**kw, dtype=torch.float64)
+    stream = supermel.StreamingMelSpectrogram(module=mod, chunk_size=32)
+    y = rng.standard_normal(640)
+    stream_all(stream, y, range(32, 640, 32))
+    first = next(iter(stream._steps.values()))[0]
+    other = supermel.MelSpectrogram(**kw, window="hamming", dtype=torch.float64)
+    mod.load_state_dict(other.state_dict())
+    stream.reset()
+    got = stream_all(stream, y, range(32, 640, 32))
+    assert next(iter(stream._steps.values()))[0] is not first
+    np.testing.assert_allclose(got, other(y), rtol=1e-9, atol=1e-12)
+
+
 # ----------------------------------------------------------------------------- static step / CUDA graph
 def test_static_step_shapes_and_values(rng):
     mod = supermel.MelSpectrogram(sr=8000, n_fft=64, hop_length=16, n_mels=8, center=False, dtype=torch.float64)

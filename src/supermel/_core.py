@@ -12,8 +12,8 @@ public functions transpose to librosa's ``(..., F, T)`` at the end (a view).
 
 from __future__ import annotations
 
-import functools
 import math
+import threading
 import warnings
 from typing import Any, List, Optional, Sequence, Tuple, Union
 
@@ -44,6 +44,7 @@ __all__ = [
     "warn_overflow",
     "resolve_device",
     "check_call_memory",
+    "full_fp32_matmuls",
 ]
 
 #: Padding modes librosa's ``stft(center=True)`` accepts (numpy names).
@@ -116,6 +117,87 @@ def resolve_device(device: Any, *, default: str = "cpu") -> torch.device:
     except (RuntimeError, AssertionError) as exc:
         raise ParameterError(f"device={str(device)!r} is not available to this torch ({exc}); use device='cpu'") from exc
     return dev
+
+
+# --------------------------------------------------------------------------- matmul precision
+_GET_FP32 = getattr(torch._C, "_get_fp32_precision_getter", None)  # torch >= 2.9: per-backend flags
+_SET_FP32 = getattr(torch._C, "_set_fp32_precision_setter", None)
+_MATMUL_FLAGS = (("cuda", "matmul"), ("mkldnn", "matmul"))
+_FULL = ("none", "ieee")  # full float32 precision ("none": torch's default)
+
+
+class _FullFp32Matmuls:
+    """``with full_fp32_matmuls:`` float32 matrix products in full float32 precision.
+
+    A host program's ``torch.set_float32_matmul_precision("high")`` (or
+    ``torch.backends.cuda.matmul.allow_tf32 = True``, or the per-backend
+    ``fp32_precision`` flags) lets cuBLAS (and oneDNN on CPUs that have it)
+    compute float32 products in TF32/bfloat16: the DFT and filterbank products
+    then lose about three decimal digits (relative error ~2e-4 instead of
+    ~1e-7). Inside this context the precision is ``"highest"``; on leaving it
+    the caller's settings are put back (the legacy setting and the CUDA and
+    oneDNN matmul flags of torch >= 2.9; a flag that inherited its value from
+    ``torch.backends.fp32_precision`` comes back set to that value).
+
+    The flags are process-wide, so the context is too: re-entrant and
+    thread-safe (a count under a lock; the first entry saves and sets, the last
+    exit restores). While any thread is inside, every float32 matmul of the
+    process runs in full precision (slower, never less exact). When the
+    settings already are full precision (torch's default) entering and leaving
+    only read them. Not entered while ``torch.compile`` traces (a compiled
+    graph follows the settings in force when it runs) and not used by the
+    numpy executor (numpy has no reduced-precision products).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._saved: Optional[Tuple[Optional[str], Optional[Tuple[str, ...]]]] = None
+
+    def __enter__(self) -> "_FullFp32Matmuls":
+        with self._lock:
+            if self._depth == 0:
+                self._saved = _force_full_fp32()
+            self._depth += 1
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        with self._lock:
+            self._depth -= 1
+            if self._depth == 0 and self._saved is not None:
+                saved, self._saved = self._saved, None
+                _restore_fp32(saved)
+
+
+def _force_full_fp32() -> Optional[Tuple[Optional[str], Optional[Tuple[str, ...]]]]:
+    """Set full-precision float32 matmuls; return what to restore (``None``: nothing was changed)."""
+    try:
+        legacy: Optional[str] = torch.get_float32_matmul_precision()
+    except RuntimeError:  # legacy and per-backend APIs mixed: torch refuses to summarise them
+        legacy = None
+    if _GET_FP32 is None:
+        flags = None
+        if legacy == "highest":
+            return None
+    else:
+        flags = (_GET_FP32("cuda", "matmul"), _GET_FP32("mkldnn", "matmul"))  # as _MATMUL_FLAGS
+        if legacy == "highest" and flags[0] in _FULL and flags[1] in _FULL:
+            return None
+    torch.set_float32_matmul_precision("highest")
+    return legacy, flags
+
+
+def _restore_fp32(saved: Tuple[Optional[str], Optional[Tuple[str, ...]]]) -> None:
+    legacy, flags = saved
+    if legacy is not None:
+        torch.set_float32_matmul_precision(legacy)
+    if flags is not None and _SET_FP32 is not None:
+        for (b, op), f in zip(_MATMUL_FLAGS, flags):
+            _SET_FP32(b, op, f)
+
+
+#: The context manager (one per process; see :class:`_FullFp32Matmuls`).
+full_fp32_matmuls = _FullFp32Matmuls()
 
 
 # --------------------------------------------------------------------------- frame counting
@@ -384,9 +466,10 @@ class _NumpyKernels:
         # 2 cores: p99 21 ms with both pools at their defaults, 2.2 ms this way). With one
         # torch thread, OpenBLAS is the faster of the two here (64 streams: ~290 against ~400 us).
         ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-        if out is None:
-            return torch.matmul(ta, tb).numpy()
-        torch.matmul(ta, tb, out=torch.from_numpy(out))
+        with full_fp32_matmuls:  # oneDNN may run float32 products in TF32/bf16 under a global setting
+            if out is None:
+                return torch.matmul(ta, tb).numpy()
+            torch.matmul(ta, tb, out=torch.from_numpy(out))
         return out
 
     @staticmethod
@@ -552,7 +635,17 @@ def _power_block(
     return k.pow(p, power / 2.0, p if inplace else None)
 
 
-def power_frames(
+def power_frames(z: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+    """``|STFT|**power`` of an already padded signal (:func:`_power_frames`), the
+    DFT product in full float32 precision whatever the global TF32 settings
+    (:data:`full_fp32_matmuls`)."""
+    if torch.compiler.is_compiling():
+        return _power_frames(z, **kwargs)
+    with full_fp32_matmuls:
+        return _power_frames(z, **kwargs)
+
+
+def _power_frames(
     z: torch.Tensor,
     *,
     n_fft: int,
@@ -605,7 +698,17 @@ def _cpu_blocks(n_batch: int, n_frames: int, block: int) -> List[Tuple[slice, sl
     return [(slice(b, b + step), slice(None)) for b in range(0, n_batch, step)]
 
 
-def mel_frames(
+def mel_frames(z: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+    """Mel spectrogram of an already padded signal (:func:`_mel_frames`), the
+    matrix products in full float32 precision whatever the global TF32 settings
+    (:data:`full_fp32_matmuls`)."""
+    if torch.compiler.is_compiling():
+        return _mel_frames(z, **kwargs)
+    with full_fp32_matmuls:
+        return _mel_frames(z, **kwargs)
+
+
+def _mel_frames(
     z: torch.Tensor,
     *,
     n_fft: int,
@@ -636,7 +739,7 @@ def mel_frames(
     n_batch, n_frames = frames.shape[0], frames.shape[-2]
     block = block_frames(n_fft)
     if not (eager and z.device.type == "cpu") or n_batch * n_frames <= block:
-        return mel_dense(
+        return _mel_dense(
             frames, window=window, fb_t=fb.t() if fb_t is None else fb_t, power=power, dft=dft, window_span=window_span, mag_eps=mag_eps, inplace=eager
         )
     kw = dict(window=window, power=power, dft=dft, window_span=window_span, mag_eps=mag_eps, inplace=eager)
@@ -656,7 +759,19 @@ def mel_frames(
     return out
 
 
-def mel_dense(
+def mel_dense(frames: Any, **kwargs: Any) -> Any:
+    """Frames -> mel with one dense product (:func:`_mel_dense`); with torch
+    kernels, the products in full float32 precision whatever the global TF32
+    settings (:data:`full_fp32_matmuls`). Hot loops call :func:`_mel_dense`
+    inside their own guard (the numpy executor needs none)."""
+    ws = kwargs.get("ws")
+    if (ws is not None and ws.k is _NumpyKernels) or torch.compiler.is_compiling():
+        return _mel_dense(frames, **kwargs)
+    with full_fp32_matmuls:
+        return _mel_dense(frames, **kwargs)
+
+
+def _mel_dense(
     frames: torch.Tensor,
     *,
     window: torch.Tensor,
@@ -721,8 +836,12 @@ def split_filterbank(fb: np.ndarray, max_blocks: int = 4, n_blocks: Optional[int
 
 
 def mel_project(p: torch.Tensor, fb: torch.Tensor) -> torch.Tensor:
-    """Apply a dense filterbank: ``(B, T, F)`` power, ``(n_mels, F)`` basis -> ``(B, n_mels, T)``."""
-    return torch.matmul(fb, p.transpose(-1, -2))
+    """Apply a dense filterbank: ``(B, T, F)`` power, ``(n_mels, F)`` basis -> ``(B, n_mels, T)``
+    (in full float32 precision, see :data:`full_fp32_matmuls`)."""
+    if torch.compiler.is_compiling():
+        return torch.matmul(fb, p.transpose(-1, -2))
+    with full_fp32_matmuls:
+        return torch.matmul(fb, p.transpose(-1, -2))
 
 
 # --------------------------------------------------------------------------- input handling

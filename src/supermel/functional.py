@@ -291,7 +291,8 @@ def mfcc(
     if lifter > 0:
         li = np.sin(np.pi * np.arange(1, 1 + d.shape[0], dtype=np.float64) / lifter)
         d = d * (1 + (lifter / 2) * li)[:, None]
-    out = torch.matmul(torch.as_tensor(d, dtype=s_full.dtype, device=s_full.device), s_full)
+    with _core.full_fp32_matmuls:  # full float32 whatever the host's TF32 setting
+        out = torch.matmul(torch.as_tensor(d, dtype=s_full.dtype, device=s_full.device), s_full)
     return out.cpu().numpy() if was_numpy else out
 
 

@@ -8,6 +8,14 @@ tensors; numpy in gives numpy out.
 Devices: CPU, CUDA · ``torch.compile(fullgraph=True)``, CUDA graphs (no complex
 tensors, no host synchronisation when ``check_finite=False`` or while compiling
 or capturing).
+
+Precision: the float32 matrix products (the DFT of ``backend="matmul"``, the
+filterbank, the MFCC's DCT) run in full float32 precision whatever torch's
+global TF32 settings (``torch.set_float32_matmul_precision("high")``,
+``torch.backends.cuda.matmul.allow_tf32``): the settings are switched to
+``"highest"`` while the module computes and restored after
+(:data:`supermel._core.full_fp32_matmuls`). A graph compiled with
+``torch.compile`` follows the settings in force when it runs.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import torch
 from torch import nn
 
 from . import _core
+from ._db import _power_to_db_tensor
 from ._limits import check_memory
 from ._errors import ParameterError
 from .filters import WindowSpec, dct_matrix, get_window, mel_filters, pad_center
@@ -50,6 +59,17 @@ def _float_dtype(dtype: Optional[torch.dtype]) -> torch.dtype:
     if dtype not in (torch.float32, torch.float64):
         raise ParameterError(f"dtype={dtype} must be torch.float32 or torch.float64")
     return dtype
+
+
+def _dft_basis(win: np.ndarray, span: Tuple[int, int], n_fft: int, *, what: str, fix: str) -> np.ndarray:
+    """The windowed real DFT basis ``[cos | -sin] * window`` on the window's support ``span``:
+    ``(hi - lo, 2 (n_fft // 2 + 1))`` float64 (the matrix-product route's constant)."""
+    lo, hi = span
+    check_memory(4.0 * 8 * (hi - lo) * (n_fft + 2), what=what, fix=fix)
+    n = np.arange(lo, hi)[:, None]
+    k = np.arange(n_fft // 2 + 1)[None, :]
+    ang = 2.0 * np.pi * ((n * k) % n_fft) / n_fft
+    return np.concatenate([np.cos(ang), -np.sin(ang)], axis=1) * win[lo:hi, None]
 
 
 class Spectrogram(nn.Module):
@@ -130,18 +150,37 @@ class Spectrogram(nn.Module):
         nz = np.flatnonzero(win)
         self.window_span: Tuple[int, int] = (int(nz[0]), int(nz[-1]) + 1) if nz.size else (0, self.n_fft)
         if self.backend == "matmul":
-            lo, hi = self.window_span
-            check_memory(
-                4.0 * 8 * (hi - lo) * (self.n_fft + 2), what=f"backend='matmul' with n_fft={self.n_fft}",
-                fix="use backend='fft' (the default) or a smaller n_fft",
+            basis = _dft_basis(
+                win, self.window_span, self.n_fft, what=f"backend='matmul' with n_fft={self.n_fft}", fix="use backend='fft' (the default) or a smaller n_fft"
             )
-            n = np.arange(lo, hi)[:, None]
-            k = np.arange(self.n_fft // 2 + 1)[None, :]
-            ang = 2.0 * np.pi * ((n * k) % self.n_fft) / self.n_fft
-            basis = np.concatenate([np.cos(ang), -np.sin(ang)], axis=1) * win[lo:hi, None]
             self.register_buffer("dft", torch.as_tensor(basis, dtype=dtype, device=device))
         else:
             self.dft = None
+
+    def matmul_dft(self) -> Tuple[torch.Tensor, Tuple[int, int]]:
+        """``(dft, window_span)`` of the matrix-product route, in the window's dtype and device.
+
+        ``self.dft`` with ``backend="matmul"``; otherwise the same basis built now,
+        exactly as a ``backend="matmul"`` module builds it, from the window (the
+        buffer's values when they no longer follow the window spec, e.g. loaded
+        from a state dict). The CUDA-graph streaming step uses it: a captured
+        ``rfft`` depends on a cuFFT plan that torch's plan cache may evict (see
+        :class:`supermel.StreamingMelSpectrogram`).
+        """
+        if self.dft is not None:
+            return self.dft, self.window_span
+        win = pad_center(get_window(self._window_spec, self.win_length, fftbins=True), size=self.n_fft)
+        span = self.window_span
+        if self.window.device.type != "meta":  # meta tensors have no values: the spec's window
+            buf = self.window.detach().cpu()
+            if not torch.equal(torch.as_tensor(win, dtype=buf.dtype), buf):
+                win = buf.double().numpy()
+                nz = np.flatnonzero(win)
+                span = (int(nz[0]), int(nz[-1]) + 1) if nz.size else (0, self.n_fft)
+        basis = _dft_basis(
+            win, span, self.n_fft, what=f"the matrix-product DFT with n_fft={self.n_fft}", fix="use a smaller n_fft (or cuda_graph=False: cuFFT)"
+        )
+        return torch.as_tensor(basis, dtype=self.window.dtype, device=self.window.device), span
 
     @property
     def n_freqs(self) -> int:
@@ -454,12 +493,13 @@ class MFCC(nn.Module):
 
     def mfcc_tf(self, y: torch.Tensor) -> torch.Tensor:
         """``(B, L)`` tensor -> ``(B, n_mfcc, T)``."""
-        from .functional import _power_to_db_tensor
-
         s = self.melspectrogram.mel_tf(y)
         db = _power_to_db_tensor(s, ref=1.0, amin=1e-10, top_db=self.top_db)
         d = self.dct if self.dct.dtype == db.dtype else self.dct.to(db.dtype)
-        return torch.matmul(d, db)
+        if torch.compiler.is_compiling():
+            return torch.matmul(d, db)
+        with _core.full_fp32_matmuls:  # the DCT in full float32 precision whatever the global TF32 setting
+            return torch.matmul(d, db)
 
     def forward(self, y: Array) -> Array:
         """``(..., n_samples)`` -> ``(..., n_mfcc, n_frames)``."""

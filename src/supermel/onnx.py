@@ -66,6 +66,8 @@ __all__ = [
     "initial_state",
     "right_padding",
     "run_streaming_onnx",
+    "inference_session",
+    "session_providers",
     "graph_problems",
     "FORBIDDEN_OPS",
 ]
@@ -352,11 +354,40 @@ def _verify(path: str, feeds: dict, want: Sequence[torch.Tensor], *, tol: float 
             raise SupermelError(f"exported graph check: output {name!r} differs from torch (relative error {err:.3g} > {tol:g})")
 
 
-def _session(path: str, ort: Any) -> Any:
+def _session(path: str, ort: Any, providers: Optional[Sequence[Any]] = None) -> Any:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     opts.inter_op_num_threads = 1
-    return ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(path, sess_options=opts, providers=session_providers(providers))
+
+
+def session_providers(providers: Optional[Sequence[Any]] = None) -> List[Any]:
+    """onnxruntime execution providers for the graphs written here, TF32 off.
+
+    ``providers`` as ``onnxruntime.InferenceSession`` takes them (names, or
+    ``(name, options)`` pairs); ``None``: the CPU provider. onnxruntime's CUDA
+    provider computes float32 products in TF32 on Ampere and newer GPUs by
+    default (``use_tf32`` is on), which costs the graphs their exactness
+    (relative error ~1e-4 instead of ~3e-7): ``"CUDAExecutionProvider"`` gets
+    ``{"use_tf32": 0}`` unless its options say otherwise.
+    """
+    if providers is None:
+        return ["CPUExecutionProvider"]
+    out: List[Any] = []
+    for p in providers:
+        name, options = (p, {}) if isinstance(p, str) else (p[0], dict(p[1]))
+        if name == "CUDAExecutionProvider":
+            options.setdefault("use_tf32", 0)
+        out.append((name, options) if options else name)
+    return out
+
+
+def inference_session(path: PathLike, *, providers: Optional[Sequence[Any]] = None) -> Any:
+    """An ``onnxruntime.InferenceSession`` of a graph written here (one intra-op thread),
+    with :func:`session_providers` (TF32 off for the CUDA provider; default the CPU provider),
+    e.g. ``inference_session("mel.onnx", providers=["CUDAExecutionProvider", "CPUExecutionProvider"])``."""
+    (ort,) = _require("onnxruntime")
+    return _session(os.fspath(path), ort, providers)
 
 
 def _positive_int(value: Any, name: str) -> int:
@@ -761,11 +792,15 @@ def run_streaming_onnx(
     y: Any,
     *,
     chunk_size: int,
+    providers: Optional[Sequence[Any]] = None,
 ) -> np.ndarray:
     """Stream ``y`` through an exported step and return the offline frames.
 
-    ``model`` is the path written by :func:`export_streaming_step_onnx` or an
-    ``onnxruntime.InferenceSession`` of it; ``y`` is ``(n,)`` or
+    ``model`` is the path written by :func:`export_streaming_step_onnx` (opened
+    with ``providers``, see :func:`session_providers`: TF32 off for the CUDA
+    provider) or an ``onnxruntime.InferenceSession`` of it (used as it is:
+    create it with :func:`inference_session`, or pass ``{"use_tf32": 0}`` to
+    the CUDA provider yourself); ``y`` is ``(n,)`` or
     ``(num_streams, n)``. Follows the recipe of :func:`export_streaming_step_onnx`
     (initial state, fixed chunks, right padding and zeros, warm-up frames
     dropped) and returns ``(n_mels, T)`` or ``(num_streams, n_mels, T)`` float32,
@@ -781,7 +816,7 @@ def run_streaming_onnx(
         raise ParameterError(f"y has {n} samples; pad_mode={layout.pad_mode!r} needs at least {layout.head_samples}")
     if isinstance(model, (str, os.PathLike)):
         (ort,) = _require("onnxruntime")
-        sess = _session(os.fspath(model), ort)
+        sess = _session(os.fspath(model), ort, providers)
     else:
         sess = model
     state = initial_state(module, num_streams=n_streams, head=rows[:, : layout.head_samples] if layout.head_samples else None)

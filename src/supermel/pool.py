@@ -590,18 +590,9 @@ class StreamPool:
         return out.detach().cpu().numpy() if was_numpy else out
 
 
-class _nullctx:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
-
-
 def _precision() -> Any:
-    """Full float32 matrix products whatever torch's TF32 setting (the core's context, where present)."""
-    ctx = getattr(_core, "full_fp32_matmuls", None)
-    return ctx if ctx is not None else _nullctx()
+    """Full float32 matrix products whatever torch's TF32 setting."""
+    return _core.full_fp32_matmuls
 
 
 def supermel_frontend_copy(fe: Frontend, dtype: torch.dtype) -> Frontend:

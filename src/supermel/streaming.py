@@ -20,10 +20,21 @@ runs (uncaptured) on the CPU, where it is tested for exactness. Without a
 declared chunk size, CPU streams past the left padding run through a numpy
 ring buffer for chunks of any size. On the CPU both steps run the core's
 kernels (:func:`supermel._core.mel_dense`) through numpy.
+
+The CUDA-graph step is captured once per shape, at construction (or
+:meth:`StreamingMelSpectrogram.warmup`), under a process-wide lock, on a
+private stream of the stream object's device and under that device's guard;
+it is kept across :meth:`~StreamingMelSpectrogram.reset` and cached by shape.
+Its DFT is the matrix product (no cuFFT plan to be evicted from torch's plan
+cache behind the graph's back). The step's products, like the core's offline
+ones, run in full float32 precision whatever torch's TF32 settings
+(:data:`supermel._core.full_fp32_matmuls`; for the graph: at capture).
 """
 
 from __future__ import annotations
 
+import copy
+import threading
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
@@ -38,6 +49,10 @@ from .modules import MelSpectrogram
 __all__ = ["StreamingMelSpectrogram", "static_step", "check_chunk"]
 
 Array = Union[np.ndarray, torch.Tensor]
+
+#: Held while a CUDA-graph step captures (one capture at a time in the process:
+#: torch's capture machinery and the allocator's capture state are process-wide).
+_CAPTURE_LOCK = threading.Lock()
 
 
 def static_step(mel: Callable[[torch.Tensor], torch.Tensor], state: torch.Tensor, chunk: torch.Tensor, offset: int = 0) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -71,6 +86,11 @@ def check_chunk(chunk: Array, *, num_streams: Optional[int], check_finite: bool)
 
     Shared by every streaming object. Returns ``(chunk, was_numpy)`` with
     array-likes turned into numpy arrays. Raises :class:`ParameterError`.
+
+    ``check_finite`` looks for NaN/Inf where the data is on the host: numpy
+    arrays and CPU tensors (pinned or not), before anything is copied. A chunk
+    already on a GPU (or any other device) is not checked: the check would
+    stall every push on a host synchronisation.
     """
     was_numpy = not isinstance(chunk, torch.Tensor)
     if was_numpy:
@@ -82,7 +102,7 @@ def check_chunk(chunk: Array, *, num_streams: Optional[int], check_finite: bool)
     if chunk.ndim != (1 if num_streams is None else 2) or (num_streams is not None and chunk.shape[0] != num_streams):
         expected = "(n,)" if num_streams is None else f"({num_streams}, n)"
         raise ParameterError(f"chunk has shape {tuple(chunk.shape)}; this stream object takes chunks of shape {expected}")
-    if check_finite and chunk.shape[-1]:
+    if check_finite and chunk.shape[-1] and (was_numpy or chunk.is_cpu):
         # one reduction in the common case; the exact test only when the sum is not finite
         if was_numpy:
             bad = not _core.all_finite_np(chunk)
@@ -91,6 +111,22 @@ def check_chunk(chunk: Array, *, num_streams: Optional[int], check_finite: bool)
         if bad:
             raise ParameterError("chunk is not finite everywhere (NaN or Inf samples); the stream was left unchanged")
     return chunk, was_numpy
+
+
+def _tensors(module: torch.nn.Module) -> List[torch.Tensor]:
+    return list(module.parameters()) + list(module.buffers())
+
+
+def _module_device(module: torch.nn.Module) -> torch.device:
+    """Where a module's tensors are (CPU for a module without any)."""
+    return next((t.device for t in _tensors(module)), torch.device("cpu"))
+
+
+def _canonical_device(device: torch.device) -> torch.device:
+    """``cuda`` as ``cuda:<current device>`` (so that later guards name one device)."""
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
 
 
 @dataclass
@@ -140,8 +176,12 @@ class StreamingMelSpectrogram:
         ``None``: one stream, chunks of shape ``(n,)``. An integer ``S``: chunks of
         shape ``(S, n)``, all streams advancing together.
     device, dtype
-        Where and in which precision to compute (default CPU; float32, or float64
-        when the first chunk is float64).
+        Where and in which precision to compute (default: the ``module``'s device
+        if one is given, else CPU; float32, or float64 when the first chunk is
+        float64). ``"cuda"`` means the device current at construction
+        (``stream.device`` names it, e.g. ``cuda:0``); every later capture,
+        replay and copy runs under that device's guard, whichever device is
+        current then.
     chunk_size : int or None
         Declare a fixed chunk size (a multiple of ``hop_length``) to use the
         static-shape steady-state step on preallocated buffers (what
@@ -151,17 +191,45 @@ class StreamingMelSpectrogram:
         FFT, as librosa): frames equal the offline call's to float32 rounding.
     cuda_graph : bool
         With ``device="cuda"`` and ``chunk_size``: capture the steady-state step in
-        a CUDA graph and replay it per push. The returned tensor is then a
-        preallocated device buffer, valid until the next push (``.clone()`` it to
-        keep it).
+        CUDA graphs and replay them per push. The graphs are captured at
+        construction (for ``dtype``, float32 if not given; see :meth:`warmup`),
+        once per shape: they survive :meth:`reset`, and a stream that leaves the
+        step (a chunk of another size) re-enters the same graphs later. The
+        captured step computes the DFT as a matrix product with the windowed DFT
+        basis (as ``backend="matmul"``) whatever the module's backend: a captured
+        ``rfft`` would keep using a cuFFT plan that torch's plan cache can evict
+        and free while the graph still replays it. The returned tensor is a
+        preallocated device buffer, the same one every steady push, valid until
+        the next push (``.clone()`` it to keep it).
+    async_copy : bool
+        How :meth:`push` treats a chunk in pinned host memory on a CUDA stream.
+        Default ``False``: the chunk is copied straight into the step's device
+        buffer and ``push`` returns only once that copy has completed, so the
+        caller may refill the chunk's memory at once (pageable memory, numpy
+        arrays included, is staged by CUDA before ``push`` returns anyway).
+        ``True``: ``push`` returns as soon as the copy is queued; the chunk's
+        memory must not be written until :attr:`copy_done` has completed
+        (``stream.copy_done.synchronize()``, or ``.query()``), which lets the
+        host prepare the next chunk while the device works.
     check_finite : bool
-        Refuse chunks with NaN/Inf (the stream is left unchanged).
+        Refuse chunks with NaN/Inf (the stream is left unchanged). Checked on
+        the host, where the data is: numpy arrays and CPU tensors (pinned ones
+        included) before they are copied. Chunks already on the GPU are not
+        checked (a check would cost a host synchronisation every push, and the
+        steady state is synchronisation-free): NaN/Inf there reach the frames
+        whose windows contain them.
     module : MelSpectrogram, optional
         Use this (already configured) core module instead of building one from the
-        keywords above; front-end presets pass theirs.
+        keywords above; front-end presets pass theirs. The caller's module is
+        never modified: it is used as it is when it is on ``device`` (or
+        ``device`` is ``None``) and has nothing that requires grad; otherwise
+        the stream works on a deep copy (moved to ``device``).
 
     Attributes
     ----------
+    copy_done : torch.cuda.Event or None
+        Recorded on the current CUDA stream right after the last host-to-device
+        copy of a pushed chunk (``None`` on the CPU and before such a copy).
     latency_samples : int
         Look-ahead a frame needs beyond its centre: frame ``t`` (centred on sample
         ``t * hop_length`` with ``center=True``) is returned by the push that
@@ -178,6 +246,16 @@ class StreamingMelSpectrogram:
     >>> parts = [stream.push(y[i:i + 533]) for i in range(0, len(y), 533)] + [stream.flush()]
     >>> np.allclose(np.concatenate(parts, axis=-1), supermel.melspectrogram(y=y, **kw), rtol=1e-5, atol=1e-7)
     True
+
+    Notes
+    -----
+    Precision: the products run in full float32 precision even when the host
+    program set ``torch.set_float32_matmul_precision("high")`` or
+    ``torch.backends.cuda.matmul.allow_tf32 = True`` (switched to
+    ``"highest"`` while the stream computes and captures, then restored; a
+    captured graph keeps the precision it was captured with).
+    ``torch.inference_mode()``: the step's buffers are always built outside it,
+    so a stream used inside and outside inference mode works in both.
     """
 
     def __init__(
@@ -201,6 +279,7 @@ class StreamingMelSpectrogram:
         dtype: Optional[torch.dtype] = None,
         chunk_size: Optional[int] = None,
         cuda_graph: bool = False,
+        async_copy: bool = False,
         check_finite: bool = True,
         module: Optional[MelSpectrogram] = None,
     ) -> None:
@@ -208,7 +287,16 @@ class StreamingMelSpectrogram:
             raise ParameterError(f"num_streams={num_streams!r} must be a positive integer or None")
         if dtype is not None and dtype not in (torch.float32, torch.float64):
             raise ParameterError(f"dtype={dtype} must be torch.float32, torch.float64 or None")
-        self.device = _core.resolve_device(device)
+        if module is not None:
+            module_device = _module_device(module)
+            self.device = _canonical_device(module_device if device is None else _core.resolve_device(device))
+            if self.device != _canonical_device(module_device) or any(t.requires_grad for t in _tensors(module)):
+                # never modify the caller's module: a copy on our device, without grad
+                module = copy.deepcopy(module).to(self.device)
+                for t in _tensors(module):
+                    t.requires_grad_(False)
+        else:
+            self.device = _canonical_device(_core.resolve_device(device))
         if module is None:
             module = MelSpectrogram(
                 sr=sr,
@@ -230,7 +318,7 @@ class StreamingMelSpectrogram:
                 dtype=dtype or torch.float64,
                 device=self.device,
             )
-        self.module = module.requires_grad_(False)
+        self.module = module
         spec = module.spectrogram
         self.n_fft, self.hop_length, self.pad, self.pad_mode = spec.n_fft, spec.hop_length, spec.pad, spec.pad_mode
         self.center = spec.center
@@ -253,12 +341,20 @@ class StreamingMelSpectrogram:
             if not torch.cuda.is_available():
                 raise ParameterError("cuda_graph=True but CUDA is not available")
         self.cuda_graph = bool(cuda_graph)
+        self._on_cpu = self.device.type == "cpu"
+        self.async_copy = bool(async_copy)
+        self.copy_done: Any = None
         self.latency_samples = self.n_fft - self.n_fft // 2
         self._tail_keep = self.pad + 1 if self.pad else 0
         self._groups: List[_Group] = []
         self._flushed = False
         self._mel: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
+        # steady-state steps by (rows, kept samples, offset, dtype), kept across reset()
+        self._steps: Dict[Tuple[int, int, int, torch.dtype], List[Any]] = {}
+        self._steps_token = self._module_token()
         self.reset()
+        if self.cuda_graph:
+            self.warmup()
 
     # ------------------------------------------------------------------ state
     @property
@@ -268,17 +364,117 @@ class StreamingMelSpectrogram:
     def _empty(self, g: int) -> torch.Tensor:
         return torch.zeros((g, 0), dtype=self._dtype or torch.float32, device=self.device)
 
+    # ------------------------------------------------------------------ steady-state steps
+    def warmup(self) -> None:
+        """Build the steady-state step for ``chunk_size`` chunks now; with ``cuda_graph=True``,
+        capture its CUDA graphs now (done at construction).
+
+        The step is built for the precision of the stream (``dtype``; float32
+        while no chunk has decided it) and for the phase a stream reaches when
+        every chunk has ``chunk_size`` samples. Capturing synchronises the
+        device once (torch empties its allocator cache for the capture); doing
+        it here keeps that out of the pushes. Steps are kept across
+        :meth:`reset`; other phases (after chunks of other sizes) or a float64
+        first chunk build (and capture) their own step once, when they reach
+        the steady state.
+        """
+        if self.chunk_size is None:
+            raise ParameterError("warmup() needs a declared chunk_size (a multiple of hop_length)")
+        dtype = self._dtype or torch.float32
+        keep, offset = self._steady(0)
+        if self._steps.get((self._n_streams, keep, offset, dtype)):
+            return
+        with torch.inference_mode(False), torch.no_grad():
+            state = torch.zeros((self._n_streams, keep), dtype=dtype, device=self.device)
+        self._take_step(state, offset).in_use = False
+
+    def _module_token(self) -> Tuple[Any, ...]:
+        """What the cached steps depend on: the identity, place and version of the module's tensors."""
+
+        def version(t: torch.Tensor) -> Optional[int]:
+            try:
+                return t._version
+            except RuntimeError:  # an inference tensor: no version counter (and no in-place change outside inference mode)
+                return None
+
+        return tuple((id(t), t.data_ptr(), t.dtype, t.device, version(t)) for t in _tensors(self.module))
+
+    def _take_step(self, state: torch.Tensor, offset: int) -> Any:
+        """The steady-state step for ``state`` (``(S, K)`` kept samples): a cached one not in use,
+        loaded with ``state``, or a new one (cached)."""
+        key = (state.shape[0], state.shape[1], offset, state.dtype)
+        steps = self._steps.setdefault(key, [])
+        for step in steps:
+            if not step.in_use:
+                step.enter(state)
+                step.in_use = True
+                return step
+        mel = self._mel if self._mel is not None and self._mel.keywords["window"].dtype == state.dtype else None
+        with torch.inference_mode(False), torch.no_grad():  # buffers usable inside and outside inference mode
+            kw = dict((mel or self.module.mel_function(state.dtype)).keywords)
+            if self.cuda_graph:  # the matrix-product DFT: no cuFFT plan behind the graph's back
+                dft, span = self.module.spectrogram.matmul_dft()
+                kw.update(dft=dft.to(state.dtype), window_span=span)
+            cls = _GraphStep if self.cuda_graph else _Step
+            step = cls(kw, state, self.chunk_size, offset, n_mels=self.n_mels)
+        step.in_use = True
+        steps.append(step)
+        return step
+
+    # ------------------------------------------------------------------ host-to-device copies
+    @property
+    def _uses_cuda(self) -> bool:
+        return self.device.type == "cuda" or self.cuda_graph
+
+    def _copy_event(self, t: torch.Tensor) -> Any:
+        """The event to record after copying host tensor ``t`` to the device (``None``: no such copy)."""
+        if self._on_cpu or not t.is_cpu or not self._uses_cuda:
+            return None
+        if self.copy_done is None:
+            self.copy_done = torch.cuda.Event()
+        return self.copy_done
+
+    def _copied(self, t: torch.Tensor, event: Any) -> None:
+        """After the copy of ``t`` (recorded in ``event``): wait for it unless the caller opted out."""
+        if event is not None and not self.async_copy and t.is_pinned():
+            event.synchronize()  # the caller may refill the pinned chunk once push returns
+
+    def _on_device(self, t: torch.Tensor) -> torch.Tensor:
+        """``t`` on the stream's device (host chunks: copied without blocking, then see :meth:`_copied`)."""
+        if (self._on_cpu and t.is_cpu) or t.device == self.device:
+            return t
+        event = self._copy_event(t)
+        d = t.to(self.device, non_blocking=True)
+        if event is not None:
+            event.record(torch.cuda.current_stream(self.device))
+            self._copied(t, event)
+        return d
+
     def reset(self, index: Optional[int] = None) -> None:
         """Forget all input: every stream (``index=None``) or stream ``index`` alone.
 
         A stream reset on its own restarts at sample 0 while the others go on; a
         push then returns a list of per-stream arrays whenever the streams
         complete different numbers of frames (see :meth:`push`).
+
+        The steady-state steps (and their CUDA graphs) are kept: only the
+        samples are forgotten. If the module's constants changed since they
+        were built (``load_state_dict``, ``.to()``), they are rebuilt (with
+        ``cuda_graph=True``, captured again here).
         """
-        self._mel = None  # re-read the module's constants (it may have moved)
+        self._mel = None  # re-read the module's constants (they may have changed)
         if index is None:
+            for g in self._groups:
+                if g.step is not None:
+                    g.step.in_use = False
+                    g.step = None
             self._groups = [_Group(index=list(range(self._n_streams)), buf=self._empty(self._n_streams))]
             self._flushed = False
+            token = self._module_token()
+            if token != self._steps_token:
+                self._steps, self._steps_token = {}, token
+                if self.cuda_graph:
+                    self.warmup()
             return
         if self.num_streams is None:
             if index != 0:
@@ -341,20 +537,25 @@ class StreamingMelSpectrogram:
         """Check a chunk without touching the state; return it as ``(S, n)`` on the stream's device."""
         chunk, was_numpy = check_chunk(chunk, num_streams=self.num_streams, check_finite=self.check_finite)
         if self._dtype is None and chunk.shape[-1] > 0:
+            # (the module is not cast: mel_function casts its constants, as .to() would)
             self._dtype = torch.float64 if chunk.dtype in (np.float64, torch.float64) else torch.float32
             for g in self._groups:
                 g.buf = g.buf.to(self._dtype)
-            self.module.to(self._dtype)
             self._mel = None
         dtype = self._dtype or torch.float32
         if was_numpy:
             if self.num_streams is None:
                 chunk = chunk[None]
             t = torch.from_numpy(chunk if chunk.flags.c_contiguous else np.ascontiguousarray(chunk))
-            if t.dtype != dtype or self.device.type != "cpu":
-                t = t.to(device=self.device, dtype=dtype)
+            if t.dtype != dtype:
+                t = t.to(dtype)
         else:
-            t = chunk.to(device=self.device, dtype=dtype, non_blocking=True)
+            # host chunks stay on the host (copied later straight into the step's buffer);
+            # a chunk on another device comes over now
+            if chunk.is_cpu:
+                t = chunk if chunk.dtype == dtype else chunk.to(dtype)
+            else:
+                t = chunk.to(device=self.device, dtype=dtype, non_blocking=True)
             if self.num_streams is None:
                 t = t.unsqueeze(0)
         return t, was_numpy
@@ -372,7 +573,16 @@ class StreamingMelSpectrogram:
         frames : [shape=(n_mels, k) or (num_streams, n_mels, k)]
             numpy for numpy input. When streams reset separately complete
             different numbers of frames, a list with one ``(n_mels, k_i)`` array
-            per stream.
+            per stream. With ``cuda_graph=True``, a steady-state result is the
+            step's one preallocated device buffer: valid until the next push.
+
+        Notes
+        -----
+        Input memory: once ``push`` returns, the caller may reuse the chunk's
+        memory, except for a chunk in pinned host memory with
+        ``async_copy=True`` (then wait for :attr:`copy_done` first). Chunks on
+        the GPU are read by kernels queued on the current CUDA stream: write
+        them only in stream order after the push (as with any CUDA tensor).
         """
         if self._flushed:
             raise ParameterError("push() after flush(): the stream has ended; call reset() to start a new one")
@@ -388,6 +598,7 @@ class StreamingMelSpectrogram:
             if was_numpy:  # convert first: indexing a numpy array costs less than a torch call
                 out = out.numpy() if out.device.type == "cpu" else out.cpu().numpy()
             return out[0] if self.num_streams is None else out
+        t = self._on_device(t)
         outs = []
         for g in self._groups:
             rows = t if len(self._groups) == 1 else t[g.index]
@@ -421,12 +632,16 @@ class StreamingMelSpectrogram:
         n_new = rows.shape[-1]
         if g.step is not None:
             if g.step.accepts(rows.shape):  # steady state: one step
-                out = g.step.run(rows)
+                event = self._copy_event(rows)  # a host chunk goes straight into the step's buffer
+                out = g.step.run(rows, event)
+                if event is not None:
+                    self._copied(rows, event)
                 g.n += n_new
                 g.t += out.shape[-1]
                 g.start += n_new
                 return out
             self._leave_step(g)  # another size: back to the general path
+        rows = self._on_device(rows)
         g.buf = torch.cat([g.buf, rows], dim=-1) if n_new else g.buf
         g.n += n_new
         ready = _core.frames_ready(g.n, n_fft=self.n_fft, hop_length=self.hop_length, pad=self.pad, pad_mode=self.pad_mode)
@@ -439,10 +654,8 @@ class StreamingMelSpectrogram:
             and g.buf.shape[-1] == self._steady(g.n)[0]
         ):
             # From the next push of chunk_size samples on, the static-shape step
-            # (captured in a CUDA graph with cuda_graph=True).
-            offset = self._steady(g.n)[1]
-            cls = _GraphStep if self.cuda_graph else _Step
-            g.step = cls(self._mel.keywords, g.buf, self.chunk_size, offset, n_mels=self.n_mels)
+            # (captured in CUDA graphs with cuda_graph=True; built once per shape).
+            g.step = self._take_step(g.buf, self._steady(g.n)[1])
         elif self.chunk_size is None and self.device.type == "cpu" and CPU_EXECUTOR == "numpy" and g.t * self.hop_length >= self.pad and g.n:
             # No declared chunk size: past the left padding, chunks of any size run
             # through the numpy ring buffer (the same kernels, no per-push allocation
@@ -603,9 +816,12 @@ class _Step:
     """
 
     static_output = False
+    #: Whether a group of the stream runs on this step now (a cached step serves one group at a time).
+    in_use = False
 
     def __init__(self, mel_kw: Dict[str, Any], state: torch.Tensor, chunk_size: int, offset: int, *, n_mels: int) -> None:
         n_streams, keep = state.shape
+        self.device = state.device
         n_fft, hop = mel_kw["n_fft"], mel_kw["hop_length"]
         self.numpy = state.device.type == "cpu" and CPU_EXECUTOR == "numpy" and not self.static_output
         self.chunk_shape = (n_streams, chunk_size)
@@ -629,7 +845,7 @@ class _Step:
 
     def compute(self, i: int) -> Any:
         """Frames of ``segs[i]`` (state + chunk); then the kept samples to the other tensor."""
-        out = _core.mel_dense(self.frames[i], **self.kw)
+        out = _core._mel_dense(self.frames[i], **self.kw)  # (the torch executor's callers hold the fp32 guard)
         if self.numpy:
             self.heads[1 - i][...] = self.kept[i]
         else:
@@ -652,12 +868,32 @@ class _Step:
     def leave(self, g: _Group) -> None:
         """Hand the kept samples back to the group's general path (``g.start`` is kept up to date)."""
         g.buf = self.state
+        self.in_use = False
 
-    def run(self, rows: torch.Tensor) -> torch.Tensor:
+    def enter(self, state: torch.Tensor) -> None:
+        """Take over ``state`` (``(S, K)`` kept samples) as the current state (a cached step re-entered)."""
+        if self.numpy:
+            self.heads[self.i][...] = state.numpy()
+        else:
+            self.heads[self.i].copy_(state)
+
+    def run(self, rows: torch.Tensor, event: Any = None) -> torch.Tensor:
+        """One step on ``rows`` ``(S, chunk_size)`` (on the device, or on the host: then copied
+        straight into the ring buffer, and ``event`` recorded right after that copy)."""
         if self.numpy:
             return torch.from_numpy(self.run_numpy(rows.numpy()))
+        if self.device.type == "cpu":
+            # the CPU torch executor (a test setting: CPU_EXECUTOR) skips the precision
+            # guard, which costs ~4 us of a ~45 us one-hop push there
+            return self._run(rows, event)
+        with _core.full_fp32_matmuls:
+            return self._run(rows, event)
+
+    def _run(self, rows: torch.Tensor, event: Any) -> torch.Tensor:
         i = self.i
-        self.tails[i].copy_(rows)
+        self.tails[i].copy_(rows, non_blocking=True)
+        if event is not None:
+            event.record(torch.cuda.current_stream(self.device))
         out = self.compute(i)
         self.i = 1 - i
         return out
@@ -718,7 +954,7 @@ class _RingStep:
         lo = self._keep_from()
         g.buf, g.start = torch.from_numpy(self.buf[:, lo : self.fill].copy()), self.base + lo
 
-    def run(self, rows: torch.Tensor) -> torch.Tensor:
+    def run(self, rows: torch.Tensor, event: Any = None) -> torch.Tensor:
         return torch.from_numpy(self.run_numpy(rows.numpy()))
 
     def run_numpy(self, rows: np.ndarray) -> np.ndarray:
@@ -743,7 +979,7 @@ class _RingStep:
                 offset=self.fs * item,
                 strides=(self.buf.strides[0], self.hop * item, item),
             )
-            out = _core.mel_dense(frames, ws=self._workspace(n_streams, k), **self.kw)
+            out = _core._mel_dense(frames, ws=self._workspace(n_streams, k), **self.kw)
         self.fs += k * self.hop
         return out
 
@@ -771,34 +1007,48 @@ class _RingStep:
 class _GraphStep(_Step):
     """The steady-state step captured in CUDA graphs (one per ring-buffer tensor), replayed per push.
 
-    The output is a preallocated device buffer, overwritten by the next push.
+    Built (by :meth:`StreamingMelSpectrogram._take_step`) with the matrix-product
+    DFT, outside inference mode. Warm-up and capture run under
+    :data:`_CAPTURE_LOCK`, the guard of the step's device, full float32
+    matmul precision, on a private stream of that device, with
+    ``capture_error_mode="thread_local"`` (other threads may keep using the
+    GPU meanwhile). Replays run under the device's guard on its current stream;
+    a host chunk is copied into the ring buffer right before the replay,
+    outside the graph. The output is a preallocated device buffer, overwritten
+    by the next push.
     """
 
     static_output = True
 
     def __init__(self, mel_kw: Dict[str, Any], state: torch.Tensor, chunk_size: int, offset: int, *, n_mels: int) -> None:
-        super().__init__(mel_kw, state, chunk_size, offset, n_mels=n_mels)
-        saved = [s.clone() for s in self.segs]
-        # Warm up on a side stream (cuFFT plans, cuBLAS handles), then capture both parities.
-        side = torch.cuda.Stream(device=state.device)
-        side.wait_stream(torch.cuda.current_stream(state.device))
-        with torch.cuda.stream(side):
-            for _ in range(3):
-                self.compute(0)
-                self.compute(1)
-        torch.cuda.current_stream(state.device).wait_stream(side)
-        self.graphs = []
-        for i in range(2):
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                self.out = self.compute(i)  # the workspace's output buffer, the same for both
-            self.graphs.append(graph)
-        for s, v in zip(self.segs, saved):  # undo what warm-up and capture wrote
-            s.copy_(v)
+        dev = state.device
+        with _CAPTURE_LOCK, torch.cuda.device(dev), _core.full_fp32_matmuls:
+            super().__init__(mel_kw, state, chunk_size, offset, n_mels=n_mels)
+            saved = [s.clone() for s in self.segs]
+            # Warm up (cuBLAS handles, workspaces) on a private stream of the step's device,
+            # then capture both parities on it.
+            side = torch.cuda.Stream(device=dev)
+            side.wait_stream(torch.cuda.current_stream(dev))
+            with torch.cuda.stream(side):
+                for _ in range(3):
+                    self.compute(0)
+                    self.compute(1)
+            torch.cuda.current_stream(dev).wait_stream(side)
+            self.graphs = []
+            for i in range(2):
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph, stream=side, capture_error_mode="thread_local"):
+                    self.out = self.compute(i)  # the workspace's output buffer, the same for both
+                self.graphs.append(graph)
+            for s, v in zip(self.segs, saved):  # undo what warm-up and capture wrote
+                s.copy_(v)
 
-    def run(self, rows: torch.Tensor) -> torch.Tensor:
+    def run(self, rows: torch.Tensor, event: Any = None) -> torch.Tensor:
         i = self.i
-        self.tails[i].copy_(rows, non_blocking=True)
-        self.graphs[i].replay()
+        with torch.cuda.device(self.device):
+            self.tails[i].copy_(rows, non_blocking=True)
+            if event is not None:
+                event.record(torch.cuda.current_stream(self.device))
+            self.graphs[i].replay()
         self.i = 1 - i
         return self.out
