@@ -242,6 +242,8 @@ class StreamPool:
         self._dense = _dense_kw(mel_kw, numpy=self.numpy)
         self._ws: Dict[int, Any] = {}
         self._trim_at = fe.stream_trim_at()
+        # the waveform step is the identity for the core and most presets: skip its call per push
+        self._identity_pre = (not fe.stream_pre_on_chunks) or (type(fe).pre is Frontend.pre and fe.pre_context == 0)
         self._drop_last = int(fe.drop_last)
         self._ring = np.zeros((0, 2 * self.capacity), dtype=self.np_dtype)
         self._free: List[int] = []
@@ -330,7 +332,7 @@ class StreamPool:
                 f"stream {sid}: {st.n + m - self._keep_from(st)} samples would wait to be computed, over the backlog "
                 f"limit ({self.capacity - self.layout.L} samples); call step() more often, or raise max_backlog_seconds"
             )
-        y = self._pre(st, x)
+        y = x if self._identity_pre else self._pre(st, x)
         self._write(st.slot, st.n, y)
         st.n += m
 

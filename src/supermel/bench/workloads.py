@@ -7,6 +7,7 @@ from typing import Any, Dict, List
 from .frontends import _hf_workload, _kaldi_workload, _whisper_workload
 from .harness import _HOP, _SR, BASELINE, Workload, _signal
 from .offline import _offline_workload
+from .pool import pool_workload
 from .streaming import _streaming_workload
 
 
@@ -25,6 +26,8 @@ def default_workloads() -> List[Workload]:
         _streaming_workload("streaming 64 streams x one hop", _HOP, streams=64, all_threads=True),  # thread pools meeting: see the p99
         _streaming_workload("streaming one hop (200, device I/O)", _HOP, device_io=True),
         _streaming_workload("streaming 64 streams x one hop (device I/O)", _HOP, streams=64, device_io=True),
+        pool_workload(64),
+        pool_workload(256),
         _whisper_workload(),
         _kaldi_workload(),
         _hf_workload("w2v-bert (seamless-m4t) 10 s", "SeamlessM4TFeatureExtractor", "seamless-m4t", "input_features"),
@@ -46,6 +49,9 @@ _TARGETS = (
     ("streaming 64 streams: supermel time / naive torch time", "streaming 64 streams x one hop", "naive torch", "le", None),
     # "workload" kind: supermel on this workload / supermel on the named one
     ("streaming 64 streams x one hop / one hop (supermel)", "streaming 64 streams x one hop", "streaming one hop (200)", "workload", 16.0),
+    # the live-serving issue: a pool tick of 256 out-of-step streams against lockstep and per-stream objects
+    ("serving 256 streams: StreamPool time / lockstep push time", "serving 256 streams out of step (20 ms ticks)", "supermel lockstep", "le", 1.5),
+    ("serving 256 streams: StreamPool time / one object per stream", "serving 256 streams out of step (20 ms ticks)", "supermel per stream", "le", 0.25),
 )
 
 
