@@ -12,6 +12,10 @@ Subcommands
     List the model front ends, or print one's configuration as JSON.
 ``bench``
     The benchmark harness (:mod:`supermel.bench`).
+``serve``
+    The live WebSocket server and its page (:mod:`supermel.serve`).
+``stream``
+    Stream an audio file to a ``supermel serve`` server; save the frames.
 
 Every output is written atomically (a temporary file in the same directory,
 then :func:`os.replace`), so an interrupted or failed run never leaves a
@@ -28,7 +32,7 @@ Layout
 ------
 One module per subcommand, each with ``add_parser(sub)`` (its options) and
 ``run(args)``: :mod:`.compute`, :mod:`.batch`, :mod:`.plot`,
-:mod:`.presets_cmd` and :mod:`.bench_cmd` (``run(argv)``: its arguments go to
+:mod:`.presets_cmd`, :mod:`.serve_cmd`, :mod:`.stream_cmd` and :mod:`.bench_cmd` (``run(argv)``: its arguments go to
 :mod:`supermel.bench` unparsed). What they share, which imports none of them:
 :mod:`._common` (output files, path checks, argument types, optional imports),
 :mod:`._pipeline` (the mel spectrogram options and the computation they make)
@@ -45,7 +49,7 @@ from typing import Any, Dict, NoReturn, Optional, Sequence
 
 from .._errors import ParameterError
 from .._version import __version__
-from . import batch, bench_cmd, compute, plot, presets_cmd
+from . import batch, bench_cmd, compute, plot, presets_cmd, serve_cmd, stream_cmd
 from ._common import MANIFEST_NAME
 
 __all__ = ["main", "build_parser", "MANIFEST_NAME"]
@@ -81,12 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
     """
     parser = _Parser(
         prog="supermel",
-        description="librosa-exact mel spectrograms on PyTorch: compute, preprocess datasets, plot, list front ends, benchmark.",
+        description="librosa-exact mel spectrograms on PyTorch: compute, preprocess datasets, plot, list front ends, serve live streams, benchmark.",
         epilog="Run `supermel COMMAND --help` for a command's options.",
     )
     parser.add_argument("--version", action="version", version=f"supermel {__version__}", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for command in (compute, batch, plot, presets_cmd, bench_cmd):  # the order of `supermel --help`
+    for command in (compute, batch, plot, presets_cmd, serve_cmd, stream_cmd, bench_cmd):  # the order of `supermel --help`
         command.add_parser(sub)
     parser.commands = dict(sub.choices)
     return parser
@@ -125,7 +129,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if args.command is None:
                 parser.print_help()
                 return 0
-            handler = {"compute": compute.run, "batch": batch.run, "plot": plot.run, "presets": presets_cmd.run}[args.command]
+            handler = {"compute": compute.run, "batch": batch.run, "plot": plot.run, "presets": presets_cmd.run,
+                       "serve": serve_cmd.run, "stream": stream_cmd.run}[args.command]
             return handler(args)
         except ParameterError as exc:
             print(f"supermel: error: {exc}", file=sys.stderr)

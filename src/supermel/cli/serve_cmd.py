@@ -1,0 +1,134 @@
+"""``supermel serve``: the live WebSocket server (:mod:`supermel.serve`) and its page.
+
+Needs the ``serve`` extra (websockets, soxr, threadpoolctl), imported only when the
+command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from typing import Any, Dict
+
+from .._errors import ParameterError
+from ._common import _device, _import_optional, _norm, _number, _positive_int
+
+_CORE_OPTIONS = ("sr", "n_fft", "hop_length", "win_length", "window", "n_mels", "fmin", "fmax", "power", "htk", "norm", "pad_mode", "center")
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r}: a port is 0..65535 (0: any free port)")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = _number(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number of seconds")
+    return value
+
+
+def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """Add ``supermel serve`` and its options to the subcommands ``sub``."""
+    p = sub.add_parser(
+        "serve",
+        help="serve live mel spectrograms over WebSocket, with a live page at /",
+        description=(
+            "A WebSocket server computing the mel features of many live audio streams, all streams' complete "
+            "frames in one batched step (supermel.StreamPool), and a live page at http://HOST:PORT/ "
+            "(microphone -> scrolling mel spectrogram). Clients send JSON start, binary PCM (float32 or int16, "
+            "any rate from 8 to 192 kHz: the server resamples with soxr) and JSON end; they receive binary "
+            "frame messages. Protocol: docs/serving.md. Thread pools: the server pins torch to one thread "
+            "(torch.set_num_threads(1)) and OpenBLAS/OpenMP to one thread (threadpoolctl), so that no worker "
+            "threads spin next to the event loop. SIGINT/SIGTERM: stop accepting, flush every stream (last "
+            "frames and totals to each client), close, exit 0. Needs: pip install 'supermel[serve]'."
+        ),
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; browsers allow the microphone on http:// only for localhost)")
+    p.add_argument("--port", type=_port, default=8000, help="port (default 8000; 0: any free port, printed at start)")
+    p.add_argument("--preset", action="append", metavar="NAME", default=None,
+                   help="serve this front end (see `supermel presets`); repeat to serve several, clients choose one in start "
+                   "(default: the plain mel spectrogram of the options below, named 'mel')")  # fmt: skip
+    g = p.add_argument_group("mel spectrogram options (the plain mel spectrogram, served as 'mel')",
+                             "librosa.feature.melspectrogram's parameters; anything not given takes librosa's default, at 22050 Hz.")  # fmt: skip
+    g.add_argument("--sr", type=_positive_int, metavar="SR", help="the rate features are computed at; clients' audio is resampled to it (default 22050)")
+    g.add_argument("--n-fft", dest="n_fft", type=_positive_int, metavar="N", help="FFT size (default 2048)")
+    g.add_argument("--hop-length", dest="hop_length", type=_positive_int, metavar="H", help="samples between frames (default 512)")
+    g.add_argument("--win-length", dest="win_length", type=_positive_int, metavar="W", help="window length, <= n_fft (default n_fft)")
+    g.add_argument("--window", metavar="NAME", help="window function (default hann)")
+    g.add_argument("--n-mels", dest="n_mels", type=_positive_int, metavar="M", help="number of mel bands (default 128)")
+    g.add_argument("--fmin", type=_number, metavar="F", help="lowest frequency in Hz (default 0)")
+    g.add_argument("--fmax", type=_number, metavar="F", help="highest frequency in Hz (default sr / 2)")
+    g.add_argument("--power", type=_number, metavar="P", help="exponent of the magnitude: 2 power, 1 magnitude (default 2)")
+    g.add_argument("--htk", action="store_const", const=True, default=None, help="HTK mel scale instead of Slaney's")
+    g.add_argument("--norm", type=_norm, metavar="slaney|none|P", help="filter normalisation (default slaney)")
+    g.add_argument("--pad-mode", dest="pad_mode", metavar="MODE", help="padding with centred frames (default constant)")
+    g.add_argument("--no-center", dest="center", action="store_const", const=False, default=None, help="frames start at sample 0 instead of being centred")
+    s = p.add_argument_group("serving limits")
+    s.add_argument("--device", type=_device, default="cpu", metavar="cpu|cuda", help="where the pools compute (default cpu)")
+    s.add_argument("--max-clients", type=_positive_int, default=256, metavar="N", help="connections at once; more are closed with 1013 (default 256)")
+    s.add_argument("--max-frames-per-step", type=_positive_int, default=1024, metavar="K", help="cap on the frames of one batched step (default 1024)")
+    s.add_argument("--max-backlog", type=_seconds, default=2.0, metavar="S", help="seconds of a client's audio that may wait to be computed; past that: close 1013 (default 2)")
+    s.add_argument("--max-send-backlog", type=_seconds, default=2.0, metavar="S", help="seconds of a client's frames that may wait to be sent; past that: close 1013 (default 2)")
+    s.add_argument("--max-chunk", type=_seconds, default=1.0, metavar="S", help="longest audio message, in seconds (default 1)")
+    s.add_argument("--socket-send-buffer", type=_positive_int, default=262144, metavar="BYTES",
+                   help="SO_SNDBUF per connection, bounding the kernel's buffer for a client that stops reading (default 262144)")  # fmt: skip
+    s.add_argument("--step-thread", action="store_true", help="run the batched step in one worker thread instead of the event loop's (see docs/serving.md)")
+    s.add_argument("--no-page", dest="page", action="store_false", help="do not serve the live page at /")
+    s.add_argument("--quiet", action="store_true", help="do not log connections and errors")
+
+
+def _core_kwargs(args: argparse.Namespace) -> Dict[str, Any]:
+    kw = {k: getattr(args, k, None) for k in _CORE_OPTIONS}
+    kw = {k: v for k, v in kw.items() if v is not None}
+    if kw.get("norm") == "none":
+        kw["norm"] = None
+    return kw
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``supermel serve`` until SIGINT/SIGTERM; the exit status."""
+    server_mod = _import_optional("supermel.serve.server", "supermel serve", "serve")
+    core = _core_kwargs(args)
+    if args.preset and core:
+        raise ParameterError(
+            f"the mel spectrogram options ({', '.join('--' + k.replace('_', '-') for k in core)}) configure the plain mel spectrogram; "
+            "a preset fixes its own: drop them, or drop --preset"
+        )
+    threads = server_mod.limit_threads()
+    if not args.quiet:
+        import logging
+
+        logging.basicConfig(level=logging.INFO, format="supermel serve: %(message)s", stream=sys.stderr)
+        logging.getLogger("websockets").setLevel(logging.WARNING)
+    server = server_mod.Server(
+        args.preset, core=core if (core or not args.preset) else None, host=args.host, port=args.port, device=args.device,
+        max_clients=args.max_clients, max_frames_per_step=args.max_frames_per_step, max_backlog_seconds=args.max_backlog,
+        max_send_seconds=args.max_send_backlog, max_chunk_seconds=args.max_chunk, socket_send_buffer=args.socket_send_buffer,
+        step_thread=args.step_thread, page=args.page,
+    )  # fmt: skip
+
+    async def main() -> None:
+        try:
+            await server.start()
+        except OSError as exc:
+            raise ParameterError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}; choose another --port (0: any free port)") from None
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, server.request_shutdown)
+        served = ", ".join(f"{name} ({info['sr']} Hz, {info['bands']} bands)" for name, info in server.hello()["presets"].items())
+        page = f"; page: http://{args.host}:{server.port}/" if args.page else ""
+        print(f"supermel serve: listening on {server.url}{page}", flush=True)
+        print(f"supermel serve: serving {served}; threads: {threads}", flush=True)
+        await server.serve_forever()
+        print("supermel serve: stopped (every stream flushed)", flush=True)
+
+    asyncio.run(main())
+    return 0

@@ -1,0 +1,401 @@
+"""A Python client of ``supermel serve``: :class:`Client` (asyncio), :func:`stream_audio` and :func:`stream_sync`.
+
+For tests, load generators and users' own pipelines: one :class:`Client` is one
+stream. It sends PCM chunks (:meth:`Client.send`), receives frame messages in a
+background task (kept, and/or handed to ``on_message``), checks their indices
+(``lost`` and ``reordered`` count gaps and reorderings), measures round trips from
+the ``acked`` field (:attr:`Client.latencies`), and :meth:`Client.end` flushes the
+stream and returns the server's totals. :meth:`Client.frames` joins what was kept
+in the preset's layout: equal to the offline features of the resampled audio.
+
+Example
+-------
+>>> import numpy as np
+>>> from supermel.serve import stream_sync
+>>> c = stream_sync("ws://127.0.0.1:8000", np.zeros(48000, np.float32), 48000)   # doctest: +SKIP
+>>> c.frames().shape, c.totals["frames"], np.median(c.latencies)                  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import time
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from .._errors import ParameterError
+from . import protocol as P
+
+try:
+    from websockets.asyncio.client import ClientConnection
+    from websockets.asyncio.client import connect as _ws_connect
+    from websockets.exceptions import ConnectionClosed
+except ImportError as _exc:  # pragma: no cover - exercised without the extra
+    raise ImportError(f"supermel.serve needs the optional module 'websockets' (>= 14): pip install 'supermel[serve]' ({_exc})") from None
+
+__all__ = ["Client", "ServerError", "stream_audio", "stream_sync"]
+
+
+class ServerError(Exception):
+    """The server refused the stream: its ``error`` code and message, and the close code."""
+
+    def __init__(self, error: str, message: str, close_code: Optional[int] = None) -> None:
+        super().__init__(f"{error}: {message}" + (f" (closed with {close_code})" if close_code else ""))
+        self.error, self.message, self.close_code = error, message, close_code
+
+
+def _pcm(chunk: Any, fmt: str) -> Tuple[bytes, int]:
+    """A chunk as the wire's little-endian PCM bytes, and its sample count."""
+    if isinstance(chunk, (bytes, bytearray, memoryview)):
+        size = np.dtype(P.FORMATS[fmt]).itemsize
+        return bytes(chunk), len(chunk) // size
+    x = np.asarray(chunk)
+    if x.ndim != 1:
+        raise ParameterError(f"a chunk must be 1-D (mono samples); got shape {x.shape}")
+    if fmt == "int16":
+        if x.dtype != np.int16:
+            if not np.issubdtype(x.dtype, np.floating):
+                raise ParameterError(f"an int16 stream takes int16 samples, or floats in [-1, 1]; got {x.dtype}")
+            x = np.clip(np.round(x * 32768.0), -32768, 32767)
+        return np.ascontiguousarray(x, dtype="<i2").tobytes(), int(x.size)
+    if x.dtype == np.int16:
+        x = x.astype(np.float32) / np.float32(32768.0)
+    return np.ascontiguousarray(x, dtype="<f4").tobytes(), int(x.size)
+
+
+class Client:
+    """One stream to a ``supermel serve`` server (create with :meth:`connect`).
+
+    Attributes
+    ----------
+    hello, ready : dict
+        The server's ``hello`` and ``ready`` messages (preset, rates, bands, ``time_axis``).
+    totals : dict or None
+        The server's ``end`` message (``frames``, ``windows``, ``samples``, ``resampled``).
+    latencies : list of float
+        Round trips in seconds: for each chunk, from its send to the first frame message
+        whose ``acked`` covers it.
+    lost, reordered : int
+        Frames missing between consecutive messages, and messages that came out of order.
+    frame_count : int
+        Frames received.
+    """
+
+    def __init__(self, ws: ClientConnection, hello: Dict[str, Any], *, sample_rate: int, sample_format: str, keep: bool,
+                 on_message: Optional[Callable[[P.FrameMessage], None]], max_in_flight: Optional[float]) -> None:  # fmt: skip
+        self.ws = ws
+        self.hello = hello
+        self.ready: Dict[str, Any] = {}
+        self.totals: Optional[Dict[str, Any]] = None
+        self.sample_rate = int(sample_rate)
+        self.sample_format = sample_format
+        self.keep = keep
+        self.on_message = on_message
+        self.max_in_flight = max_in_flight
+        self.samples_sent = 0
+        self.acked = 0
+        self.latencies: List[float] = []
+        self.lost = 0
+        self.reordered = 0
+        self.frame_count = 0
+        self.window_count = 0
+        self._next = {P.KIND_FRAMES: 0, P.KIND_WINDOWS: 0}
+        self._blocks: Dict[int, List[Tuple[int, np.ndarray]]] = {P.KIND_FRAMES: [], P.KIND_WINDOWS: []}
+        self._marks: Deque[Tuple[int, float]] = collections.deque(maxlen=1 << 20)
+        self._ack_event = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        self._ready: "asyncio.Future[Dict[str, Any]]" = loop.create_future()
+        self._ended: "asyncio.Future[Dict[str, Any]]" = loop.create_future()
+        self._error: Optional[ServerError] = None
+        self._task = asyncio.create_task(self._receive())
+
+    # ------------------------------------------------------------------ set-up
+    @classmethod
+    async def connect(
+        cls,
+        url: str,
+        *,
+        sample_rate: int,
+        sample_format: str = "float32",
+        preset: Optional[str] = None,
+        fps: Optional[float] = None,
+        keep: bool = True,
+        on_message: Optional[Callable[[P.FrameMessage], None]] = None,
+        max_in_flight: Optional[float] = None,
+        open_timeout: float = 10.0,
+        **connect_kwargs: Any,
+    ) -> "Client":
+        """Connect, send ``start``, and return once the server is ``ready``.
+
+        Parameters
+        ----------
+        url : str
+            ``ws://host:port/``.
+        sample_rate : int
+            The rate of the audio this client sends (the server resamples).
+        sample_format : {"float32", "int16"}
+        preset : str, optional
+            One of the server's presets (``hello["presets"]``); default: the server's first.
+        fps : float, optional
+            Wav2Lip presets: also receive the per-video-frame windows at this rate.
+        keep : bool
+            Keep the frames received (:meth:`frames`); a load generator may pass False.
+        on_message : callable, optional
+            Called with each :class:`~supermel.serve.protocol.FrameMessage` as it arrives.
+        max_in_flight : float, optional
+            Flow control: :meth:`send` waits while more than this many seconds of
+            audio are unacknowledged (sending a file faster than real time).
+        **connect_kwargs
+            Passed to ``websockets.asyncio.client.connect`` (compression is off).
+        """
+        if sample_format not in P.FORMATS:
+            raise ParameterError(f"sample_format={sample_format!r}: use 'float32' or 'int16'")
+        kw: Dict[str, Any] = dict(compression=None, max_size=None, open_timeout=open_timeout)
+        kw.update(connect_kwargs)
+        ws = await _ws_connect(url, **kw)
+        try:
+            first = await asyncio.wait_for(ws.recv(), timeout=open_timeout)
+            hello = json.loads(first) if isinstance(first, str) else {}
+            if hello.get("type") == "error":
+                raise ServerError(hello.get("error", "?"), hello.get("message", ""), hello.get("close"))
+            if hello.get("type") != "hello":
+                raise ServerError("bad-hello", f"expected the server's hello, got {str(first)[:80]!r}")
+            start: Dict[str, Any] = {"type": "start", "sample_rate": int(sample_rate), "format": sample_format}
+            if preset is not None:
+                start["preset"] = preset
+            if fps is not None:
+                start["fps"] = fps
+            await ws.send(json.dumps(start))
+        except BaseException:
+            await ws.close()
+            raise
+        self = cls(ws, hello, sample_rate=sample_rate, sample_format=sample_format, keep=keep, on_message=on_message, max_in_flight=max_in_flight)
+        try:
+            self.ready = await asyncio.wait_for(asyncio.shield(self._ready), timeout=open_timeout)
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def __aenter__(self) -> "Client":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------------ sending
+    async def send(self, chunk: Any, *, ack_timeout: float = 30.0) -> None:
+        """Send one PCM chunk (1-D numpy array, or raw little-endian bytes in the stream's format)."""
+        self._raise()
+        data, n = _pcm(chunk, self.sample_format)
+        if self.max_in_flight is not None:
+            limit = self.max_in_flight * self.sample_rate
+            deadline = time.perf_counter() + ack_timeout
+            while self.samples_sent - self.acked > limit:
+                self._ack_event.clear()
+                left = deadline - time.perf_counter()
+                if left <= 0:
+                    raise ServerError("timeout", f"no acknowledgement for {ack_timeout:g} s ({self.samples_sent - self.acked} samples in flight)")
+                try:
+                    await asyncio.wait_for(self._ack_event.wait(), timeout=left)
+                except asyncio.TimeoutError:
+                    pass
+                self._raise()
+        if n:
+            self.samples_sent += n
+            self._marks.append((self.samples_sent, time.perf_counter()))
+        try:
+            await self.ws.send(data)
+        except ConnectionClosed:
+            self._raise()
+            raise
+
+    async def end(self, timeout: float = 60.0) -> Dict[str, Any]:
+        """Send ``end``; wait for the last frames and the totals (returned; also :attr:`totals`)."""
+        self._raise()
+        try:
+            await self.ws.send(json.dumps({"type": "end"}))
+        except ConnectionClosed:
+            self._raise()
+            raise
+        totals = await asyncio.wait_for(asyncio.shield(self._ended), timeout=timeout)
+        try:
+            await asyncio.wait_for(self._task, timeout=timeout)
+        except ConnectionClosed:
+            pass
+        return totals
+
+    async def wait_end(self, timeout: float = 60.0) -> Dict[str, Any]:
+        """Wait for the server's ``end`` without sending one (a server shutting down flushes every stream)."""
+        totals = await asyncio.wait_for(asyncio.shield(self._ended), timeout=timeout)
+        try:
+            await asyncio.wait_for(self._task, timeout=timeout)
+        except ConnectionClosed:
+            pass
+        return totals
+
+    async def close(self) -> None:
+        """Close the connection (without ``end``: the server discards the stream)."""
+        await self.ws.close()
+        if not self._task.done():
+            self._task.cancel()
+        try:
+            await self._task
+        except (asyncio.CancelledError, ConnectionClosed, ServerError):
+            pass
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    # ------------------------------------------------------------------ receiving
+    async def _receive(self) -> None:
+        try:
+            async for message in self.ws:
+                if isinstance(message, str):
+                    self._on_json(json.loads(message))
+                else:
+                    self._on_frames(P.decode_frames(message))
+        except ConnectionClosed:
+            pass
+        finally:
+            code, reason = self.ws.close_code, self.ws.close_reason
+            if self._error is None and not self._ended.done():
+                self._error = ServerError("closed", f"the connection closed before the end of the stream: {code} {reason}".strip(), code)
+            elif self._error is not None and self._error.close_code is None:
+                self._error.close_code = code
+            for fut in (self._ready, self._ended):
+                if not fut.done():
+                    assert self._error is not None
+                    fut.set_exception(self._error)
+                    fut.exception()  # retrieved: no "never retrieved" warning when unused
+            self._ack_event.set()
+
+    def _on_json(self, msg: Dict[str, Any]) -> None:
+        kind = msg.get("type")
+        if kind == "ready" and not self._ready.done():
+            self._ready.set_result(msg)
+        elif kind == "end" and not self._ended.done():
+            self.totals = msg
+            self._ended.set_result(msg)
+        elif kind == "error":
+            self._error = ServerError(msg.get("error", "?"), msg.get("message", ""), msg.get("close"))
+
+    def _on_frames(self, m: P.FrameMessage) -> None:
+        now = time.perf_counter()
+        expected = self._next[m.kind]
+        if m.index > expected:
+            self.lost += m.index - expected
+        elif m.index < expected:
+            self.reordered += 1
+        self._next[m.kind] = max(expected, m.index + m.count)
+        if m.kind == P.KIND_FRAMES:
+            self.frame_count += m.count
+        else:
+            self.window_count += m.count
+        if m.acked > self.acked:
+            self.acked = m.acked
+            marks = self._marks
+            while marks and marks[0][0] <= m.acked:
+                self.latencies.append(now - marks.popleft()[1])
+            self._ack_event.set()
+        if self.keep:
+            self._blocks[m.kind].append((m.index, m.data))
+        if self.on_message is not None:
+            self.on_message(m)
+
+    # ------------------------------------------------------------------ results
+    @property
+    def time_axis(self) -> int:
+        return int(self.ready.get("time_axis", -1))
+
+    def frames(self, *, finalize: bool = True) -> np.ndarray:
+        """The frames received, in the preset's layout (``(bands, T)``, or ``(T, bands)`` time-major).
+
+        For a non-frame-local preset (Whisper, NeMo, AST, ...) the server streams the
+        frame-local part; with ``finalize`` (and the stream ended) the whole-input step
+        is applied here, as :meth:`supermel.StreamPool.finalize` (the server's preset
+        with its default configuration).
+        """
+        blocks = [b for _, b in sorted(self._blocks[P.KIND_FRAMES], key=lambda t: t[0])]
+        bands = int(self.ready.get("bands", 0))
+        tm = np.concatenate(blocks, axis=0) if blocks else np.zeros((0, bands), np.float32)
+        out = np.ascontiguousarray(tm.T) if self.time_axis == -1 else tm
+        if finalize and not self.ready.get("frame_local", True) and self.totals is not None:
+            import torch
+
+            import supermel
+
+            fe = supermel.frontend(self.ready["preset"])
+            x = torch.from_numpy(np.ascontiguousarray(out))[None]
+            out = fe.finalize_frames(x, [int(self.totals["resampled"])])[0].numpy()
+        return out
+
+    def windows(self) -> Optional[np.ndarray]:
+        """The Wav2Lip windows received ``(w, bands, 16)`` (``fps`` streams), or ``None``."""
+        blocks = [b for _, b in sorted(self._blocks[P.KIND_WINDOWS], key=lambda t: t[0])]
+        return np.concatenate(blocks, axis=0) if blocks else None
+
+
+async def stream_audio(
+    url: str,
+    audio: Any,
+    sample_rate: int,
+    *,
+    chunk_seconds: float = 0.02,
+    sample_format: Optional[str] = None,
+    preset: Optional[str] = None,
+    fps: Optional[float] = None,
+    realtime: bool = False,
+    max_in_flight: Optional[float] = 1.0,
+    keep: bool = True,
+    timeout: float = 60.0,
+    **connect_kwargs: Any,
+) -> Client:
+    """Stream a whole signal to the server in chunks, end it, and return the finished :class:`Client`.
+
+    Parameters
+    ----------
+    url : str
+    audio : array (1-D)
+        float samples (sent as float32, or converted for ``sample_format="int16"``) or int16.
+    sample_rate : int
+        Its rate (the server resamples to its preset's).
+    chunk_seconds : float
+        Chunk length (the last one may be shorter).
+    sample_format : {"float32", "int16"}, optional
+        Default: int16 for int16 audio, else float32.
+    realtime : bool
+        Pace the chunks in real time (a live source); else as fast as the flow control lets.
+    max_in_flight : float, optional
+        Without ``realtime``: seconds of unacknowledged audio allowed (keeps the server's
+        backlog bounded); ``None`` sends without waiting.
+    """
+    x = np.asarray(audio)
+    if x.ndim != 1 or x.size == 0:
+        raise ParameterError(f"audio must be a non-empty 1-D array of mono samples; got shape {x.shape}")
+    fmt = sample_format or ("int16" if x.dtype == np.int16 else "float32")
+    step = max(1, int(round(chunk_seconds * sample_rate)))
+    client = await Client.connect(url, sample_rate=sample_rate, sample_format=fmt, preset=preset, fps=fps, keep=keep,
+                                  max_in_flight=None if realtime else max_in_flight, **connect_kwargs)  # fmt: skip
+    try:
+        t0 = time.perf_counter()
+        for i in range(0, x.size, step):
+            if realtime:
+                wait = t0 + i / sample_rate - time.perf_counter()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+            await client.send(x[i : i + step])
+        await client.end(timeout=timeout)
+    except BaseException:
+        await client.close()
+        raise
+    return client
+
+
+def stream_sync(url: str, audio: Any, sample_rate: int, **kwargs: Any) -> Client:
+    """:func:`stream_audio` from synchronous code (``asyncio.run``; not inside a running event loop)."""
+    return asyncio.run(stream_audio(url, audio, sample_rate, **kwargs))
