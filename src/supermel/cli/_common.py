@@ -39,11 +39,12 @@ _FILE_MODE = 0o666 & ~_umask()
 
 # =========================================================================== output files and paths
 @contextlib.contextmanager
-def _atomic_open(path: Path, mode: str = "wb") -> Iterator[Any]:
+def _atomic_open(path: Path, mode: str = "wb", *, fsync: bool = True) -> Iterator[Any]:
     """Open a temporary file next to ``path``; on success move it onto ``path``.
 
     On any exception the temporary file is removed and ``path`` is untouched
-    (a previous version, if any, survives).
+    (a previous version, if any, survives). ``fsync=False`` leaves flushing the
+    data to disk to the caller (``supermel batch`` syncs a task's outputs together).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -52,7 +53,8 @@ def _atomic_open(path: Path, mode: str = "wb") -> Iterator[Any]:
         with os.fdopen(fd, mode) as fh:
             yield fh
             fh.flush()
-            os.fsync(fh.fileno())
+            if fsync:
+                os.fsync(fh.fileno())
         os.chmod(tmp, _FILE_MODE)  # mkstemp creates 0600; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
@@ -148,11 +150,11 @@ def _is_dir_target(target: str) -> bool:
     return target.endswith(("/", os.sep)) or os.path.isdir(target)
 
 
-def _write_array(path: Path, array: Any, fmt: str, meta: Dict[str, Any]) -> None:
+def _write_array(path: Path, array: Any, fmt: str, meta: Dict[str, Any], *, fsync: bool = True) -> None:
     """Save ``array`` atomically as ``.npy`` (array only) or ``.npz`` (``mel`` plus metadata)."""
     import numpy as np
 
-    with _atomic_open(path) as fh:
+    with _atomic_open(path, fsync=fsync) as fh:
         if fmt == "npz":
             extra = {
                 "sr": np.asarray(meta.get("sr") if meta.get("sr") is not None else -1),

@@ -1,56 +1,121 @@
-"""``supermel batch``: preprocess a directory tree of audio files, mirroring it, with a manifest.
+"""``supermel batch``: featurise a corpus (a folder tree of audio files, or a list of them), with a manifest.
 
-Files are processed in threads (``--workers``); one file that fails is recorded
-in the manifest and the others are still written. tqdm, when installed, shows the progress.
+The driver lists and plans the work (:mod:`._corpus`): the inputs, where each output goes, what is
+already done. An *engine* then runs it: ``local`` (the default) in worker processes on this
+machine, ``ray`` on a Ray cluster (:mod:`._ray_engine`). Either way each worker decodes,
+featurises and writes its outputs itself, atomically, and returns only small manifest rows; one
+file that fails is recorded in the manifest and the others are still written. tqdm, when
+installed, shows the progress (files/s and hours of audio/s).
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import concurrent.futures
+import contextlib
 import datetime
+import math
+import multiprocessing
 import os
+import signal
 import sys
+import threading
 import time
 import warnings
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .._errors import ParameterError
 from .._version import __version__
-from ._common import MANIFEST_NAME, _check_output, _finite_json, _number, _path_kind, _write_array, _write_json
+from . import _corpus
+from ._common import MANIFEST_NAME, _check_output, _finite_json, _number, _path_kind, _positive_int, _write_json
 from ._pipeline import _add_core_options, _Pipeline
+
+__all__ = ["add_parser", "run"]
+
+Rows = List[Tuple[int, Dict[str, Any], List[str]]]
+
+_EPILOG = """\
+inputs:
+  IN is a folder: every audio file soundfile can read under it (wav, flac, ogg/opus, mp3, aiff,
+  au, caf, w64, rf64, sph, ...; extensions in any case), outputs mirroring its tree. --glob narrows
+  that to the audio files a pattern matches (case-sensitive, e.g. '**/*.flac'). A summary gives the
+  files found per extension and the files ignored.
+  IN is a list (.txt, .lst, .csv, .tsv, .jsonl, .json, optionally .gz): the files it names, as
+  lhotse and NeMo manifests do. Text: one path per line, an output name after a tab. CSV/TSV: a
+  header with a path column (audio_filepath, path, audio, file) and optionally 'output'. JSON
+  lines: objects with one of those keys (NeMo), or lhotse recordings (sources; the id names the
+  output). Relative paths are relative to the list's folder; outputs without a name mirror the
+  paths relative to the list's folder (or, when files lie outside it, to their common folder).
+
+outputs:
+  One .npy (or .npz) per input, or with --shard-size N one .npz shard per N inputs
+  (OUT_DIR/shards/shard-000000.npz: one array per input under its output name without the
+  suffix, e.g. 'sub/a', plus the members' manifest fields) and an index, OUT_DIR/%(index)s.
+  Every output is written atomically (a temporary file renamed into place: a killed run never
+  leaves a partial output; --fsync also flushes it to disk before it counts as done); temporary
+  files left by a killed run are removed at the start and end of the next. Finished outputs (finished shards, holding no failed file) are
+  skipped unless --overwrite: a rerun resumes. Two runs must not write to one OUT_DIR at once.
+
+engines:
+  local  worker processes on this machine (--workers, default 1), one torch thread each.
+  ray    a Ray cluster (pip install 'supermel[ray]'): without --address a local Ray instance is
+         started; --address auto joins the cluster this machine belongs to (on a cluster node,
+         or under `ray job submit`); --address HOST:PORT joins one by its address (Ray >= 2.59
+         clusters use token authentication: set RAY_AUTH_MODE=token). --workers caps the actors
+         (default: every CPU of the cluster, or every GPU with --device cuda: one GPU per actor).
+         Every node must see IN, the audio files and OUT_DIR at the same paths (a shared
+         filesystem: NFS, Lustre, a FUSE mount); this is checked on each node before starting,
+         and supermel must be installed on every node.
+
+exit status: 0 every file done or skipped, 1 any failed, 2 invalid options, 130 interrupted.
+""" % {"index": _corpus.SHARD_INDEX_NAME}
 
 
 def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     """Add ``supermel batch`` and its options to the subcommands ``sub``."""
     p = sub.add_parser(
         "batch",
-        help="preprocess a directory tree of audio files",
-        description="Compute mel spectrograms for every file under IN_DIR matching --glob, mirroring the tree under OUT_DIR. "
-        "Existing outputs are skipped unless --overwrite; files that cannot be processed are reported (and recorded in "
-        f"OUT_DIR/{MANIFEST_NAME}) while the others are still written. Exit status 0 when every file is done or skipped, "
-        "1 when any failed.",
+        help="featurise a corpus: a folder tree or a list of audio files",
+        description="Compute features for every audio file under IN (a folder) or named by IN (a list), writing them under "
+        "OUT_DIR. Existing outputs are skipped unless --overwrite; files that cannot be processed are reported (and recorded "
+        f"in OUT_DIR/{MANIFEST_NAME}) while the others are still written.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("in_dir", metavar="IN_DIR", help="directory of audio files")
-    p.add_argument("out_dir", metavar="OUT_DIR", help="output directory (created; mirrors IN_DIR's tree)")
-    p.add_argument("--glob", default="**/*.wav", help="files to process, relative to IN_DIR (default '**/*.wav', quote it)")
+    p.add_argument("in_dir", metavar="IN", help="folder of audio files, or a list of them (.txt, .csv, .jsonl; see 'inputs' below)")
+    p.add_argument("out_dir", metavar="OUT_DIR", help="output folder (created)")
+    p.add_argument("--glob", default=None, help="only the audio files this pattern matches, relative to IN (quote it, e.g. '**/*.flac'; default: every audio file)")
     p.add_argument("--overwrite", action="store_true", help="recompute outputs that already exist")
-    p.add_argument("--workers", type=int, default=1, metavar="N", help="files processed in parallel threads (default 1)")
-    p.add_argument("--format", choices=("npy", "npz"), help="output format, as for compute (default npy)")
+    p.add_argument("--workers", type=_positive_int, default=None, metavar="N",
+                   help="local: worker processes (default 1); ray: at most N actors (default: the cluster's CPUs, or GPUs with --device cuda)")
+    p.add_argument("--format", choices=("npy", "npz"), help="one file per input: npy (default) or npz (mel + metadata); shards are always npz")
+    p.add_argument("--shard-size", dest="shard_size", type=_positive_int, default=None, metavar="N",
+                   help="write one .npz shard per N inputs plus an index instead of one file per input (e.g. 1000)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local", help="local processes (default) or a Ray cluster")
+    p.add_argument("--address", default=None, metavar="ADDR", help="with --engine ray: the cluster to join ('auto', or HOST:PORT); default: start a local Ray instance")
+    p.add_argument("--fsync", action="store_true",
+                   help="flush every output to disk before reporting it done (slower on many filesystems; without it a power cut "
+                   "can leave empty outputs, which a rerun recomputes)")
     p.add_argument("--min-duration", dest="min_duration", type=_number, default=0.0, metavar="SEC", help="skip files shorter than SEC seconds (reported as 'too short'; default 0)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
     _add_core_options(p)
 
 
+# =========================================================================== progress
 class _Progress:
-    """tqdm when installed, else a plain counter on stderr."""
+    """tqdm when installed, else a plain counter on stderr; with files/s and hours of audio/s."""
 
     def __init__(self, total: int, enabled: bool) -> None:
         self.total, self.done, self.enabled = total, 0, enabled
+        self.seconds = 0.0  # audio processed so far
+        self.start = time.perf_counter()
         self.bar: Any = None
         self.tty = sys.stderr.isatty()
         self.step = max(1, total // 10)
+        self.next_print = self.step
         if enabled:
             try:
                 from tqdm import tqdm
@@ -59,16 +124,23 @@ class _Progress:
             else:
                 self.bar = tqdm(total=total, unit="file", desc="supermel batch", file=sys.stderr, dynamic_ncols=True)
 
-    def update(self) -> None:
-        self.done += 1
-        if not self.enabled:
+    def _rates(self) -> str:
+        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        return f"{self.done / elapsed:.1f} files/s, {self.seconds / 3600.0 / elapsed:.3g} h of audio/s"
+
+    def update(self, n: int = 1, seconds: float = 0.0) -> None:
+        self.done += n
+        self.seconds += seconds
+        if not self.enabled or n == 0:
             return
         if self.bar is not None:
-            self.bar.update(1)
+            self.bar.set_postfix_str(f"{self.seconds / 3600.0 / max(time.perf_counter() - self.start, 1e-9):.3g} h audio/s", refresh=False)
+            self.bar.update(n)
         elif self.tty:
-            print(f"\rsupermel batch: {self.done}/{self.total} files", end="", file=sys.stderr, flush=True)
-        elif self.done % self.step == 0 or self.done == self.total:
-            print(f"supermel batch: {self.done}/{self.total} files", file=sys.stderr, flush=True)
+            print(f"\rsupermel batch: {self.done}/{self.total} files ({self._rates()})", end="", file=sys.stderr, flush=True)
+        elif self.done >= self.next_print or self.done == self.total:
+            self.next_print = (self.done // self.step + 1) * self.step
+            print(f"supermel batch: {self.done}/{self.total} files ({self._rates()})", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -77,77 +149,9 @@ class _Progress:
             print(file=sys.stderr)
 
 
-def _classify(exc: BaseException) -> str:
-    """A short reason for a failed file, from the error message."""
-    msg = str(exc).lower()
-    if "cannot read audio" in msg:
-        return "unreadable"
-    if "no samples" in msg or "is empty" in msg:
-        return "empty"
-    if "does not exist" in msg:
-        return "missing"
-    if "not finite" in msg or "nan samples" in msg:
-        return "NaN samples"
-    if "too large" in msg or "too short" in msg:
-        return "too short"
-    if isinstance(exc, ParameterError):
-        return "invalid"
-    if isinstance(exc, MemoryError):
-        return "out of memory"
-    return "error"
-
-
-def _process_file(src: Path, out: Path, pipeline: _Pipeline, fmt: str, min_duration: float) -> Dict[str, Any]:
-    """One batch item; never raises (except KeyboardInterrupt): returns its manifest entry."""
-    import numpy as np
-
-    entry: Dict[str, Any] = {}
-    try:
-        y, sr = pipeline.load(src)  # a truncated WAV warns (printed) ...
-        seconds = y.shape[-1] / sr
-        entry.update(sr=sr, seconds=round(seconds, 6))
-        from ..audio import _wav_shortfall
-
-        short = _wav_shortfall(os.fspath(src))
-        if short is not None:  # ... and is noted in the manifest
-            entry["warning"] = f"truncated: the header declares {short[0]} frames but the file holds {short[1]}"
-        n_nan = int(np.isnan(y).sum())
-        if n_nan:
-            return dict(entry, status="failed", reason="NaN samples", detail=f"{n_nan} of {y.shape[-1]} samples are NaN")
-        n_inf = int(np.isinf(y).sum())
-        if n_inf:
-            return dict(entry, status="failed", reason="Inf samples", detail=f"{n_inf} of {y.shape[-1]} samples are infinite")
-        if seconds < min_duration:
-            return dict(entry, status="skipped", reason="too short", detail=f"{seconds:.3f} s < --min-duration {min_duration:g} s")
-        if pipeline.module is None:
-            n_fft = int(pipeline.params["n_fft"])
-            if not pipeline.params["center"] and y.shape[-1] < n_fft:
-                return dict(entry, status="failed", reason="too short", detail=f"{y.shape[-1]} samples < n_fft={n_fft} with --no-center (no complete frame)")
-            if y.shape[-1] < n_fft:
-                note = f"{y.shape[-1]} samples < n_fft={n_fft}: the frames are mostly padding"
-                entry["warning"] = f"{entry['warning']}; {note}" if "warning" in entry else note
-        mel = pipeline.compute(y, sr)
-        _write_array(out, mel, fmt, pipeline.metadata(sr))
-        return dict(entry, status="done", shape=list(mel.shape), dtype=str(mel.dtype))
-    except KeyboardInterrupt:
-        raise
-    except Exception as exc:  # one bad file must not stop the batch: record it and go on
-        detail = str(exc) if isinstance(exc, ParameterError) else f"{type(exc).__name__}: {exc}"
-        return dict(entry, status="failed", reason=_classify(exc), detail=detail)
-
-
-def _split_outputs(found: List[Path], out_dir: Path) -> Tuple[List[Path], List[Path]]:
-    """``found`` split into (inputs, files inside ``out_dir``: outputs, excluded from the inputs)."""
-    out_abs = out_dir.resolve()
-    inputs: List[Path] = []
-    inside: List[Path] = []
-    for p in found:
-        (inside if out_abs in p.resolve().parents else inputs).append(p)
-    return inputs, inside
-
-
-def _excluded_reason(in_dir: Path, out_dir: Path, excluded: List[Path], glob: str) -> Tuple[str, str]:
-    """Why files matching --glob were left out (the output folder is, is in or holds the input folder), and a hint."""
+# =========================================================================== inputs
+def _excluded_reason(in_dir: Path, out_dir: Path, excluded: List[Path], glob: Optional[str]) -> Tuple[str, str]:
+    """Why audio files were left out (the output folder is, is in or holds the input folder), and a hint."""
     in_abs, out_abs = in_dir.resolve(), out_dir.resolve()
     hint = f"give an output folder outside {str(in_dir)!r}"
     if out_abs == in_abs:
@@ -162,117 +166,371 @@ def _excluded_reason(in_dir: Path, out_dir: Path, excluded: List[Path], glob: st
     n = len(excluded)
     names = [p.relative_to(in_dir).as_posix() for p in excluded[:3]]
     more = f", ... ({n - 3} more)" if n > 3 else ""
+    what = f"file{'s' if n != 1 else ''} matching --glob {glob!r}" if glob is not None else f"audio file{'s' if n != 1 else ''}"
     reason = (
         f"the output folder {str(out_dir)!r} {where}, and files in the output folder are not read as inputs: "
-        f"{n} file{'s' if n != 1 else ''} matching --glob {glob!r} excluded ({', '.join(names)}{more})"
+        f"{n} {what} excluded ({', '.join(names)}{more})"
     )
     return reason, hint
+
+
+def _folder_inputs(args: argparse.Namespace, in_dir: Path, out_dir: Path, fmt: str) -> Tuple[List[Tuple[str, Path, Path]], Dict[str, Any]]:
+    listing = _corpus.list_folder(in_dir, out_dir, args.glob)
+    if listing.excluded:  # files under OUT_DIR are (earlier) outputs, never inputs: say so
+        reason, hint = _excluded_reason(in_dir, out_dir, listing.excluded, args.glob)
+        if not listing.inputs:
+            raise ParameterError(f"no input files: {reason}; {hint}")
+        warnings.warn(f"{reason}; the other {len(listing.inputs)} are processed")
+    if not listing.inputs:
+        ignored = sum(listing.ignored.values())
+        seen = f" ({ignored} other file{'s' if ignored != 1 else ''}: {_corpus.describe_counts(listing.ignored)})" if ignored else ""
+        if args.glob is not None:
+            raise ParameterError(f"no audio files in {str(in_dir)!r} match --glob {args.glob!r}{seen}; check the pattern (it is case-sensitive) or drop --glob")
+        raise ParameterError(f"no audio files in {str(in_dir)!r}{seen}; audio files have extensions such as .wav, .flac, .ogg, .mp3")
+    inputs = [(p.relative_to(in_dir).as_posix(), p, p.relative_to(in_dir).with_suffix("." + fmt)) for p in listing.inputs]
+    info = {"source": "folder", "glob": args.glob, "found": dict(listing.found), "ignored": dict(listing.ignored), "excluded": len(listing.excluded)}
+    return inputs, info
+
+
+def _list_inputs(args: argparse.Namespace, list_path: Path, out_dir: Path, fmt: str) -> Tuple[List[Tuple[str, Path, Path]], Dict[str, Any]]:
+    if args.glob is not None:
+        raise ParameterError(f"--glob narrows a folder listing; {str(list_path)!r} is a list of files: drop --glob (or edit the list)")
+    inputs = _corpus.list_inputs(list_path, fmt)
+    out_abs = out_dir.resolve()
+    inside = [name for name, src, _ in inputs if out_abs == src or out_abs in src.parents]
+    if inside:
+        raise ParameterError(f"the input list names {len(inside)} file(s) inside the output folder {str(out_dir)!r} (e.g. {inside[0]!r}); give an output folder elsewhere")
+    found: Dict[str, int] = {}
+    for _, src, _ in inputs:
+        ext = src.suffix[1:].lower() or "(none)"
+        found[ext] = found.get(ext, 0) + 1
+    return inputs, {"source": "list", "list": os.path.abspath(list_path), "found": found, "ignored": {}}
+
+
+def _summary(n: int, info: Dict[str, Any], where: str) -> str:
+    found = _corpus.describe_counts(collections.Counter(info["found"]))
+    line = f"supermel batch: {n} audio file{'s' if n != 1 else ''} {where} ({found})"
+    ignored = sum(info.get("ignored", {}).values())
+    if ignored:
+        line += f"; {ignored} other file{'s' if ignored != 1 else ''} ignored ({_corpus.describe_counts(collections.Counter(info['ignored']))})"
+    return line
+
+
+# =========================================================================== the local engine
+_WORKER: Optional[_corpus.Worker] = None
+
+
+_INIT_ERROR: Optional[BaseException] = None
+
+
+def _init_process(options: Dict[str, Any], fmt: str, min_duration: float) -> None:
+    """Set up one worker process: one torch thread, Ctrl-C left to the driver, its own pipeline.
+
+    An error here (invalid options) is kept rather than printed: :func:`_describe_task` hands it
+    to the driver, which reports it as its own, in one line.
+    """
+    global _WORKER, _INIT_ERROR
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = "1"
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        _corpus.set_torch_threads(1)
+        _WORKER = _corpus.Worker(options, fmt, min_duration)
+    except Exception as exc:
+        _INIT_ERROR = exc
+
+
+def _warm() -> None:
+    """A no-op task: makes the pool start every worker (and import torch) at once."""
+
+
+def _describe_task() -> Tuple[str, Any]:
+    """``("ok", the parameters for the manifest)``, or ``("error", message)`` when the options are
+    invalid: the pool checks them, so that the driver need not import torch itself."""
+    if _WORKER is not None:
+        return "ok", _WORKER.pipeline.describe()
+    if isinstance(_INIT_ERROR, ParameterError):
+        return "error", str(_INIT_ERROR)
+    return "failed", f"{type(_INIT_ERROR).__name__}: {_INIT_ERROR}"
+
+
+def _run_task(units: Sequence[Dict[str, Any]]) -> Rows:
+    if _WORKER is None:
+        raise RuntimeError(f"worker process not initialised: {_INIT_ERROR!r}")
+    return _WORKER.run(units)
+
+
+def _start_pool(args: argparse.Namespace, fmt: str, workers: int) -> concurrent.futures.ProcessPoolExecutor:
+    """The worker processes, started before the driver lists and plans so that their start-up
+    (the fork server importing torch) overlaps that work."""
+    pool = concurrent.futures.ProcessPoolExecutor(
+        max_workers=workers, mp_context=_mp_context(), initializer=_init_process, initargs=(vars(args), fmt, float(args.min_duration))
+    )
+
+    def warm() -> None:  # starting a worker waits for the fork server's imports: do it on the side
+        with contextlib.suppress(Exception):  # a pool shut down meanwhile (an error in the driver)
+            for _ in range(workers):
+                pool.submit(_warm)
+
+    threading.Thread(target=warm, daemon=True).start()
+    return pool
+
+
+#: What the fork server imports once, before forking the workers from it (each then starts
+#: without importing torch again): nothing in it has started a thread yet, so forking it is safe.
+_PRELOAD = ["torch", "supermel.functional", "supermel.cli._corpus", "supermel.cli._pipeline"]
+
+
+def _mp_context() -> Any:
+    """forkserver where there is one (a process using torch must not fork), else spawn."""
+    methods = multiprocessing.get_all_start_methods()
+    if "forkserver" not in methods:
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(_PRELOAD)  # effective when this process starts its fork server
+    return ctx
+
+
+def _tasks(units: List[Dict[str, Any]], workers: int) -> List[List[Dict[str, Any]]]:
+    """Units grouped into tasks: a few files each (fewer messages), one shard each."""
+    if units and units[0]["kind"] == "shard":
+        return [[u] for u in units]
+    size = max(1, min(16, math.ceil(len(units) / (workers * 8)))) if units else 1
+    return [units[k : k + size] for k in range(0, len(units), size)]
+
+
+def _died(task: Sequence[Dict[str, Any]], exc: BaseException) -> Rows:
+    detail = f"a worker process ended abruptly (killed, or out of memory) while processing this file ({type(exc).__name__}); rerun to resume"
+    rows: Rows = []
+    for unit in task:
+        idx = [int(unit["i"])] if unit["kind"] == "file" else [int(m[0]) for m in unit["members"]]
+        rows.extend((i, {"status": "failed", "reason": "worker died", "detail": detail}, []) for i in idx)
+    return rows
+
+
+def _run_local(
+    args: argparse.Namespace, pipeline: Optional[_Pipeline], units: List[Dict[str, Any]], fmt: str, workers: int, on_rows: Callable[[Rows], None],
+    pool: Optional[concurrent.futures.ProcessPoolExecutor] = None,
+) -> Dict[str, Any]:
+    """Run ``units`` here: in this process (one worker) or in a pool of processes (``pool``, or a new one)."""
+    tasks_list = _tasks(units, workers)
+    info: Dict[str, Any] = {"engine": "local", "workers": workers, "batch_size": max((len(t) for t in tasks_list), default=0)}
+    t0 = time.perf_counter()
+    report = on_rows
+
+    def on_rows(rows: Rows) -> None:  # noqa: F811  (the same, timing the first result)
+        info.setdefault("first_result_s", round(time.perf_counter() - t0, 3))
+        report(rows)
+
+    if workers == 1:
+        assert pipeline is not None, "one worker runs in this process, on the driver's pipeline"
+        before = _corpus.set_torch_threads(1)
+        try:
+            worker = _corpus.Worker.__new__(_corpus.Worker)
+            worker.pipeline, worker.fmt, worker.min_duration, worker.fsync = pipeline, fmt, float(args.min_duration), bool(args.fsync)
+            for task in tasks_list:  # a few files at a time (outputs synced together with --fsync)
+                on_rows(worker.run(task))
+        finally:
+            _corpus.set_torch_threads(before)
+        info["run_s"] = round(time.perf_counter() - t0, 3)
+        return info
+    tasks = iter(tasks_list)
+    pool = pool or _start_pool(args, fmt, workers)
+    pending: Dict[concurrent.futures.Future, List[Dict[str, Any]]] = {}
+    broken: Optional[BaseException] = None
+    try:
+        while True:
+            while broken is None and len(pending) < 2 * workers:
+                task = next(tasks, None)
+                if task is None:
+                    break
+                try:
+                    pending[pool.submit(_run_task, task)] = task
+                except BrokenProcessPool as exc:
+                    broken = exc
+                    on_rows(_died(task, exc))
+            if not pending:
+                break
+            done, _ = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
+            for fut in done:
+                task = pending.pop(fut)
+                try:
+                    on_rows(fut.result())
+                except BrokenProcessPool as exc:
+                    broken = exc
+                    on_rows(_died(task, exc))
+        if broken is not None:  # the tasks never submitted
+            for task in tasks:
+                on_rows(_died(task, broken))
+    except KeyboardInterrupt:
+        for fut in pending:
+            fut.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
+        for fut, task in pending.items():  # those already running finished: keep their rows
+            if fut.done() and not fut.cancelled() and fut.exception() is None:
+                on_rows(fut.result())
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    info["run_s"] = round(time.perf_counter() - t0, 3)
+    return info
+
+
+# =========================================================================== the command
+def _check_args(args: argparse.Namespace) -> None:
+    if args.min_duration < 0:
+        raise ParameterError(f"--min-duration {args.min_duration} must be >= 0")
+    if args.address is not None and args.engine != "ray":
+        raise ParameterError(f"--address {args.address} joins a Ray cluster: add --engine ray")
+    if args.shard_size is not None and args.format == "npy":
+        raise ParameterError("--shard-size writes .npz shards: drop --format npy (or --shard-size for one .npy per input)")
+    if args.engine == "ray" and args.device.startswith("cuda:"):
+        raise ParameterError(f"--device {args.device}: Ray gives each actor its own GPU; use --device cuda with --engine ray")
+
+
+def _checked_parameters(args: argparse.Namespace, pool: Optional[concurrent.futures.ProcessPoolExecutor]) -> Tuple[Optional[_Pipeline], Dict[str, Any]]:
+    """Check the options before any file is read: ``(pipeline built here or None, the parameters)``.
+
+    With a pool of workers, the first worker checks them (it builds the pipeline anyway) and this
+    process never imports torch: that import would otherwise delay the start by a second or more.
+    """
+    if pool is not None:
+        try:
+            status, value = pool.submit(_describe_task).result()
+        except Exception:  # the pool itself failed to start: check here, then let the engine report it
+            status, value = "failed", ""
+        if status == "ok":
+            return None, value
+        if status == "error":
+            raise ParameterError(value)
+    pipeline = _validation_pipeline(args)
+    return pipeline, pipeline.describe()
+
+
+def _validation_pipeline(args: argparse.Namespace) -> _Pipeline:
+    """The pipeline built here to check the options before any file is read (Ray: on CPU, since
+    the GPUs are the cluster's, checked by the engine)."""
+    if args.engine == "ray" and args.device != "cpu":
+        local = argparse.Namespace(**vars(args))
+        local.device = "cpu"
+        pipeline = _Pipeline(local)
+        pipeline.device = args.device
+        return pipeline
+    return _Pipeline(args)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``supermel batch``; the exit status."""
     in_dir, out_dir = Path(args.in_dir), Path(args.out_dir)
     kind = _path_kind(in_dir)
+    is_list = kind == "file" and _corpus.is_list_file(in_dir)
     if kind == "missing":
-        raise ParameterError(f"input directory {str(in_dir)!r} does not exist")
-    if kind == "file":
-        raise ParameterError(f"input {str(in_dir)!r} is a file, not a folder: use `supermel compute` for single files")
+        raise ParameterError(f"input {'list' if _corpus.is_list_file(in_dir) else 'directory'} {str(in_dir)!r} does not exist")
+    if kind == "file" and not is_list:
+        raise ParameterError(
+            f"input {str(in_dir)!r} is a file, not a folder: use `supermel compute` for single files, "
+            f"or give a list of files ({', '.join(_corpus.LIST_SUFFIXES[:5])} ...)"
+        )
     if kind == "other":
         raise ParameterError(f"input {str(in_dir)!r} is not a folder")
     if out_dir.exists() and not out_dir.is_dir():
         raise ParameterError(f"output folder {str(out_dir)!r} is {'a file' if out_dir.is_file() else 'not a folder'}: give a folder for the outputs")
-    if args.workers < 1:
-        raise ParameterError(f"--workers {args.workers} must be at least 1")
-    if args.min_duration < 0:
-        raise ParameterError(f"--min-duration {args.min_duration} must be >= 0")
-    fmt = args.format or "npy"
-    pipeline = _Pipeline(args)
-    _check_output(out_dir, "to output folder", {}, is_folder=True)  # it (or where it will be made) must take files
-    try:
-        found = sorted(in_dir.glob(args.glob))
-    except (ValueError, NotImplementedError) as exc:
-        raise ParameterError(f"--glob {args.glob!r}: {exc}") from None
-    files, excluded = _split_outputs([p for p in found if p.is_file()], out_dir)
-    if excluded:  # files under OUT_DIR are (earlier) outputs, never inputs: say so
-        reason, hint = _excluded_reason(in_dir, out_dir, excluded, args.glob)
-        if not files:
-            raise ParameterError(f"no input files: {reason}; {hint}")
-        warnings.warn(f"{reason}; the other {len(files)} are processed")
-    if not files:
-        raise ParameterError(f"no files in {str(in_dir)!r} match --glob {args.glob!r}")
-
+    _check_args(args)
     t_start = time.perf_counter()
-    entries: List[Dict[str, Any]] = []
-    todo: List[Tuple[int, Path, Path]] = []
-    claimed: Dict[Path, str] = {}
-    for src in files:
-        rel = src.relative_to(in_dir)
-        out = out_dir / rel.with_suffix("." + fmt)
-        entry: Dict[str, Any] = {"input": rel.as_posix(), "output": out.relative_to(out_dir).as_posix()}
-        if out in claimed:
-            entry.update(status="failed", reason="duplicate output", detail=f"{claimed[out]} is also written to {entry['output']}")
-        elif out.exists() and not args.overwrite:
-            entry.update(status="skipped", reason="output exists", detail="use --overwrite to recompute")
-        else:
-            todo.append((len(entries), src, out))
-        claimed.setdefault(out, rel.as_posix())
-        entries.append(entry)
+    fmt = "npz" if args.shard_size is not None else (args.format or "npy")
+    workers = args.workers or 1
+    pool = _start_pool(args, fmt, workers) if args.engine == "local" and workers > 1 else None
+    try:
+        return _run(args, in_dir, out_dir, is_list, fmt, t_start, pool)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
-    progress = _Progress(len(files), enabled=not args.quiet)
-    for entry in entries:
-        if "status" in entry:
-            progress.update()
+
+def _run(
+    args: argparse.Namespace, in_dir: Path, out_dir: Path, is_list: bool, fmt: str, t_start: float,
+    pool: Optional[concurrent.futures.ProcessPoolExecutor],
+) -> int:
+    pipeline, parameters = _checked_parameters(args, pool)
+    _check_output(out_dir, "to output folder", {}, is_folder=True)  # it (or where it will be made) must take files
+    if is_list:
+        inputs, source = _list_inputs(args, in_dir, out_dir, fmt)
+        where = f"listed in {str(in_dir)!r}"
+    else:
+        inputs, source = _folder_inputs(args, in_dir, out_dir, fmt)
+        where = f"in {str(in_dir)!r}"
+
+    entries, units = _corpus.plan(inputs, out_dir, overwrite=args.overwrite, shard_size=args.shard_size)
+    print(_summary(len(inputs), source, where), flush=True)
     out_dir.mkdir(parents=True, exist_ok=True)
+    swept = _corpus.sweep_temporary_files(out_dir)
+    if swept:
+        print(f"supermel batch: removed {len(swept)} temporary file{'s' if len(swept) != 1 else ''} left by an interrupted run", flush=True)
+
+    progress = _Progress(len(entries), enabled=not args.quiet)
+    progress.update(sum("status" in e for e in entries))
+
+    def on_rows(rows: Rows) -> None:
+        seconds = 0.0
+        for i, fields, messages in rows:
+            entries[i].update(fields)
+            if fields.get("status") == "done":
+                seconds += float(fields.get("seconds", 0.0))
+            for message in messages:
+                warnings.warn(message)
+        progress.update(len(rows), seconds)
+
     interrupted = False
-    with warnings.catch_warnings():
-        # Recorded per file in the manifest instead of printed over the progress bar.
-        warnings.filterwarnings("ignore", message=r"n_fft=\d+ is too large for input signal")
-        try:
-            if args.workers == 1:
-                for i, src, out in todo:
-                    entries[i].update(_process_file(src, out, pipeline, fmt, args.min_duration))
-                    progress.update()
-            else:
-                with concurrent.futures.ThreadPoolExecutor(max_workers=args.workers) as pool:
-                    futures = {pool.submit(_process_file, src, out, pipeline, fmt, args.min_duration): i for i, src, out in todo}
-                    try:
-                        for fut in concurrent.futures.as_completed(futures):
-                            entries[futures[fut]].update(fut.result())
-                            progress.update()
-                    except KeyboardInterrupt:
-                        for fut in futures:
-                            fut.cancel()
-                        raise
-        except KeyboardInterrupt:
-            interrupted = True
-        finally:
-            progress.close()
+    engine: Dict[str, Any] = {"engine": args.engine}
+    try:
+        if args.engine == "ray":
+            from . import _ray_engine
+
+            sample = Path(units[0]["src"] if units and units[0]["kind"] == "file" else units[0]["members"][0][1]) if units else None
+            # the workers need the audio files, not the list: for a list, check the first file's folder
+            seen_by_nodes = sample.parent if is_list and sample is not None else in_dir
+            engine = _ray_engine.run(args, units, fmt, on_rows, in_path=seen_by_nodes, sample=sample, out_dir=out_dir, progress=progress)
+        else:
+            engine = _run_local(args, pipeline, units, fmt, args.workers or 1, on_rows, pool)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        progress.close()
+    swept_end = _corpus.sweep_temporary_files(out_dir)
     for entry in entries:
         if "status" not in entry:
             entry.update(status="failed", reason="interrupted", detail="not processed: the run was interrupted")
 
     counts = {s: sum(e["status"] == s for e in entries) for s in ("done", "skipped", "failed")}
     elapsed = time.perf_counter() - t_start
+    hours = sum(float(e.get("seconds", 0.0)) for e in entries if e["status"] == "done") / 3600.0
     manifest = {
         "supermel_version": __version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": "batch",
         "in_dir": os.path.abspath(in_dir),
         "out_dir": os.path.abspath(out_dir),
+        "inputs": source,
         "glob": args.glob,
         "format": fmt,
+        "shard_size": args.shard_size,
         "overwrite": bool(args.overwrite),
-        "parameters": pipeline.describe(),
+        "parameters": parameters,
+        "engine": dict(engine, temporary_files_removed=len(swept) + len(swept_end)),
         "counts": counts,
+        "hours_done": round(hours, 6),
         "elapsed_s": round(elapsed, 3),
         "files": entries,
     }
-    manifest_path = out_dir / MANIFEST_NAME
+    manifest_path, index_path = _corpus.manifest_paths(out_dir)
     _write_json(manifest_path, _finite_json(manifest))
+    if args.shard_size is not None:
+        _write_json(index_path, _finite_json(_shard_index(entries, args.shard_size, parameters)))
 
+    rate = f", {hours * 3600.0 / elapsed / 60.0:.2f} h of audio/min" if counts["done"] and elapsed > 0 else ""
     print(
         f"supermel batch: {counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed "
-        f"of {len(entries)} files in {elapsed:.1f} s; manifest {manifest_path}"
+        f"of {len(entries)} files in {elapsed:.1f} s{rate}; manifest {manifest_path}"
     )
     for entry in entries:
         if entry["status"] != "done":
@@ -280,3 +538,23 @@ def run(args: argparse.Namespace) -> int:
     if interrupted:
         raise KeyboardInterrupt
     return 1 if counts["failed"] else 0
+
+
+def _shard_index(entries: List[Dict[str, Any]], shard_size: int, parameters: Dict[str, Any]) -> Dict[str, Any]:
+    """The shards and, for every input stored in one, its shard and key."""
+    shards: Dict[str, List[str]] = {}
+    files: Dict[str, Dict[str, Any]] = {}
+    for e in entries:
+        if "key" not in e or "output" not in e:
+            continue
+        stored = e["status"] == "done" or (e["status"] == "skipped" and e.get("reason") == "output exists")
+        if stored:
+            shards.setdefault(e["output"], []).append(e["key"])
+            files[e["key"]] = {"shard": e["output"], "input": e["input"], **{k: e[k] for k in ("shape", "sr", "seconds") if k in e}}
+    return {
+        "supermel_version": __version__,
+        "shard_size": shard_size,
+        "parameters": parameters,
+        "shards": [{"file": name, "keys": keys} for name, keys in sorted(shards.items())],
+        "files": files,
+    }

@@ -10,6 +10,12 @@ when the module itself is imported, so ``import supermel`` never needs them:
 :mod:`supermel.integrations.faster_whisper`
     faster-whisper's ``FeatureExtractor``, and ``accelerate(model)`` to put it
     into a ``WhisperModel`` (``pip install "supermel[faster-whisper]"``).
+:mod:`supermel.integrations.ray`
+    ``Featurizer``, a callable class for Ray Data's ``Dataset.map_batches``
+    (``pip install "supermel[ray]"``).
+:mod:`supermel.integrations.datasets`
+    ``add_features``: a feature column for a Hugging Face ``datasets.Dataset``,
+    decoded with soundfile + soxr (``pip install "supermel[datasets]"``).
 """
 
 __all__: list = []
