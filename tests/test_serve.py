@@ -140,12 +140,12 @@ CLIENTS = [
 ]
 
 
-@pytest.mark.parametrize("step_thread", [False, True], ids=["step-in-loop", "step-in-thread"])
-def test_many_clients_get_the_offline_frames(step_thread, speech_at):
+@pytest.mark.parametrize("step_thread, interval", [(False, 0.002), (True, 0.002), (False, 0.0)], ids=["step-in-loop", "step-in-thread", "no-interval"])
+def test_many_clients_get_the_offline_frames(step_thread, interval, speech_at):
     metric, bound, _ = BOUNDS["stream-core"]
 
     async def main():
-        async with serving(step_thread=step_thread, max_frames_per_step=64) as srv:
+        async with serving(step_thread=step_thread, step_interval=interval, max_frames_per_step=64) as srv:
             auds = [_excerpt(speech_at, r, s, 0.3 + 0.7 * i) for i, (r, _, _, s) in enumerate(CLIENTS)]
             clients = await asyncio.gather(
                 *[stream_audio(srv.url, x, r, sample_format=f, chunk_seconds=c / r) for x, (r, f, c, _) in zip(auds, CLIENTS, strict=True)]
@@ -170,6 +170,35 @@ def test_many_clients_get_the_offline_frames(step_thread, speech_at):
         np.testing.assert_array_equal(rec.audio, sent)  # the server decoded exactly what was sent
         np.testing.assert_array_equal(rec.frames, got)  # and the client decoded exactly what it sent
         assert rec.close_code == 1000
+
+
+def test_cycles_start_step_interval_apart(speech_at):
+    """Input arriving within ``step_interval`` of a cycle's start waits for the next cycle (joined with the rest)."""
+    interval = 0.05
+    starts: List[float] = []
+
+    async def main():
+        async with serving(step_interval=interval) as srv:
+            loop, snapshot = asyncio.get_running_loop(), srv._snapshot
+
+            def timed(ps):  # a cycle's first act (one pool served)
+                starts.append(loop.time())
+                return snapshot(ps)
+
+            srv._snapshot = timed
+            x = _excerpt(speech_at, 16000, 1.0, 0.5)
+            clients = await asyncio.gather(*[stream_audio(srv.url, x, 16000, chunk_seconds=0.005, realtime=True) for _ in range(4)])
+            return srv, x, clients
+
+    srv, x, clients = run(main())
+    gaps = np.diff(starts)
+    assert len(gaps) > 2 and gaps.min() >= interval - 5e-3, gaps.min()
+    assert srv.stats["steps"] < 4 * 200  # 800 chunks in real time (one each 5 ms per client), far fewer cycles: batched
+    metric, bound, _ = BOUNDS["stream-core"]
+    want = _offline_core(x, 16000)
+    for c in clients:
+        assert c.frames().shape == want.shape and _err(c.frames(), want, metric) <= bound
+        assert c.totals["frames"] == want.shape[-1] == c.frame_count and (c.lost, c.reordered) == (0, 0)
 
 
 def test_presets_wav2lip_windows_and_finalized_frames(speech_at):
@@ -504,6 +533,11 @@ def test_serve_command_help_and_refusals(capsys):
         Server(core=CORE, max_chunk_seconds=3.0, max_backlog_seconds=2.0)
     with pytest.raises(supermel.ParameterError, match="port"):
         Server(core=CORE, port=70000)
+    for bad in (-0.001, 1.0, float("nan"), True):
+        with pytest.raises(supermel.ParameterError, match="step_interval"):
+            Server(core=CORE, step_interval=bad)
+    assert cli_main(["serve", "--step-interval", "2", "--port", "0"]) == 2
+    assert "--step-interval" in capsys.readouterr().err
 
 
 def test_docs_describe_the_protocol():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import signal
 import sys
 from typing import Any, Dict
@@ -32,6 +33,13 @@ def _seconds(text: str) -> float:
     value = _number(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be a positive number of seconds")
+    return value
+
+
+def _interval(text: str) -> float:
+    value = _number(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a number of seconds in [0, 1)")
     return value
 
 
@@ -75,6 +83,9 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
     s.add_argument("--device", type=_device, default="cpu", metavar="cpu|cuda", help="where the pools compute (default cpu)")
     s.add_argument("--max-clients", type=_positive_int, default=256, metavar="N", help="connections at once; more are closed with 1013 (default 256)")
     s.add_argument("--max-frames-per-step", type=_positive_int, default=1024, metavar="K", help="cap on the frames of one batched step (default 1024)")
+    s.add_argument("--step-interval", type=_interval, default=0.002, metavar="S",
+                   help="least seconds between the starts of two batched steps; input arriving meanwhile joins the next step: under "
+                   "load, fewer and larger steps for at most S of added latency (default 0.002; 0: a step as soon as input arrives)")  # fmt: skip
     s.add_argument("--max-backlog", type=_seconds, default=2.0, metavar="S", help="seconds of a client's audio that may wait to be computed; past that: close 1013 (default 2)")
     s.add_argument("--max-send-backlog", type=_seconds, default=2.0, metavar="S", help="seconds of a client's frames that may wait to be sent; past that: close 1013 (default 2)")
     s.add_argument("--max-chunk", type=_seconds, default=1.0, metavar="S", help="longest audio message, in seconds (default 1)")
@@ -110,10 +121,13 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger("websockets").setLevel(logging.WARNING)
     server = server_mod.Server(
         args.preset, core=core if (core or not args.preset) else None, host=args.host, port=args.port, device=args.device,
-        max_clients=args.max_clients, max_frames_per_step=args.max_frames_per_step, max_backlog_seconds=args.max_backlog,
+        max_clients=args.max_clients, max_frames_per_step=args.max_frames_per_step, step_interval=args.step_interval, max_backlog_seconds=args.max_backlog,
         max_send_seconds=args.max_send_backlog, max_chunk_seconds=args.max_chunk, socket_send_buffer=args.socket_send_buffer,
         step_thread=args.step_thread, page=args.page,
     )  # fmt: skip
+    # What the start created (torch, the pools: ~200k objects) leaves the garbage collector's reach: a full
+    # collection traversing it stops the event loop for ~100 ms, a stall every client would see.
+    gc.freeze()
 
     async def main() -> None:
         try:
