@@ -16,8 +16,13 @@
 # results are also copied there: $OUT/BENCHMARKS.md,
 # $OUT/benchmarks/results/cuda/ and the whole log, $OUT/gpu.log.
 #
-# Exit status: run.py's, 1 when a row of supermel's own (the CUDA-graph rows
-# included) ended in an error; those rows are the last lines of the log.
+# First the CUDA tests (tests/test_cuda.py, and the other files' CUDA tests where librosa is installed),
+# then the benchmark: about 1-2 + 3 minutes (estimated from the CPU run: 42 tests of a few seconds
+# each, 18 rows of 4 s timing plus warm-up), under the 8 minutes a lent GPU allows.
+#
+# Exit status: 1 when a CUDA test failed (or pytest is missing), or run.py's: 1 when a row of
+# supermel's own (the CUDA-graph rows included) ended in an error; those rows are the last lines
+# of the benchmark's log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${INSTALL:-0}" = 1 ]; then
@@ -44,9 +49,27 @@ if [ "$budget_given" = 0 ]; then
 fi
 
 rc=0
+# The CUDA tests first (tests/test_cuda.py imports only numpy, torch, pytest and supermel, so it runs on a
+# bare GPU image; the CUDA tests of the other files need their references: librosa, hypothesis). A
+# failing or missing test run makes the script exit 1, after the benchmark has run.
+log() { if [ -n "${OUT:-}" ]; then mkdir -p "$OUT"; tee -a "$OUT/gpu.log"; else cat; fi; }
+echo "== CUDA tests" | log
+if python -c "import pytest" 2>/dev/null; then
+    python -m pytest -q -p no:cacheprovider -rs tests/test_cuda.py 2>&1 | log || rc=1
+    if python -c "import librosa, hypothesis, websockets, soxr" 2>/dev/null; then
+        python -m pytest -q -p no:cacheprovider -rs -k cuda tests/test_modules.py tests/test_streaming.py \
+            tests/frontends/test_frontend_streaming.py tests/test_pool.py tests/test_serve.py 2>&1 | log || rc=1
+    else
+        echo "librosa/hypothesis/websockets/soxr missing: only tests/test_cuda.py ran (pip install -e '.[test]' for the rest)" | log
+    fi
+else
+    echo "pytest is not installed: the CUDA tests did not run" | log
+    rc=1
+fi
+echo "== GPU benchmark" | log
 if [ -n "${OUT:-}" ]; then
     mkdir -p "$OUT/benchmarks/results"
-    python benchmarks/run.py "${args[@]}" 2>&1 | tee "$OUT/gpu.log" || rc=$?
+    python benchmarks/run.py "${args[@]}" 2>&1 | tee -a "$OUT/gpu.log" || rc=$?
     cp BENCHMARKS.md "$OUT/" || true
     if [ -d benchmarks/results/cuda ]; then
         cp -r benchmarks/results/cuda "$OUT/benchmarks/results/" || true
