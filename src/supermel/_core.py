@@ -12,6 +12,7 @@ public functions transpose to librosa's ``(..., F, T)`` at the end (a view).
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, List, Optional, Sequence, Tuple
 
@@ -330,14 +331,6 @@ def _power_block(
     return k.pow(p, power / 2.0, p if inplace else None)
 
 
-def power_frames(z: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-    """``|STFT|**power`` of an already padded signal (:func:`_power_frames`), the
-    DFT product in full float32 precision whatever the global TF32 settings
-    (:data:`full_fp32_matmuls`)."""
-    if torch.compiler.is_compiling():
-        return _power_frames(z, **kwargs)
-    with full_fp32_matmuls:
-        return _power_frames(z, **kwargs)
 
 
 def _power_frames(
@@ -393,14 +386,6 @@ def _cpu_blocks(n_batch: int, n_frames: int, block: int) -> List[Tuple[slice, sl
     return [(slice(b, b + step), slice(None)) for b in range(0, n_batch, step)]
 
 
-def mel_frames(z: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-    """Mel spectrogram of an already padded signal (:func:`_mel_frames`), the
-    matrix products in full float32 precision whatever the global TF32 settings
-    (:data:`full_fp32_matmuls`)."""
-    if torch.compiler.is_compiling():
-        return _mel_frames(z, **kwargs)
-    with full_fp32_matmuls:
-        return _mel_frames(z, **kwargs)
 
 
 def _mel_frames(
@@ -454,16 +439,6 @@ def _mel_frames(
     return out
 
 
-def mel_dense(frames: Any, **kwargs: Any) -> Any:
-    """Frames -> mel with one dense product (:func:`_mel_dense`); with torch
-    kernels, the products in full float32 precision whatever the global TF32
-    settings (:data:`full_fp32_matmuls`). Hot loops call :func:`_mel_dense`
-    inside their own guard (the numpy executor needs none)."""
-    ws = kwargs.get("ws")
-    if (ws is not None and ws.k is _NumpyKernels) or torch.compiler.is_compiling():
-        return _mel_dense(frames, **kwargs)
-    with full_fp32_matmuls:
-        return _mel_dense(frames, **kwargs)
 
 
 def _mel_dense(
@@ -499,6 +474,34 @@ def _mel_dense(
         return mel.reshape(n_batch, n_mels, 1)
     # librosa's layout, contiguous: element-wise post-processing (logs, floors) then runs at full speed
     return k.to_freq_major(mel.reshape(n_batch, n_frames, n_mels), b.out)
+
+
+def _in_full_fp32(fn: Any, doc: str) -> Any:
+    """``fn`` with its float32 products in full precision whatever the global TF32 settings
+    (:data:`full_fp32_matmuls`); not while compiling, nor for the numpy executor (no
+    reduced-precision products there). Hot loops call ``fn`` inside their own guard."""
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        ws = kwargs.get("ws")
+        if (ws is not None and ws.k is _NumpyKernels) or torch.compiler.is_compiling():
+            return fn(*args, **kwargs)
+        with full_fp32_matmuls:
+            return fn(*args, **kwargs)
+
+    run.__doc__ = doc
+    return run
+
+
+#: ``|STFT|**power`` of an already padded signal (:func:`_power_frames`), full float32 products.
+power_frames = _in_full_fp32(_power_frames, "``|STFT|**power`` of an already padded signal (:func:`_power_frames`), full float32 products.")
+power_frames.__name__ = "power_frames"
+#: Mel spectrogram of an already padded signal (:func:`_mel_frames`), full float32 products.
+mel_frames = _in_full_fp32(_mel_frames, "Mel spectrogram of an already padded signal (:func:`_mel_frames`), full float32 products.")
+mel_frames.__name__ = "mel_frames"
+#: Frames -> mel with one dense product (:func:`_mel_dense`), full float32 products with torch kernels.
+mel_dense = _in_full_fp32(_mel_dense, "Frames -> mel with one dense product (:func:`_mel_dense`), full float32 products with torch kernels.")
+mel_dense.__name__ = "mel_dense"
 
 
 def split_filterbank(fb: np.ndarray, max_blocks: int = 4, n_blocks: Optional[int] = None) -> List[Tuple[int, int, np.ndarray]]:

@@ -36,17 +36,8 @@ _LIBROSA_DEFAULTS: Dict[str, Any] = {
 _OVERRIDE_KEYS = ("sr",) + tuple(_LIBROSA_DEFAULTS)
 
 
-def _add_core_options(p: argparse.ArgumentParser, *, for_plot: bool = False) -> None:
-    g = p.add_argument_group(
-        "mel spectrogram options",
-        "librosa.feature.melspectrogram's parameters; anything not given takes librosa's default. "
-        "With --preset they override the preset's values.",
-    )
-    g.add_argument("--preset", metavar="NAME", help="use a model front end instead of the plain mel spectrogram (see `supermel presets`); it fixes its own sample rate")
-    if for_plot:
-        g.add_argument("--sr", type=_positive_int, metavar="SR", help="audio input: resample to SR Hz; .npy input: the rate it was computed at (for a time axis in seconds)")
-    else:
-        g.add_argument("--sr", type=_positive_int, metavar="SR", help="resample the audio to SR Hz (default: keep each file's own rate; librosa.load would use 22050)")
+def add_mel_arguments(g: Any) -> None:
+    """The STFT and filterbank options of librosa.feature.melspectrogram (shared by every command that takes them)."""
     g.add_argument("--n-fft", dest="n_fft", type=_positive_int, metavar="N", help="FFT size (default 2048)")
     g.add_argument("--hop-length", dest="hop_length", type=_positive_int, metavar="H", help="samples between frames (default 512)")
     g.add_argument("--win-length", dest="win_length", type=_positive_int, metavar="W", help="window length, <= n_fft (default n_fft)")
@@ -59,6 +50,20 @@ def _add_core_options(p: argparse.ArgumentParser, *, for_plot: bool = False) -> 
     g.add_argument("--norm", type=_norm, metavar="slaney|none|P", help="filter normalisation: slaney (default, area), none, or a p-norm such as 1, 2 or inf")
     g.add_argument("--pad-mode", dest="pad_mode", metavar="MODE", help="padding with centred frames: constant (default), edge, linear_ramp, reflect or symmetric")
     g.add_argument("--no-center", dest="center", action="store_const", const=False, default=None, help="frames start at sample 0 instead of being centred (librosa center=False)")
+
+
+def _add_core_options(p: argparse.ArgumentParser, *, for_plot: bool = False) -> None:
+    g = p.add_argument_group(
+        "mel spectrogram options",
+        "librosa.feature.melspectrogram's parameters; anything not given takes librosa's default. "
+        "With --preset they override the preset's values.",
+    )
+    g.add_argument("--preset", metavar="NAME", help="use a model front end instead of the plain mel spectrogram (see `supermel presets`); it fixes its own sample rate")
+    if for_plot:
+        g.add_argument("--sr", type=_positive_int, metavar="SR", help="audio input: resample to SR Hz; .npy input: the rate it was computed at (for a time axis in seconds)")
+    else:
+        g.add_argument("--sr", type=_positive_int, metavar="SR", help="resample the audio to SR Hz (default: keep each file's own rate; librosa.load would use 22050)")
+    add_mel_arguments(g)
     g.add_argument("--db", action="store_true", help="convert to decibels as librosa.power_to_db (amplitude_to_db for --power 1): ref 1.0, top_db 80"
                    + ("; with an .npy input: the array already holds dB" if for_plot else ""))
     g.add_argument("--set", action="append", type=_key_value, metavar="KEY=VALUE",

@@ -14,7 +14,8 @@ import sys
 from typing import Any, Dict
 
 from .._errors import ParameterError
-from ._common import _device, _import_optional, _norm, _number, _positive_int
+from ._common import _device, _import_optional, _number, _positive_int
+from ._pipeline import add_mel_arguments
 
 _CORE_OPTIONS = ("sr", "n_fft", "hop_length", "win_length", "window", "n_mels", "fmin", "fmax", "power", "htk", "norm", "pad_mode", "center")
 
@@ -67,18 +68,7 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
     g = p.add_argument_group("mel spectrogram options (the plain mel spectrogram, served as 'mel')",
                              "librosa.feature.melspectrogram's parameters; anything not given takes librosa's default, at 22050 Hz.")  # fmt: skip
     g.add_argument("--sr", type=_positive_int, metavar="SR", help="the rate features are computed at; clients' audio is resampled to it (default 22050)")
-    g.add_argument("--n-fft", dest="n_fft", type=_positive_int, metavar="N", help="FFT size (default 2048)")
-    g.add_argument("--hop-length", dest="hop_length", type=_positive_int, metavar="H", help="samples between frames (default 512)")
-    g.add_argument("--win-length", dest="win_length", type=_positive_int, metavar="W", help="window length, <= n_fft (default n_fft)")
-    g.add_argument("--window", metavar="NAME", help="window function (default hann)")
-    g.add_argument("--n-mels", dest="n_mels", type=_positive_int, metavar="M", help="number of mel bands (default 128)")
-    g.add_argument("--fmin", type=_number, metavar="F", help="lowest frequency in Hz (default 0)")
-    g.add_argument("--fmax", type=_number, metavar="F", help="highest frequency in Hz (default sr / 2)")
-    g.add_argument("--power", type=_number, metavar="P", help="exponent of the magnitude: 2 power, 1 magnitude (default 2)")
-    g.add_argument("--htk", action="store_const", const=True, default=None, help="HTK mel scale instead of Slaney's")
-    g.add_argument("--norm", type=_norm, metavar="slaney|none|P", help="filter normalisation (default slaney)")
-    g.add_argument("--pad-mode", dest="pad_mode", metavar="MODE", help="padding with centred frames (default constant)")
-    g.add_argument("--no-center", dest="center", action="store_const", const=False, default=None, help="frames start at sample 0 instead of being centred")
+    add_mel_arguments(g)
     s = p.add_argument_group("serving limits")
     s.add_argument("--device", type=_device, default="cpu", metavar="cpu|cuda", help="where the pools compute (default cpu)")
     s.add_argument("--max-clients", type=_positive_int, default=256, metavar="N", help="connections at once; more are closed with 1013 (default 256)")
