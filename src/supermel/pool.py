@@ -251,6 +251,7 @@ class StreamPool:
         self._ids = itertools.count()
         self._rotation = 0
         self._pinned: Optional[torch.Tensor] = None
+        self._copied: Any = None  # CUDA event: the last step's host-to-device copy out of _pinned
 
     # ------------------------------------------------------------------ streams
     def open(self, *, fps: Optional[float] = None) -> int:
@@ -443,6 +444,9 @@ class StreamPool:
         """``(K, L)`` frames buffer (pinned host memory for a GPU)."""
         L = self.layout.L
         if self.device.type == "cuda":
+            if self._copied is not None:  # the previous step's copy may still be reading the staging buffer
+                self._copied.synchronize()
+                self._copied = None
             if self._pinned is None or self._pinned.shape[0] < K:
                 self._pinned = torch.empty((max(K, 256), L), dtype=self.dtype, pin_memory=True)
             return self._pinned[:K].numpy()
@@ -453,7 +457,7 @@ class StreamPool:
         fe = self.frontend
         if self.layout.kaldi:
             x = torch.from_numpy(frames)
-            x = x.to(self.device, non_blocking=True) if self.device.type != "cpu" else x
+            x = self._to_device(x) if self.device.type != "cpu" else x
             with _precision():
                 mel = fe.frames_mel(x[None])
             return fe.post_local(mel)
@@ -469,10 +473,19 @@ class StreamPool:
             return fe.post_local(torch.from_numpy(np.ascontiguousarray(mel)))
         x = torch.from_numpy(frames)
         if self.device.type != "cpu":
-            x = x.to(self.device, non_blocking=True)  # the step's one host-to-device copy
+            x = self._to_device(x)  # the step's one host-to-device copy
         with _precision():
             mel = _core.mel_dense(x[None], inplace=True, **self._dense)
         return fe.post_local(mel)
+
+    def _to_device(self, x: torch.Tensor) -> torch.Tensor:
+        """Copy staged frames to the device without waiting; the next step waits for the copy
+        before it refills the pinned staging buffer."""
+        out = x.to(self.device, non_blocking=True)
+        if self.device.type == "cuda":
+            self._copied = torch.cuda.Event()
+            self._copied.record()
+        return out
 
     def _cols(self, feats: Array, a: int, k: int) -> Array:
         ta = self.time_axis
