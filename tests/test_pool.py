@@ -16,7 +16,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import supermel
-from supermel import audio
 from test_exactness import BOUNDS, _err, _row
 
 CORE = dict(sr=16000, n_fft=800, hop_length=200, n_mels=80, fmin=55, fmax=7600)
@@ -26,9 +25,11 @@ def _sr(fe) -> int:
     return int(getattr(fe.config, "sr", None) or fe.config.sample_frequency)
 
 
-def run_schedule(pool, auds, rng, *, max_chunk=900, p_push=0.6, bad=0.0, close_early=True):
+def run_schedule(pool, auds, rng, *, max_chunk=900, p_push=0.6, bad=0.0, close_early=True, many=False):
     """Push each audio in random chunks, streams joining late and leaving when done; step in between.
 
+    ``many``: each round's chunks go in through one ``push_many`` (bad chunks next to an
+    unknown id). A chunk refused for the backlog is offered again in a later round.
     Returns {index: (frames list, PoolFrames of close)} and checks each step's frame indices.
     """
     n = len(auds)
@@ -40,16 +41,35 @@ def run_schedule(pool, auds, rng, *, max_chunk=900, p_push=0.6, bad=0.0, close_e
         for i in range(n):
             if i not in ids and join[i] <= rounds and i not in last:
                 ids[i] = pool.open()
+        batch = []  # (index, sid, chunk)
         for i, sid in list(ids.items()):
             if rng.random() < p_push and pos[i] < len(auds[i]):
                 m = int(rng.choice([0, 1, 2, int(rng.integers(0, max_chunk))]))
                 if bad and rng.random() < bad:
                     before = (pool.samples_received(sid), pool.frame_count(sid))
-                    with pytest.raises(supermel.ParameterError):
-                        pool.push(sid, np.full(5, np.nan, np.float32))
+                    if many:
+                        errs = pool.push_many([sid, -1], [np.full(5, np.nan, np.float32), auds[i][:3]])
+                        assert set(errs) == {sid, -1} and all(isinstance(e, supermel.ParameterError) for e in errs.values())
+                    else:
+                        with pytest.raises(supermel.ParameterError):
+                            pool.push(sid, np.full(5, np.nan, np.float32))
                     assert (pool.samples_received(sid), pool.frame_count(sid)) == before
-                pool.push(sid, auds[i][pos[i] : pos[i] + m])
-                pos[i] += m
+                batch.append((i, sid, auds[i][pos[i] : pos[i] + m]))
+        if many:
+            errs = pool.push_many([b[1] for b in batch], [b[2] for b in batch])
+            for i, sid, chunk in batch:
+                if sid in errs:
+                    assert "backlog" in str(errs[sid])
+                else:
+                    pos[i] += len(chunk)
+        else:
+            for i, sid, chunk in batch:
+                try:
+                    pool.push(sid, chunk)
+                except supermel.ParameterError as e:
+                    assert "backlog" in str(e)
+                    continue
+                pos[i] += len(chunk)
         by_id = {sid: i for i, sid in ids.items()}
         for sid, f in pool.step().items():
             i = by_id[sid]
@@ -71,16 +91,19 @@ def run_schedule(pool, auds, rng, *, max_chunk=900, p_push=0.6, bad=0.0, close_e
     n_fft=st.sampled_from([64, 100]),
     hop=st.sampled_from([16, 25, 64]),
     cap=st.sampled_from([7, 64, 4096]),
+    backlog=st.sampled_from([0.03, 2.0]),
+    many=st.booleans(),
 )
-def test_any_schedule_equals_offline(seed, n_streams, pad_mode, center, n_fft, hop, cap):
+def test_any_schedule_equals_offline(seed, n_streams, pad_mode, center, n_fft, hop, cap, backlog, many):
+    """Any schedule; a 30 ms backlog (ring rows of 1024 samples) wraps every stream around its row."""
     rng = np.random.default_rng(seed)
     kw = dict(sr=8000, n_fft=n_fft, hop_length=hop, n_mels=10, pad_mode=pad_mode, center=center)
-    pool = supermel.StreamPool(dtype=torch.float64, max_frames_per_step=cap, **kw)
+    pool = supermel.StreamPool(dtype=torch.float64, max_frames_per_step=cap, max_backlog_seconds=backlog, **kw)
     lo = 1 if center else n_fft
     auds = [rng.standard_normal(int(rng.integers(lo, 1500))) for _ in range(n_streams)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # librosa's short-input warning
-        got, last = run_schedule(pool, auds, rng, max_chunk=150, bad=0.1)
+        got, last = run_schedule(pool, auds, rng, max_chunk=150, bad=0.1, many=many)
         for i, a in enumerate(auds):
             out = np.concatenate(got[i] + [last[i].frames], axis=-1)
             want = supermel.melspectrogram(y=a, **kw)
@@ -170,6 +193,44 @@ def test_bad_chunks_are_refused_for_that_stream_alone():
     assert pool.samples_received(a) == pool.samples_received(b) == 1000
     out = pool.step()
     np.testing.assert_array_equal(out[a].frames, out[b].frames)  # same audio, same route, same step
+
+
+def test_push_many_reports_each_refusal_and_takes_the_rest():
+    pool = supermel.StreamPool(**CORE)
+    a, b, c = pool.open(), pool.open(), pool.open()
+    y = np.random.default_rng(0).standard_normal(4000).astype(np.float32)
+    errs = pool.push_many([a, b, c, 999], [y[:1000], np.array([1.0, np.nan], np.float32), y[:1000].astype(np.float64), y[:5]])
+    assert set(errs) == {b, 999}
+    assert "not finite" in str(errs[b]) and "not open" in str(errs[999])
+    assert [pool.samples_received(s) for s in (a, b, c)] == [1000, 0, 1000]  # c: converted like push()
+    with pytest.raises(supermel.ParameterError, match="at most once"):
+        pool.push_many([a, a], [y[:10], y[:10]])
+    with pytest.raises(supermel.ParameterError, match="one chunk per id"):
+        pool.push_many([a, b], [y[:10]])
+    assert pool.samples_received(a) == 1000
+    out = pool.step()
+    np.testing.assert_array_equal(out[a].frames, out[c].frames)  # same audio, same route, same step
+
+
+def test_push_many_equals_push_one_by_one():
+    """The vectorised scatter (chunks inside a row) and _write (chunks wrapping around it) agree."""
+    rng = np.random.default_rng(4)
+    auds = [rng.standard_normal(30000).astype(np.float32) for _ in range(5)]
+    pools = [supermel.StreamPool(max_backlog_seconds=0.1, **CORE) for _ in range(2)]
+    ids = [[p.open() for _ in auds] for p in pools]
+    pos = 0
+    while pos < 30000:
+        m = int(rng.integers(0, 700))
+        assert not pools[0].push_many(ids[0], [a[pos : pos + m] for a in auds])
+        for sid, a in zip(ids[1], auds):
+            pools[1].push(sid, a[pos : pos + m])
+        pos += m
+        np.testing.assert_array_equal(pools[0]._ring, pools[1]._ring)
+        outs = [p.step() for p in pools]
+        for s0, s1 in zip(*ids):
+            assert (s0 in outs[0]) == (s1 in outs[1])
+            if s0 in outs[0]:
+                np.testing.assert_array_equal(outs[0][s0].frames, outs[1][s1].frames)
 
 
 def test_backlog_is_bounded_and_refusal_leaves_the_stream_unchanged():

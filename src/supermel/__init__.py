@@ -49,6 +49,7 @@ _EXPORTS: Dict[str, str] = {
     "StreamingMelSpectrogram": "streaming",
     "StreamPool": "pool",
     "PoolFrames": "pool",
+    "PoolStep": "pool",
     # model front ends
     "frontend": "presets",
     "frontends": "presets",
@@ -119,6 +120,6 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         frontends,
         wav2lip_mel_chunks,
     )
-    from .pool import PoolFrames, StreamPool  # noqa: F401
+    from .pool import PoolFrames, PoolStep, StreamPool  # noqa: F401
     from .streaming import StreamingMelSpectrogram  # noqa: F401
     from .presets import StreamingFrontend, Wav2LipChunker  # noqa: F401

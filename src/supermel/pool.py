@@ -12,9 +12,10 @@ the core's kernels (:func:`supermel._core.mel_dense`, or the Kaldi front ends'
 How the frames are gathered
 ---------------------------
 Each stream's samples (after the front end's waveform step, e.g. pre-emphasis)
-live in one row of a ring buffer kept twice over (``ring[s, i % C]`` and
-``ring[s, i % C + C]``), so that any frame is a contiguous row of a strided view
-and the frames of all streams are one fancy-indexed copy. The frames that reach
+live in one row of a ring buffer (``ring[s, i % C]``) whose first frame length
+is mirrored past its end (``ring[s, C + j] == ring[s, j]`` for ``j < L``), so that
+any frame is a contiguous row of a strided view and the frames of all streams are
+one fancy-indexed copy. The frames that reach
 into the left padding (the first few of a stream with ``center=True``) and the
 last ones, which reach into the right padding at :meth:`StreamPool.close`, are
 built per stream with the same padding code as the offline call
@@ -38,21 +39,28 @@ the model; the same code path runs on the CPU with ``executor="torch"``.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, NamedTuple, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 import torch
 
 from . import _core
 from ._errors import ParameterError
+from ._inputs import all_finite_np
 from .presets import Frontend, KaldiFbank, MelConfig, Wav2LipChunker, frontend
 from .presets import kaldi as _kaldi
 from .streaming import _dense_kw, _workspace, check_chunk
 
-__all__ = ["StreamPool", "PoolFrames"]
+__all__ = ["StreamPool", "PoolFrames", "PoolStep"]
 
 Array = Union[np.ndarray, torch.Tensor]
+
+#: The numpy executor computes a step in blocks of a multiple of this many frames (see StreamPool._mel_blocks).
+_BUCKET = 32
+#: Samples per block: about 1 MiB of float32 frames, which stays in a core's L2 cache with its spectrum.
+_BLOCK_SAMPLES = 1 << 18
 
 _CORE_KEYS = ("sr", "n_fft", "hop_length", "win_length", "window", "center", "pad_mode", "power", "n_mels", "fmin", "fmax", "htk", "norm")
 
@@ -72,12 +80,72 @@ class PoolFrames(NamedTuple):
     windows: Optional[Array] = None
 
 
-@dataclass
+class PoolStep(Mapping):  # Mapping[int, PoolFrames]
+    """What :meth:`StreamPool.step` returns: ``{stream id: PoolFrames}``, each entry made when read.
+
+    A read-only mapping (``out[sid]``, ``sid in out``, ``out.items()``, ``len(out)``).
+    A step computes every stream's frames in one array; an entry is a view of
+    that array's columns, made on access (as a lockstep ``(S, n_mels, k)``
+    result is sliced by its consumer), so a step costs no per-stream Python
+    work for the streams nobody reads. Streams with per-stream state in their
+    output (Wav2Lip windows, frames withheld as Whisper drops its last one) get
+    their entries made during the step.
+
+    Attributes
+    ----------
+    features : numpy.ndarray or torch.Tensor
+        The step's frames of the streams in ``ids``, one after the other:
+        ``(rows, K)`` (``(K, rows)`` for a time-major front end).
+    ids, starts, offsets, counts : list of int
+        For those streams: id, stream index of its first frame, column of
+        ``features`` where its frames start, and how many (a vectorised
+        consumer's view of the same entries).
+    """
+
+    __slots__ = ("features", "ids", "starts", "offsets", "counts", "_index", "_time_major", "_eager")
+
+    def __init__(self, features: Any = None, ids: Optional[List[int]] = None, starts: Optional[List[int]] = None,
+                 offsets: Optional[List[int]] = None, counts: Optional[List[int]] = None, *, time_major: bool = False,
+                 eager: Optional[Dict[int, PoolFrames]] = None) -> None:
+        self.features = features
+        self.ids = ids or []
+        self.starts = starts or []
+        self.offsets = offsets or []
+        self.counts = counts or []
+        self._index = dict(zip(self.ids, range(len(self.ids))))
+        self._time_major = time_major
+        self._eager = eager or {}
+
+    def __getitem__(self, sid: int) -> PoolFrames:
+        i = self._index.get(sid)
+        if i is None:
+            return self._eager[sid]
+        a, k = self.offsets[i], self.counts[i]
+        f = self.features
+        return PoolFrames(self.starts[i], f[a : a + k] if self._time_major else f[:, a : a + k])
+
+    def __contains__(self, sid: object) -> bool:
+        return sid in self._index or sid in self._eager
+
+    def __iter__(self) -> Iterator[int]:
+        yield from self.ids
+        yield from self._eager
+
+    def __len__(self) -> int:
+        return len(self.ids) + len(self._eager)
+
+    def __repr__(self) -> str:
+        return f"PoolStep({len(self)} streams, {sum(self.counts) + sum(int(np.shape(p.frames)[0 if self._time_major else -1]) for p in self._eager.values())} frames)"
+
+
+@dataclass(eq=False)
 class _Stream:
+    """A stream's state besides its counters, which live in the pool's per-slot arrays
+    (``_n`` samples received after the waveform step and any trim, ``_t`` frames computed,
+    ``_em`` frames handed out: ``_t`` less the frames withheld for drop_last), so that a
+    step reads and advances every stream's counters with a few vectorised operations."""
+
     slot: int
-    n: int = 0  # samples received (after the waveform step and any trim)
-    t: int = 0  # frames computed
-    emitted: int = 0  # frames handed out (t, less the frames withheld for drop_last)
     n_input: int = 0  # samples received before the end padding (close)
     prev: Optional[np.ndarray] = None  # the waveform step's context (pre-emphasis: the last sample)
     chunker: Optional[Wav2LipChunker] = None
@@ -234,18 +302,27 @@ class StreamPool:
         self.check_finite = bool(check_finite)
         self.max_frames_per_step = int(max_frames_per_step)
         backlog = int(round(max_backlog_seconds * self.sr))
-        # ring row: the backlog, plus a frame and a hop (kept twice over, see the module notes)
+        # ring row: the backlog, plus a frame and a hop (and a frame's mirror, see the module notes)
         self.capacity = -(-(backlog + 2 * self.layout.L + 2 * self.layout.hop) // 1024) * 1024
         self.numpy = self.device.type == "cpu" and not self.layout.kaldi and executor in ("auto", "numpy")
         mel_kw = fe.core.mel_function(self.dtype).keywords
         self._mel_kw = mel_kw
         self._dense = _dense_kw(mel_kw, numpy=self.numpy)
         self._ws: Dict[int, Any] = {}
+        self._block = max(_BUCKET, min(512, _BLOCK_SAMPLES // self.layout.L) // _BUCKET * _BUCKET)
+        self._frames = np.zeros((0, self.layout.L), dtype=self.np_dtype)
         self._trim_at = fe.stream_trim_at()
         # the waveform step is the identity for the core and most presets: skip its call per push
         self._identity_pre = (not fe.stream_pre_on_chunks) or (type(fe).pre is Frontend.pre and fe.pre_context == 0)
         self._drop_last = int(fe.drop_last)
-        self._ring = np.zeros((0, 2 * self.capacity), dtype=self.np_dtype)
+        self._tail_keep = max(0 if self.layout.kaldi else self.layout.pad + 1, self.layout.L)  # samples close() may re-read
+        self._ring = np.zeros((0, self.capacity + self.layout.L), dtype=self.np_dtype)
+        self._view: Optional[np.ndarray] = None  # every frame of the ring, (slots, 2 C - L + 1, L): a strided view
+        self._n = np.zeros(0, dtype=np.int64)  # per slot: samples received
+        self._t = np.zeros(0, dtype=np.int64)  # per slot: frames computed
+        self._em = np.zeros(0, dtype=np.int64)  # per slot: frames handed out
+        self._order: Optional[Tuple[np.ndarray, np.ndarray]] = None  # (ids, slots) of the open streams
+        self._stateful = 0  # open streams with per-stream output state (Wav2Lip windows)
         self._free: List[int] = []
         self._streams: Dict[int, _Stream] = {}
         self._ids = itertools.count()
@@ -264,13 +341,19 @@ class StreamPool:
             self._ring[slot] = 0.0
         else:
             slot = self._ring.shape[0]
-            grown = np.zeros((max(4, 2 * slot), self._ring.shape[1]), dtype=self.np_dtype)
+            rows = max(4, 2 * slot)
+            grown = np.zeros((rows, self._ring.shape[1]), dtype=self.np_dtype)
             grown[:slot] = self._ring
-            self._free.extend(range(grown.shape[0] - 1, slot, -1))
+            self._free.extend(range(rows - 1, slot, -1))
             self._ring = grown
+            self._view = None
+            self._n, self._t, self._em = (np.concatenate([a, np.zeros(rows - slot, dtype=np.int64)]) for a in (self._n, self._t, self._em))
+        self._n[slot] = self._t[slot] = self._em[slot] = 0
         sid = next(self._ids)
         k = max(1, self.frontend.pre_context)
         self._streams[sid] = _Stream(slot=slot, prev=np.zeros((1, k), dtype=self.np_dtype), chunker=chunker)
+        self._stateful += chunker is not None
+        self._order = None
         return sid
 
     def _get(self, sid: int) -> _Stream:
@@ -288,23 +371,24 @@ class StreamPool:
         return len(self._streams)
 
     def samples_received(self, sid: int) -> int:
-        return self._get(sid).n
+        """Samples stream ``sid`` received (after the front end's waveform step and any trim)."""
+        return int(self._n[self._get(sid).slot])
 
     def frame_count(self, sid: int) -> int:
         """Frames handed out to stream ``sid`` so far."""
-        return self._get(sid).emitted
+        return int(self._em[self._get(sid).slot])
 
     def pending_frames(self, sid: int) -> int:
         """Frames of stream ``sid`` that the next steps will compute (complete, not yet computed)."""
-        st = self._get(sid)
-        return int(self.layout.ready(np.asarray([st.n]))[0]) - st.t
+        slot = self._get(sid).slot
+        return int(self.layout.ready(self._n[slot : slot + 1])[0] - self._t[slot])
 
-    def _keep_from(self, st: _Stream) -> int:
+    def _keep_from(self, n: int, t: int) -> int:
+        """The first sample a stream with ``n`` samples and ``t`` frames computed still needs."""
         lay = self.layout
-        if st.t < lay.head:
+        if t < lay.head:
             return 0
-        tail_keep = 0 if lay.kaldi else (lay.pad + 1)
-        return max(0, min(lay.start(st.t), st.n - max(tail_keep, lay.L)))
+        return max(0, min(lay.start(t), n - self._tail_keep))
 
     # ------------------------------------------------------------------ input
     def push(self, sid: int, chunk: Array) -> None:
@@ -312,136 +396,231 @@ class StreamPool:
 
         A refused chunk (NaN/Inf, not floating point, not 1-D, over the backlog)
         raises :class:`~supermel.ParameterError` and leaves that stream, and every
-        other, unchanged.
+        other, unchanged. :meth:`push_many` pushes one chunk to each of many streams.
         """
-        st = self._get(sid)
-        if type(chunk) is np.ndarray and chunk.dtype == self.np_dtype and chunk.ndim == 1:
-            x = chunk  # the common case: the checks of check_chunk, without its conversions
-            if self.check_finite and x.size and not _core.all_finite_np(np.ascontiguousarray(x)):
+        try:
+            st = self._streams[sid]
+        except (KeyError, TypeError):
+            st = self._get(sid)  # raises the error that names the id
+        if type(chunk) is np.ndarray and chunk.ndim == 1 and chunk.dtype == self.np_dtype:
+            x = chunk  # the common case (a server's decoded chunk): check_chunk's checks without its conversions
+            if self.check_finite and x.size and not _finite_1d(x):
                 raise ParameterError("chunk is not finite everywhere (NaN or Inf samples); the stream was left unchanged")
         else:
-            chunk, _ = check_chunk(chunk, num_streams=None, check_finite=self.check_finite)
-            x = chunk.detach().cpu().numpy() if isinstance(chunk, torch.Tensor) else chunk
-            x = np.ascontiguousarray(x, dtype=self.np_dtype)
+            x = self._as_samples(chunk)
+        slot = st.slot
+        n = int(self._n[slot])
         if self._trim_at is not None:
-            x = x[: max(0, self._trim_at - st.n)]
+            x = x[: max(0, self._trim_at - n)]
         m = x.shape[0]
         if m == 0:
             return
-        if st.n + m - self._keep_from(st) > self.capacity - self.layout.L:
-            raise ParameterError(
-                f"stream {sid}: {st.n + m - self._keep_from(st)} samples would wait to be computed, over the backlog "
-                f"limit ({self.capacity - self.layout.L} samples); call step() more often, or raise max_backlog_seconds"
-            )
-        y = x if self._identity_pre else self._pre(st, x)
-        self._write(st.slot, st.n, y)
-        st.n += m
+        waiting = n + m - self._keep_from(n, int(self._t[slot]))
+        if waiting > self.capacity - self.layout.L:
+            raise self._over_backlog(sid, waiting)
+        self._write(slot, n, x if self._identity_pre else self._pre(st, n, x))
+        self._n[slot] = n + m
 
-    def _pre(self, st: _Stream, x: np.ndarray) -> np.ndarray:
+    def push_many(self, ids: List[int], chunks: List[Array]) -> Dict[int, ParameterError]:
+        """Push ``chunks[i]`` to stream ``ids[i]`` for every ``i``, at once (what a server does between steps).
+
+        The same as ``push(ids[i], chunks[i])`` in turn, with a refused chunk reported
+        rather than raised: returns ``{stream id: ParameterError}`` for the chunks
+        refused (unknown id, NaN/Inf, wrong dtype or shape, over the backlog; those
+        streams unchanged), empty when all were taken. 1-D numpy chunks of the pool's
+        dtype to distinct streams are checked and written with a few vectorised
+        operations; anything else is pushed one by one.
+        """
+        if len(ids) != len(chunks):
+            raise ParameterError(f"push_many() got {len(ids)} ids and {len(chunks)} chunks; pass one chunk per id")
+        try:
+            distinct = len(set(ids)) == len(ids)
+        except TypeError:
+            raise ParameterError(f"push_many() takes stream ids (the ints open() returns), got {[type(i).__name__ for i in ids]}") from None
+        if not distinct:
+            raise ParameterError("push_many() takes each stream id at most once (its errors are keyed by id); concatenate a stream's chunks")
+        errors: Dict[int, ParameterError] = {}
+        dt = self.np_dtype
+        fast = self._identity_pre and self._trim_at is None
+        if fast:
+            for c in chunks:
+                if type(c) is not np.ndarray or c.ndim != 1 or c.dtype != dt:
+                    fast = False
+                    break
+        if not fast:
+            for sid, c in zip(ids, chunks):
+                try:
+                    self.push(sid, c)
+                except ParameterError as e:
+                    errors[sid] = e
+            return errors
+        sts = list(map(self._streams.get, ids))
+        if any(st is None for st in sts):
+            keep = []
+            for i, st in enumerate(sts):
+                if st is None:
+                    errors[ids[i]] = ParameterError(f"stream {ids[i]!r} is not open in this pool (open() returns the ids; a closed stream's id is gone)")
+                else:
+                    keep.append(i)
+            ids, chunks, sts = [ids[i] for i in keep], [chunks[i] for i in keep], [sts[i] for i in keep]
+        if not sts:
+            return errors
+        m = np.fromiter([c.shape[0] for c in chunks], dtype=np.int64, count=len(chunks))
+        slots = np.fromiter([st.slot for st in sts], dtype=np.int64, count=len(sts))
+        x = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
+        ok = m > 0
+        if self.check_finite and x.size and not _finite_1d(x):
+            nonfinite = np.concatenate([[0], np.cumsum(~np.isfinite(x))])
+            ends = np.cumsum(m)
+            bad = nonfinite[ends] - nonfinite[ends - m]
+            for i in np.flatnonzero(bad & ok):
+                errors[ids[i]] = ParameterError("chunk is not finite everywhere (NaN or Inf samples); the stream was left unchanged")
+            ok &= bad == 0
+        lay, C = self.layout, self.capacity
+        n, t = self._n[slots], self._t[slots]
+        keep_from = np.where(t < lay.head, 0, np.maximum(0, np.minimum(lay.s0 + t * lay.hop, n - self._tail_keep)))
+        waiting = n + m - keep_from
+        over = ok & (waiting > C - lay.L)
+        for i in np.flatnonzero(over):
+            errors[ids[i]] = self._over_backlog(ids[i], int(waiting[i]))
+        ok &= ~over
+        # chunks that neither wrap around the ring nor touch its mirrored head: one scatter;
+        # the others (one in about C / chunk) through _write
+        p = n % C
+        simple = ok & (p >= lay.L) & (p + m <= C)
+        if not simple.all():
+            for i in np.flatnonzero(ok & ~simple):
+                self._write(int(slots[i]), int(n[i]), chunks[i])
+            x = x[np.repeat(simple, m)]
+        if x.size:
+            ms = m[simple] if not simple.all() else m
+            base = (p + slots * self._ring.shape[1])[simple] if not simple.all() else p + slots * self._ring.shape[1]
+            self._ring.reshape(-1)[np.repeat(base - (np.cumsum(ms) - ms), ms) + np.arange(x.size)] = x
+        self._n[slots[ok]] = (n + m)[ok]
+        return errors
+
+    def _as_samples(self, chunk: Array) -> np.ndarray:
+        chunk, _ = check_chunk(chunk, num_streams=None, check_finite=self.check_finite)
+        x = chunk.detach().cpu().numpy() if isinstance(chunk, torch.Tensor) else chunk
+        return np.ascontiguousarray(x, dtype=self.np_dtype)
+
+    def _over_backlog(self, sid: int, waiting: int) -> ParameterError:
+        return ParameterError(
+            f"stream {sid}: {waiting} samples would wait to be computed, over the backlog "
+            f"limit ({self.capacity - self.layout.L} samples); call step() more often, or raise max_backlog_seconds"
+        )
+
+    def _pre(self, st: _Stream, n: int, x: np.ndarray) -> np.ndarray:
         fe = self.frontend
         if not fe.stream_pre_on_chunks:
             return x
         k = fe.pre_context
         if fe.pre_accepts_numpy:
-            out = fe.pre(x[None], st.prev if (k and st.n) else None)
+            out = fe.pre(x[None], st.prev if (k and n) else None)
             out = np.asarray(out)[0]
         else:
-            out = fe.pre(torch.from_numpy(x)[None], torch.from_numpy(st.prev) if (k and st.n) else None)[0].numpy()
+            out = fe.pre(torch.from_numpy(x)[None], torch.from_numpy(st.prev) if (k and n) else None)[0].numpy()
         if k:
             st.prev = np.concatenate([st.prev, x[None]], axis=-1)[:, -k:].copy()
         return np.ascontiguousarray(out, dtype=self.np_dtype)
 
     def _write(self, slot: int, at: int, y: np.ndarray) -> None:
-        C, m = self.capacity, y.shape[0]
+        """Samples ``at ..`` of a stream into its ring row (``m <= C``), keeping the mirror."""
+        C, m, L = self.capacity, y.shape[0], self.layout.L
         row = self._ring[slot]
         p = at % C
-        first = min(m, C - p)
-        for base in (0, C):
-            row[base + p : base + p + first] = y[:first]
-            if first < m:
-                row[base : base + m - first] = y[first:]
+        e = p + m
+        if e <= C:
+            row[p:e] = y
+        else:
+            row[p:C] = y[: C - p]
+            row[: e - C] = y[C - p :]
+        if p < L or e > C:  # the head of the row changed: its mirror too
+            row[C:] = row[:L]
 
     def _read(self, slot: int, a: int, b: int) -> np.ndarray:
-        """Samples ``a .. b-1`` of a stream (``b - a <= C``)."""
-        p = a % self.capacity
-        return self._ring[slot, p : p + (b - a)]
+        """Samples ``a .. b-1`` of a stream (``b - a <= C``): a view, or a copy where they wrap around."""
+        C, L = self.capacity, self.layout.L
+        p, k = a % C, b - a
+        row = self._ring[slot]
+        if p + k <= C + L:
+            return row[p : p + k]
+        return np.concatenate([row[p:C], row[: k - (C - p)]])
 
     # ------------------------------------------------------------------ compute
-    def step(self) -> Dict[int, PoolFrames]:
+    def step(self) -> PoolStep:
         """Compute the complete frames of every stream in one batched computation.
 
-        Returns ``{stream id: PoolFrames}`` for the streams that got frames (or
-        Wav2Lip windows); at most ``max_frames_per_step`` frames in all.
+        Returns a :class:`PoolStep`, the mapping ``{stream id: PoolFrames}`` of the
+        streams that got frames (or Wav2Lip windows); at most
+        ``max_frames_per_step`` frames in all, the streams served in rotation.
         """
         lay = self.layout
-        sids = list(self._streams)
-        if not sids:
-            return {}
-        r = self._rotation % len(sids)
-        sids = sids[r:] + sids[:r]
+        time_major = self.time_axis == -2
+        if not self._streams:
+            return PoolStep(time_major=time_major)
+        if self._order is None:
+            self._order = (np.fromiter(self._streams, dtype=np.int64, count=len(self._streams)),
+                           np.fromiter([st.slot for st in self._streams.values()], dtype=np.int64, count=len(self._streams)))
+        ids, slots = self._order
+        r = self._rotation % len(ids)
         self._rotation += 1
-        sts = [self._streams[s] for s in sids]
-        n = np.fromiter((s.n for s in sts), dtype=np.int64, count=len(sts))
-        t = np.fromiter((s.t for s in sts), dtype=np.int64, count=len(sts))
+        if r:
+            ids, slots = np.concatenate([ids[r:], ids[:r]]), np.concatenate([slots[r:], slots[:r]])
+        n, t = self._n[slots], self._t[slots]
         want = np.maximum(lay.ready(n) - t, 0)
-        budget = self.max_frames_per_step
         cum = np.cumsum(want)
-        take = np.where(cum <= budget, want, np.maximum(0, budget - (cum - want)))
-        take = np.minimum(take, want)
-        if not take.any():
-            return {}
-        # head frames (reading the left padding), per stream; then the rest, gathered at once
+        take = np.minimum(want, np.maximum(0, self.max_frames_per_step - (cum - want)))
+        K = int(cum[-1]) if cum[-1] <= self.max_frames_per_step else int(take.sum())
+        if not K:
+            return PoolStep(time_major=time_major)
+        # each stream's frames are contiguous rows of the step's matrix, in rotation order:
+        # its head frames (reading the left padding, built per stream), then its steady ones
+        off = np.cumsum(take) - take
+        heads = np.flatnonzero((t < lay.head) & (take > 0)) if lay.head else ()
+        k_head = np.zeros_like(take)
         head_parts: List[Tuple[int, torch.Tensor]] = []
-        steady_t0 = t.copy()
-        for i in np.flatnonzero((t < lay.head) & (take > 0)):
-            st, k_head = sts[i], int(min(take[i], lay.head - t[i]))
-            y = torch.from_numpy(self._read(st.slot, 0, int(n[i])).copy())[None]
-            head_parts.append((i, lay.edge_frames(y, 0, int(n[i]), int(t[i]), int(t[i]) + k_head, final=False)[0]))
-            steady_t0[i] += k_head
-        ks = np.maximum(t + take - steady_t0, 0)
-        K_steady = int(ks.sum())
-        K_head = sum(int(f.shape[0]) for _, f in head_parts)
-        K = K_head + K_steady
+        for i in heads:
+            k_head[i] = min(take[i], lay.head - t[i])
+            y = torch.from_numpy(self._read(int(slots[i]), 0, int(n[i])).copy())[None]
+            head_parts.append((i, lay.edge_frames(y, 0, int(n[i]), int(t[i]), int(t[i] + k_head[i]), final=False)[0]))
         frames = self._staging(K)
-        off = 0
-        for _, f in head_parts:
-            frames[off : off + f.shape[0]] = f.numpy()
-            off += f.shape[0]
+        ks = take - k_head if len(head_parts) else take
+        K_steady = K - int(k_head.sum()) if len(head_parts) else K
         if K_steady:
-            slots = np.fromiter((s.slot for s in sts), dtype=np.int64, count=len(sts))
-            rep = np.repeat(np.arange(len(sts)), ks)
+            rep = np.repeat(np.arange(len(ks)), ks)
             within = np.arange(K_steady) - np.repeat(np.cumsum(ks) - ks, ks)
-            starts = (lay.s0 + (steady_t0[rep] + within) * lay.hop) % self.capacity
-            view = np.lib.stride_tricks.sliding_window_view(self._ring, lay.L, axis=1)
-            frames[off:K] = view[slots[rep], starts]
+            starts = (((t + k_head) * lay.hop + lay.s0)[rep] + within * lay.hop) % self.capacity
+            if self._view is None:
+                self._view = np.lib.stride_tricks.sliding_window_view(self._ring, lay.L, axis=1)
+            if len(head_parts):
+                frames[(off + k_head)[rep] + within] = self._view[slots[rep], starts]
+            else:
+                frames[:K] = self._view[slots[rep], starts]
+        for i, f in head_parts:
+            frames[off[i] : off[i] + f.shape[0]] = f.numpy()
         feats = self._compute(frames, K)
         if self.device.type == "cpu":
-            feats = feats.numpy()  # per-stream slices are numpy views (a fraction of a torch call each)
-        # hand each stream its columns: its head frames, then its steady ones
-        out: Dict[int, PoolFrames] = {}
-        head_of = {i: f.shape[0] for i, f in head_parts}
-        hoff, soff = 0, K_head
-        for i, st in enumerate(sts):
-            k_i = int(take[i])
-            if not k_i:
-                continue
-            cols = []
-            kh = head_of.get(i, 0)
-            if kh:
-                cols.append(self._cols(feats, hoff, kh))
-                hoff += kh
-            if ks[i]:
-                cols.append(self._cols(feats, soff, int(ks[i])))
-                soff += int(ks[i])
-            block = cols[0] if len(cols) == 1 else self._cat(cols)
-            st.t += k_i
-            res = self._emit(sids[i], st, block, final=False)
-            if res is not None:
-                out[sids[i]] = res
-        return out
+            feats = feats.numpy()  # per-stream entries are numpy views (a fraction of a torch call each)
+        feats = feats[0]
+        active = np.flatnonzero(take) if K < take.size or not take.all() else slice(None)
+        a_ids, a_slots, a_take, a_off = ids[active], slots[active], take[active], off[active]
+        self._t[a_slots] += a_take
+        if self._drop_last or self._stateful:
+            # per-stream output state: entries made now, stream by stream
+            eager: Dict[int, PoolFrames] = {}
+            for sid, a, k in zip(a_ids.tolist(), a_off.tolist(), a_take.tolist()):
+                res = self._emit(sid, self._streams[sid], self._narrow(feats, a, k), final=False)
+                if res is not None:
+                    eager[sid] = res
+            return PoolStep(time_major=time_major, eager=eager)
+        starts_l = self._em[a_slots]
+        self._em[a_slots] = starts_l + a_take
+        return PoolStep(feats, a_ids.tolist(), starts_l.tolist(), a_off.tolist(), a_take.tolist(), time_major=time_major)
 
     def _staging(self, K: int) -> np.ndarray:
-        """``(K, L)`` frames buffer (pinned host memory for a GPU)."""
+        """``(K, L)`` frames buffer: pinned host memory for a GPU; on the CPU, rows up to the
+        next block size are allocated too, so that every block of :meth:`_mel_blocks` is a view."""
         L = self.layout.L
         if self.device.type == "cuda":
             if self._copied is not None:  # the previous step's copy may still be reading the staging buffer
@@ -450,33 +629,53 @@ class StreamPool:
             if self._pinned is None or self._pinned.shape[0] < K:
                 self._pinned = torch.empty((max(K, 256), L), dtype=self.dtype, pin_memory=True)
             return self._pinned[:K].numpy()
-        return np.empty((K, L), dtype=self.np_dtype)
+        rows = -(-K // _BUCKET) * _BUCKET
+        if self._frames.shape[0] < rows:
+            self._frames = np.zeros((max(rows, 2 * self._frames.shape[0]), L), dtype=self.np_dtype)
+        return self._frames
 
     def _compute(self, frames: np.ndarray, K: int) -> Array:
-        """Raw frames ``(K, L)`` -> post-processed features ``(1, rows, K)`` (or time-major)."""
+        """Raw frames ``frames[:K]`` ``(>= K, L)`` -> post-processed features ``(1, rows, K)`` (or time-major)."""
         fe = self.frontend
         if self.layout.kaldi:
-            x = torch.from_numpy(frames)
+            x = torch.from_numpy(frames[:K])
             x = self._to_device(x) if self.device.type != "cpu" else x
             with _precision():
                 mel = fe.frames_mel(x[None])
             return fe.post_local(mel)
         if self.numpy:
-            bucket = 1 << max(0, int(np.ceil(np.log2(max(K, 1)))))
-            ws = self._ws.get(bucket)
-            if ws is None:
-                ws = self._ws[bucket] = _workspace(self._mel_kw, (1, bucket), n_mels=fe.core.n_mels, dtype=self.dtype, device=torch.device("cpu"), numpy=True)
-            buf = np.zeros((1, bucket, self.layout.L), dtype=self.np_dtype) if bucket != K else frames[None]
-            if bucket != K:
-                buf[0, :K] = frames
-            mel = _core.mel_dense(buf, ws=ws, **self._dense)[..., :K]
-            return fe.post_local(torch.from_numpy(np.ascontiguousarray(mel)))
-        x = torch.from_numpy(frames)
+            return fe.post_local(torch.from_numpy(self._mel_blocks(frames, K)))
+        x = torch.from_numpy(frames[:K])
         if self.device.type != "cpu":
             x = self._to_device(x)  # the step's one host-to-device copy
         with _precision():
             mel = _core.mel_dense(x[None], inplace=True, **self._dense)
         return fe.post_local(mel)
+
+    def _mel_blocks(self, frames: np.ndarray, K: int) -> np.ndarray:
+        """The numpy executor's mel of ``frames[:K]``, ``(1, n_mels, K)``, in blocks that stay in the CPU's cache.
+
+        A block of ``self._block`` frames (about 1 MiB of samples) runs each kernel while its
+        data is in the L2 cache; the last block is rounded up to a multiple of
+        ``_BUCKET`` frames (rows past ``K`` are computed and dropped). Each block size has
+        its :class:`supermel._core.Workspace` (at most ``self._block / _BUCKET`` of them).
+        On one AMD EPYC core, 800-point frames: 2.9 ms per 1024 frames in blocks of 256,
+        6.6 ms in one block of 1024.
+        """
+        parts = []
+        for a in range(0, K, self._block):
+            k = min(self._block, K - a)
+            b = -(-k // _BUCKET) * _BUCKET
+            blk = frames[a : a + b]
+            if blk.shape[0] < b:  # not a staging buffer: pad a copy
+                blk = np.zeros((b, frames.shape[1]), dtype=self.np_dtype)
+                blk[:k] = frames[a : a + k]
+            ws = self._ws.get(b)
+            if ws is None:
+                ws = self._ws[b] = _workspace(self._mel_kw, (1, b), n_mels=self.frontend.core.n_mels, dtype=self.dtype, device=torch.device("cpu"), numpy=True)
+            mel = _core.mel_dense(blk[None], ws=ws, **self._dense)
+            parts.append(mel[..., :k] if k < b else mel)
+        return parts[0] if len(parts) == 1 and parts[0].flags.c_contiguous else np.concatenate(parts, axis=-1)
 
     def _to_device(self, x: torch.Tensor) -> torch.Tensor:
         """Copy staged frames to the device without waiting; the next step waits for the copy
@@ -508,10 +707,11 @@ class StreamPool:
             if st.held:
                 block = self._cat(st.held + [block])
                 st.held = []
+            emitted = int(self._em[st.slot])
             if final:
-                limit = self.frontend.num_frames(st.n_input) - st.emitted
+                limit = self.frontend.num_frames(st.n_input) - emitted
             else:  # frames certainly kept however the stream ends
-                limit = max(0, self.frontend.core.spectrogram.num_frames(st.n) - self._drop_last) - st.emitted
+                limit = max(0, self.frontend.core.spectrogram.num_frames(int(self._n[st.slot])) - self._drop_last) - emitted
             k = int(block.shape[ta])
             cut = max(0, min(limit, k))
             if cut < k and not final:
@@ -519,8 +719,8 @@ class StreamPool:
                 st.held = [rest.copy() if isinstance(rest, np.ndarray) else rest.clone()]
             block = self._narrow(block, 0, cut)
         k = int(block.shape[ta])
-        start = st.emitted
-        st.emitted += k
+        start = int(self._em[st.slot])
+        self._em[st.slot] = start + k
         data: Array = block
         windows: Optional[np.ndarray] = None
         wstart = 0
@@ -548,15 +748,18 @@ class StreamPool:
         st = self._get(sid)
         del self._streams[sid]
         self._free.append(st.slot)
+        self._stateful -= st.chunker is not None
+        self._order = None
         fe, lay = self.frontend, self.layout
-        st.n_input = st.n
-        tail = fe.stream_tail_samples(st.n)
+        n, t = int(self._n[st.slot]), int(self._t[st.slot])
+        st.n_input = n
+        tail = fe.stream_tail_samples(n)
         if tail:  # the waveform step at the end (Whisper: zero fill to 30 s, padding)
-            if st.n + tail - self._keep_from(st) > self.capacity - lay.L:
+            if n + tail - self._keep_from(n, t) > self.capacity - lay.L:
                 raise ParameterError(f"stream {sid}: the end padding does not fit the backlog; raise max_backlog_seconds")
-            self._write(st.slot, st.n, np.zeros(tail, dtype=self.np_dtype))
-            st.n += tail
-        n = st.n
+            self._write(st.slot, n, np.zeros(tail, dtype=self.np_dtype))
+            n += tail
+            self._n[st.slot] = n
         if n == 0:
             raise ParameterError("close() of a stream with no input: the offline call refuses empty audio too")
         if not lay.kaldi and lay.pad == 0 and n < lay.L:
@@ -565,17 +768,17 @@ class StreamPool:
                 "pass at least n_fft samples or use center=True"
             )
         total = lay.total(n)
-        a = self._keep_from(st)
-        if total > st.t:
+        a = self._keep_from(n, t)
+        if total > t:
             y = torch.from_numpy(self._read(st.slot, a, n).copy())[None]
-            raw = lay.edge_frames(y, a, n, st.t, total, final=True)[0]
+            raw = lay.edge_frames(y, a, n, t, total, final=True)[0]
             feats = self._compute(np.ascontiguousarray(raw.numpy()), raw.shape[0])
             if self.device.type == "cpu":
                 feats = feats.numpy()
             block = self._cols(feats, 0, raw.shape[0])
         else:
             block = self._empty()
-        st.t = total
+        self._t[st.slot] = total
         return self._emit(sid, st, block, final=True)  # type: ignore[return-value]
 
     def _empty(self) -> Array:
@@ -603,6 +806,19 @@ class StreamPool:
             raise ParameterError(f"finalize() got {x.shape[self.time_axis]} frames, but {n_samples} samples give {want}: pass every frame of the stream")
         out = fe.finalize_frames(x[None], [int(n_samples)])[0]
         return out.detach().cpu().numpy() if was_numpy else out
+
+
+def _finite_1d(x: np.ndarray) -> bool:
+    """Whether a 1-D float chunk is finite everywhere. Short chunks (what a server pushes):
+    ``np.isfinite(x).all()``, 1.3 us for 320 samples against 1.7 us for the sum of squares
+    of :func:`supermel._inputs.all_finite_np` inside its ``np.errstate``; longer ones: that."""
+    if x.size <= _SHORT_CHUNK:
+        return bool(np.isfinite(x).all())
+    return all_finite_np(np.ascontiguousarray(x))
+
+
+#: Samples up to which :func:`_finite_1d` tests each sample rather than the sum of squares.
+_SHORT_CHUNK = 2048
 
 
 def _precision() -> Any:

@@ -4,8 +4,12 @@ A tick: every stream pushes one 20 ms chunk (320 samples at 16 kHz), the streams
 frame phases all different (they joined at different times), then the frames
 are computed. Peers, same audio, same frames, same run:
 
-* ``supermel`` — :class:`supermel.StreamPool`: 256 ``push`` calls and one
-  ``step`` (the frames of every stream in one batched computation);
+* ``supermel`` — :class:`supermel.StreamPool`: one ``push_many`` of the 256
+  chunks (what a server does with the chunks that arrived since the last tick)
+  and one ``step`` (the frames of every stream in one batched computation; the
+  per-stream entries of its result are views made when read, as a consumer
+  slices the lockstep peer's ``(S, n_mels, k)`` array);
+* ``supermel push()`` — the same with 256 ``push`` calls;
 * ``supermel lockstep`` — one ``StreamingMelSpectrogram(num_streams=S)``
   ``push((S, 320))``: the same frame count, but only possible when the streams
   advance in lockstep (the lower bound a pool is held to);
@@ -33,7 +37,7 @@ def _offsets(streams: int) -> np.ndarray:
     return np.random.default_rng(11).integers(0, _HOP, streams)
 
 
-def _pool_case(streams: int, y: np.ndarray) -> Case:
+def _pool_case(streams: int, y: np.ndarray, *, many: bool = True) -> Case:
     StreamPool = _supermel_api("StreamPool", "the live-serving issue")
     pool = StreamPool(**REFERENCE)
     ids = [pool.open() for _ in range(streams)]
@@ -43,16 +47,29 @@ def _pool_case(streams: int, y: np.ndarray) -> Case:
     pool.step()
     n = y.shape[-1]
 
-    def tick() -> Any:
-        for i, sid in enumerate(ids):
+    def chunks() -> List[np.ndarray]:
+        out = []
+        for i in range(streams):
             p = pos[i]
             if p + CHUNK > n:
                 p = pos[i] = p % _HOP  # wrap (a stream's content repeats; the frame phase is kept)
-            pool.push(sid, y[i, p : p + CHUNK])
+            out.append(y[i, p : p + CHUNK])
             pos[i] = p + CHUNK
+        return out
+
+    def tick_many() -> Any:
+        if pool.push_many(ids, chunks()):
+            raise RuntimeError("a chunk was refused")
         return pool.step()
 
-    return Case("supermel", tick, output=lambda: _pool_exact(StreamPool, streams), notes=f"StreamPool: {streams} pushes + one step")
+    def tick_each() -> Any:
+        for sid, c in zip(ids, chunks()):
+            pool.push(sid, c)
+        return pool.step()
+
+    if many:
+        return Case("supermel", tick_many, output=lambda: _pool_exact(StreamPool, streams), notes=f"StreamPool: push_many of {streams} chunks + one step")
+    return Case("supermel push()", tick_each, output=lambda: _pool_exact(StreamPool, streams), notes=f"StreamPool: {streams} push calls + one step")
 
 
 def _pool_exact(StreamPool: Any, streams: int) -> np.ndarray:
@@ -129,7 +146,7 @@ def _per_stream_case(streams: int, y: np.ndarray) -> Case:
 def pool_workload(streams: int) -> Workload:
     def build(device: str) -> Built:
         y = _signal(2 * _SR, seed=9, batch=streams)
-        cases = [_pool_case(streams, y), _lockstep_case(streams, y), _per_stream_case(streams, y)]
+        cases = [_pool_case(streams, y), _pool_case(streams, y, many=False), _lockstep_case(streams, y), _per_stream_case(streams, y)]
         return Built(cases, reference=lambda: _librosa_mel(_signal(_SR // 2, seed=2)))
 
     return Workload(f"serving {streams} streams out of step (20 ms ticks)", "streaming", build, audio_seconds=streams * CHUNK / _SR, per="push", devices=("cpu",))

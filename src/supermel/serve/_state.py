@@ -185,7 +185,7 @@ class Work:
     sids: Dict[int, Optional[int]]  # conn id -> stream id, as the loop knows it
     opened: List[Tuple[Conn, Union[int, Exception]]] = field(default_factory=list)
     failed: List[Tuple[Conn, str]] = field(default_factory=list)
-    out: Dict[int, PoolFrames] = field(default_factory=dict)
+    out: Mapping[int, PoolFrames] = field(default_factory=dict)  # StreamPool.step's PoolStep
     closed: List[Tuple[Conn, Union[PoolFrames, Exception, None]]] = field(default_factory=list)
     frames: int = 0
 

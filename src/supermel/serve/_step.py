@@ -117,19 +117,22 @@ class Stepper:
                     continue
                 sids[conn.id] = sid
                 w.opened.append((conn, sid))
+            # one push_many per cycle, one chunk per stream (the same samples as chunk by chunk, fewer calls)
+            by_sid = {}
+            chunks_in = []
             for conn, chunks in w.pushes:
                 sid = sids.get(conn.id)
-                if sid is None:
-                    continue
-                try:  # one push per stream and cycle (the same samples as chunk by chunk, fewer calls)
-                    pool.push(sid, chunks[0] if len(chunks) == 1 else np.concatenate(chunks))
-                except ParameterError as exc:
-                    w.failed.append((conn, str(exc)))
-                    sids[conn.id] = None
-                    try:
-                        pool.close(sid)
-                    except ParameterError:
-                        pass
+                if sid is not None:
+                    by_sid[sid] = conn
+                    chunks_in.append(chunks[0] if len(chunks) == 1 else np.concatenate(chunks))
+            for sid, exc in pool.push_many(list(by_sid), chunks_in).items():
+                conn = by_sid[sid]
+                w.failed.append((conn, str(exc)))
+                sids[conn.id] = None
+                try:
+                    pool.close(sid)
+                except ParameterError:
+                    pass
             if len(pool):
                 w.out = pool.step()
             w.frames = sum(int(np.shape(f.frames)[pool.time_axis]) for f in w.out.values())
