@@ -75,20 +75,22 @@ def loopback_only() -> bool:
         return False
 
 
-def make_corpus(root: Path, n: int, seed: int = 0) -> Dict[str, Any]:
-    """``n`` speech-like clips: slices of the bundled speech, 2-4 s, gain and noise, mostly 16 kHz
-    (some 22.05 and 44.1 kHz), half FLAC half 16-bit WAV, in 40 speaker folders."""
+def make_corpus(root: Path, n: int, seed: int = 0, seconds_range: Tuple[float, float] = (2.0, 4.0)) -> Dict[str, Any]:
+    """``n`` speech-like clips: slices of the bundled speech (repeated for clips longer than it),
+    ``seconds_range`` long, gain and noise, mostly 16 kHz (some 22.05 and 44.1 kHz), half FLAC
+    half 16-bit WAV, in 40 speaker folders."""
     import soundfile as sf
 
     import supermel
     from supermel.audio import resample
 
     speech, sr0 = supermel.audio.example_audio()
+    speech = np.tile(speech, int(np.ceil(seconds_range[1] * sr0 / speech.size)) + 1)
     rng = np.random.default_rng(seed)
     seconds = 0.0
     formats = {"flac": 0, "wav": 0}
     for k in range(n):
-        dur = rng.uniform(2.0, 4.0)
+        dur = rng.uniform(*seconds_range)
         start = rng.integers(0, speech.size - int(dur * sr0))
         y = speech[start : start + int(dur * sr0)] * rng.uniform(0.3, 1.0)
         y = y + rng.standard_normal(y.size).astype(np.float32) * 0.01

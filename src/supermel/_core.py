@@ -254,6 +254,9 @@ def pad_signal(y: torch.Tensor, *, pad: int, mode: str, n_fft: int, hop_length: 
 #: benchmarks/core.py; unblocked processing of 60 s is 2-3x slower on a
 #: memory-bound core). Shorter frames get proportionally more frames per block.
 CPU_BLOCK_SAMPLES = 256 * 800
+#: Frames from which the CPU's mel product goes through the block-sparse filterbank
+#: (:func:`_mel_frames`); fewer take one dense product (a call per block costs more there).
+SPARSE_MIN_FRAMES = 16
 
 
 def block_frames(n_fft: int) -> int:
@@ -418,7 +421,7 @@ def _mel_frames(
     frames = z.unfold(-1, n_fft, hop_length)
     n_batch, n_frames = frames.shape[0], frames.shape[-2]
     block = block_frames(n_fft)
-    if not (eager and z.device.type == "cpu") or n_batch * n_frames <= block:
+    if not (eager and z.device.type == "cpu") or n_batch * n_frames <= SPARSE_MIN_FRAMES:
         return _mel_dense(
             frames, window=window, fb_t=fb.t() if fb_t is None else fb_t, power=power, dft=dft, window_span=window_span, mag_eps=mag_eps, inplace=eager
         )

@@ -152,7 +152,10 @@ def load(path: PathLike, *, sr: Optional[int] = None, mono: bool = True) -> Tupl
         raise ParameterError(f"cannot read audio file {path!r}: {exc}") from None
     if data.shape[-1] == 0:
         raise ParameterError(f"audio file {path!r} has no samples")
-    y = data.mean(axis=0, dtype=np.float32) if mono else np.ascontiguousarray(data, dtype=np.float32)
+    if mono:  # one channel: as is (librosa.to_mono leaves 1-D audio alone); more: their mean
+        y = np.ascontiguousarray(data[0], dtype=np.float32) if data.shape[0] == 1 else data.mean(axis=0, dtype=np.float32)
+    else:
+        y = np.ascontiguousarray(data, dtype=np.float32)
     if sr is not None and int(sr) != int(file_sr):
         y = resample(y, orig_sr=int(file_sr), target_sr=int(sr))
         file_sr = int(sr)
