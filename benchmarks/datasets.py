@@ -23,7 +23,8 @@ loopback-only network namespace; run the whole script there (as root)::
     unshare -n sh -c 'ip link set lo up && python benchmarks/datasets.py'
 
 Outside one, the Ray rows are left out (and say why). Options: ``--files N`` (default 2000),
-``--repeats R`` (default 3 rounds, each run once per round; the best is reported), ``--json PATH``, ``--keep DIR``.
+``--repeats R`` (default 3 rounds, each run once per round; the best is reported), ``--seconds LO,HI``
+(clip lengths, default ``2,4``), ``--json PATH``, ``--keep DIR``.
 """
 
 from __future__ import annotations
@@ -136,12 +137,15 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--json", default=None, help="write the results here")
     ap.add_argument("--keep", default=None, help="generate the corpus here and keep it")
+    ap.add_argument("--seconds", default="2,4", help="clip lengths LO,HI in seconds (default 2,4: VCTK-like; 10,16: LibriSpeech-like)")
     opts = ap.parse_args()
+    lo, hi = (float(v) for v in opts.seconds.split(","))
 
     work = Path(tempfile.mkdtemp(prefix="supermel-bench-datasets-"))
     src = Path(opts.keep) if opts.keep else work / "corpus"
     t = time.perf_counter()
-    corpus = make_corpus(src, opts.files)
+    corpus = make_corpus(src, opts.files, seconds_range=(lo, hi))
+    corpus["seconds_range"] = [lo, hi]
     corpus["generate_s"] = round(time.perf_counter() - t, 1)
     hours = corpus["hours"]
     print(f"corpus: {corpus['files']} files ({corpus['formats']}), {hours:.3f} h of audio, generated in {corpus['generate_s']} s", flush=True)

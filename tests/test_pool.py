@@ -213,7 +213,7 @@ def test_push_many_reports_each_refusal_and_takes_the_rest():
 
 
 def test_push_many_equals_push_one_by_one():
-    """The vectorised scatter (chunks inside a row) and _write (chunks wrapping around it) agree."""
+    """push_many's writes (slice assignments inside a row, _write where a chunk wraps around it) equal push's."""
     rng = np.random.default_rng(4)
     auds = [rng.standard_normal(30000).astype(np.float32) for _ in range(5)]
     pools = [supermel.StreamPool(max_backlog_seconds=0.1, **CORE) for _ in range(2)]

@@ -16,6 +16,11 @@ are computed. Peers, same audio, same frames, same run:
 * ``supermel per stream`` — one ``StreamingMelSpectrogram`` per stream, pushed
   one after the other (what a server without a pool does).
 
+The chunks are views of one array, made before the timing (a server receives
+each client's chunk as a buffer of its own; the lockstep peer gets its
+``(S, 320)`` slice of the same array): the per-stream peers cycle through 100
+ticks of chunks (32000 samples, 160 hops: every stream keeps its frame phase).
+
 Exactness: stream 0 of a fresh pool (all streams joined at different offsets)
 against librosa's offline frames of its audio.
 """
@@ -33,37 +38,41 @@ from .peers import _librosa_mel, _supermel_api
 CHUNK = 320
 
 
+#: Ticks in a cycle of the per-stream peers' chunks: 100 x 320 samples = 160 hops.
+TICKS = 100
+
+
 def _offsets(streams: int) -> np.ndarray:
     return np.random.default_rng(11).integers(0, _HOP, streams)
+
+
+def _ticks(y: np.ndarray, pos: np.ndarray) -> List[List[np.ndarray]]:
+    """Every stream's chunk of each tick of the cycle: views of ``y`` (stream ``i`` from ``pos[i]``)."""
+    return [[y[i, p + CHUNK * k : p + CHUNK * (k + 1)] for i, p in enumerate(pos.tolist())] for k in range(TICKS)]
 
 
 def _pool_case(streams: int, y: np.ndarray, *, many: bool = True) -> Case:
     StreamPool = _supermel_api("StreamPool", "the live-serving issue")
     pool = StreamPool(**REFERENCE)
     ids = [pool.open() for _ in range(streams)]
-    pos = _offsets(streams).astype(np.int64)
+    pos = _offsets(streams)
+    ticks = _ticks(y, pos)
     for sid, p in zip(ids, pos):
-        pool.push(sid, y[sid % y.shape[0], :p])
+        pool.push(sid, y[sid % y.shape[0], : int(p)])
     pool.step()
-    n = y.shape[-1]
-
-    def chunks() -> List[np.ndarray]:
-        out = []
-        for i in range(streams):
-            p = pos[i]
-            if p + CHUNK > n:
-                p = pos[i] = p % _HOP  # wrap (a stream's content repeats; the frame phase is kept)
-            out.append(y[i, p : p + CHUNK])
-            pos[i] = p + CHUNK
-        return out
+    k = [0]
 
     def tick_many() -> Any:
-        if pool.push_many(ids, chunks()):
+        chunks = ticks[k[0] % TICKS]
+        k[0] += 1
+        if pool.push_many(ids, chunks):
             raise RuntimeError("a chunk was refused")
         return pool.step()
 
     def tick_each() -> Any:
-        for sid, c in zip(ids, chunks()):
+        chunks = ticks[k[0] % TICKS]
+        k[0] += 1
+        for sid, c in zip(ids, chunks):
             pool.push(sid, c)
         return pool.step()
 
@@ -120,20 +129,16 @@ def _lockstep_case(streams: int, y: np.ndarray) -> Case:
 def _per_stream_case(streams: int, y: np.ndarray) -> Case:
     SMS = _supermel_api("StreamingMelSpectrogram", "the streaming issue")
     objs = [SMS(**REFERENCE) for _ in range(streams)]
-    pos = _offsets(streams).astype(np.int64)
+    pos = _offsets(streams)
+    ticks = _ticks(y, pos)
     for o, p in zip(objs, pos):
-        o.push(y[0, :p])
+        o.push(y[0, : int(p)])
+    k = [0]
 
     def tick() -> Any:
-        out = []
-        for i, o in enumerate(objs):
-            p = pos[i]
-            if p + CHUNK > y.shape[-1]:
-                objs[i] = o = SMS(**REFERENCE)
-                p = 0
-            out.append(o.push(y[i, p : p + CHUNK]))
-            pos[i] = p + CHUNK
-        return out
+        chunks = ticks[k[0] % TICKS]
+        k[0] += 1
+        return [o.push(c) for o, c in zip(objs, chunks)]
 
     def exact() -> np.ndarray:
         ys = _signal(_SR // 2, seed=2)
@@ -145,7 +150,7 @@ def _per_stream_case(streams: int, y: np.ndarray) -> Case:
 
 def pool_workload(streams: int) -> Workload:
     def build(device: str) -> Built:
-        y = _signal(2 * _SR, seed=9, batch=streams)
+        y = _signal(2 * _SR + _HOP, seed=9, batch=streams)  # a cycle of TICKS chunks after any offset < one hop
         cases = [_pool_case(streams, y), _pool_case(streams, y, many=False), _lockstep_case(streams, y), _per_stream_case(streams, y)]
         return Built(cases, reference=lambda: _librosa_mel(_signal(_SR // 2, seed=2)))
 
