@@ -18,7 +18,7 @@ import librosa  # noqa: E402  (a hard test dependency)
 import soundfile as sf  # noqa: E402
 
 from supermel.cli import MANIFEST_NAME, main
-from supermel.cli import _corpus, batch
+from supermel.cli import _corpus, _worker, batch
 
 TOL32 = 2e-5
 
@@ -181,7 +181,7 @@ def test_progress_shows_files_and_hours_of_audio_per_second(corpus, tmp_path, mo
 # --------------------------------------------------------------------------- resume and temporary files
 def test_resume_after_an_interruption_recomputes_nothing_finished(corpus, tmp_path, monkeypatch, capsys):
     out = tmp_path / "out"
-    real = _corpus.Worker.run
+    real = _worker.Worker.run
     calls = {"n": 0}
 
     def interrupted_after_three(self, units):
@@ -190,14 +190,14 @@ def test_resume_after_an_interruption_recomputes_nothing_finished(corpus, tmp_pa
             raise KeyboardInterrupt
         return real(self, units)
 
-    monkeypatch.setattr(_corpus.Worker, "run", interrupted_after_three)
+    monkeypatch.setattr(_worker.Worker, "run", interrupted_after_three)
     assert main(["batch", str(corpus), str(out), "-q"]) == 130
     m = manifest(out)
     assert m["counts"] == {"done": 3, "skipped": 0, "failed": 3}
     assert {e["reason"] for e in m["files"] if e["status"] == "failed"} == {"interrupted"}
     before = stamps(out)
     assert len(before) == 3
-    monkeypatch.setattr(_corpus.Worker, "run", real)
+    monkeypatch.setattr(_worker.Worker, "run", real)
     capsys.readouterr()
     assert main(["batch", str(corpus), str(out), "-q", "--workers", "2"]) == 0
     assert "3 done, 3 skipped, 0 failed" in capsys.readouterr().out
@@ -214,14 +214,14 @@ def test_temporary_files_of_a_killed_run_are_swept_at_start_and_end(corpus, tmp_
     keep = [out / "notes.tmp", out / ".hidden.npy"]  # not ours: kept
     for p in keep:
         p.write_bytes(b"user's")
-    real = _corpus.Worker.run
+    real = _worker.Worker.run
 
     def leaves_a_temporary_file(self, units):  # as a worker killed while writing would
         rows = real(self, units)
         Path(units[0]["out"]).with_name(".x.npy.zz99zz99.tmp").write_bytes(b"half")
         return rows
 
-    monkeypatch.setattr(_corpus.Worker, "run", leaves_a_temporary_file)
+    monkeypatch.setattr(_worker.Worker, "run", leaves_a_temporary_file)
     assert main(["batch", str(corpus), str(out), "-q"]) == 0
     assert "removed 3 temporary files left by an interrupted run" in capsys.readouterr().out
     assert not [p for p in out.rglob("*.tmp") if p.name != "notes.tmp"]

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 from .._errors import ParameterError
-from . import _corpus
+from . import _worker
 from ._common import _json_default
 
 __all__ = ["run", "connect", "WORKER_CLASS_NAME"]
@@ -170,7 +170,7 @@ def _check_gpus(ray: Any, device: str) -> int:
 
 # =========================================================================== the actors
 class _RayWorker:
-    """The callable class of ``map_batches``: one :class:`~._corpus.Worker` per actor.
+    """The callable class of ``map_batches``: one :class:`~._worker.Worker` per actor.
 
     Its configuration travels as the class attribute ``init_kwargs`` of a subclass made per run
     (:func:`_worker_class`), pickled with the class, rather than as constructor arguments, which
@@ -185,8 +185,8 @@ class _RayWorker:
             os.environ[var] = "1"
         if os.path.isdir(kw["cwd"]):  # relative paths mean what they mean to the driver
             os.chdir(kw["cwd"])
-        _corpus.set_torch_threads(1)
-        self.worker = _corpus.Worker(kw["options"], kw["fmt"], kw["min_duration"])
+        _worker.set_torch_threads(1)
+        self.worker = _worker.Worker(kw["options"], kw["fmt"], kw["min_duration"])
 
     def __call__(self, batch: Dict[str, Any]) -> Dict[str, Any]:
         import numpy as np

@@ -29,7 +29,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .._errors import ParameterError
 from .._version import __version__
-from . import _corpus
+from . import _corpus, _worker
 from ._common import MANIFEST_NAME, _check_output, _finite_json, _number, _path_kind, _positive_int, _write_json
 from ._pipeline import _add_core_options, _Pipeline
 
@@ -217,7 +217,7 @@ def _summary(n: int, info: Dict[str, Any], where: str) -> str:
 
 
 # =========================================================================== the local engine
-_WORKER: Optional[_corpus.Worker] = None
+_WORKER: Optional[_worker.Worker] = None
 
 
 _INIT_ERROR: Optional[BaseException] = None
@@ -234,8 +234,8 @@ def _init_process(options: Dict[str, Any], fmt: str, min_duration: float) -> Non
         os.environ[var] = "1"
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        _corpus.set_torch_threads(1)
-        _WORKER = _corpus.Worker(options, fmt, min_duration)
+        _worker.set_torch_threads(1)
+        _WORKER = _worker.Worker(options, fmt, min_duration)
     except Exception as exc:
         _INIT_ERROR = exc
 
@@ -278,7 +278,7 @@ def _start_pool(args: argparse.Namespace, fmt: str, workers: int) -> concurrent.
 
 #: What the fork server imports once, before forking the workers from it (each then starts
 #: without importing torch again): nothing in it has started a thread yet, so forking it is safe.
-_PRELOAD = ["torch", "supermel.functional", "supermel.cli._corpus", "supermel.cli._pipeline"]
+_PRELOAD = ["torch", "supermel.functional", "supermel.cli._corpus", "supermel.cli._worker", "supermel.cli._pipeline"]
 
 
 def _mp_context() -> Any:
@@ -324,14 +324,14 @@ def _run_local(
 
     if workers == 1:
         assert pipeline is not None, "one worker runs in this process, on the driver's pipeline"
-        before = _corpus.set_torch_threads(1)
+        before = _worker.set_torch_threads(1)
         try:
-            worker = _corpus.Worker.__new__(_corpus.Worker)
+            worker = _worker.Worker.__new__(_worker.Worker)
             worker.pipeline, worker.fmt, worker.min_duration, worker.fsync = pipeline, fmt, float(args.min_duration), bool(args.fsync)
             for task in tasks_list:  # a few files at a time (outputs synced together with --fsync)
                 on_rows(worker.run(task))
         finally:
-            _corpus.set_torch_threads(before)
+            _worker.set_torch_threads(before)
         info["run_s"] = round(time.perf_counter() - t0, 3)
         return info
     tasks = iter(tasks_list)
