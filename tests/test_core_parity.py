@@ -699,3 +699,27 @@ def test_mfcc_from_S(make_signal, kw, batch_shape, dtype):
     got_t = supermel.mfcc(S=torch.from_numpy(S_db), **kw)
     assert isinstance(got_t, torch.Tensor) and got_t.dtype == torch.from_numpy(S_db).dtype
     assert rel_err(got_t, want) <= TOL[np.dtype(dtype)]
+
+
+@pytest.mark.parametrize("fftbins", [True, False])
+def test_hann_without_scipy_signal_is_librosas_window_bit_for_bit(fftbins):
+    """supermel builds the default window itself (importing scipy.signal costs every new process
+    about a second); it must be librosa's (scipy's) window exactly, for every length."""
+    from supermel.filters import get_window
+
+    for n in [1, 2, 3, 4, 5, 7, 16, 255, 256, 400, 511, 512, 800, 1023, 1024, 2048, 4096, 16000]:
+        want = librosa.filters.get_window("hann", n, fftbins=fftbins)
+        got = get_window("hann", n, fftbins=fftbins)
+        assert got.dtype == want.dtype and np.array_equal(got, want), n
+
+
+def test_the_default_mel_spectrogram_does_not_import_scipy_signal():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np, supermel; supermel.melspectrogram(y=np.zeros(4096, np.float32), sr=16000); "
+        "print('scipy.signal' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out[-1] == "False"

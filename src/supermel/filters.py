@@ -15,7 +15,6 @@ import warnings
 from typing import Any, Callable, Hashable, Optional, Sequence, Tuple, Union
 
 import numpy as np
-import scipy.fft
 import torch
 
 from ._errors import ParameterError
@@ -58,8 +57,10 @@ def get_window(window: WindowSpec, win_length: int, *, fftbins: bool = True) -> 
     """
     if callable(window):
         out = np.asarray(window(win_length), dtype=np.float64)
+    elif isinstance(window, str) and window == "hann":
+        out = _hann(win_length, sym=not fftbins)  # the default: without importing scipy.signal
     elif isinstance(window, (str, tuple)) or np.isscalar(window):
-        import scipy.signal  # imported on first use: it costs seconds at import time
+        import scipy.signal  # imported on first use: about 1 s at import time, in every new process
 
         try:
             out = scipy.signal.get_window(window, win_length, fftbins=fftbins)
@@ -85,6 +86,20 @@ def get_window(window: WindowSpec, win_length: int, *, fftbins: bool = True) -> 
         raise ParameterError(f"window={window!r} has non-finite values")
     return out
 
+
+
+def _hann(M: int, *, sym: bool) -> np.ndarray:
+    """``scipy.signal.windows.hann(M, sym)``: the same numpy operations in the same order, so the
+    same bits (tests/test_core_parity.py compares them), without importing ``scipy.signal``."""
+    if M <= 1:
+        return np.ones(M, dtype=np.float64)
+    n = M if sym else M + 1
+    fac = np.linspace(-np.pi, np.pi, n, dtype=np.float64)
+    a = np.asarray([0.5, 0.5], dtype=np.float64)
+    w = np.zeros(n, dtype=np.float64)
+    for k in range(a.shape[0]):
+        w += a[k] * np.cos(k * fac)
+    return w if sym else w[:-1]
 
 def pad_center(data: np.ndarray, *, size: int) -> np.ndarray:
     """Zero-pad a 1-d array to ``size`` samples, centred (``librosa.util.pad_center``)."""
@@ -292,6 +307,8 @@ def dct_matrix(n_in: int, n_out: int, *, dct_type: int = 2, norm: Optional[str] 
         raise ParameterError(f"norm={norm!r} for the DCT must be None or 'ortho'")
     if dct_type == 1 and n_in < 2:
         raise ParameterError("dct_type=1 needs at least 2 mel bands")
+    import scipy.fft  # imported on first use (about 0.2 s at import time, paid by every worker process)
+
     return scipy.fft.dct(np.eye(n_in), type=dct_type, norm=norm, axis=0)[:n_out]
 
 

@@ -3,11 +3,12 @@
 Real clients join and leave at any moment, and their chunks arrive out of step
 and in different sizes. A :class:`~supermel.StreamingMelSpectrogram` with
 ``num_streams=S`` batches streams only while they advance in lockstep; a pool
-takes each stream's chunks whenever they come (:meth:`StreamPool.push`) and,
-at each :meth:`StreamPool.step`, gathers the complete frames of **every**
-stream into one ``(K, frame_length)`` matrix and computes them in one call of
-the core's kernels (:func:`supermel._core.mel_dense`, or the Kaldi front ends'
-``frames_mel``), then hands each stream its frames.
+takes each stream's chunks whenever they come (:meth:`StreamPool.push`, or a
+tick's chunks of many streams at once: :meth:`StreamPool.push_many`) and, at
+each :meth:`StreamPool.step`, computes the complete frames of **every** stream
+as one ``(K, frame_length)`` matrix with the core's kernels
+(:func:`supermel._core.mel_dense` in cache-sized blocks, or the Kaldi front
+ends' ``frames_mel``), then hands each stream its frames (a :class:`PoolStep`).
 
 How the frames are gathered
 ---------------------------
@@ -15,9 +16,9 @@ Each stream's samples (after the front end's waveform step, e.g. pre-emphasis)
 live in one row of a ring buffer (``ring[s, i % C]``) whose first frame length
 is mirrored past its end (``ring[s, C + j] == ring[s, j]`` for ``j < L``), so that
 any frame is a contiguous row of a strided view and the frames of all streams are
-one fancy-indexed copy. The frames that reach
-into the left padding (the first few of a stream with ``center=True``) and the
-last ones, which reach into the right padding at :meth:`StreamPool.close`, are
+fancy-indexed copies (block by block, into each block's workspace, on the numpy
+executor). The frames that reach into the left padding (the first few of a
+stream with ``center=True``) and the last ones, which reach into the right padding at :meth:`StreamPool.close`, are
 built per stream with the same padding code as the offline call
 (:mod:`supermel._core`, Kaldi's framing for the Kaldi presets).
 

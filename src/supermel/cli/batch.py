@@ -451,7 +451,8 @@ def _run(
     args: argparse.Namespace, in_dir: Path, out_dir: Path, is_list: bool, fmt: str, t_start: float,
     pool: Optional[concurrent.futures.ProcessPoolExecutor],
 ) -> int:
-    pipeline, parameters = _checked_parameters(args, pool)
+    if pool is None:  # checked here, before any listing (with a pool: below, while its workers start)
+        pipeline, parameters = _checked_parameters(args, pool)
     _check_output(out_dir, "to output folder", {}, is_folder=True)  # it (or where it will be made) must take files
     if is_list:
         inputs, source = _list_inputs(args, in_dir, out_dir, fmt)
@@ -461,6 +462,8 @@ def _run(
         where = f"in {str(in_dir)!r}"
 
     entries, units = _corpus.plan(inputs, out_dir, overwrite=args.overwrite, shard_size=args.shard_size)
+    if pool is not None:  # the workers check the options (the first one up answers); nothing is written before
+        pipeline, parameters = _checked_parameters(args, pool)
     print(_summary(len(inputs), source, where), flush=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     swept = _corpus.sweep_temporary_files(out_dir)
