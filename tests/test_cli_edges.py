@@ -373,3 +373,22 @@ def test_readme_plot_is_git_ignored():
         pytest.skip("not a git checkout")
     proc = subprocess.run(["git", "-C", str(REPO), "check-ignore", "-q", "example_mel.png"], capture_output=True, timeout=30)
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("ext, subtype", [("wav", "PCM_16"), ("flac", "PCM_16"), ("wav", "PCM_24"), ("wav", "FLOAT"), ("flac", "PCM_24")])
+@pytest.mark.parametrize("channels", [1, 2])
+def test_load_equals_soundfiles_float_read_bit_for_bit(tmp_path, ext, subtype, channels):
+    """16-bit PCM is read as int16 and scaled by supermel (faster); every subtype must give
+    soundfile's float32 samples exactly (and librosa.load's mono mean)."""
+    sf = pytest.importorskip("soundfile")
+    x = np.clip(np.random.default_rng(channels).standard_normal((3001, channels)) * 0.4, -1, 1)
+    path = tmp_path / f"a.{ext}"
+    sf.write(str(path), x, 16000, subtype=subtype)
+    want, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    got, got_sr = load(path, mono=False)
+    assert got_sr == sr and got.dtype == np.float32 and np.array_equal(got, want.T)
+    mono, _ = load(path)
+    assert np.array_equal(mono, want[:, 0] if channels == 1 else want.T.mean(axis=0, dtype=np.float32))
+    if channels == 2:
+        librosa = pytest.importorskip("librosa")
+        assert np.array_equal(mono, librosa.load(str(path), sr=None)[0])
