@@ -135,6 +135,22 @@ def white_noise(rng: np.random.Generator, shape: Tuple[int, ...], dtype: Any = n
 
 # --------------------------------------------------------------------------- fixtures
 @pytest.fixture
+def saved_figures(monkeypatch) -> List[Any]:
+    """Every matplotlib figure saved during the test (to read its labels and axes)."""
+    from matplotlib.figure import Figure
+
+    figs: List[Any] = []
+    real = Figure.savefig
+
+    def record(self, *args, **kwargs):
+        figs.append(self)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", record)
+    return figs
+
+
+@pytest.fixture
 def rng() -> np.random.Generator:
     """A fresh, seeded generator per test (tests do not depend on each other's draws)."""
     return np.random.default_rng(SEED)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import struct
 import subprocess
 import sys
@@ -295,21 +294,6 @@ def test_batch_bad_parameters_fail_before_any_file(tree, capsys):
 
 
 # --------------------------------------------------------------------------- plot
-@pytest.fixture
-def saved_figures(monkeypatch):
-    """Record every figure that is saved (to check its labels)."""
-    from matplotlib.figure import Figure
-
-    figs = []
-    real = Figure.savefig
-
-    def record(self, *args, **kwargs):
-        figs.append(self)
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(Figure, "savefig", record)
-    return figs
-
 
 def check_labels(fig, xlabel: str, hz: bool = True) -> None:
     ax, cax = fig.axes[0], fig.axes[1]

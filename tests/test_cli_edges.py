@@ -278,21 +278,6 @@ def test_truncated_wav_in_the_cli_is_a_one_line_warning(tmp_path):
 
 
 # --------------------------------------------------------------------------- 7. the plot's mel axis in Hz
-@pytest.fixture
-def saved_figures(monkeypatch):
-    """Record every figure that is saved (to read its axes)."""
-    from matplotlib.figure import Figure
-
-    figs = []
-    real = Figure.savefig
-
-    def record(self, *args, **kwargs):
-        figs.append(self)
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(Figure, "savefig", record)
-    return figs
-
 
 def check_hz_axis(fig, *, n_mels: int, fmin: float, fmax: float, htk: bool, expect: tuple = ()) -> list:
     """The y ticks are Hz labels at the positions of those frequencies among librosa's mel band centres."""

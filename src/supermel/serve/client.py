@@ -221,12 +221,7 @@ class Client:
         except ConnectionClosed:
             self._raise()
             raise
-        totals = await asyncio.wait_for(asyncio.shield(self._ended), timeout=timeout)
-        try:
-            await asyncio.wait_for(self._task, timeout=timeout)
-        except ConnectionClosed:
-            pass
-        return totals
+        return await self.wait_end(timeout)
 
     async def wait_end(self, timeout: float = 60.0) -> Dict[str, Any]:
         """Wait for the server's ``end`` without sending one (a server shutting down flushes every stream)."""
