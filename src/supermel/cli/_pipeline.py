@@ -160,9 +160,21 @@ class _Pipeline:
 
     # -- per file -------------------------------------------------------------------------
     def load(self, path: Path) -> Tuple[Any, int]:
-        """Audio as float32 mono at the pipeline's rate (the file's own if none is fixed)."""
+        """Audio as float32 mono at the pipeline's rate (the file's own if none is fixed).
+
+        A 0-byte file is refused here, in one message for every command (``compute``, ``batch``,
+        ``plot``): ``audio file 'x.wav' is empty (0 bytes)``.
+        """
+        import os
+
         from ..audio import load
 
+        try:
+            empty = os.path.getsize(path) == 0
+        except OSError:  # missing, unreadable: load says why
+            empty = False
+        if empty:
+            raise ParameterError(f"audio file {os.fspath(path)!r} is empty (0 bytes)")
         return load(path, sr=self.sr)
 
     def compute(self, y: Any, sr: int) -> Any:

@@ -108,9 +108,6 @@ class Worker:
 
         pipeline = self.pipeline
         entry: Dict[str, Any] = {}
-        with contextlib.suppress(OSError):
-            if os.path.getsize(src) == 0:
-                raise ParameterError(f"audio file {os.fspath(src)!r} is empty (0 bytes)")
         from ..audio import TruncatedAudioWarning
 
         with warnings.catch_warnings(record=True) as caught:

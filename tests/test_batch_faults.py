@@ -1,0 +1,119 @@
+"""Faults of ``supermel batch`` and ``supermel compute``, through the real ``supermel`` executable.
+
+A full disk (ENOSPC, injected in a worker), a worker killed mid-run, the driver killed with
+``kill -9``, Ctrl-C, failing inputs to ``compute``, bad lists, empty files and two inputs with one
+output name. The faults are injected with the test hook ``SUPERMEL_TEST_FAULTS`` (see
+:mod:`supermel.cli._worker`), or with real signals.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+import pytest
+
+import librosa  # noqa: E402  (a hard test dependency)
+import soundfile as sf  # noqa: E402
+
+from supermel.cli import MANIFEST_NAME
+
+TOL32 = 2e-5
+_SCRIPT = Path(sys.executable).with_name("supermel")
+
+
+def command() -> List[str]:
+    """The installed ``supermel`` console script of this environment (``python -m supermel`` without one)."""
+    return [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "supermel"]
+
+
+def supermel(*args, cwd: Optional[Path] = None, faults: Optional[str] = None, timeout: float = 180) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env.pop("SUPERMEL_TEST_FAULTS", None)
+    if faults:
+        env["SUPERMEL_TEST_FAULTS"] = faults
+    return subprocess.run([*command(), *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def start(*args, faults: Optional[str] = None) -> subprocess.Popen:
+    """``supermel ARGS`` in its own session (so that every process it starts can be found by its session id)."""
+    env = dict(os.environ)
+    env.pop("SUPERMEL_TEST_FAULTS", None)
+    if faults:
+        env["SUPERMEL_TEST_FAULTS"] = faults
+    return subprocess.Popen([*command(), *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+
+
+def write_audio(path: Path, *, sr: int = 16000, seconds: float = 0.5, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(sr * seconds)) / sr
+    y = 0.4 * np.sin(2 * np.pi * (200 + 900 * t) * t) + 0.05 * rng.standard_normal(t.size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), y.astype(np.float32), sr)
+    return path
+
+
+def librosa_mel(path: Path) -> np.ndarray:
+    y, sr = librosa.load(str(path), sr=None)
+    return librosa.feature.melspectrogram(y=y, sr=sr)
+
+
+def rel_err(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    assert a.shape == b.shape
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+def manifest(out: Path) -> dict:
+    return json.loads((out / MANIFEST_NAME).read_text())
+
+
+def by_input(out: Path) -> Dict[str, dict]:
+    return {e["input"]: e for e in manifest(out)["files"]}
+
+
+def outputs(out: Path) -> set:
+    return {p.relative_to(out).as_posix() for p in out.rglob("*.np[yz]")}
+
+
+def temporary_files(out: Path) -> list:
+    return [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+
+
+def assert_manifest_matches_disk(out: Path) -> None:
+    """Every entry done (or skipped: output exists) has its output on disk, complete; no other output exists."""
+    m = manifest(out)
+    claimed = {e["output"] for e in m["files"] if e["status"] == "done" or e.get("reason") == "output exists"}
+    assert outputs(out) == claimed, (outputs(out) ^ claimed)
+    for name in claimed:
+        np.load(out / name)  # complete, loadable
+    assert not temporary_files(out)
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    src = tmp_path / "in"
+    for k in range(8):
+        write_audio(src / f"f{k}.wav", seed=k)
+    return src
+
+
+# --------------------------------------------------------------------------- empty files (issue 18, item 10)
+def test_an_empty_file_gets_one_message_in_compute_and_batch(tmp_path):
+    (tmp_path / "in").mkdir()
+    empty = tmp_path / "in" / "empty.wav"
+    empty.write_bytes(b"")
+    proc = supermel("compute", empty, "-o", tmp_path / "x.npy")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"supermel: error: audio file {str(empty)!r} is empty (0 bytes)"
+    proc = supermel("batch", tmp_path / "in", tmp_path / "out", "-q")
+    assert proc.returncode == 1
+    assert f"failed   empty.wav: empty (audio file {str(empty)!r} is empty (0 bytes))" in proc.stdout
+    assert by_input(tmp_path / "out")["empty.wav"]["reason"] == "empty"
