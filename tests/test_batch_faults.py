@@ -117,3 +117,24 @@ def test_an_empty_file_gets_one_message_in_compute_and_batch(tmp_path):
     assert proc.returncode == 1
     assert f"failed   empty.wav: empty (audio file {str(empty)!r} is empty (0 bytes))" in proc.stdout
     assert by_input(tmp_path / "out")["empty.wav"]["reason"] == "empty"
+
+
+# --------------------------------------------------------------------------- lists (issue 18, item 8)
+def test_a_csv_without_a_path_column_is_refused_before_any_output_folder(corpus, tmp_path):
+    lst = tmp_path / "list.csv"
+    lst.write_text(f"id,filename_x,speaker\n1,{corpus / 'f0.wav'},a\n2,{corpus / 'f1.wav'},b\n")
+    proc = supermel("batch", lst, tmp_path / "out", "-q")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stdout == ""
+    err = proc.stderr.strip()
+    assert err.startswith("supermel: error: ") and len(proc.stderr.splitlines()) == 1, err
+    assert "no audio path column in the header (id, filename_x, speaker)" in err
+    for accepted in ("audio_filepath", "path", "audio", "file"):
+        assert accepted in err
+    assert not (tmp_path / "out").exists()
+    # a header-less CSV of audio paths is still a list: path, then output
+    plain = tmp_path / "plain.csv"
+    plain.write_text(f"{corpus / 'f0.wav'},zero\n{corpus / 'f1.wav'}\n")
+    proc = supermel("batch", plain, tmp_path / "out2", "-q")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert outputs(tmp_path / "out2") == {"zero.npy", "in/f1.npy"}

@@ -283,7 +283,8 @@ def read_list(path: Path) -> List[Tuple[str, Optional[str]]]:
         ``.jsonl``/``.ndjson``/``.json``: one JSON object per line with the audio path under
         ``audio_filepath`` (NeMo), ``path``, ``audio`` or ``file``, or a lhotse recording
         (``sources``; its ``id`` names the output); optional ``output``. ``.csv``/``.tsv``: a header
-        row naming those columns (without one: path, then output). Anything else (``.txt``,
+        row naming those columns; without a header (the first row's first cell an audio file name:
+        path, then output). A header naming no path column is refused. Anything else (``.txt``,
         ``.lst``): one path per line, an output name after a tab; blank lines and lines starting
         with ``#`` are skipped. Any of them may be gzipped (``.jsonl.gz``).
 
@@ -320,7 +321,14 @@ def read_list(path: Path) -> List[Tuple[str, Optional[str]]]:
                     out_col = next((header.index(k) for k in _OUTPUT_KEYS if k in header), None)
                     body = table[1:] if path_col is not None else table
                     if path_col is None:
-                        path_col, out_col = 0, (1 if len(table[0]) > 1 else None)
+                        first = table[0][0].strip()
+                        if _ext(Path(first)) not in audio_extensions():  # a header naming no path column
+                            raise ParameterError(
+                                f"{path}:1: no audio path column in the header ({', '.join(c.strip() for c in table[0])}); "
+                                f"name the column one of {', '.join(_PATH_KEYS)} (and optionally {', '.join(_OUTPUT_KEYS)} for the output name), "
+                                "or give a plain list of paths as .txt"
+                            )
+                        path_col, out_col = 0, (1 if len(table[0]) > 1 else None)  # no header: path, output
                     for n, r in enumerate(body, 2 if body is not table else 1):
                         if path_col >= len(r) or not r[path_col].strip():
                             raise ParameterError(f"{path}:{n}: no audio path in column {path_col + 1}")

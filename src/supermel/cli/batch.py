@@ -45,7 +45,9 @@ inputs:
   files found per extension and the files ignored.
   IN is a list (.txt, .lst, .csv, .tsv, .jsonl, .json, optionally .gz): the files it names, as
   lhotse and NeMo manifests do. Text: one path per line, an output name after a tab. CSV/TSV: a
-  header with a path column (audio_filepath, path, audio, file) and optionally 'output'. JSON
+  header with a path column (audio_filepath, path, audio_path, audio, file, filename, wav, source)
+  and optionally 'output', or no header (the first cell an audio file: path, then output); a
+  header naming no path column is refused (exit 2, nothing written). JSON
   lines: objects with one of those keys (NeMo), or lhotse recordings (sources; the id names the
   output). Relative paths are relative to the list's folder; outputs without a name mirror the
   paths relative to the list's folder (or, when files lie outside it, to their common folder).
