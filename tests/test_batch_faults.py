@@ -138,3 +138,23 @@ def test_a_csv_without_a_path_column_is_refused_before_any_output_folder(corpus,
     proc = supermel("batch", plain, tmp_path / "out2", "-q")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert outputs(tmp_path / "out2") == {"zero.npy", "in/f1.npy"}
+
+
+# --------------------------------------------------------------------------- compute goes on (issue 18, item 5)
+def test_compute_goes_on_past_a_failing_input_and_exits_non_zero(tmp_path):
+    a = write_audio(tmp_path / "a.wav", seed=1)
+    (tmp_path / "notes.txt").write_text("not audio")
+    b = tmp_path / "b.flac"
+    sf.write(str(b), sf.read(str(write_audio(tmp_path / "tmp.wav", seed=2)))[0], 16000, format="FLAC")
+    (tmp_path / "empty.wav").write_bytes(b"")
+    proc = supermel("compute", "a.wav", "notes.txt", "missing.wav", "b.flac", "empty.wav", "-o", "out/", "-q", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    err = proc.stderr.splitlines()
+    assert err[0].startswith("supermel: error: ") and "notes.txt" in err[0] and "cannot read audio" in err[0]
+    assert err[1].startswith("supermel: error: ") and "'missing.wav' does not exist" in err[1]
+    assert err[2] == "supermel: error: audio file 'empty.wav' is empty (0 bytes)"
+    assert err[3] == "supermel compute: 2 done, 3 failed (notes.txt, missing.wav, empty.wav)"
+    assert len(err) == 4 and "Traceback" not in proc.stderr
+    assert outputs(tmp_path / "out") == {"a.npy", "b.npy"}
+    assert rel_err(np.load(tmp_path / "out" / "b.npy"), librosa_mel(b)) <= TOL32
+    assert rel_err(np.load(tmp_path / "out" / "a.npy"), librosa_mel(a)) <= TOL32

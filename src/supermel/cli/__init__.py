@@ -111,9 +111,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     Returns
     -------
     int
-        The exit status: 0 success; 1 some batch files failed (or an output
-        could not be written); 2 invalid parameters, audio or usage (the
-        message is printed as ``supermel: error: ...``); 130 interrupted.
+        The exit status: 0 success; 1 some batch files (or some of several
+        ``compute`` inputs) failed, or an output could not be written; 2 invalid
+        parameters, audio or usage (the message is printed as
+        ``supermel: error: ...``); 3 ``batch`` stopped because the disk is full
+        (ENOSPC/EDQUOT); 130 interrupted.
     """
     args_list = list(sys.argv[1:] if argv is None else argv)
     with warnings.catch_warnings():

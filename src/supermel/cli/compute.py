@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -21,6 +23,9 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
         help="mel spectrograms of audio files to .npy/.npz",
         description="Compute the mel spectrogram of each audio file, exactly as librosa.feature.melspectrogram "
         "(or a model front end with --preset), and save it. Without -o, FILE.wav gives FILE.npy in the current directory.",
+        epilog="exit status: 0 every input computed; 1 with several inputs, any failed (each is reported on stderr and the "
+        "others are still computed), or an output could not be written; 2 invalid options, or the one input is not "
+        "usable audio (missing, empty, unreadable, NaN samples).",
     )
     p.add_argument("files", nargs="*", metavar="FILE", help="audio files (WAV; FLAC/OGG/... with soundfile)")
     p.add_argument("--example", action="store_true", help="also process the bundled 12 s speech clip (written as example_mel.npy without -o)")
@@ -53,12 +58,13 @@ def run(args: argparse.Namespace) -> int:
         inputs.append((Path(example_path()), "example_mel"))
     if not inputs:
         raise ParameterError("no input: pass audio FILES or --example (see `supermel compute --help`)")
-    for src, _ in inputs:
-        _check_input_file(src, "audio file", "not an audio file (for a folder of audio files use `supermel batch`)")
+    several = len(inputs) > 1
+    for src, _ in inputs:  # a folder is a mistake of the command line; with several inputs a missing file is one failure
+        if not several or src.is_dir():
+            _check_input_file(src, "audio file", "not an audio file (for a folder of audio files use `supermel batch`)")
     fmt = _resolve_format(args.format, args.output)
     if args.plot:
         _require_matplotlib()
-    several = len(inputs) > 1
     # Several inputs need folders: refuse a file name rather than make a folder called two.npy.
     for flag, option, suffixes, example in (("-o", args.output, _ARRAY_SUFFIXES, "-o mels/"), ("--plot", args.plot, _IMAGE_SUFFIXES, "--plot plots/")):
         if several and option and not _is_dir_target(option) and Path(option).suffix.lower() in suffixes:
@@ -88,20 +94,42 @@ def run(args: argparse.Namespace) -> int:
         _check_output(out, "output", probed)
         if png is not None:
             _check_output(png, "plot", probed)
+    failed: List[Path] = []
     for (src, _), out, png in zip(inputs, outputs, plots):
-        t0 = time.perf_counter()
-        y, sr = pipeline.load(src)
-        t1 = time.perf_counter()
-        mel = pipeline.compute(y, sr)
-        t2 = time.perf_counter()
-        _write_array(out, mel, fmt, pipeline.metadata(sr))
-        extra = ""
-        if png is not None:
-            _plot_png(mel, png, sr=sr, title=src.name, **pipeline.plot_kwargs())
-            extra = f", plot {png}"
-        if not args.quiet:
-            print(
-                f"{src} -> {out}: shape {tuple(mel.shape)} {mel.dtype}, {y.shape[-1] / sr:.2f} s of audio at {sr} Hz, "
-                f"{(t2 - t0) * 1e3:.1f} ms (mel {(t2 - t1) * 1e3:.1f} ms){extra}"
-            )
+        if not several:  # one input: its error is the command's (exit 2, or 1 when the output cannot be written)
+            _compute_one(args, pipeline, src, out, png, fmt)
+            continue
+        try:
+            _compute_one(args, pipeline, src, out, png, fmt)
+        except (ParameterError, OSError) as exc:
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise  # a full disk fails every other input too: stop (exit 1)
+            failed.append(src)
+            message = str(exc) if isinstance(exc, ParameterError) else f"{type(exc).__name__}: {exc}"
+            named = message if os.fspath(src) in message else f"{src}: {message}"
+            print(f"supermel: error: {named}", file=sys.stderr, flush=True)
+    if failed:
+        names = ", ".join(map(os.fspath, failed[:5])) + (f", ... ({len(failed) - 5} more)" if len(failed) > 5 else "")
+        print(f"supermel compute: {len(inputs) - len(failed)} done, {len(failed)} failed ({names})", file=sys.stderr)
+        return 1
     return 0
+
+
+def _compute_one(args: argparse.Namespace, pipeline: _Pipeline, src: Path, out: Path, png: Optional[Path], fmt: str) -> None:
+    """Load, compute and write one input (and its plot); errors propagate."""
+    t0 = time.perf_counter()
+    y, sr = pipeline.load(src)
+    t1 = time.perf_counter()
+    mel = pipeline.compute(y, sr)
+    t2 = time.perf_counter()
+    _write_array(out, mel, fmt, pipeline.metadata(sr))
+    extra = ""
+    if png is not None:
+        _plot_png(mel, png, sr=sr, title=src.name, **pipeline.plot_kwargs())
+        extra = f", plot {png}"
+    if not args.quiet:
+        print(
+            f"{src} -> {out}: shape {tuple(mel.shape)} {mel.dtype}, {y.shape[-1] / sr:.2f} s of audio at {sr} Hz, "
+            f"{(t2 - t0) * 1e3:.1f} ms (mel {(t2 - t1) * 1e3:.1f} ms){extra}",
+            flush=True,
+        )
