@@ -90,7 +90,7 @@ def test_default_input_is_every_audio_file_in_any_case(corpus, tmp_path, capsys)
     m = manifest(out)
     assert m["inputs"]["found"] == {"wav": 2, "flac": 2, "ogg": 1, "aiff": 1}
     assert m["inputs"]["ignored"] == {"txt": 1, "json": 1, "(none)": 1}
-    assert m["counts"] == {"done": 6, "skipped": 0, "failed": 0}
+    assert m["counts"] == {"done": 6, "skipped": 0, "failed": 0, "not started": 0}
     by_input = {e["input"]: e for e in m["files"]}
     assert set(by_input) == AUDIO
     assert by_input["spk1/deep/c.FLAC"]["sr"] == 44100 and by_input["spk2/d.WAV"]["sr"] == 8000
@@ -127,7 +127,7 @@ def test_an_empty_and_a_corrupt_file_are_reported_with_their_paths(corpus, tmp_p
     (corpus / "spk2" / "empty.flac").write_bytes(b"")
     (corpus / "spk1" / "corrupt.wav").write_bytes(np.random.default_rng(0).bytes(2000))
     out = tmp_path / "out"
-    assert main(["batch", str(corpus), str(out), "--workers", "2", "-q"]) == 1
+    assert main(["batch", str(corpus), str(out), "--workers", "2"]) == 1  # not -q: a line per failed file
     report = capsys.readouterr().out
     assert "6 done, 0 skipped, 2 failed of 8 files" in report
     assert "failed   spk2/empty.flac: empty (audio file " in report and "is empty (0 bytes)" in report
@@ -150,17 +150,15 @@ def test_worker_processes_write_what_one_process_writes(corpus, tmp_path):
 
 def test_worker_processes_are_processes_with_one_torch_thread(tmp_path):
     assert batch._mp_context().get_start_method() in ("forkserver", "spawn")  # never fork: torch + fork hangs
-    from concurrent.futures import ProcessPoolExecutor
+    from supermel.cli import _pool
 
-    with ProcessPoolExecutor(1, mp_context=batch._mp_context(), initializer=batch._init_process, initargs=({"device": "cpu"}, "npy", 0.0)) as pool:
-        pid, threads = pool.submit(_pid_and_threads).result()
-    assert pid != os.getpid() and threads == 1
-
-
-def _pid_and_threads():
-    import torch
-
-    return os.getpid(), torch.get_num_threads()
+    pool = _pool.WorkerPool(batch._mp_context(), 1, {"device": "cpu"}, "npy", 0.0)
+    try:
+        assert pool.parameters()[0] == "ok"
+        (info,) = pool.worker_info
+    finally:
+        pool.close()
+    assert info["pid"] != os.getpid() and info["torch_threads"] == 1
 
 
 def test_tasks_group_files_and_keep_shards_whole():
@@ -184,17 +182,17 @@ def test_resume_after_an_interruption_recomputes_nothing_finished(corpus, tmp_pa
     real = _worker.Worker.run
     calls = {"n": 0}
 
-    def interrupted_after_three(self, units):
+    def interrupted_after_three(self, units, **kw):
         calls["n"] += 1
         if calls["n"] > 3:
             raise KeyboardInterrupt
-        return real(self, units)
+        return real(self, units, **kw)
 
     monkeypatch.setattr(_worker.Worker, "run", interrupted_after_three)
     assert main(["batch", str(corpus), str(out), "-q"]) == 130
     m = manifest(out)
-    assert m["counts"] == {"done": 3, "skipped": 0, "failed": 3}
-    assert {e["reason"] for e in m["files"] if e["status"] == "failed"} == {"interrupted"}
+    assert m["counts"] == {"done": 3, "skipped": 0, "failed": 0, "not started": 3}
+    assert {e["reason"] for e in m["files"] if e["status"] == "not started"} == {"interrupted"}
     before = stamps(out)
     assert len(before) == 3
     monkeypatch.setattr(_worker.Worker, "run", real)
@@ -216,8 +214,8 @@ def test_temporary_files_of_a_killed_run_are_swept_at_start_and_end(corpus, tmp_
         p.write_bytes(b"user's")
     real = _worker.Worker.run
 
-    def leaves_a_temporary_file(self, units):  # as a worker killed while writing would
-        rows = real(self, units)
+    def leaves_a_temporary_file(self, units, **kw):  # as a worker killed while writing would
+        rows = real(self, units, **kw)
         Path(units[0]["out"]).with_name(".x.npy.zz99zz99.tmp").write_bytes(b"half")
         return rows
 

@@ -234,14 +234,14 @@ def tree(tmp_path: Path) -> tuple:
 
 def test_batch_reports_failures_and_writes_the_rest(tree, capsys):
     src, out = tree
-    assert main(["batch", str(src), str(out), "--n-mels", "64", "-q"]) == 1
+    assert main(["batch", str(src), str(out), "--n-mels", "64"]) == 1  # not -q: a line per failed file
     report = capsys.readouterr().out
     assert "2 done, 1 skipped, 2 failed" in report
     lines = {ln.split(":")[0].split()[-1]: ln for ln in report.splitlines() if ln.startswith("  ")}
-    assert set(lines) == {"sub/corrupt.wav", "nan.wav", "done.wav"}
+    assert set(lines) == {"sub/corrupt.wav", "nan.wav", "skipped"}
     assert "failed" in lines["sub/corrupt.wav"] and "unreadable" in lines["sub/corrupt.wav"]
     assert "failed" in lines["nan.wav"] and "NaN samples" in lines["nan.wav"]
-    assert "skipped" in lines["done.wav"] and "output exists" in lines["done.wav"]
+    assert lines["skipped"] == "  1 skipped: output exists"  # skipped files: one line per reason
     # outputs mirror the tree; nothing for the bad files; no temporary files
     assert files_under(out) == {"good.npy", "sub/deeper/good2.npy", "done.npy", MANIFEST_NAME}
     assert rel_err(np.load(out / "good.npy"), librosa_mel(src / "good.wav", n_mels=64)) <= TOL32
@@ -251,7 +251,7 @@ def test_batch_reports_failures_and_writes_the_rest(tree, capsys):
     assert manifest["supermel_version"] == supermel.__version__
     assert manifest["parameters"]["n_mels"] == 64 and manifest["parameters"]["n_fft"] == 2048
     assert manifest["parameters"]["sr"] is None  # each file keeps its own rate
-    assert manifest["counts"] == {"done": 2, "skipped": 1, "failed": 2}
+    assert manifest["counts"] == {"done": 2, "skipped": 1, "failed": 2, "not started": 0}
     by_input = {e["input"]: e for e in manifest["files"]}
     assert set(by_input) == {"good.wav", "sub/deeper/good2.wav", "done.wav", "sub/corrupt.wav", "nan.wav"}
     assert by_input["good.wav"]["status"] == "done" and by_input["good.wav"]["output"] == "good.npy"

@@ -222,7 +222,7 @@ def assert_same_as_local(out: Path, ref: Path) -> None:
         np.testing.assert_array_equal(got[name], want[name], err_msg=name)  # bit-identical: the same code on one thread
     a, b = manifest(out), manifest(ref)
     assert a["files"] == b["files"]  # entries, reasons, details (with paths), shapes
-    assert a["counts"] == b["counts"] == {"done": 12, "skipped": 0, "failed": 2}
+    assert a["counts"] == b["counts"] == {"done": 12, "skipped": 0, "failed": 2, "not started": 0}
     assert a["parameters"] == b["parameters"] and a["inputs"] == b["inputs"]
     assert not temporary_files(out)
 
@@ -231,7 +231,7 @@ def assert_same_as_local(out: Path, ref: Path) -> None:
 def test_ray_engine_writes_what_the_local_engine_writes(corpus, local_reference, tmp_path):
     """No --address: the command starts (and stops) a local Ray instance of its own."""
     out = tmp_path / "out"
-    proc = cli(corpus, out, "--engine", "ray", "-q", env=ray_env(), cwd=tmp_path)
+    proc = cli(corpus, out, "--engine", "ray", env=ray_env(), cwd=tmp_path)  # not -q: a line per failed file
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "12 done, 0 skipped, 2 failed of 14 files" in proc.stdout
     assert f"failed   spk2/corrupt.flac: unreadable (cannot read audio file '{corpus / 'spk2' / 'corrupt.flac'}'" in proc.stdout
@@ -325,7 +325,7 @@ def test_an_actor_killed_mid_run_still_yields_every_output(long_corpus, cluster,
     assert not Path(f"/proc/{victims[0]}").exists() or _state(victims[0]) == "zombie"
     assert proc.returncode == 0, stdout + stderr  # Ray restarted the actor and retried its batch
     m = manifest(out)
-    assert m["counts"] == {"done": 48, "skipped": 0, "failed": 0} and len(m["files"]) == 48
+    assert m["counts"] == {"done": 48, "skipped": 0, "failed": 0, "not started": 0} and len(m["files"]) == 48
     got, want = outputs(out), outputs(ref)
     assert set(got) == set(want)
     for name in want:  # complete and loadable, equal to the local run
@@ -347,7 +347,7 @@ def test_resume_after_an_interrupted_ray_run_recomputes_nothing_finished(long_co
             proc.kill()
     assert proc.returncode == 130, stdout + stderr
     m = manifest(out)
-    interrupted = [e for e in m["files"] if e["status"] == "failed"]
+    interrupted = [e for e in m["files"] if e["status"] == "not started"]
     assert interrupted and {e["reason"] for e in interrupted} == {"interrupted"}
     time.sleep(1.0)  # the job's actors are stopped with their driver; let the last write land
     before = stamps(out)

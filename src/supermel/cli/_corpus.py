@@ -445,7 +445,10 @@ def plan(
     -------
     entries : list of dict
         One per input, in order: ``input``, ``output`` (and ``key`` in a shard), and ``status``,
-        ``reason``, ``detail`` for those already settled (skipped or refused).
+        ``reason``, ``detail`` for those already settled (skipped or refused). One output file
+        named by a second input too: the second gets ``duplicate_of`` (the first's index) and
+        ``src`` instead of a unit (``supermel batch`` computes it only if the first fails); in a
+        shard, keys must be unique: the second is refused (``duplicate output``).
     units : list of dict
         ``{"kind": "file", "i", "src", "out"}`` or ``{"kind": "shard", "out", "members": [[i, src, key], ...]}``
         with absolute paths.
@@ -454,6 +457,7 @@ def plan(
     entries: List[Dict[str, Any]] = []
     units: List[Dict[str, Any]] = []
     claimed: Dict[str, str] = {}
+    claimed_at: Dict[str, int] = {}
     members: List[Tuple[int, str, str]] = []
     for name, src, rel in inputs:
         rel_s = rel.as_posix()
@@ -462,8 +466,10 @@ def plan(
             entry["output"] = rel_s
         else:
             entry["key"] = rel.with_suffix("").as_posix()
-        if rel_s in claimed:
+        if rel_s in claimed and shard_size is not None:
             entry.update(status="failed", reason="duplicate output", detail=f"{claimed[rel_s]} is also written to {rel_s}")
+        elif rel_s in claimed:  # settled by the driver: a duplicate if the first's output is produced, else it takes over
+            entry.update(duplicate_of=claimed_at[rel_s], src=os.fspath(src))
         elif shard_size is not None:
             members.append((len(entries), os.fspath(src), entry["key"]))
         elif rel_s in existing and _nonempty(out_dir / rel):  # an empty file (a power cut before its sync) is redone
@@ -471,6 +477,7 @@ def plan(
         else:
             units.append({"kind": "file", "i": len(entries), "src": os.fspath(src), "out": os.fspath(out_dir / rel)})
         claimed.setdefault(rel_s, name)
+        claimed_at.setdefault(rel_s, len(entries))
         entries.append(entry)
     if shard_size is not None:
         for k in range(0, len(members), shard_size):

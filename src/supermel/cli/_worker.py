@@ -9,21 +9,40 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import os
+import signal
+import time
 import warnings
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from .._errors import ParameterError
 from ._common import _atomic_open, _json_default, _write_array
 from ._corpus import _SHORTFALL, _sync
 
-__all__ = ["Worker", "set_torch_threads"]
+__all__ = ["Worker", "set_torch_threads", "is_disk_full", "DISK_FULL"]
+
+Row = Tuple[int, Dict[str, Any], List[str]]
+
+
+#: errno values that mean the output's filesystem is full: ``supermel batch`` stops on them.
+DISK_FULL_ERRNOS = frozenset(e for e in (errno.ENOSPC, getattr(errno, "EDQUOT", None)) if e is not None)
+
+#: The manifest reason of an output that could not be written because the disk is full.
+DISK_FULL = "disk full"
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` says the filesystem is full (ENOSPC, or EDQUOT: over the quota)."""
+    return isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS
 
 
 def _classify(exc: BaseException) -> str:
     """A short reason for a failed file, from the error message."""
+    if is_disk_full(exc):
+        return DISK_FULL
     msg = str(exc).lower()
     if "cannot read audio" in msg:
         return "unreadable"
@@ -45,6 +64,46 @@ def _classify(exc: BaseException) -> str:
 def _failure(entry: Dict[str, Any], exc: BaseException) -> Dict[str, Any]:
     detail = str(exc) if isinstance(exc, ParameterError) else f"{type(exc).__name__}: {exc}"
     return dict(entry, status="failed", reason=_classify(exc), detail=detail)
+
+
+# =========================================================================== the test hook
+#: ``SUPERMEL_TEST_FAULTS``: faults injected for the tests of the command line (through the real
+#: executable, where nothing can be monkeypatched). ``;``-separated ``ACTION:NAME[:ARG]``, NAME an
+#: input's file name: ``enospc:NAME`` (writing its output fails with ENOSPC), ``kill:NAME``
+#: (the process kills itself with SIGKILL before writing its output), ``kill-after-write:NAME``
+#: (after writing it, before reporting it), ``sleep:NAME:SECONDS`` (before computing it). A kill
+#: with ARG (a file path) happens once: only while that file does not exist (it is created first).
+_FAULTS_VAR = "SUPERMEL_TEST_FAULTS"
+
+
+def _parse_faults(text: str) -> Dict[Tuple[str, str], str]:
+    faults: Dict[Tuple[str, str], str] = {}
+    for spec in filter(None, (t.strip() for t in text.split(";"))):
+        action, _, rest = spec.partition(":")
+        name, _, arg = rest.partition(":")
+        faults[(action, name)] = arg
+    return faults
+
+
+_FAULTS = _parse_faults(os.environ.get(_FAULTS_VAR, ""))
+
+
+def _fault(action: str, src: Path) -> None:
+    """Inject the fault ``action`` for the input ``src`` when the test hook asks for it."""
+    if not _FAULTS or (action, src.name) not in _FAULTS:
+        return
+    arg = _FAULTS[(action, src.name)]
+    if action == "enospc":
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    if action == "sleep":
+        time.sleep(float(arg))
+        return
+    if arg:  # once: the marker file says it happened
+        try:
+            os.close(os.open(arg, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def set_torch_threads(n: int) -> int:
@@ -85,20 +144,46 @@ class Worker:
         self.min_duration = float(min_duration)
         self.fsync = bool(options.get("fsync", False))
 
-    def run(self, units: Sequence[Dict[str, Any]]) -> List[Tuple[int, Dict[str, Any], List[str]]]:
-        """Process ``units``; one ``(entry index, manifest fields, warning messages)`` per input."""
-        rows: List[Tuple[int, Dict[str, Any], List[str]]] = []
+    def run(
+        self, units: Sequence[Dict[str, Any]], on_rows: Optional[Callable[[List[Row]], None]] = None,
+        stop: Optional[Callable[[], bool]] = None, on_begin: Optional[Callable[[int], None]] = None,
+    ) -> List[Row]:
+        """Process ``units``; one ``(entry index, manifest fields, warning messages)`` per input.
+
+        ``on_rows``, when given, receives each unit's rows as soon as its output is written (with
+        ``fsync``: once the task's outputs are synced), ``on_begin`` the position of each unit as
+        it starts. ``stop`` is asked before each unit: true, the remaining units are not started
+        (their rows are missing). A full disk (ENOSPC/EDQUOT) while writing an output stops the
+        task too: that unit's rows say ``disk full``, and no further unit is started.
+        """
+        rows: List[Row] = []
+        held: List[List[Row]] = []
         self.written: List[str] = []
-        for unit in units:
+        for k, unit in enumerate(units):
+            if stop is not None and stop():
+                break
+            if on_begin is not None:
+                on_begin(k)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 # Recorded per file in the manifest instead of printed over the progress bar.
                 warnings.filterwarnings("ignore", message=r"n_fft=\d+ is too large for input signal")
                 done = self._file(unit) if unit["kind"] == "file" else self._shard(unit)
             messages = [str(w.message) for w in caught]
-            rows.extend((i, entry, messages if n == 0 else []) for n, (i, entry) in enumerate(done))
+            unit_rows = [(i, entry, messages if n == 0 else []) for n, (i, entry) in enumerate(done)]
+            rows.extend(unit_rows)
+            if on_rows is not None:
+                if self.fsync:
+                    held.append(unit_rows)
+                else:
+                    on_rows(unit_rows)
+            if any(entry.get("reason") == DISK_FULL for _, entry, _ in unit_rows):
+                break
         if self.fsync:
             _sync(self.written)  # on disk before the driver hears they are done
+            if on_rows is not None:
+                for unit_rows in held:
+                    on_rows(unit_rows)
         return rows
 
     # -- one input ------------------------------------------------------------------------
@@ -142,6 +227,8 @@ class Worker:
 
     def _safe_features(self, src: Path) -> Tuple[Dict[str, Any], Any]:
         entry: Dict[str, Any] = {}
+        if _FAULTS:
+            _fault("sleep", src)
         try:
             return self._features(src)
         except KeyboardInterrupt:
@@ -155,8 +242,13 @@ class Worker:
         if mel is not None:
             try:
                 meta = self.pipeline.metadata(entry.get("sr")) if self.fmt == "npz" else {}  # .npy holds the array only
+                if _FAULTS:
+                    _fault("kill", src)
+                    _fault("enospc", src)
                 _write_array(out, mel, self.fmt, meta, fsync=False)
                 self.written.append(os.fspath(out))
+                if _FAULTS:
+                    _fault("kill-after-write", src)
             except KeyboardInterrupt:
                 raise
             except Exception as exc:

@@ -12,24 +12,20 @@ from __future__ import annotations
 
 import argparse
 import collections
-import concurrent.futures
-import contextlib
 import datetime
+import errno
 import math
 import multiprocessing
 import os
-import signal
 import sys
-import threading
 import time
 import warnings
-from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .._errors import ParameterError
 from .._version import __version__
-from . import _corpus, _worker
+from . import _corpus, _pool, _worker
 from ._common import MANIFEST_NAME, _check_output, _finite_json, _number, _path_kind, _positive_int, _write_json
 from ._pipeline import _add_core_options, _Pipeline
 
@@ -219,68 +215,17 @@ def _summary(n: int, info: Dict[str, Any], where: str) -> str:
 
 
 # =========================================================================== the local engine
-_WORKER: Optional[_worker.Worker] = None
-
-
-_INIT_ERROR: Optional[BaseException] = None
-
-
-def _init_process(options: Dict[str, Any], fmt: str, min_duration: float) -> None:
-    """Set up one worker process: one torch thread, Ctrl-C left to the driver, its own pipeline.
-
-    An error here (invalid options) is kept rather than printed: :func:`_describe_task` hands it
-    to the driver, which reports it as its own, in one line.
-    """
-    global _WORKER, _INIT_ERROR
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[var] = "1"
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        _worker.set_torch_threads(1)
-        _WORKER = _worker.Worker(options, fmt, min_duration)
-    except Exception as exc:
-        _INIT_ERROR = exc
-
-
-def _warm() -> None:
-    """A no-op task: makes the pool start every worker (and import torch) at once."""
-
-
-def _describe_task() -> Tuple[str, Any]:
-    """``("ok", the parameters for the manifest)``, or ``("error", message)`` when the options are
-    invalid: the pool checks them, so that the driver need not import torch itself."""
-    if _WORKER is not None:
-        return "ok", _WORKER.pipeline.describe()
-    if isinstance(_INIT_ERROR, ParameterError):
-        return "error", str(_INIT_ERROR)
-    return "failed", f"{type(_INIT_ERROR).__name__}: {_INIT_ERROR}"
-
-
-def _run_task(units: Sequence[Dict[str, Any]]) -> Rows:
-    if _WORKER is None:
-        raise RuntimeError(f"worker process not initialised: {_INIT_ERROR!r}")
-    return _WORKER.run(units)
-
-
-def _start_pool(args: argparse.Namespace, fmt: str, workers: int) -> concurrent.futures.ProcessPoolExecutor:
+def _start_pool(args: argparse.Namespace, fmt: str, workers: int) -> _pool.WorkerPool:
     """The worker processes, started before the driver lists and plans so that their start-up
-    (the fork server importing torch) overlaps that work."""
-    pool = concurrent.futures.ProcessPoolExecutor(
-        max_workers=workers, mp_context=_mp_context(), initializer=_init_process, initargs=(vars(args), fmt, float(args.min_duration))
-    )
-
-    def warm() -> None:  # starting a worker waits for the fork server's imports: do it on the side
-        with contextlib.suppress(Exception):  # a pool shut down meanwhile (an error in the driver)
-            for _ in range(workers):
-                pool.submit(_warm)
-
-    threading.Thread(target=warm, daemon=True).start()
-    return pool
+    (the fork server importing torch) overlaps that work (:class:`._pool.WorkerPool`)."""
+    return _pool.WorkerPool(_mp_context(), workers, vars(args), fmt, float(args.min_duration))
 
 
 #: What the fork server imports once, before forking the workers from it (each then starts
 #: without importing torch again): nothing in it has started a thread yet, so forking it is safe.
-_PRELOAD = ["torch", "supermel.functional", "supermel.cli._corpus", "supermel.cli._worker", "supermel.cli._pipeline"]
+#: ``_forkserver_guard`` makes the fork server die with the driver.
+_PRELOAD = ["supermel.cli._forkserver_guard", "torch", "supermel.functional", "supermel.cli._corpus", "supermel.cli._worker",
+            "supermel.cli._pipeline", "supermel.cli._pool"]
 
 
 def _mp_context() -> Any:
@@ -301,20 +246,15 @@ def _tasks(units: List[Dict[str, Any]], workers: int) -> List[List[Dict[str, Any
     return [units[k : k + size] for k in range(0, len(units), size)]
 
 
-def _died(task: Sequence[Dict[str, Any]], exc: BaseException) -> Rows:
-    detail = f"a worker process ended abruptly (killed, or out of memory) while processing this file ({type(exc).__name__}); rerun to resume"
-    rows: Rows = []
-    for unit in task:
-        idx = [int(unit["i"])] if unit["kind"] == "file" else [int(m[0]) for m in unit["members"]]
-        rows.extend((i, {"status": "failed", "reason": "worker died", "detail": detail}, []) for i in idx)
-    return rows
-
-
 def _run_local(
     args: argparse.Namespace, pipeline: Optional[_Pipeline], units: List[Dict[str, Any]], fmt: str, workers: int, on_rows: Callable[[Rows], None],
-    pool: Optional[concurrent.futures.ProcessPoolExecutor] = None,
+    pool: Optional[_pool.WorkerPool] = None, stopping: Callable[[], bool] = lambda: False,
 ) -> Dict[str, Any]:
-    """Run ``units`` here: in this process (one worker) or in a pool of processes (``pool``, or a new one)."""
+    """Run ``units`` here: in this process (one worker) or in the worker processes of ``pool``.
+
+    ``stopping()`` true (a full disk): no new unit is started. Ctrl-C: the same, and the
+    :class:`KeyboardInterrupt` is raised again once the running units are finished.
+    """
     tasks_list = _tasks(units, workers)
     info: Dict[str, Any] = {"engine": "local", "workers": workers, "batch_size": max((len(t) for t in tasks_list), default=0)}
     t0 = time.perf_counter()
@@ -324,56 +264,20 @@ def _run_local(
         info.setdefault("first_result_s", round(time.perf_counter() - t0, 3))
         report(rows)
 
-    if workers == 1:
+    if pool is None:
         assert pipeline is not None, "one worker runs in this process, on the driver's pipeline"
         before = _worker.set_torch_threads(1)
         try:
             worker = _worker.Worker.__new__(_worker.Worker)
             worker.pipeline, worker.fmt, worker.min_duration, worker.fsync = pipeline, fmt, float(args.min_duration), bool(args.fsync)
             for task in tasks_list:  # a few files at a time (outputs synced together with --fsync)
-                on_rows(worker.run(task))
+                if stopping():
+                    break
+                worker.run(task, on_rows=on_rows, stop=stopping)
         finally:
             _worker.set_torch_threads(before)
-        info["run_s"] = round(time.perf_counter() - t0, 3)
-        return info
-    tasks = iter(tasks_list)
-    pool = pool or _start_pool(args, fmt, workers)
-    pending: Dict[concurrent.futures.Future, List[Dict[str, Any]]] = {}
-    broken: Optional[BaseException] = None
-    try:
-        while True:
-            while broken is None and len(pending) < 2 * workers:
-                task = next(tasks, None)
-                if task is None:
-                    break
-                try:
-                    pending[pool.submit(_run_task, task)] = task
-                except BrokenProcessPool as exc:
-                    broken = exc
-                    on_rows(_died(task, exc))
-            if not pending:
-                break
-            done, _ = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
-            for fut in done:
-                task = pending.pop(fut)
-                try:
-                    on_rows(fut.result())
-                except BrokenProcessPool as exc:
-                    broken = exc
-                    on_rows(_died(task, exc))
-        if broken is not None:  # the tasks never submitted
-            for task in tasks:
-                on_rows(_died(task, broken))
-    except KeyboardInterrupt:
-        for fut in pending:
-            fut.cancel()
-        pool.shutdown(wait=True, cancel_futures=True)
-        for fut, task in pending.items():  # those already running finished: keep their rows
-            if fut.done() and not fut.cancelled() and fut.exception() is None:
-                on_rows(fut.result())
-        raise
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    else:
+        info.update(pool.run(tasks_list, on_rows, stopping))
     info["run_s"] = round(time.perf_counter() - t0, 3)
     return info
 
@@ -390,7 +294,7 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ParameterError(f"--device {args.device}: Ray gives each actor its own GPU; use --device cuda with --engine ray")
 
 
-def _checked_parameters(args: argparse.Namespace, pool: Optional[concurrent.futures.ProcessPoolExecutor]) -> Tuple[Optional[_Pipeline], Dict[str, Any]]:
+def _checked_parameters(args: argparse.Namespace, pool: Optional[_pool.WorkerPool]) -> Tuple[Optional[_Pipeline], Dict[str, Any]]:
     """Check the options before any file is read: ``(pipeline built here or None, the parameters)``.
 
     With a pool of workers, the first worker checks them (it builds the pipeline anyway) and this
@@ -398,7 +302,7 @@ def _checked_parameters(args: argparse.Namespace, pool: Optional[concurrent.futu
     """
     if pool is not None:
         try:
-            status, value = pool.submit(_describe_task).result()
+            status, value = pool.parameters()
         except Exception:  # the pool itself failed to start: check here, then let the engine report it
             status, value = "failed", ""
         if status == "ok":
@@ -444,14 +348,26 @@ def run(args: argparse.Namespace) -> int:
     pool = _start_pool(args, fmt, workers) if args.engine == "local" and workers > 1 else None
     try:
         return _run(args, in_dir, out_dir, is_list, fmt, t_start, pool)
+    except OSError as exc:
+        if not _worker.is_disk_full(exc):
+            raise
+        print(f"supermel: error: the disk is full: {exc}; nothing more was written", file=sys.stderr)
+        return DISK_FULL_STATUS
     finally:
         if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+            pool.close()
+
+
+#: The exit status of a batch stopped by a full disk (ENOSPC, or EDQUOT: over the quota).
+DISK_FULL_STATUS = 3
+
+#: Manifest statuses, in the order of the summary.
+_STATUSES = ("done", "skipped", "failed", "not started")
 
 
 def _run(
     args: argparse.Namespace, in_dir: Path, out_dir: Path, is_list: bool, fmt: str, t_start: float,
-    pool: Optional[concurrent.futures.ProcessPoolExecutor],
+    pool: Optional[_pool.WorkerPool],
 ) -> int:
     if pool is None:  # checked here, before any listing (with a pool: below, while its workers start)
         pipeline, parameters = _checked_parameters(args, pool)
@@ -466,7 +382,11 @@ def _run(
     entries, units = _corpus.plan(inputs, out_dir, overwrite=args.overwrite, shard_size=args.shard_size)
     if pool is not None:  # the workers check the options (the first one up answers); nothing is written before
         pipeline, parameters = _checked_parameters(args, pool)
+        if pipeline is not None:  # no worker came up: run in this process
+            pool.close()
+            pool = None
     print(_summary(len(inputs), source, where), flush=True)
+    wall_start_ns = time.time_ns()
     out_dir.mkdir(parents=True, exist_ok=True)
     swept = _corpus.sweep_temporary_files(out_dir)
     if swept:
@@ -474,6 +394,7 @@ def _run(
 
     progress = _Progress(len(entries), enabled=not args.quiet)
     progress.update(sum("status" in e for e in entries))
+    state = {"disk_full": False}
 
     def on_rows(rows: Rows) -> None:
         seconds = 0.0
@@ -481,32 +402,50 @@ def _run(
             entries[i].update(fields)
             if fields.get("status") == "done":
                 seconds += float(fields.get("seconds", 0.0))
+            elif fields.get("reason") == _worker.DISK_FULL:
+                state["disk_full"] = True  # no new work: the running units finish
             for message in messages:
                 warnings.warn(message)
         progress.update(len(rows), seconds)
 
+    def stopping() -> bool:
+        return state["disk_full"]
+
     interrupted = False
     engine: Dict[str, Any] = {"engine": args.engine}
     try:
-        if args.engine == "ray":
-            from . import _ray_engine
+        while units:
+            if args.engine == "ray":
+                from . import _ray_engine
 
-            sample = Path(units[0]["src"] if units and units[0]["kind"] == "file" else units[0]["members"][0][1]) if units else None
-            # the workers need the audio files, not the list: for a list, check the first file's folder
-            seen_by_nodes = sample.parent if is_list and sample is not None else in_dir
-            engine = _ray_engine.run(args, units, fmt, on_rows, in_path=seen_by_nodes, sample=sample, out_dir=out_dir, progress=progress)
-        else:
-            engine = _run_local(args, pipeline, units, fmt, args.workers or 1, on_rows, pool)
+                sample = Path(units[0]["src"] if units and units[0]["kind"] == "file" else units[0]["members"][0][1]) if units else None
+                # the workers need the audio files, not the list: for a list, check the first file's folder
+                seen_by_nodes = sample.parent if is_list and sample is not None else in_dir
+                info = _ray_engine.run(args, units, fmt, on_rows, in_path=seen_by_nodes, sample=sample, out_dir=out_dir, progress=progress)
+            else:
+                info = _run_local(args, pipeline, units, fmt, args.workers or 1, on_rows, pool, stopping)
+            if len(engine) == 1:
+                engine = dict(info)
+            else:  # a second round (inputs taking over a failed input's output name)
+                for key in ("run_s", "workers_replaced", "units_retried"):
+                    if key in info:
+                        engine[key] = engine.get(key, 0) + info[key]
+            units = [] if stopping() else _duplicate_units(entries, out_dir)
     except KeyboardInterrupt:
         interrupted = True
     finally:
         progress.close()
+    _settle_duplicates(entries)
     swept_end = _corpus.sweep_temporary_files(out_dir)
+    _reconcile(entries, out_dir, overwrite=bool(args.overwrite), since_ns=wall_start_ns, fsync=bool(args.fsync))
+    why = "interrupted" if interrupted else (_worker.DISK_FULL if state["disk_full"] else "not run")
     for entry in entries:
+        entry.pop("duplicate_of", None)
         if "status" not in entry:
-            entry.update(status="failed", reason="interrupted", detail="not processed: the run was interrupted")
+            detail = {"interrupted": "not processed: the run was interrupted", _worker.DISK_FULL: "not processed: the run stopped because the disk is full"}
+            entry.update(status="not started", reason=why, detail=detail.get(why, "not processed"))
 
-    counts = {s: sum(e["status"] == s for e in entries) for s in ("done", "skipped", "failed")}
+    counts = {s: sum(e["status"] == s for e in entries) for s in _STATUSES}
     elapsed = time.perf_counter() - t_start
     hours = sum(float(e.get("seconds", 0.0)) for e in entries if e["status"] == "done") / 3600.0
     manifest = {
@@ -522,27 +461,148 @@ def _run(
         "overwrite": bool(args.overwrite),
         "parameters": parameters,
         "engine": dict(engine, temporary_files_removed=len(swept) + len(swept_end)),
+        "stopped": why if why != "not run" and counts["not started"] else None,
         "counts": counts,
         "hours_done": round(hours, 6),
         "elapsed_s": round(elapsed, 3),
         "files": entries,
     }
     manifest_path, index_path = _corpus.manifest_paths(out_dir)
-    _write_json(manifest_path, _finite_json(manifest))
-    if args.shard_size is not None:
-        _write_json(index_path, _finite_json(_shard_index(entries, args.shard_size, parameters)))
+    written = True
+    try:
+        _write_json(manifest_path, _finite_json(manifest))
+        if args.shard_size is not None:
+            _write_json(index_path, _finite_json(_shard_index(entries, args.shard_size, parameters)))
+    except OSError as exc:
+        if not _worker.is_disk_full(exc):
+            raise
+        written = False
+        state["disk_full"] = True
+        print(f"supermel: error: cannot write the manifest {str(manifest_path)!r}: {exc}", file=sys.stderr)
 
-    rate = f", {hours * 3600.0 / elapsed / 60.0:.2f} h of audio/min" if counts["done"] and elapsed > 0 else ""
-    print(
-        f"supermel batch: {counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed "
-        f"of {len(entries)} files in {elapsed:.1f} s{rate}; manifest {manifest_path}"
-    )
-    for entry in entries:
-        if entry["status"] != "done":
-            print(f"  {entry['status']:<8} {entry['input']}: {entry['reason']} ({entry['detail']})")
+    _print_summary(entries, counts, elapsed, hours, manifest_path if written else None, quiet=bool(args.quiet))
     if interrupted:
         raise KeyboardInterrupt
+    if state["disk_full"]:
+        print(f"supermel: error: stopped: the disk is full (no space left on device); free space and rerun to resume (exit status {DISK_FULL_STATUS})", file=sys.stderr)
+        return DISK_FULL_STATUS
     return 1 if counts["failed"] else 0
+
+
+def _print_summary(entries: List[Dict[str, Any]], counts: Dict[str, int], elapsed: float, hours: float, manifest_path: Optional[Path], *, quiet: bool) -> None:
+    """One line of counts, then a line per reason for the files skipped and not started, and a
+    line per failed file (with ``-q``: a line per reason)."""
+    rate = f", {hours * 3600.0 / elapsed / 60.0:.2f} h of audio/min" if counts["done"] and elapsed > 0 else ""
+    where = f"manifest {manifest_path}" if manifest_path is not None else "no manifest (it could not be written)"
+    not_started = f", {counts['not started']} not started" if counts["not started"] else ""
+    print(
+        f"supermel batch: {counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed{not_started} "
+        f"of {len(entries)} files in {elapsed:.1f} s{rate}; {where}"
+    )
+    by_reason: Dict[Tuple[str, str], int] = collections.Counter((e["status"], e.get("reason", "")) for e in entries if e["status"] != "done")
+    for (status, reason), n in sorted(by_reason.items()):
+        if status == "skipped":
+            print(f"  {n:,} skipped: {reason}")
+    if quiet:
+        for (status, reason), n in sorted(by_reason.items()):
+            if status == "failed":
+                print(f"  {n:,} failed: {reason} (listed in the manifest)")
+    else:
+        for entry in entries:
+            if entry["status"] == "failed":
+                print(f"  {entry['status']:<8} {entry['input']}: {entry['reason']} ({entry['detail']})")
+    for (status, reason), n in sorted(by_reason.items()):
+        if status == "not started":
+            print(f"  {n:,} not started ({reason}): listed in the manifest")
+
+
+# =========================================================================== two inputs, one output name
+def _duplicate_units(entries: List[Dict[str, Any]], out_dir: Path) -> List[Dict[str, Any]]:
+    """Work units for the inputs waiting on an input with the same output name that failed: the
+    first such input takes the output over (one per output name and round)."""
+    units: List[Dict[str, Any]] = []
+    taken: Dict[str, int] = {}
+    for i, entry in enumerate(entries):
+        if "duplicate_of" not in entry or "status" in entry:
+            continue
+        owner = entries[entry["duplicate_of"]]
+        if not _not_produced(owner):
+            continue
+        name = entry["output"]
+        if name in taken:
+            entry["duplicate_of"] = taken[name]  # waits on the one that takes over now
+            continue
+        taken[name] = i
+        entry["replaces"] = owner["input"]
+        units.append({"kind": "file", "i": i, "src": entry.pop("src"), "out": os.fspath(out_dir / name)})
+    return units
+
+
+def _not_produced(owner: Dict[str, Any]) -> bool:
+    """Whether ``owner`` is settled and its output not produced (failed, or skipped as too short)."""
+    if owner.get("reason") == "duplicate output":
+        return False
+    return owner.get("status") == "failed" or (owner.get("status") == "skipped" and owner.get("reason") != "output exists")
+
+
+def _settle_duplicates(entries: List[Dict[str, Any]]) -> None:
+    """The inputs whose output name another input's output took: ``duplicate output`` once that
+    output is produced; otherwise (the run stopped) they stay not started."""
+    for entry in entries:
+        if "duplicate_of" not in entry or "status" in entry:
+            continue
+        entry.pop("src", None)
+        owner = entries[entry["duplicate_of"]]
+        produced = owner.get("status") == "done" or owner.get("reason") == "output exists"
+        if produced:
+            entry.update(status="failed", reason="duplicate output", detail=f"{owner['input']} is also written to {entry['output']}, and was")
+
+
+# =========================================================================== the manifest matches the disk
+def _reconcile(entries: List[Dict[str, Any]], out_dir: Path, *, overwrite: bool, since_ns: int, fsync: bool) -> None:
+    """Outputs this run wrote whose report never arrived (a worker killed between writing an
+    output and reporting it, then again on the retry; Ctrl-C): recorded as done, from the file."""
+    import numpy as np
+
+    checked: Dict[str, Optional[List[Dict[str, Any]]]] = {}
+    for entry in entries:
+        if entry.get("status") in ("done", "skipped") or "duplicate_of" in entry or "output" not in entry:
+            continue
+        if entry.get("status") == "failed" and entry.get("reason") != "worker died":
+            continue  # its worker said why: nothing was written
+        path = out_dir / entry["output"]
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        if st.st_size == 0 or (overwrite and st.st_mtime_ns < since_ns):
+            continue  # not this run's
+        if fsync:
+            _corpus._sync([os.fspath(path)])
+        note = "its worker process ended after writing the output, before reporting it"
+        try:
+            if "key" in entry:  # a member of a shard
+                if entry["output"] not in checked:
+                    checked[entry["output"]] = _corpus._shard_members(path)
+                stored = {m.get("key"): m for m in checked[entry["output"]] or []}
+                old = stored.get(entry["key"])
+                if old is None:
+                    continue
+                entry.update({k: v for k, v in old.items() if k != "key"})
+                if old.get("status") == "done":
+                    entry["note"] = note
+                continue
+            if path.suffix == ".npz":
+                with np.load(path, allow_pickle=False) as z:
+                    shape, dtype = z["mel"].shape, z["mel"].dtype
+            else:
+                arr = np.load(path, mmap_mode="r", allow_pickle=False)
+                shape, dtype = arr.shape, arr.dtype
+        except Exception:  # unreadable: not a finished output
+            continue
+        for key in ("status", "reason", "detail"):
+            entry.pop(key, None)
+        entry.update(status="done", shape=list(shape), dtype=str(dtype), note=note)
 
 
 def _shard_index(entries: List[Dict[str, Any]], shard_size: int, parameters: Dict[str, Any]) -> Dict[str, Any]:
