@@ -113,7 +113,7 @@ def test_an_empty_file_gets_one_message_in_compute_and_batch(tmp_path):
     proc = supermel("compute", empty, "-o", tmp_path / "x.npy")
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"supermel: error: audio file {str(empty)!r} is empty (0 bytes)"
-    proc = supermel("batch", tmp_path / "in", tmp_path / "out", "-q")
+    proc = supermel("batch", tmp_path / "in", tmp_path / "out")
     assert proc.returncode == 1
     assert f"failed   empty.wav: empty (audio file {str(empty)!r} is empty (0 bytes))" in proc.stdout
     assert by_input(tmp_path / "out")["empty.wav"]["reason"] == "empty"
@@ -158,3 +158,218 @@ def test_compute_goes_on_past_a_failing_input_and_exits_non_zero(tmp_path):
     assert outputs(tmp_path / "out") == {"a.npy", "b.npy"}
     assert rel_err(np.load(tmp_path / "out" / "b.npy"), librosa_mel(b)) <= TOL32
     assert rel_err(np.load(tmp_path / "out" / "a.npy"), librosa_mel(a)) <= TOL32
+
+
+# --------------------------------------------------------------------------- a full disk (issue 20, deliver 5)
+def test_a_full_disk_stops_the_batch_cleanly_with_exit_status_3(corpus, tmp_path):
+    out = tmp_path / "out"
+    proc = supermel("batch", corpus, out, "-q", faults="enospc:f3.wav")  # one process: the order is fixed
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "the disk is full" in proc.stderr and "exit status 3" in proc.stderr
+    m = manifest(out)
+    assert m["counts"] == {"done": 3, "skipped": 0, "failed": 1, "not started": 4}
+    assert m["stopped"] == "disk full"
+    files = by_input(out)
+    assert (files["f3.wav"]["status"], files["f3.wav"]["reason"]) == ("failed", "disk full")
+    assert "No space left on device" in files["f3.wav"]["detail"]
+    assert {n for n, e in files.items() if e["status"] == "not started"} == {"f4.wav", "f5.wav", "f6.wav", "f7.wav"}
+    assert {e["reason"] for e in files.values() if e["status"] == "not started"} == {"disk full"}
+    assert "supermel batch: 3 done, 0 skipped, 1 failed, 4 not started of 8 files" in proc.stdout
+    assert "  4 not started (disk full): listed in the manifest" in proc.stdout
+    assert_manifest_matches_disk(out)
+    # space freed: a rerun resumes
+    proc = supermel("batch", corpus, out, "-q")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert manifest(out)["counts"] == {"done": 5, "skipped": 3, "failed": 0, "not started": 0}
+    assert_manifest_matches_disk(out)
+
+
+def test_a_full_disk_stops_every_worker_process(tmp_path):
+    src = tmp_path / "in"
+    for k in range(24):
+        write_audio(src / f"f{k:02d}.wav", seed=k)
+    out = tmp_path / "out"
+    proc = supermel("batch", src, out, "-q", "--workers", "2", faults="enospc:f03.wav")
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    m = manifest(out)
+    assert m["stopped"] == "disk full" and sum(m["counts"].values()) == 24
+    assert m["counts"]["failed"] >= 1 and m["counts"]["not started"] >= 1  # nothing new started after the full disk
+    assert {e["reason"] for e in m["files"] if e["status"] == "not started"} == {"disk full"}
+    assert_manifest_matches_disk(out)
+
+
+# --------------------------------------------------------------------------- a dead worker (issue 20, deliver 5)
+def test_a_worker_killed_once_is_replaced_and_its_file_retried(corpus, tmp_path):
+    out = tmp_path / "out"
+    proc = supermel("batch", corpus, out, "-q", "--workers", "2", faults=f"kill:f2.wav:{tmp_path / 'killed-once'}")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    m = manifest(out)
+    assert m["counts"] == {"done": 8, "skipped": 0, "failed": 0, "not started": 0}
+    assert m["engine"]["workers_replaced"] == 1 and m["engine"]["units_retried"] == 1
+    assert rel_err(np.load(out / "f2.npy"), librosa_mel(corpus / "f2.wav")) <= TOL32
+    assert_manifest_matches_disk(out)
+
+
+def test_a_file_that_kills_its_worker_twice_is_failed_and_the_others_go_on(corpus, tmp_path):
+    out = tmp_path / "out"
+    proc = supermel("batch", corpus, out, "--workers", "2", faults="kill:f2.wav;kill-after-write:f5.wav")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    m = manifest(out)
+    files = by_input(out)
+    assert (files["f2.wav"]["status"], files["f2.wav"]["reason"]) == ("failed", "worker died")
+    assert "signal 9" in files["f2.wav"]["detail"]
+    # f5's worker died twice after writing its output: the output is complete, so it is done
+    assert files["f5.wav"]["status"] == "done" and "before reporting it" in files["f5.wav"]["note"]
+    assert files["f5.wav"]["shape"] == list(np.load(out / "f5.npy").shape)
+    assert m["counts"] == {"done": 7, "skipped": 0, "failed": 1, "not started": 0}
+    assert m["engine"]["workers_replaced"] >= 3 and m["engine"]["units_retried"] == 2
+    assert "failed   f2.wav: worker died" in proc.stdout
+    assert_manifest_matches_disk(out)
+
+
+def _session(sid: int) -> Dict[int, dict]:
+    """The live processes of session ``sid``: pid -> {ppid, cmdline} (Linux /proc)."""
+    found = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{d}/stat").read_text()
+            cmd = Path(f"/proc/{d}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[3]) == sid and fields[0] not in ("Z", "X"):
+            found[int(d)] = {"ppid": int(fields[1]), "cmd": cmd}
+    return found
+
+
+def _wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def _workers(proc: subprocess.Popen) -> List[int]:
+    """The worker processes of a batch run: the fork server's children (or, spawned, the driver's)."""
+    procs = _session(proc.pid)
+    servers = [p for p, info in procs.items() if "forkserver" in info["cmd"] and info["ppid"] == proc.pid]
+    parents = set(servers) or {proc.pid}
+    return [p for p, info in procs.items() if info["ppid"] in parents and p not in servers and "resource_tracker" not in info["cmd"]]
+
+
+SLOW = ";".join(f"sleep:f{k}.wav:1" for k in range(8))  # one second a file: the run lasts a few seconds
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_worker_killed_with_sigkill_is_replaced_and_the_batch_completes(corpus, tmp_path):
+    out = tmp_path / "out"
+    proc = start("batch", corpus, out, "-q", "--workers", "2", faults=SLOW)
+    try:
+        _wait_for(lambda: len(_workers(proc)) == 2 and outputs(out) if out.exists() else False, 120, "two workers and a first output")
+        os.kill(_workers(proc)[0], signal.SIGKILL)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, stdout + stderr
+    m = manifest(out)
+    assert m["counts"] == {"done": 8, "skipped": 0, "failed": 0, "not started": 0}
+    assert m["engine"]["workers_replaced"] == 1
+    assert_manifest_matches_disk(out)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_kill_9_of_the_driver_leaves_no_process_within_5_s(corpus, tmp_path):
+    out = tmp_path / "out"
+    proc = start("batch", corpus, out, "-q", "--workers", "2", faults=SLOW)
+    try:
+        _wait_for(lambda: len(_workers(proc)) == 2 and outputs(out) if out.exists() else False, 120, "two workers and a first output")
+        before = _session(proc.pid)
+        assert len(before) >= 4, before  # the driver, the fork server, two workers (and the resource tracker)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 5.0
+        while _session(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        left = _session(proc.pid)
+    finally:
+        for pid in _session(proc.pid):
+            os.kill(pid, signal.SIGKILL)
+    assert not left, f"alive 5 s after kill -9 of the driver: {left}"
+    assert not temporary_files(out) or True  # a worker killed while writing may leave one: the next run sweeps it
+
+
+# --------------------------------------------------------------------------- Ctrl-C and resume (issue 18, item 7)
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_ctrl_c_summarises_the_files_not_started_and_a_resume_summarises_the_skipped(corpus, tmp_path):
+    out = tmp_path / "out"
+    proc = start("batch", corpus, out, "--workers", "2", faults=SLOW)
+    try:
+        _wait_for(lambda: len(outputs(out)) >= 2 if out.exists() else False, 120, "two outputs")
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the whole foreground process group
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, stdout + stderr
+    m = manifest(out)
+    n = m["counts"]["not started"]
+    assert n >= 1 and m["counts"]["failed"] == 0 and m["counts"]["done"] + n == 8, m["counts"]
+    assert m["stopped"] == "interrupted"
+    assert f"  {n} not started (interrupted): listed in the manifest" in stdout
+    assert "interrupted (" not in stdout  # no line per file not reached
+    assert stdout.count("\n") == 3, stdout  # what was found, the counts, the files not started
+    assert_manifest_matches_disk(out)
+    done = m["counts"]["done"]
+    # a resumed run: one line for the skipped files, none per file
+    proc = supermel("batch", corpus, out)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"supermel batch: {8 - done} done, {done} skipped, 0 failed of 8 files" in proc.stdout
+    assert f"\n  {done} skipped: output exists\n" in proc.stdout and proc.stdout.count("\n") == 3, proc.stdout
+    # -q: no per-file line either, failures summarised per reason
+    (corpus / "bad.wav").write_bytes(b"RIFF" + bytes(100))
+    proc = supermel("batch", corpus, out, "-q")
+    assert proc.returncode == 1
+    assert proc.stdout.splitlines()[1:] == [
+        "supermel batch: 0 done, 8 skipped, 1 failed of 9 files" + proc.stdout.splitlines()[1].split("of 9 files", 1)[1],
+        "  8 skipped: output exists",
+        "  1 failed: unreadable (listed in the manifest)",
+    ]
+
+
+def test_thousands_of_skipped_files_are_one_line(tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    write_audio(src / "a.wav")
+    for k in range(1500):  # outputs that exist: skipped without reading the audio
+        (src / f"s{k:04d}.wav").write_bytes(b"")
+        out.mkdir(exist_ok=True)
+        np.save(out / f"s{k:04d}.npy", np.zeros(1, np.float32))
+    proc = supermel("batch", src, out, "-q")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.splitlines()[2:] == ["  1,500 skipped: output exists"]
+
+
+# --------------------------------------------------------------------------- two inputs, one output (issue 18, item 11)
+def test_a_duplicate_output_name_is_taken_over_when_the_first_input_fails(tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    write_audio(src / "a.wav", seed=1)
+    (src / "a.flac").write_bytes(b"fLaC" + bytes(300))  # listed first (sorted), unreadable
+    write_audio(src / "b.wav", seed=2)
+    sf.write(str(src / "b.flac"), sf.read(str(src / "b.wav"))[0], 16000, format="FLAC")  # both readable
+    proc = supermel("batch", src, out, "--workers", "2")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    files = by_input(out)
+    assert (files["a.flac"]["status"], files["a.flac"]["reason"]) == ("failed", "unreadable")
+    assert files["a.wav"]["status"] == "done" and files["a.wav"]["replaces"] == "a.flac"
+    assert rel_err(np.load(out / "a.npy"), librosa_mel(src / "a.wav")) <= TOL32
+    # the first one's output produced: the second is a duplicate
+    assert files["b.flac"]["status"] == "done"
+    assert (files["b.wav"]["status"], files["b.wav"]["reason"]) == ("failed", "duplicate output")
+    assert "b.flac is also written to b.npy" in files["b.wav"]["detail"]
+    assert "failed   a.flac: unreadable" in proc.stdout and "failed   b.wav: duplicate output" in proc.stdout
+    assert "a.wav" not in proc.stdout
+    assert manifest(out)["counts"] == {"done": 2, "skipped": 0, "failed": 2, "not started": 0}
