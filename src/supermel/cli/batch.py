@@ -68,7 +68,26 @@ engines:
          filesystem: NFS, Lustre, a FUSE mount); this is checked on each node before starting,
          and supermel must be installed on every node.
 
-exit status: 0 every file done or skipped, 1 any failed, 2 invalid options, 130 interrupted.
+faults:
+  A file that cannot be processed is 'failed' in the manifest (with its reason) and the others are
+  still written. Two inputs with one output name (a.wav and a.flac -> a.npy): the second is
+  'duplicate output' once the first's output is produced; if the first fails, the second is
+  computed in its place (its manifest entry says which input it replaces). A worker process that
+  dies (kill -9, out of memory) is replaced; the file it was on is retried once, then 'failed'
+  (worker died); the other workers go on. A full disk (ENOSPC, or EDQUOT: over quota) stops the
+  run: no new file is started, the files being processed finish or are abandoned (never a
+  partial output), the manifest lists the files 'not started', and the exit status is 3. Ctrl-C
+  does the same (the files not reached are 'not started', not failed; exit 130); a second Ctrl-C
+  ends the workers at once. kill -9 of this process ends its workers and fork server too. The
+  manifest always matches the outputs on disk. A rerun resumes.
+
+summary:
+  One line of counts (done, skipped, failed, not started), a line per reason for the files
+  skipped ('1,500 skipped: output exists') and not started, and a line per failed file (with -q:
+  a line per reason). The manifest lists every file.
+
+exit status: 0 every file done or skipped, 1 any failed, 2 invalid options (nothing written),
+  3 stopped by a full disk, 130 interrupted.
 """ % {"index": _corpus.SHARD_INDEX_NAME}
 
 
@@ -98,7 +117,7 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
                    help="flush every output to disk before reporting it done (slower on many filesystems; without it a power cut "
                    "can leave empty outputs, which a rerun recomputes)")
     p.add_argument("--min-duration", dest="min_duration", type=_number, default=0.0, metavar="SEC", help="skip files shorter than SEC seconds (reported as 'too short'; default 0)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress display, and failed files summarised per reason instead of a line each")
     _add_core_options(p)
 
 
