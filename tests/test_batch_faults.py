@@ -373,3 +373,30 @@ def test_a_duplicate_output_name_is_taken_over_when_the_first_input_fails(tmp_pa
     assert "failed   a.flac: unreadable" in proc.stdout and "failed   b.wav: duplicate output" in proc.stdout
     assert "a.wav" not in proc.stdout
     assert manifest(out)["counts"] == {"done": 2, "skipped": 0, "failed": 2, "not started": 0}
+
+
+def test_shards_a_dead_worker_and_a_full_disk(tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    for k in range(9):
+        write_audio(src / f"f{k}.wav", seed=k)
+    # shard 0 kills its worker twice (failed), shard 1's worker dies after writing it, twice (done)
+    proc = supermel("batch", src, out, "-q", "--workers", "2", "--shard-size", "3", faults="kill:f1.wav;kill-after-write:f4.wav")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    files = by_input(out)
+    assert {(files[f"f{k}.wav"]["status"], files[f"f{k}.wav"]["reason"]) for k in range(3)} == {("failed", "worker died")}
+    assert [files[f"f{k}.wav"]["status"] for k in range(3, 9)] == ["done"] * 6
+    assert all("reason" not in files[f"f{k}.wav"] for k in range(3, 9))
+    assert outputs(out) == {"shards/shard-000001.npz", "shards/shard-000002.npz"}
+    index = json.loads((out / "supermel_shards.json").read_text())
+    assert [s["file"] for s in index["shards"]] == ["shards/shard-000001.npz", "shards/shard-000002.npz"]
+    assert not temporary_files(out)
+    # shard 1 (f3-f5) hits a full disk: shard 0 done, shard 2 not started
+    out = tmp_path / "out2"
+    proc = supermel("batch", src, out, "-q", "--shard-size", "3", faults="enospc:f4.wav")
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    files = by_input(out)
+    assert [(files[f"f{k}.wav"]["status"], files[f"f{k}.wav"].get("reason")) for k in range(9)] == (
+        [("done", None)] * 3 + [("failed", "disk full")] * 3 + [("not started", "disk full")] * 3
+    )
+    assert outputs(out) == {"shards/shard-000000.npz"}
+    assert not temporary_files(out)

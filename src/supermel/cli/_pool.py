@@ -285,7 +285,11 @@ class WorkerPool:
                     self.stop_event.set()
                 else:
                     for slot in self.slots:
-                        while slot.ready and len(slot.tasks) < 2 and queue:
+                        # two tasks per worker (no idle gap between them), but one shard: a shard's
+                        # list is large, and a send blocked on a full pipe while the worker blocks
+                        # sending its rows would deadlock
+                        depth = 1 if queue and queue[0].units[0]["kind"] == "shard" else 2
+                        while slot.ready and len(slot.tasks) < depth and queue:
                             task = queue.popleft()
                             slot.tasks.append(task)
                             try:

@@ -277,9 +277,16 @@ class Worker:
             "__supermel_params__": np.asarray(json.dumps(params, default=_json_default)),
         }
         try:
+            if _FAULTS:
+                for _, src, _ in unit["members"]:
+                    _fault("kill", Path(src))
+                    _fault("enospc", Path(src))
             with _atomic_open(Path(unit["out"]), fsync=False) as fh:
                 np.savez(fh, **arrays, **extra)
             self.written.append(os.fspath(unit["out"]))
+            if _FAULTS:
+                for _, src, _ in unit["members"]:
+                    _fault("kill-after-write", Path(src))
         except KeyboardInterrupt:
             raise
         except Exception as exc:

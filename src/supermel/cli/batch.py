@@ -607,6 +607,8 @@ def _reconcile(entries: List[Dict[str, Any]], out_dir: Path, *, overwrite: bool,
                 old = stored.get(entry["key"])
                 if old is None:
                     continue
+                for key in ("status", "reason", "detail"):
+                    entry.pop(key, None)
                 entry.update({k: v for k, v in old.items() if k != "key"})
                 if old.get("status") == "done":
                     entry["note"] = note
