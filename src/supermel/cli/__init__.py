@@ -36,7 +36,9 @@ One module per subcommand, each with ``add_parser(sub)`` (its options) and
 :mod:`supermel.bench` unparsed). What they share, which imports none of them:
 :mod:`._common` (output files, path checks, argument types, optional imports),
 :mod:`._pipeline` (the mel spectrogram options and the computation they make)
-and :mod:`._figure` (the image). This module parses, dispatches and turns
+and :mod:`._figure` (the image); ``batch`` alone uses :mod:`._corpus` (listing and
+planning), :mod:`._worker` (the work), :mod:`._pool` (its worker processes, with
+:mod:`._forkserver_guard`) and :mod:`._ray_engine`. This module parses, dispatches and turns
 errors into exit statuses.
 """
 

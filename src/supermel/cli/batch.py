@@ -1,11 +1,16 @@
 """``supermel batch``: featurise a corpus (a folder tree of audio files, or a list of them), with a manifest.
 
 The driver lists and plans the work (:mod:`._corpus`): the inputs, where each output goes, what is
-already done. An *engine* then runs it: ``local`` (the default) in worker processes on this
-machine, ``ray`` on a Ray cluster (:mod:`._ray_engine`). Either way each worker decodes,
-featurises and writes its outputs itself, atomically, and returns only small manifest rows; one
-file that fails is recorded in the manifest and the others are still written. tqdm, when
-installed, shows the progress (files/s and hours of audio/s).
+already done. An *engine* then runs it: ``local`` (the default) in this process or in worker
+processes on this machine (:mod:`._pool`), ``ray`` on a Ray cluster (:mod:`._ray_engine`). Either
+way each worker (:mod:`._worker`) decodes, featurises and writes its outputs itself, atomically,
+and returns only small manifest rows; one file that fails is recorded in the manifest and the
+others are still written. tqdm, when installed, shows the progress (files/s and hours of audio/s).
+
+After the engine: inputs that share an output name with one that failed take it over (a second
+round), the outputs on disk that no report covers are recorded (:func:`_reconcile`), everything
+else not processed is ``not started``, and a summary is printed (:func:`_print_summary`). A full
+disk stops the run (exit status :data:`DISK_FULL_STATUS`).
 """
 
 from __future__ import annotations
