@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import collections
 import datetime
-import errno
 import math
 import multiprocessing
 import os
@@ -26,7 +25,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .._errors import ParameterError
 from .._version import __version__
