@@ -88,13 +88,19 @@ def _parse_faults(text: str) -> Dict[Tuple[str, str], str]:
 _FAULTS = _parse_faults(os.environ.get(_FAULTS_VAR, ""))
 
 
-def _fault(action: str, src: Path) -> None:
-    """Inject the fault ``action`` for the input ``src`` when the test hook asks for it."""
+def _fault(action: str, src: Path, out: Optional[Path] = None) -> None:
+    """Inject the fault ``action`` for the input ``src`` when the test hook asks for it (``out``:
+    the output being written; ENOSPC strikes after part of it reached its temporary file)."""
     if not _FAULTS or (action, src.name) not in _FAULTS:
         return
     arg = _FAULTS[(action, src.name)]
     if action == "enospc":
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        if out is not None:
+            with _atomic_open(out, fsync=False) as fh:
+                fh.write(b"\x93NUMPY partial")
+                raise full
+        raise full
     if action == "sleep":
         time.sleep(float(arg))
         return
@@ -244,7 +250,7 @@ class Worker:
                 meta = self.pipeline.metadata(entry.get("sr")) if self.fmt == "npz" else {}  # .npy holds the array only
                 if _FAULTS:
                     _fault("kill", src)
-                    _fault("enospc", src)
+                    _fault("enospc", src, out)
                 _write_array(out, mel, self.fmt, meta, fsync=False)
                 self.written.append(os.fspath(out))
                 if _FAULTS:
@@ -280,7 +286,7 @@ class Worker:
             if _FAULTS:
                 for _, src, _ in unit["members"]:
                     _fault("kill", Path(src))
-                    _fault("enospc", Path(src))
+                    _fault("enospc", Path(src), Path(unit["out"]))
             with _atomic_open(Path(unit["out"]), fsync=False) as fh:
                 np.savez(fh, **arrays, **extra)
             self.written.append(os.fspath(unit["out"]))
