@@ -400,3 +400,26 @@ def test_shards_a_dead_worker_and_a_full_disk(tmp_path):
     )
     assert outputs(out) == {"shards/shard-000000.npz"}
     assert not temporary_files(out)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_second_ctrl_c_ends_the_workers_at_once(corpus, tmp_path):
+    out = tmp_path / "out"
+    stuck = ";".join(f"sleep:f{k}.wav:300" for k in range(8))  # every file takes five minutes
+    proc = start("batch", corpus, out, "-q", "--workers", "2", faults=stuck)
+    try:
+        _wait_for(lambda: len(_workers(proc)) == 2, 120, "two workers")
+        time.sleep(1.0)  # both on a file
+        os.killpg(proc.pid, signal.SIGINT)
+        time.sleep(1.0)
+        assert proc.poll() is None  # the first Ctrl-C waits for the files being processed
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)  # not five minutes
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, stdout + stderr
+    assert manifest(out)["counts"] == {"done": 0, "skipped": 0, "failed": 0, "not started": 8}
+    assert "  8 not started (interrupted): listed in the manifest" in stdout
+    assert_manifest_matches_disk(out)
+    _wait_for(lambda: set(_session(proc.pid)) == set(), 10, "no process left")
