@@ -436,8 +436,10 @@ def _run(
 
     interrupted = False
     engine: Dict[str, Any] = {"engine": args.engine}
+    rounds = 0
     try:
-        while units:
+        while units or not rounds:  # the engine runs once even with nothing to do (its manifest fields)
+            rounds += 1
             if args.engine == "ray":
                 from . import _ray_engine
 
@@ -447,7 +449,7 @@ def _run(
                 info = _ray_engine.run(args, units, fmt, on_rows, in_path=seen_by_nodes, sample=sample, out_dir=out_dir, progress=progress)
             else:
                 info = _run_local(args, pipeline, units, fmt, args.workers or 1, on_rows, pool, stopping)
-            if len(engine) == 1:
+            if rounds == 1:
                 engine = dict(info)
             else:  # a second round (inputs taking over a failed input's output name)
                 for key in ("run_s", "workers_replaced", "units_retried"):
