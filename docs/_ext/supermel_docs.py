@@ -1,0 +1,173 @@
+"""Sphinx helpers of the supermel site.
+
+``.. supermel-cli:: module:function``
+    The reference of an argparse command line, generated from its parser: one section per
+    subcommand with its description, usage, options (``.. option::``, so ``:option:`` links
+    work) and defaults. Help texts are plain text (escaped, never parsed as reST); an epilog
+    written for ``RawDescriptionHelpFormatter`` is shown as preformatted text.
+
+Short references in docstrings
+    A docstring refers to a sibling by its short name (``:func:`run_streaming_onnx``` in
+    ``supermel.onnx``); the API pages document some objects under their public top-level
+    name (``supermel.StreamPool``). A reference Sphinx cannot resolve is retried under each
+    public namespace (``supermel``, ``supermel.onnx``, ``supermel.presets``, ...); one that
+    still resolves nowhere stays a warning (an error with ``-W``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import re
+from typing import Any, List
+
+from docutils import nodes
+from docutils.parsers.rst import Directive
+from docutils.statemachine import StringList
+from sphinx.util.nodes import nested_parse_with_titles
+
+NAMESPACES = (
+    "supermel",
+    "supermel.presets",
+    "supermel.onnx",
+    "supermel.audio",
+    "supermel.serve",
+    "supermel.serve.protocol",
+    "supermel.cli",
+    "supermel.integrations.transformers",
+    "supermel.integrations.faster_whisper",
+    "supermel.integrations.ray",
+    "supermel.integrations.datasets",
+)
+
+_RST_SPECIAL = re.compile(r"([\\`*_|\[\]<>])")
+
+
+def _esc(text: str) -> str:
+    return _RST_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
+
+
+def _underline(title: str, char: str) -> List[str]:
+    return [title, char * max(len(title), 3), ""]
+
+
+def _parser_rst(parser: argparse.ArgumentParser, prog: str, level: str, sub_level: str) -> List[str]:
+    out: List[str] = []
+    if parser.description:
+        raw = isinstance(parser.formatter_class, type) and issubclass(parser.formatter_class, argparse.RawDescriptionHelpFormatter)
+        if raw:
+            out += ["::", ""] + ["   " + line for line in parser.description.splitlines()] + [""]
+        else:
+            out += [_esc(parser.description), ""]
+    usage = parser.format_usage().strip()
+    out += [".. code-block:: text", ""] + ["   " + line for line in usage.splitlines()] + [""]
+    out += [f".. program:: {prog}", ""]
+    subactions = []
+    for group in parser._action_groups:  # argparse keeps options by group: positional, options, named groups
+        actions = [a for a in group._group_actions if a.help is not argparse.SUPPRESS]
+        plain = [a for a in actions if not isinstance(a, argparse._SubParsersAction)]
+        subactions += [a for a in actions if isinstance(a, argparse._SubParsersAction)]
+        if not plain:
+            continue
+        title = (group.title or "options").strip()
+        out += [f".. rubric:: {_esc(title[:1].upper() + title[1:])}", ""]
+        for action in plain:
+            if action.option_strings:
+                metavar = ""
+                if action.nargs != 0:
+                    metavar = action.metavar or (action.dest.upper() if not action.choices else "{" + ",".join(map(str, action.choices)) + "}")
+                    if isinstance(metavar, tuple):
+                        metavar = " ".join(metavar)
+                sig = ", ".join(f"{o} {metavar}".strip() for o in action.option_strings)
+            else:
+                sig = str(action.metavar or action.dest)
+            out += [f".. option:: {sig}", ""]
+            body = _esc(action.help or "")
+            extras = []
+            if action.choices and action.option_strings:
+                extras.append("choices: " + ", ".join(f"``{c}``" for c in action.choices))
+            default = action.default
+            if (action.option_strings and default not in (None, False, argparse.SUPPRESS)
+                    and not isinstance(action, (argparse._VersionAction, argparse._HelpAction))
+                    and "default" not in (action.help or "")):
+                extras.append(f"default: ``{default}``")
+            if extras:
+                body = (body + " (" + "; ".join(extras) + ")").strip()
+            out += ["   " + (body or "\\ "), ""]
+    if parser.epilog:
+        raw = isinstance(parser.formatter_class, type) and issubclass(parser.formatter_class, argparse.RawDescriptionHelpFormatter)
+        if raw:
+            out += ["::", ""] + ["   " + line for line in parser.epilog.splitlines()] + [""]
+        else:
+            out += [_esc(parser.epilog), ""]
+    for sa in subactions:
+        helps = {c.dest: c.help for c in sa._choices_actions}
+        for name, sub in sa.choices.items():
+            out += _underline(f"{prog} {name}", sub_level)
+            if helps.get(name):
+                out += [f"*{_esc(helps[name])}*", ""]
+            out += _parser_rst(sub, f"{prog} {name}", sub_level, sub_level)
+    return out
+
+
+class SupermelCli(Directive):
+    """``.. supermel-cli:: module:function`` with ``:prog:``; the function returns the parser."""
+
+    required_arguments = 1
+    option_spec = {"prog": str}
+    has_content = False
+
+    def run(self) -> List[nodes.Node]:
+        module, func = self.arguments[0].split(":")
+        parser = getattr(importlib.import_module(module), func)()
+        prog = self.options.get("prog", parser.prog)
+        lines = _parser_rst(parser, prog, "-", "-")
+        node = nodes.section()
+        node.document = self.state.document
+        nested_parse_with_titles(self.state, StringList(lines, source=f"<{self.arguments[0]}>"), node)
+        return node.children
+
+
+def _resolve_short(app: Any, env: Any, node: Any, contnode: Any) -> Any:
+    if node.get("refdomain") != "py":
+        return None
+    target = node.get("reftarget", "")
+    domain = env.get_domain("py")
+    tail = target.split(".")[-1]
+    candidates = [target] + [f"{ns}.{target}" for ns in NAMESPACES]
+    if "." in target:  # supermel.streaming_presets.X -> supermel.X, Class.method -> supermel.Class.method
+        candidates += [f"{ns}.{tail}" for ns in NAMESPACES]
+    cls = node.get("py:class")
+    if cls:
+        candidates.insert(0, f"supermel.{cls}.{target}")
+    for name in candidates:
+        if name in domain.objects:
+            return domain.resolve_xref(env, node.get("refdoc"), app.builder, node.get("reftype"), name, node, contnode)
+    # a method or attribute named without its class (``:meth:`connect``` in Client's summary line)
+    matches = [name for name in domain.objects if name.startswith("supermel.") and name.endswith("." + target)]
+    if len(matches) == 1:
+        return domain.resolve_xref(env, node.get("refdoc"), app.builder, node.get("reftype"), matches[0], node, contnode)
+    return None
+
+
+#: links from docs/*.md to the repository's own Markdown files (right on GitHub) -> their pages here
+REPO_LINKS = {
+    "](../CONTRIBUTING.md)": "](development.md#contributing)",
+    "](../BENCHMARKS.md)": "](benchmarks.md)",
+    "](../CHANGELOG.md)": "](changelog.md)",
+    "](../README.md)": "](index.md)",
+}
+
+
+def _rewrite_repo_links(app: Any, docname: str, source: List[str]) -> None:
+    text = source[0]
+    for old, new in REPO_LINKS.items():
+        text = text.replace(old, new)
+    source[0] = text
+
+
+def setup(app: Any) -> dict:
+    app.add_directive("supermel-cli", SupermelCli)
+    app.connect("source-read", _rewrite_repo_links)
+    app.connect("missing-reference", _resolve_short)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
