@@ -166,7 +166,42 @@ def _rewrite_repo_links(app: Any, docname: str, source: List[str]) -> None:
     source[0] = text
 
 
+NUMPYDOC_SECTIONS = {
+    "Parameters", "Returns", "Yields", "Receives", "Raises", "Warns", "Other Parameters", "Attributes",
+    "Methods", "See Also", "Notes", "Warnings", "References", "Examples",
+}
+
+
+def _promote_extra_sections(app: Any, what: str, name: str, obj: Any, options: Any, lines: List[str]) -> None:
+    """Sections numpydoc does not know (torchaudio's ``Shape``, ``Input Validity``) would be
+    dropped; move each, as a paragraph titled in bold, to the end of the extended summary."""
+    headers = [i for i in range(len(lines) - 1)
+               if lines[i].strip() and set(lines[i + 1].strip()) == {"-"} and len(lines[i + 1].strip()) >= 3
+               and (i == 0 or not lines[i - 1].strip())]
+    extra = [i for i in headers if lines[i].strip() not in NUMPYDOC_SECTIONS]
+    if not extra or not headers:
+        return
+    moved: List[str] = []
+    for i in reversed(extra):
+        end = next((j for j in headers if j > i), len(lines))
+        body = [l for l in lines[i + 2:end]]
+        while body and not body[-1].strip():
+            body.pop()
+        while body and not body[0].strip():
+            body.pop(0)
+        if body and not body[0].startswith(" "):  # "**Shape:** ``(..., n)`` -> ..." as one paragraph
+            body[0] = f"**{lines[i].strip()}:** " + body[0]
+        else:
+            body = [f"**{lines[i].strip()}:**", ""] + body
+        moved = body + [""] + moved
+        del lines[i:end]
+    first = next((i for i in range(len(lines) - 1)
+                  if lines[i].strip() and set(lines[i + 1].strip()) == {"-"} and len(lines[i + 1].strip()) >= 3), len(lines))
+    lines[first:first] = moved
+
+
 def setup(app: Any) -> dict:
+    app.connect("autodoc-process-docstring", _promote_extra_sections, priority=100)
     app.add_directive("supermel-cli", SupermelCli)
     app.connect("source-read", _rewrite_repo_links)
     app.connect("missing-reference", _resolve_short)
