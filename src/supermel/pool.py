@@ -116,7 +116,7 @@ class StreamPool:
     >>> pool.push(a, np.zeros(1000, np.float32)); pool.push(b, np.zeros(300, np.float32))
     >>> out = pool.step()                    # {stream id: PoolFrames(start, frames, ...)}
     >>> out[a].frames.shape, b in out
-    ((80, 5), False)
+    ((80, 4), False)
     """
 
     def __init__(
