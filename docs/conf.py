@@ -116,8 +116,13 @@ html_theme_options = {
     "footer_start": ["copyright"],
     "footer_end": ["sphinx-version"],
     "show_prev_next": True,
-    "header_links_before_dropdown": 7,
+    "header_links_before_dropdown": 6,
 }
 html_context = {"default_mode": "auto"}
+# pages without subpages: no empty "Section Navigation" column
+html_sidebars = {page: [] for page in ("index", "getting-started", "cli", "benchmarks", "development", "changelog")}
 html_show_sourcelink = False
 html_copy_source = False
+
+# "--preset" must stay two hyphens (docutils' smart quotes would make it an en dash)
+smartquotes = False

@@ -3,7 +3,8 @@
 ``.. supermel-cli:: module:function``
     The reference of an argparse command line, generated from its parser: one section per
     subcommand with its description, usage, options (``.. option::``, so ``:option:`` links
-    work) and defaults. Help texts are plain text (escaped, never parsed as reST); an epilog
+    work) and defaults. ``:replace: name=module:function`` renders a pass-through subcommand
+    with the parser that reads its arguments. Help texts are plain text (escaped, never parsed as reST); an epilog
     written for ``RawDescriptionHelpFormatter`` is shown as preformatted text.
 
 Short references in docstrings
@@ -51,7 +52,8 @@ def _underline(title: str, char: str) -> List[str]:
     return [title, char * max(len(title), 3), ""]
 
 
-def _parser_rst(parser: argparse.ArgumentParser, prog: str, level: str, sub_level: str) -> List[str]:
+def _parser_rst(parser: argparse.ArgumentParser, prog: str, level: str, sub_level: str, replace: Any = None) -> List[str]:
+    replace = replace or {}
     out: List[str] = []
     if parser.description:
         raw = isinstance(parser.formatter_class, type) and issubclass(parser.formatter_class, argparse.RawDescriptionHelpFormatter)
@@ -106,6 +108,8 @@ def _parser_rst(parser: argparse.ArgumentParser, prog: str, level: str, sub_leve
             out += _underline(f"{prog} {name}", sub_level)
             if helps.get(name):
                 out += [f"*{_esc(helps[name])}*", ""]
+            if name in replace:  # a pass-through subcommand: the parser that really reads its arguments
+                sub = replace[name]
             out += _parser_rst(sub, f"{prog} {name}", sub_level, sub_level)
     return out
 
@@ -114,14 +118,23 @@ class SupermelCli(Directive):
     """``.. supermel-cli:: module:function`` with ``:prog:``; the function returns the parser."""
 
     required_arguments = 1
-    option_spec = {"prog": str}
+    option_spec = {"prog": str, "replace": str}
     has_content = False
 
+    @staticmethod
+    def _load(spec: str) -> argparse.ArgumentParser:
+        module, func = spec.split(":")
+        return getattr(importlib.import_module(module), func)()
+
     def run(self) -> List[nodes.Node]:
-        module, func = self.arguments[0].split(":")
-        parser = getattr(importlib.import_module(module), func)()
+        parser = self._load(self.arguments[0])
         prog = self.options.get("prog", parser.prog)
-        lines = _parser_rst(parser, prog, "-", "-")
+        # ":replace: bench=supermel.bench.cli:_parser": render that subcommand with the parser it hands its arguments to
+        replace = {}
+        for item in self.options.get("replace", "").split():
+            name, spec = item.split("=", 1)
+            replace[name] = self._load(spec)
+        lines = _parser_rst(parser, prog, "-", "-", replace)
         node = nodes.section()
         node.document = self.state.document
         nested_parse_with_titles(self.state, StringList(lines, source=f"<{self.arguments[0]}>"), node)

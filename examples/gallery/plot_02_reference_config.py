@@ -35,10 +35,14 @@ mel = mel.to(device)
 compiled = torch.compile(mel, fullgraph=True)
 t0 = time.perf_counter()
 M_compiled = compiled(yt.to(device)).cpu()
-print(f"first compiled call (compilation included): {time.perf_counter() - t0:.1f} s on {device}")
+print(
+    f"first compiled call (compilation included): {time.perf_counter() - t0:.1f} s on {device}"
+)
 
 results = {"numpy": M_numpy, "torch": M_torch.numpy(), "torch.compile": M_compiled.numpy()}
-errors = {k: np.linalg.norm(v - reference) / np.linalg.norm(reference) for k, v in results.items()}
+errors = {
+    k: np.linalg.norm(v - reference) / np.linalg.norm(reference) for k, v in results.items()
+}
 for k, e in errors.items():
     print(f"{k:>14}: shape {results[k].shape}, relative error vs librosa {e:.1e}")
     assert e <= 2e-5
@@ -46,6 +50,7 @@ for k, e in errors.items():
 # %%
 # Timings of one call on 12 s of audio (median of a few calls, this machine, whatever else it is
 # doing: see the Benchmarks page for careful figures), and each route's error against librosa.
+
 
 def median_ms(fn, n=7):
     fn()
@@ -56,6 +61,7 @@ def median_ms(fn, n=7):
         times.append(time.perf_counter() - t)
     return 1e3 * float(np.median(times))
 
+
 timings = {
     "librosa": median_ms(lambda: librosa.feature.melspectrogram(y=y, **params)),
     "numpy": median_ms(lambda: supermel.melspectrogram(y=y, **params)),
@@ -65,11 +71,18 @@ timings = {
 
 fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(9, 3.6), layout="constrained")
 names = list(timings)
-ax0.barh(names, [timings[n] for n in names], color=["#999999", "#1f77b4", "#ff7f0e", "#2ca02c"])
+ax0.barh(
+    names, [timings[n] for n in names], color=["#999999", "#1f77b4", "#ff7f0e", "#2ca02c"]
+)
 ax0.invert_yaxis()
 ax0.set(xlabel="ms per call (12 s of audio)", title="time (this build machine)")
 ax1.bar(list(errors), list(errors.values()), color=["#1f77b4", "#ff7f0e", "#2ca02c"])
 ax1.axhline(2e-5, color="k", ls="--", lw=1)
 ax1.text(0.02, 2e-5, " tested bound 2e-5", va="bottom", transform=ax1.get_yaxis_transform())
-ax1.set(yscale="log", ylim=(1e-9, 1e-4), ylabel="relative error vs librosa", title="error (float32)")
+ax1.set(
+    yscale="log",
+    ylim=(1e-9, 1e-4),
+    ylabel="relative error vs librosa",
+    title="error (float32)",
+)
 plt.show()

@@ -32,8 +32,12 @@ emitted_at += [len(y)] * tail.shape[-1]
 streamed = np.concatenate(parts, axis=-1)
 offline = supermel.melspectrogram(y=y, **params)
 err = np.abs(streamed - offline).max() / offline.max()
-print(f"{streamed.shape[-1]} frames streamed, {offline.shape[-1]} offline; largest difference {err:.1e} of the peak")
-print(f"latency_samples = {stream.latency_samples} ({1e3 * stream.latency_samples / sr:.1f} ms)")
+print(
+    f"{streamed.shape[-1]} frames streamed, {offline.shape[-1]} offline; largest difference {err:.1e} of the peak"
+)
+print(
+    f"latency_samples = {stream.latency_samples} ({1e3 * stream.latency_samples / sr:.1f} ms)"
+)
 assert streamed.shape == offline.shape and err <= 5e-7
 
 # %%
@@ -44,16 +48,42 @@ assert streamed.shape == offline.shape and err <= 5e-7
 t_centre = 1e3 * np.arange(streamed.shape[-1]) * 200 / sr
 t_out = 1e3 * np.asarray(emitted_at) / sr
 delay = t_out - t_centre
-fig, (ax0, ax1) = plt.subplots(2, 1, figsize=(9, 6.5), layout="constrained", height_ratios=(1, 1.2))
+fig, (ax0, ax1) = plt.subplots(
+    2, 1, figsize=(9, 6.5), layout="constrained", height_ratios=(1, 1.2)
+)
 ax0.plot(t_centre, delay, ".", ms=3, label="frame emitted after its centre")
-ax0.axhline(1e3 * stream.latency_samples / sr, color="C3", ls="--", label=f"look-ahead {1e3 * stream.latency_samples / sr:.1f} ms")
-ax0.axhline(1e3 * (stream.latency_samples + chunk) / sr, color="C2", ls=":", label="look-ahead + one 20 ms chunk")
-ax0.set(xlabel="frame centre (ms)", ylabel="delay (ms)", title="latency of each streamed frame (20 ms chunks)", ylim=(0, None))
+ax0.axhline(
+    1e3 * stream.latency_samples / sr,
+    color="C3",
+    ls="--",
+    label=f"look-ahead {1e3 * stream.latency_samples / sr:.1f} ms",
+)
+ax0.axhline(
+    1e3 * (stream.latency_samples + chunk) / sr,
+    color="C2",
+    ls=":",
+    label="look-ahead + one 20 ms chunk",
+)
+ax0.set(
+    xlabel="frame centre (ms)",
+    ylabel="delay (ms)",
+    title="latency of each streamed frame (20 ms chunks)",
+    ylim=(0, None),
+)
 ax0.legend(loc="upper left", fontsize="small", ncols=3)
-img = ax1.imshow(supermel.power_to_db(streamed, ref=np.max), origin="lower", aspect="auto", cmap="magma",
-                 extent=(0, 1e3 * len(y) / sr, 0, 80))
+img = ax1.imshow(
+    supermel.power_to_db(streamed, ref=np.max),
+    origin="lower",
+    aspect="auto",
+    cmap="magma",
+    extent=(0, 1e3 * len(y) / sr, 0, 80),
+)
 for edge in range(0, len(y), chunk * 25):  # every 25th chunk boundary (0.5 s)
     ax1.axvline(1e3 * edge / sr, color="w", lw=0.5, alpha=0.6)
-ax1.set(xlabel="time (ms)", ylabel="mel band", title=f"the streamed frames (largest difference to offline: {err:.0e} of the peak)")
+ax1.set(
+    xlabel="time (ms)",
+    ylabel="mel band",
+    title=f"the streamed frames (largest difference to offline: {err:.0e} of the peak)",
+)
 fig.colorbar(img, ax=ax1, format="%+2.0f dB")
 plt.show()

@@ -22,15 +22,19 @@ fps = 25
 fe = supermel.frontend("wav2lip")
 mel = fe(y)  # (80, 1 + len(y) // 200), values in [-4, 4]
 windows = supermel.wav2lip_mel_chunks(mel, fps=fps)  # (n_video_frames, 80, 16)
-print(f"mel {mel.shape}, {windows.shape[0]} video frames at {fps} fps, windows {windows.shape[1:]}")
+print(
+    f"mel {mel.shape}, {windows.shape[0]} video frames at {fps} fps, windows {windows.shape[1:]}"
+)
 
 # the same windows, live: 20 ms audio chunks in, one window per video frame out
 chunker = supermel.Wav2LipChunker(fps, frontend="wav2lip")
 live = [w for start in range(0, len(y), 320) for w in chunker.push(y[start : start + 320])]
 live += list(chunker.flush())
 live = np.stack(live)
-print(f"live: {live.shape[0]} windows, look-ahead {chunker.latency_ms} ms, "
-      f"largest difference to offline {np.abs(live - windows).max():.1e}")
+print(
+    f"live: {live.shape[0]} windows, look-ahead {chunker.latency_ms} ms, "
+    f"largest difference to offline {np.abs(live - windows).max():.1e}"
+)
 assert live.shape == windows.shape and np.abs(live - windows).max() <= 1.5e-4
 
 # %%
@@ -43,12 +47,23 @@ ax = top.subplots()
 ax.imshow(mel, origin="lower", aspect="auto", cmap="viridis", vmin=-4, vmax=4)
 for i in range(0, windows.shape[0], 5):
     s = int(np.floor(80 * i / fps))
-    ax.add_patch(patches.Rectangle((s - 0.5, 1 + (i // 5) % 3 * 2), 16, 74, fill=False, ec="w", lw=1.2))
+    ax.add_patch(
+        patches.Rectangle(
+            (s - 0.5, 1 + (i // 5) % 3 * 2), 16, 74, fill=False, ec="w", lw=1.2
+        )
+    )
     ax.text(s, 77, f"{i}", color="w", fontsize=8)
-ax.set(xlabel="mel column (12.5 ms)", ylabel="mel band", title=f"wav2lip front end; white: the 16-column windows of video frames 0, 5, 10, ... ({fps} fps)")
+ax.set(
+    xlabel="mel column (12.5 ms)",
+    ylabel="mel band",
+    title=f"wav2lip front end; white: the 16-column windows of video frames 0, 5, 10, ... ({fps} fps)",
+)
 axes = bottom.subplots(1, 4, sharey=True)
 for ax, i in zip(axes, (0, 10, 20, windows.shape[0] - 1)):
     ax.imshow(windows[i], origin="lower", aspect="auto", cmap="viridis", vmin=-4, vmax=4)
-    ax.set(title=f"frame {i}" + (" (clamped)" if i == windows.shape[0] - 1 else ""), xlabel="column")
+    ax.set(
+        title=f"frame {i}" + (" (clamped)" if i == windows.shape[0] - 1 else ""),
+        xlabel="column",
+    )
 axes[0].set_ylabel("mel band")
 plt.show()

@@ -26,8 +26,10 @@ for name in ("whisper-80", "bigvgan-24k-100", "kaldi-fbank", "nemo-80"):
     features = np.asarray(fe(y))
     if fe.time_axis in (-2, 0):  # Kaldi fbank is time-major (T, bins): show it as (bins, T)
         features = features.T
-    print(f"{name:>16}: {rate} Hz in, features {tuple(features.shape)} (bands, frames), "
-          f"range [{features.min():.2f}, {features.max():.2f}]")
+    print(
+        f"{name:>16}: {rate} Hz in, features {tuple(features.shape)} (bands, frames), "
+        f"range [{features.min():.2f}, {features.max():.2f}]"
+    )
     panels.append((name, rate, features))
 
 # %%
@@ -36,8 +38,17 @@ for name in ("whisper-80", "bigvgan-24k-100", "kaldi-fbank", "nemo-80"):
 
 fig, axes = plt.subplots(2, 2, figsize=(10, 6.5), layout="constrained")
 for ax, (name, rate, features) in zip(axes.flat, panels):
-    img = ax.imshow(features, origin="lower", aspect="auto", cmap="magma",
-                    extent=(0, 3.0, 0, features.shape[0]))
-    ax.set(title=f"{name} ({rate / 1000:g} kHz, {features.shape[0]} bands)", xlabel="time (s)", ylabel="band")
+    img = ax.imshow(
+        features,
+        origin="lower",
+        aspect="auto",
+        cmap="magma",
+        extent=(0, 3.0, 0, features.shape[0]),
+    )
+    ax.set(
+        title=f"{name} ({rate / 1000:g} kHz, {features.shape[0]} bands)",
+        xlabel="time (s)",
+        ylabel="band",
+    )
     fig.colorbar(img, ax=ax)
 plt.show()

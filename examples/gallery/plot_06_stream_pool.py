@@ -18,7 +18,12 @@ params = dict(sr=16000, n_fft=800, hop_length=200, n_mels=80, fmin=55, fmax=7600
 pool = supermel.StreamPool(**params)
 
 # four clients: (joins at tick, chunk size in samples, seconds of audio, offset into the clip)
-clients = [(0, 320, 2.0, 0), (7, 160, 1.5, 3 * sr), (15, 441, 1.8, 5 * sr), (30, 1000, 1.0, 8 * sr)]
+clients = [
+    (0, 320, 2.0, 0),
+    (7, 160, 1.5, 3 * sr),
+    (15, 441, 1.8, 5 * sr),
+    (30, 1000, 1.0, 8 * sr),
+]
 audio = [y[off : off + int(sec * sr)] for _, _, sec, off in clients]
 ids, sent, frames = {}, [0] * 4, [[] for _ in clients]
 per_step = []  # (tick, stream index, frames computed in that step)
@@ -46,7 +51,9 @@ for i in range(4):
     got = np.concatenate(frames[i], axis=-1)
     ref = supermel.melspectrogram(y=audio[i], **params)
     err = np.abs(got - ref).max() / ref.max()
-    print(f"stream {i}: chunks of {clients[i][1]:>4} samples, {got.shape[-1]} frames, difference to offline {err:.1e} of the peak")
+    print(
+        f"stream {i}: chunks of {clients[i][1]:>4} samples, {got.shape[-1]} frames, difference to offline {err:.1e} of the peak"
+    )
     assert got.shape == ref.shape and err <= 5e-7
 
 # %%
@@ -57,7 +64,17 @@ fig, ax = plt.subplots(figsize=(9, 3.8), layout="constrained")
 arr = np.array(per_step)
 for i in range(4):
     sel = arr[arr[:, 1] == i]
-    ax.scatter(sel[:, 0], np.full(len(sel), i), s=6 + 8 * sel[:, 2], label=f"stream {i}: {clients[i][1]}-sample chunks")
-ax.set(xlabel="step (tick)", ylabel="stream", yticks=range(4), title="frames per stream per step (marker size: frames)")
+    ax.scatter(
+        sel[:, 0],
+        np.full(len(sel), i),
+        s=6 + 8 * sel[:, 2],
+        label=f"stream {i}: {clients[i][1]}-sample chunks",
+    )
+ax.set(
+    xlabel="step (tick)",
+    ylabel="stream",
+    yticks=range(4),
+    title="frames per stream per step (marker size: frames)",
+)
 ax.legend(loc="upper right", fontsize="small")
 plt.show()

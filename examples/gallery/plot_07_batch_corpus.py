@@ -37,25 +37,40 @@ print("exit status:", status, "(1: some files failed, reported by path)")
 
 manifest = json.load(open(os.path.join(feats, "supermel_manifest.json")))
 print("manifest keys:", sorted(manifest))
-outputs = sorted(os.path.relpath(os.path.join(d, f), feats) for d, _, fs in os.walk(feats) for f in fs if f.endswith(".npy"))
+outputs = sorted(
+    os.path.relpath(os.path.join(d, f), feats)
+    for d, _, fs in os.walk(feats)
+    for f in fs
+    if f.endswith(".npy")
+)
 print("outputs:", outputs)
 assert status == 1 and len(outputs) == 5
 
 # a rerun skips the finished outputs
-assert supermel_cli(["batch", corpus, feats, "--preset", "whisper-80", "--workers", "1"]) == 1
+assert (
+    supermel_cli(["batch", corpus, feats, "--preset", "whisper-80", "--workers", "1"]) == 1
+)
 
 # %%
 # Each output is the front end's features of one file; here the five files, one after another.
 
 mels = [np.load(os.path.join(feats, o)) for o in outputs]
-fig, axes = plt.subplots(1, len(mels), figsize=(10, 3.4), layout="constrained", sharey=True,
-                         width_ratios=[m.shape[-1] for m in mels])
+fig, axes = plt.subplots(
+    1,
+    len(mels),
+    figsize=(10, 3.4),
+    layout="constrained",
+    sharey=True,
+    width_ratios=[m.shape[-1] for m in mels],
+)
 for ax, name, m in zip(axes, outputs, mels):
     img = ax.imshow(m, origin="lower", aspect="auto", cmap="magma", vmin=-1, vmax=1.5)
     ax.set(title=name.replace(".npy", ""), xlabel="frame")
 axes[0].set_ylabel("mel band")
 fig.colorbar(img, ax=axes, label="whisper-80 log-mel")
-fig.suptitle("supermel batch corpus/ feats/ --preset whisper-80: one output per file (broken.wav reported)")
+fig.suptitle(
+    "supermel batch corpus/ feats/ --preset whisper-80: one output per file (broken.wav reported)"
+)
 plt.show()
 
 # %%

@@ -23,7 +23,12 @@ params = dict(sr=16000, n_fft=800, hop_length=200, n_mels=80, fmin=55, fmax=7600
 mel = supermel.MelSpectrogram(**params)
 
 path = supermel.export_onnx(mel, os.path.join(tempfile.mkdtemp(), "mel.onnx"))
-print("exported", os.path.basename(path), f"{os.path.getsize(path) / 1e6:.1f} MB; problems:", graph_problems(path) or "none")
+print(
+    "exported",
+    os.path.basename(path),
+    f"{os.path.getsize(path) / 1e6:.1f} MB; problems:",
+    graph_problems(path) or "none",
+)
 
 session = inference_session(path)
 name = session.get_inputs()[0].name
@@ -36,7 +41,9 @@ for seconds in (0.5, 1, 2, 4, 8):
     errors.append((seconds, err, np.abs(out - mel(x)).max() / ref.max()))
     assert err <= 2e-5
 for s, e, t in errors:
-    print(f"{s:>4} s: relative error vs librosa {e:.1e}, largest difference to the torch module {t:.1e} of the peak")
+    print(
+        f"{s:>4} s: relative error vs librosa {e:.1e}, largest difference to the torch module {t:.1e} of the peak"
+    )
 
 # %%
 # The ONNX graph's output for 4 s of speech and its difference to librosa's.
@@ -44,8 +51,12 @@ for s, e, t in errors:
 x = y[: 4 * sr]
 out = session.run(None, {name: x[None]})[0][0]
 ref = librosa.feature.melspectrogram(y=x, **params)
-fig, (ax0, ax1, ax2) = plt.subplots(1, 3, figsize=(11, 3.6), layout="constrained", width_ratios=(1.2, 1.2, 0.8))
-img = ax0.imshow(supermel.power_to_db(out, ref=np.max), origin="lower", aspect="auto", cmap="magma")
+fig, (ax0, ax1, ax2) = plt.subplots(
+    1, 3, figsize=(11, 3.6), layout="constrained", width_ratios=(1.2, 1.2, 0.8)
+)
+img = ax0.imshow(
+    supermel.power_to_db(out, ref=np.max), origin="lower", aspect="auto", cmap="magma"
+)
 ax0.set(title="onnxruntime (CPU)", xlabel="frame", ylabel="mel band")
 fig.colorbar(img, ax=ax0, format="%+2.0f dB")
 img = ax1.imshow(np.abs(out - ref) / ref.max(), origin="lower", aspect="auto", cmap="magma")
@@ -53,5 +64,10 @@ ax1.set(title="|onnx - librosa| / peak", xlabel="frame")
 fig.colorbar(img, ax=ax1, format="%.0e")
 ax2.semilogy([s for s, _, _ in errors], [e for _, e, _ in errors], "o-")
 ax2.axhline(2e-5, color="k", ls="--", lw=1)
-ax2.set(xlabel="clip length (s)", ylabel="relative error vs librosa", title="dynamic length", ylim=(1e-8, 1e-4))
+ax2.set(
+    xlabel="clip length (s)",
+    ylabel="relative error vs librosa",
+    title="dynamic length",
+    ylim=(1e-8, 1e-4),
+)
 plt.show()

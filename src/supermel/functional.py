@@ -114,9 +114,20 @@ def stft(
     Parameters
     ----------
     y : np.ndarray or Tensor [shape=(..., n)], real floating point
-    n_fft, hop_length, win_length, window, center, pad_mode
-        As ``librosa.stft``.
-    check_finite : bool
+        Audio.
+    n_fft : int > 0, default 2048
+        FFT size.
+    hop_length : int > 0 or None, default ``win_length // 4``
+        Samples between frames.
+    win_length : int <= n_fft or None, default ``n_fft``
+        Window length, zero-padded to ``n_fft`` (centred).
+    window : str, tuple, callable or array, default "hann"
+        Any window :func:`supermel.get_window` takes.
+    center : bool, default True
+        Pad by ``n_fft // 2`` on both sides (frame ``t`` centred on sample ``t * hop_length``).
+    pad_mode : str, default "constant"
+        ``constant``, ``edge``, ``linear_ramp``, ``reflect`` or ``symmetric``.
+    check_finite : bool, default True
         Refuse NaN/Inf audio (:class:`~supermel.ParameterError`). On CUDA the check
         costs a host synchronisation: pass ``False`` in a sync-free pipeline.
 
@@ -229,9 +240,21 @@ def melspectrogram(
         Sample rate.
     S : [shape=(..., 1 + n_fft // 2, t)] or None
         A precomputed spectrogram, used instead of ``y``.
-    n_fft, hop_length, win_length, window, center, pad_mode, power
-        As ``librosa.stft`` / ``librosa.feature.melspectrogram``.
-    check_finite : bool
+    n_fft : int > 0, default 2048
+        FFT size (samples per frame).
+    hop_length : int > 0, default 512
+        Samples between frames.
+    win_length : int <= n_fft or None, default ``n_fft``
+        Window length; a shorter window is zero-padded to ``n_fft``, centred.
+    window : str, tuple, callable or array, default "hann"
+        Any window :func:`supermel.get_window` takes.
+    center : bool, default True
+        Pad by ``n_fft // 2`` on both sides, so that frame ``t`` is centred on sample ``t * hop_length``.
+    pad_mode : str, default "constant"
+        Padding when ``center``: ``constant`` (zeros), ``edge``, ``linear_ramp``, ``reflect``, ``symmetric``.
+    power : float > 0, default 2.0
+        Exponent of the magnitude (1: energy, 2: power).
+    check_finite : bool, default True
         Refuse NaN/Inf audio and warn when finite audio of huge amplitude
         overflows the result (as :func:`spectrogram`). On CUDA the input check
         costs a host synchronisation: pass ``False`` in a sync-free pipeline.
@@ -253,11 +276,13 @@ def melspectrogram(
     Examples
     --------
     >>> import numpy as np, torch, supermel
-    >>> y, sr = supermel.audio.example_audio()
-    >>> M = supermel.melspectrogram(y=y, sr=sr, n_fft=800, hop_length=200, n_mels=80, fmin=55, fmax=7600)
+    >>> y, sr = supermel.audio.example_audio()          # 12 s of speech, 16 kHz
+    >>> params = dict(n_fft=800, hop_length=200, n_mels=80, fmin=55, fmax=7600)
+    >>> M = supermel.melspectrogram(y=y, sr=sr, **params)
     >>> M.shape, M.dtype
     ((80, 961), dtype('float32'))
-    >>> supermel.melspectrogram(y=torch.from_numpy(y[:16000]).repeat(4, 1), sr=sr, n_fft=800, hop_length=200, n_mels=80).shape
+    >>> batch = torch.from_numpy(y[:16000]).repeat(4, 1)  # (4, 16000) tensor
+    >>> supermel.melspectrogram(y=batch, sr=sr, **params).shape
     torch.Size([4, 80, 81])
     """
     mk = _mel_kwargs(kwargs)
