@@ -52,8 +52,9 @@ for k, e in errors.items():
 # doing: see the Benchmarks page for careful figures), and each route's error against librosa.
 
 
-def median_ms(fn, n=7):
-    fn()
+def median_ms(fn, n=7, warmup=10):
+    for _ in range(warmup):  # the first calls of a process pay one-time costs
+        fn()
     times = []
     for _ in range(n):
         t = time.perf_counter()

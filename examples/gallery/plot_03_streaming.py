@@ -70,6 +70,15 @@ ax0.set(
     title="latency of each streamed frame (20 ms chunks)",
     ylim=(0, None),
 )
+n_tail = tail.shape[-1]
+ax0.annotate(
+    f"the last {n_tail} frames: flush()",
+    xy=(t_centre[-1], delay[-1]),
+    xytext=(t_centre[-1] - 900, 8),
+    arrowprops=dict(arrowstyle="->"),
+    fontsize="small",
+)
+ax0.set_ylim(0, 62)
 ax0.legend(loc="upper left", fontsize="small", ncols=3)
 img = ax1.imshow(
     supermel.power_to_db(streamed, ref=np.max),
@@ -78,8 +87,6 @@ img = ax1.imshow(
     cmap="magma",
     extent=(0, 1e3 * len(y) / sr, 0, 80),
 )
-for edge in range(0, len(y), chunk * 25):  # every 25th chunk boundary (0.5 s)
-    ax1.axvline(1e3 * edge / sr, color="w", lw=0.5, alpha=0.6)
 ax1.set(
     xlabel="time (ms)",
     ylabel="mel band",

@@ -35,6 +35,7 @@ for name in ("whisper-80", "bigvgan-24k-100", "kaldi-fbank", "nemo-80"):
 # %%
 # Each panel's colour scale is the front end's own (Whisper about [-1, 1.5], BigVGAN ln-magnitude,
 # Kaldi ln-energy, NeMo normalised to zero mean and unit variance per band).
+# BigVGAN's bands above 8 kHz are empty: the clip is 16 kHz speech, resampled to 24 kHz.
 
 fig, axes = plt.subplots(2, 2, figsize=(10, 6.5), layout="constrained")
 for ax, (name, rate, features) in zip(axes.flat, panels):

@@ -57,24 +57,26 @@ for i in range(4):
     assert got.shape == ref.shape and err <= 5e-7
 
 # %%
-# Which streams each step computed, and how many frames: streams join late and send at
-# different rates, and one step serves them all.
+# What each step computed: the frames of every stream with complete frames, stacked (one bar
+# per ``step()``, one batched computation). Streams join late, send chunks of different sizes
+# and end at different times; the last bar of each stream is its ``close()``.
 
-fig, ax = plt.subplots(figsize=(9, 3.8), layout="constrained")
 arr = np.array(per_step)
+ticks = int(arr[:, 0].max()) + 1
+counts = np.zeros((4, ticks))
+for t, i, k in arr:
+    counts[i, t] += k
+fig, ax = plt.subplots(figsize=(9, 3.8), layout="constrained")
+bottom = np.zeros(ticks)
 for i in range(4):
-    sel = arr[arr[:, 1] == i]
-    ax.scatter(
-        sel[:, 0],
-        np.full(len(sel), i),
-        s=6 + 8 * sel[:, 2],
-        label=f"stream {i}: {clients[i][1]}-sample chunks",
-    )
+    label = f"stream {i}: {clients[i][1]}-sample chunks, joins at step {clients[i][0]}"
+    ax.bar(np.arange(ticks), counts[i], bottom=bottom, width=1.0, label=label)
+    bottom += counts[i]
 ax.set(
-    xlabel="step (tick)",
-    ylabel="stream",
-    yticks=range(4),
-    title="frames per stream per step (marker size: frames)",
+    xlabel="step",
+    ylabel="frames computed",
+    title="one batched step per tick serves every stream",
+    xlim=(-1, ticks),
 )
 ax.legend(loc="upper right", fontsize="small")
 plt.show()
