@@ -172,11 +172,16 @@ REPO_LINKS = {
 }
 
 
+_FILE_NAMED_LINK = re.compile(r"\[([\w.-]+\.md)\]\(\1(#[\w-]*)?\)")
+
+
 def _rewrite_repo_links(app: Any, docname: str, source: List[str]) -> None:
+    """On the site, a link that reads as a file name (``[exactness.md](exactness.md)``, right on
+    GitHub) shows the page's title instead; links to the repository's root files go to their pages."""
     text = source[0]
     for old, new in REPO_LINKS.items():
         text = text.replace(old, new)
-    source[0] = text
+    source[0] = _FILE_NAMED_LINK.sub(lambda m: f"[]({m.group(1)}{m.group(2) or ''})", text)
 
 
 NUMPYDOC_SECTIONS = {
