@@ -104,6 +104,9 @@ sphinx_gallery_conf = {
 }
 # Figures are drawn on white (figure.facecolor) whatever the theme: legible in dark mode too.
 warnings.filterwarnings("ignore", message="Matplotlib is currently using agg")
+# numpydoc warns (a Python warning, not a Sphinx one) about the torchaudio-style "Shape" section it
+# does not know; docs/_ext/supermel_docs.py moves such sections into the summary, so nothing is lost.
+warnings.filterwarnings("ignore", message="Unknown section (Shape|Input Validity)", category=UserWarning)
 
 # -- HTML
 html_theme = "pydata_sphinx_theme"
