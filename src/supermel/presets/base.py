@@ -458,7 +458,7 @@ class Frontend(nn.Module):
         cuda_graph: bool = False,
         check_finite: bool = True,
     ) -> "StreamingFrontend":
-        """This front end, streaming: :class:`supermel.streaming_presets.StreamingFrontend`.
+        """This front end, streaming: :class:`supermel.StreamingFrontend`.
 
         ``push(chunk)`` returns the frames the chunk completes, ``flush()`` the
         rest; concatenated along :attr:`time_axis` they equal ``self(y)`` for

@@ -415,6 +415,20 @@ class Wav2LipChunker:
 
         Returns ``(n, n_mels, mel_step_size)`` (``(num_streams, n, ...)``), ``n >= 0``;
         numpy for numpy input.
+
+        Parameters
+        ----------
+        data : array [shape=(n_mels, k)] of mel columns, or [shape=(n,)] audio with ``frontend``
+            (``(num_streams, ...)`` for several streams).
+
+        Examples
+        --------
+        >>> import numpy as np, supermel
+        >>> chunker = supermel.Wav2LipChunker(25, frontend="wav2lip")
+        >>> chunker.push(np.zeros(8000, np.float32)).shape   # 0.5 s of audio
+        (8, 80, 16)
+        >>> chunker.latency_ms
+        212.5
         """
         if self._flushed:
             raise ParameterError("push() after flush(): the stream has ended; call reset() to start a new one")
@@ -426,7 +440,21 @@ class Wav2LipChunker:
         return self._out(self._take(mel), was_numpy)
 
     def flush(self) -> Array:
-        """End the input; return the remaining windows: with ``frontend``, those of the last columns, then the clamped last window."""
+        """End the input; return the remaining windows: with ``frontend``, those of the last columns, then the clamped last window.
+
+        Returns
+        -------
+        array [shape=(n, n_mels, mel_step_size)]
+
+        Examples
+        --------
+        >>> import numpy as np, supermel
+        >>> y = np.zeros(16000, np.float32)
+        >>> chunker = supermel.Wav2LipChunker(25, frontend="wav2lip")
+        >>> n = chunker.push(y).shape[0] + chunker.flush().shape[0]
+        >>> n == supermel.wav2lip_mel_chunks(supermel.frontend("wav2lip")(y), fps=25).shape[0]
+        True
+        """
         if self._flushed:
             raise ParameterError("flush() called twice: the stream has ended; call reset() to start a new one")
         parts = []
