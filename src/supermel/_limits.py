@@ -42,7 +42,22 @@ _limit: Optional[int] = _parse(os.environ["SUPERMEL_MAX_MEMORY"]) if "SUPERMEL_M
 
 
 def get_memory_limit() -> Optional[int]:
-    """The current limit in bytes (``None``: no limit)."""
+    """The current limit in bytes (``None``: no limit).
+
+    Returns
+    -------
+    int or None
+        Bytes: 8 GiB unless :func:`set_memory_limit` or the environment variable
+        ``SUPERMEL_MAX_MEMORY`` (``32G``, ``none``) changed it.
+
+    Examples
+    --------
+    >>> import supermel
+    >>> previous = supermel.set_memory_limit(2**30)
+    >>> supermel.get_memory_limit()
+    1073741824
+    >>> _ = supermel.set_memory_limit(previous)
+    """
     return _limit
 
 
@@ -53,6 +68,27 @@ def set_memory_limit(nbytes: Optional[int]) -> Optional[int]:
     ----------
     nbytes : int > 0 or None
         Bytes; ``None`` turns the guard off.
+
+    Returns
+    -------
+    int or None
+        The previous limit.
+
+    Raises
+    ------
+    supermel.ParameterError
+        ``nbytes`` neither a positive integer nor ``None``.
+
+    Examples
+    --------
+    >>> import numpy as np, supermel
+    >>> previous = supermel.set_memory_limit(10**6)
+    >>> try:
+    ...     supermel.melspectrogram(y=np.zeros(16000, np.float32), sr=16000, n_fft=8192)
+    ... except supermel.ParameterError as e:
+    ...     print("refused")
+    refused
+    >>> _ = supermel.set_memory_limit(previous)
     """
     global _limit
     if nbytes is not None and (isinstance(nbytes, bool) or not isinstance(nbytes, int) or nbytes <= 0):

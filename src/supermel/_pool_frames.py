@@ -33,6 +33,16 @@ class PoolFrames(NamedTuple):
     front end's layout: ``(n_mels, k)``, or ``(k, n_mels)`` time-major). With a
     Wav2Lip ``fps``, ``windows`` holds the video frames' 16-column windows that
     became complete ``(w, n_mels, 16)`` and ``window_start`` the first one's index.
+
+    Examples
+    --------
+    >>> import numpy as np, supermel
+    >>> pool = supermel.StreamPool(sr=16000, n_fft=800, hop_length=200, n_mels=80)
+    >>> sid = pool.open()
+    >>> pool.push(sid, np.zeros(1000, np.float32))
+    >>> f = pool.step()[sid]
+    >>> f.start, f.frames.shape
+    (0, (80, 4))
     """
 
     start: int
@@ -61,6 +71,18 @@ class PoolStep(Mapping):  # Mapping[int, PoolFrames]
         For those streams: id, stream index of its first frame, column of
         ``features`` where its frames start, and how many (a vectorised
         consumer's view of the same entries).
+
+    Examples
+    --------
+    >>> import numpy as np, supermel
+    >>> pool = supermel.StreamPool(sr=16000, n_fft=800, hop_length=200, n_mels=80)
+    >>> a, b = pool.open(), pool.open()
+    >>> pool.push(a, np.zeros(1000, np.float32)); pool.push(b, np.zeros(3000, np.float32))
+    >>> step = pool.step()
+    >>> sorted(step), [step[s].frames.shape[-1] for s in (a, b)]
+    ([0, 1], [4, 14])
+    >>> step.counts
+    [4, 14]
     """
 
     __slots__ = ("features", "ids", "starts", "offsets", "counts", "_index", "_time_major", "_eager")

@@ -28,17 +28,48 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 
 def example_path() -> str:
-    """Path of the bundled example: 12 s of synthetic English speech (espeak-ng), 16 kHz mono int16 WAV."""
+    """Path of the bundled example: 12 s of synthetic English speech (espeak-ng), 16 kHz mono int16 WAV.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> import os, supermel
+    >>> os.path.basename(supermel.audio.example_path())
+    'speech_16k.wav'
+    """
     return str(resources.files("supermel") / "data" / "speech_16k.wav")
 
 
 def example_audio() -> Tuple[np.ndarray, int]:
-    """The bundled example as ``(y, sr)``: float32 ``(192146,)`` and 16000."""
+    """The bundled example as ``(y, sr)``: float32 ``(192146,)`` and 16000.
+
+    Returns
+    -------
+    y : np.ndarray [shape=(192146,)], float32
+    sr : int
+
+    Examples
+    --------
+    >>> import supermel
+    >>> y, sr = supermel.audio.example_audio()
+    >>> y.shape, y.dtype, sr
+    ((192146,), dtype('float32'), 16000)
+    """
     return load(example_path())
 
 
 class TruncatedAudioWarning(UserWarning):
-    """A WAV file holds fewer frames than its header declares; :func:`load` reads what is there."""
+    """A WAV file holds fewer frames than its header declares; :func:`load` reads what is there.
+
+    Examples
+    --------
+    >>> import warnings, supermel
+    >>> issubclass(supermel.audio.TruncatedAudioWarning, UserWarning)
+    True
+    """
 
 
 def _requires(module: str, extra: str) -> ParameterError:
@@ -119,6 +150,18 @@ def load(path: PathLike, *, sr: Optional[int] = None, mono: bool = True) -> Tupl
     -------
     y : np.ndarray [shape=(n,) or (channels, n)], float32
     sr : int
+
+    Raises
+    ------
+    supermel.ParameterError
+        A file that cannot be read or holds no samples, or soundfile missing (with the install command).
+
+    Examples
+    --------
+    >>> import supermel
+    >>> y, sr = supermel.audio.load(supermel.audio.example_path(), sr=8000)
+    >>> y.shape, sr
+    ((96073,), 8000)
     """
     path = os.fspath(path)
     _check_path(path)
@@ -170,7 +213,31 @@ def load(path: PathLike, *, sr: Optional[int] = None, mono: bool = True) -> Tupl
 
 
 def resample(y: np.ndarray, *, orig_sr: int, target_sr: int) -> np.ndarray:
-    """Resample with soxr's ``HQ`` quality (librosa's default ``soxr_hq``)."""
+    """Resample with soxr's ``HQ`` quality (librosa's default ``soxr_hq``).
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n,) or (channels, n)]
+        Audio.
+    orig_sr, target_sr : int > 0
+        Sample rates in Hz.
+
+    Returns
+    -------
+    np.ndarray
+        ``ceil(n * target_sr / orig_sr)`` samples, the dtype of ``y``.
+
+    Raises
+    ------
+    supermel.ParameterError
+        A non-positive rate, or soxr missing (with the install command).
+
+    Examples
+    --------
+    >>> import numpy as np, supermel
+    >>> supermel.audio.resample(np.zeros(16000, np.float32), orig_sr=16000, target_sr=22050).shape
+    (22050,)
+    """
     try:
         import soxr
     except ImportError:

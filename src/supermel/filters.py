@@ -54,6 +54,20 @@ def get_window(window: WindowSpec, win_length: int, *, fftbins: bool = True) -> 
     Returns
     -------
     np.ndarray [shape=(win_length,)], float64
+
+    Raises
+    ------
+    supermel.ParameterError
+        An unknown window name, ``win_length <= 0``, or an array of another length.
+
+    Examples
+    --------
+    >>> import supermel
+    >>> w = supermel.get_window("hann", 800)
+    >>> w.shape, float(w[0]), float(w[400])
+    ((800,), 0.0, 1.0)
+    >>> supermel.get_window(("kaiser", 8.0), 512).shape
+    (512,)
     """
     if callable(window):
         out = np.asarray(window(win_length), dtype=np.float64)
@@ -124,7 +138,28 @@ def _window_key(window: WindowSpec) -> Hashable:
 
 # --------------------------------------------------------------------------- mel scale
 def hz_to_mel(frequencies: Any, *, htk: bool = False) -> np.ndarray:
-    """Hz to mels (Slaney scale by default, HTK with ``htk=True``), as librosa."""
+    """Hz to mels (Slaney scale by default, HTK with ``htk=True``), as librosa.
+
+    Parameters
+    ----------
+    frequencies : float or array_like, any shape
+        Frequencies in Hz.
+    htk : bool, default False
+        HTK's formula ``2595 log10(1 + f / 700)`` instead of Slaney's (linear below 1 kHz, log above).
+
+    Returns
+    -------
+    np.ndarray, the shape of ``frequencies``, float64
+        Mels.
+
+    Examples
+    --------
+    >>> import supermel
+    >>> round(float(supermel.hz_to_mel(1000.0)), 6)
+    15.0
+    >>> round(float(supermel.hz_to_mel(1000.0, htk=True)), 2)
+    999.99
+    """
     frequencies = np.asanyarray(frequencies, dtype=np.float64)
     if htk:
         return 2595.0 * np.log10(1.0 + frequencies / 700.0)
@@ -142,7 +177,28 @@ def hz_to_mel(frequencies: Any, *, htk: bool = False) -> np.ndarray:
 
 
 def mel_to_hz(mels: Any, *, htk: bool = False) -> np.ndarray:
-    """Mels to Hz (inverse of :func:`hz_to_mel`), as librosa."""
+    """Mels to Hz (inverse of :func:`hz_to_mel`), as librosa.
+
+    Parameters
+    ----------
+    mels : float or array_like, any shape
+        Mels.
+    htk : bool, default False
+        HTK's formula instead of Slaney's.
+
+    Returns
+    -------
+    np.ndarray, the shape of ``mels``, float64
+        Frequencies in Hz.
+
+    Examples
+    --------
+    >>> import supermel
+    >>> round(float(supermel.mel_to_hz(15.0)), 6)
+    1000.0
+    >>> round(float(supermel.mel_to_hz(supermel.hz_to_mel(440.0))), 6)
+    440.0
+    """
     mels = np.asanyarray(mels, dtype=np.float64)
     if htk:
         return 700.0 * (10.0 ** (mels / 2595.0) - 1.0)
@@ -160,13 +216,53 @@ def mel_to_hz(mels: Any, *, htk: bool = False) -> np.ndarray:
 
 
 def mel_frequencies(n_mels: int = 128, *, fmin: float = 0.0, fmax: float = 11025.0, htk: bool = False) -> np.ndarray:
-    """``n_mels`` frequencies equally spaced on the mel scale (``librosa.mel_frequencies``)."""
+    """``n_mels`` frequencies equally spaced on the mel scale (``librosa.mel_frequencies``).
+
+    Parameters
+    ----------
+    n_mels : int > 0, default 128
+        Number of frequencies.
+    fmin, fmax : float, default 0 and 11025
+        The first and last frequency in Hz.
+    htk : bool, default False
+        HTK mel scale instead of Slaney's.
+
+    Returns
+    -------
+    np.ndarray [shape=(n_mels,)], float64
+        Frequencies in Hz, ``fmin`` first and ``fmax`` last.
+
+    Examples
+    --------
+    >>> import supermel
+    >>> supermel.mel_frequencies(5, fmin=0.0, fmax=8000.0).round(1)
+    array([   0. ,  754.1, 1688.9, 3675.8, 8000. ])
+    """
     mels = np.linspace(hz_to_mel(fmin, htk=htk), hz_to_mel(fmax, htk=htk), n_mels)
     return mel_to_hz(mels, htk=htk)
 
 
 def fft_frequencies(*, sr: float = 22050, n_fft: int = 2048) -> np.ndarray:
-    """Centre frequency of each rfft bin: ``rfftfreq(n_fft, 1 / sr)``."""
+    """Centre frequency of each rfft bin: ``rfftfreq(n_fft, 1 / sr)``.
+
+    Parameters
+    ----------
+    sr : float > 0, default 22050
+        Sample rate in Hz.
+    n_fft : int > 0, default 2048
+        FFT size.
+
+    Returns
+    -------
+    np.ndarray [shape=(1 + n_fft // 2,)], float64
+        ``0, sr / n_fft, ..., sr / 2``.
+
+    Examples
+    --------
+    >>> import supermel
+    >>> supermel.fft_frequencies(sr=16000, n_fft=8)
+    array([   0., 2000., 4000., 6000., 8000.])
+    """
     return np.fft.rfftfreq(n=n_fft, d=1.0 / sr)
 
 
@@ -252,6 +348,20 @@ def mel_filters(
     -----
     UserWarning
         "Empty filters detected in mel frequency basis" when a band has no bins.
+
+    Raises
+    ------
+    supermel.ParameterError
+        ``sr``, ``n_fft`` or ``n_mels`` not positive, ``fmin >= fmax``, ``fmax > sr / 2``, an
+        unknown ``norm``, or a filterbank above the working-memory limit
+        (:func:`supermel.set_memory_limit`).
+
+    Examples
+    --------
+    >>> import supermel
+    >>> fb = supermel.mel_filters(sr=16000, n_fft=800, n_mels=80, fmin=55, fmax=7600)
+    >>> fb.shape, fb.dtype
+    ((80, 401), dtype('float32'))
     """
     fmax = check_mel_params(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
     _check_norm(norm)
@@ -352,6 +462,18 @@ def kaldi_mel_filters(
     Returns
     -------
     np.ndarray [shape=(n_mels, 1 + n_fft // 2)]
+
+    Raises
+    ------
+    supermel.ParameterError
+        A non-positive ``sr``, ``n_fft < 2``, ``n_mels <= 0``, or band edges out of order.
+
+    Examples
+    --------
+    >>> import supermel
+    >>> fb = supermel.kaldi_mel_filters(sr=16000, n_fft=512, n_mels=80)
+    >>> fb.shape, float(fb[:, -1].max())
+    ((80, 257), 0.0)
     """
     if not (isinstance(sr, (int, float, np.integer, np.floating)) and sr > 0 and math.isfinite(sr)):
         raise ParameterError(f"sr={sr!r} must be a positive sample rate in Hz")

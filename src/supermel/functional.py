@@ -114,9 +114,20 @@ def stft(
     Parameters
     ----------
     y : np.ndarray or Tensor [shape=(..., n)], real floating point
-    n_fft, hop_length, win_length, window, center, pad_mode
-        As ``librosa.stft``.
-    check_finite : bool
+        Audio.
+    n_fft : int > 0, default 2048
+        FFT size.
+    hop_length : int > 0 or None, default ``win_length // 4``
+        Samples between frames.
+    win_length : int <= n_fft or None, default ``n_fft``
+        Window length, zero-padded to ``n_fft`` (centred).
+    window : str, tuple, callable or array, default "hann"
+        Any window :func:`supermel.get_window` takes.
+    center : bool, default True
+        Pad by ``n_fft // 2`` on both sides (frame ``t`` centred on sample ``t * hop_length``).
+    pad_mode : str, default "constant"
+        ``constant``, ``edge``, ``linear_ramp``, ``reflect`` or ``symmetric``.
+    check_finite : bool, default True
         Refuse NaN/Inf audio (:class:`~supermel.ParameterError`). On CUDA the check
         costs a host synchronisation: pass ``False`` in a sync-free pipeline.
 
@@ -124,6 +135,19 @@ def stft(
     -------
     Complex array [shape=(..., 1 + n_fft // 2, n_frames)]: complex64 for
     float32 input, complex128 for float64.
+
+    Raises
+    ------
+    supermel.ParameterError
+        Invalid audio (NaN/Inf, integer, empty, a list) or parameters (see :func:`melspectrogram`).
+
+    Examples
+    --------
+    >>> import numpy as np, supermel
+    >>> y = np.sin(2 * np.pi * 440 * np.arange(16000) / 16000).astype(np.float32)
+    >>> D = supermel.stft(y, n_fft=800, hop_length=200)
+    >>> D.shape, D.dtype
+    ((401, 81), dtype('complex64'))
     """
     t, shape, was_numpy = _core.as_batch(y, check_finite=check_finite)
     mod = _module_for("spec", t, window, n_fft=n_fft, hop_length=hop_length, win_length=win_length, center=center, pad_mode=pad_mode, power=2.0, backend="fft")
@@ -154,6 +178,34 @@ def spectrogram(
     Returns
     -------
     [shape=(..., 1 + n_fft // 2, n_frames)], the input's real dtype.
+
+    Parameters
+    ----------
+    y : np.ndarray or Tensor [shape=(..., n)], real floating point
+        Audio.
+    n_fft : int > 0, default 2048
+    hop_length : int > 0 or None, default ``win_length // 4``
+    win_length : int or None, default ``n_fft``
+    window : str, tuple, callable or array, default "hann"
+    center : bool, default True
+    pad_mode : str, default "constant"
+        As ``librosa.stft``.
+    power : float > 0, default 2.0
+        Exponent of the magnitude (1: magnitude, 2: power).
+    check_finite : bool, default True
+        As :func:`stft`.
+
+    Raises
+    ------
+    supermel.ParameterError
+        Invalid audio or parameters.
+
+    Examples
+    --------
+    >>> import numpy as np, supermel
+    >>> y = np.random.default_rng(0).standard_normal((2, 16000)).astype(np.float32)
+    >>> supermel.spectrogram(y=y, n_fft=512, hop_length=160).shape
+    (2, 257, 101)
     """
     t, shape, was_numpy = _core.as_batch(y, check_finite=check_finite)
     mod = _module_for("spec", t, window, n_fft=n_fft, hop_length=hop_length, win_length=win_length, center=center, pad_mode=pad_mode, power=power, backend="auto")
@@ -188,9 +240,21 @@ def melspectrogram(
         Sample rate.
     S : [shape=(..., 1 + n_fft // 2, t)] or None
         A precomputed spectrogram, used instead of ``y``.
-    n_fft, hop_length, win_length, window, center, pad_mode, power
-        As ``librosa.stft`` / ``librosa.feature.melspectrogram``.
-    check_finite : bool
+    n_fft : int > 0, default 2048
+        FFT size (samples per frame).
+    hop_length : int > 0, default 512
+        Samples between frames.
+    win_length : int <= n_fft or None, default ``n_fft``
+        Window length; a shorter window is zero-padded to ``n_fft``, centred.
+    window : str, tuple, callable or array, default "hann"
+        Any window :func:`supermel.get_window` takes.
+    center : bool, default True
+        Pad by ``n_fft // 2`` on both sides, so that frame ``t`` is centred on sample ``t * hop_length``.
+    pad_mode : str, default "constant"
+        Padding when ``center``: ``constant`` (zeros), ``edge``, ``linear_ramp``, ``reflect``, ``symmetric``.
+    power : float > 0, default 2.0
+        Exponent of the magnitude (1: energy, 2: power).
+    check_finite : bool, default True
         Refuse NaN/Inf audio and warn when finite audio of huge amplitude
         overflows the result (as :func:`spectrogram`). On CUDA the input check
         costs a host synchronisation: pass ``False`` in a sync-free pipeline.
@@ -201,6 +265,25 @@ def melspectrogram(
     Returns
     -------
     [shape=(..., n_mels, n_frames)]
+
+    Raises
+    ------
+    supermel.ParameterError
+        Invalid audio (NaN/Inf, integer, empty, a list), both or neither of ``y`` and ``S``,
+        ``fmax > sr / 2``, ``fmin >= fmax``, an unknown window or pad mode, or a computation
+        above the working-memory limit.
+
+    Examples
+    --------
+    >>> import numpy as np, torch, supermel
+    >>> y, sr = supermel.audio.example_audio()          # 12 s of speech, 16 kHz
+    >>> params = dict(n_fft=800, hop_length=200, n_mels=80, fmin=55, fmax=7600)
+    >>> M = supermel.melspectrogram(y=y, sr=sr, **params)
+    >>> M.shape, M.dtype
+    ((80, 961), dtype('float32'))
+    >>> batch = torch.from_numpy(y[:16000]).repeat(4, 1)  # (4, 16000) tensor
+    >>> supermel.melspectrogram(y=batch, sr=sr, **params).shape
+    torch.Size([4, 80, 81])
     """
     mk = _mel_kwargs(kwargs)
     if S is not None:
@@ -265,6 +348,18 @@ def mfcc(
     Returns
     -------
     [shape=(..., n_mfcc, t)]
+
+    Raises
+    ------
+    supermel.ParameterError
+        Neither ``y`` nor ``S``, a negative ``lifter``, or invalid audio or parameters.
+
+    Examples
+    --------
+    >>> import supermel
+    >>> y, sr = supermel.audio.example_audio()
+    >>> supermel.mfcc(y=y, sr=sr, n_mfcc=13).shape
+    (13, 376)
     """
     if S is None:
         if y is None:
@@ -324,6 +419,19 @@ def power_to_db(S: Array, *, ref: RefSpec = 1.0, amin: float = 1e-10, top_db: Op
     Returns
     -------
     Same shape as ``S``.
+
+    Raises
+    ------
+    supermel.ParameterError
+        ``amin <= 0``, a negative ``top_db``, or a callable ``ref`` on an empty array.
+
+    Examples
+    --------
+    >>> import numpy as np, supermel
+    >>> supermel.power_to_db(np.array([1.0, 10.0, 100.0]))
+    array([ 0., 10., 20.])
+    >>> supermel.power_to_db(np.array([1e-12, 1.0]), ref=np.max, top_db=80.0)
+    array([-80.,   0.])
     """
     t, was_numpy = _as_tensor(S)
     out = _power_to_db_tensor(t, ref=ref, amin=amin, top_db=top_db)
@@ -331,7 +439,34 @@ def power_to_db(S: Array, *, ref: RefSpec = 1.0, amin: float = 1e-10, top_db: Op
 
 
 def amplitude_to_db(S: Array, *, ref: RefSpec = 1.0, amin: float = 1e-5, top_db: Optional[float] = 80.0) -> Array:
-    """``20 log10(S / ref)``, floored at ``max - top_db``: ``librosa.amplitude_to_db``."""
+    """``20 log10(S / ref)``, floored at ``max - top_db``: ``librosa.amplitude_to_db``.
+
+    Parameters
+    ----------
+    S : array or Tensor, any shape
+        Amplitudes (complex values: their magnitude).
+    ref : float or callable, default 1.0
+        The amplitude that maps to 0 dB; a callable (``np.max``) is applied to ``abs(S)``.
+    amin : float > 0, default 1e-5
+        Floor of ``abs(S)`` before the log.
+    top_db : float >= 0 or None, default 80.0
+        Floor at ``max - top_db`` over the whole array.
+
+    Returns
+    -------
+    Same type and shape as ``S``, real.
+
+    Raises
+    ------
+    supermel.ParameterError
+        ``amin <= 0`` or a negative ``top_db``.
+
+    Examples
+    --------
+    >>> import numpy as np, supermel
+    >>> supermel.amplitude_to_db(np.array([1.0, 10.0, 100.0]))
+    array([ 0., 20., 40.])
+    """
     if not amin > 0:
         raise ParameterError(f"amin={amin} must be strictly positive")
     t, was_numpy = _as_tensor(S)
@@ -343,14 +478,50 @@ def amplitude_to_db(S: Array, *, ref: RefSpec = 1.0, amin: float = 1e-5, top_db:
 
 
 def db_to_power(S_db: Array, *, ref: float = 1.0) -> Array:
-    """``ref * 10 ** (S_db / 10)``: ``librosa.db_to_power``."""
+    """``ref * 10 ** (S_db / 10)``: ``librosa.db_to_power``.
+
+    Parameters
+    ----------
+    S_db : array or Tensor, any shape
+        Decibels.
+    ref : float, default 1.0
+        The power of 0 dB.
+
+    Returns
+    -------
+    Same type and shape as ``S_db``.
+
+    Examples
+    --------
+    >>> import numpy as np, supermel
+    >>> supermel.db_to_power(np.array([0.0, 10.0, 20.0]))
+    array([  1.,  10., 100.])
+    """
     t, was_numpy = _as_tensor(S_db)
     out = ref * torch.pow(10.0, 0.1 * t)
     return out.numpy() if was_numpy else out
 
 
 def db_to_amplitude(S_db: Array, *, ref: float = 1.0) -> Array:
-    """``ref * 10 ** (S_db / 20)``: ``librosa.db_to_amplitude``."""
+    """``ref * 10 ** (S_db / 20)``: ``librosa.db_to_amplitude``.
+
+    Parameters
+    ----------
+    S_db : array or Tensor, any shape
+        Decibels.
+    ref : float, default 1.0
+        The amplitude of 0 dB.
+
+    Returns
+    -------
+    Same type and shape as ``S_db``.
+
+    Examples
+    --------
+    >>> import numpy as np, supermel
+    >>> supermel.db_to_amplitude(np.array([0.0, 20.0, 40.0]))
+    array([  1.,  10., 100.])
+    """
     t, was_numpy = _as_tensor(S_db)
     out = torch.sqrt(ref**2 * torch.pow(10.0, 0.1 * t))
     return out.numpy() if was_numpy else out

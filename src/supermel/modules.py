@@ -101,6 +101,13 @@ class Spectrogram(nn.Module):
     Shape
     -----
     ``(..., n_samples)`` -> ``(..., 1 + n_fft // 2, n_frames)``.
+
+    Examples
+    --------
+    >>> import torch, supermel
+    >>> spec = supermel.Spectrogram(n_fft=512, hop_length=160)
+    >>> spec(torch.zeros(2, 16000)).shape
+    torch.Size([2, 257, 101])
     """
 
     window: torch.Tensor
@@ -262,6 +269,29 @@ class MelScale(nn.Module):
     Shape
     -----
     ``(B, T, n_freqs)`` -> ``(B, n_mels, T)``.
+
+    Parameters
+    ----------
+    sr : float > 0, default 22050
+    n_fft : int > 0, default 2048
+    n_mels : int > 0, default 128
+    fmin : float, default 0.0
+    fmax : float or None, default ``sr / 2``
+    htk : bool, default False
+    norm : {"slaney", None} or number, default "slaney"
+        As :func:`supermel.mel_filters`; the filterbank is the buffer ``fb``.
+
+    Raises
+    ------
+    supermel.ParameterError
+        Invalid filterbank parameters (see :func:`supermel.mel_filters`).
+
+    Examples
+    --------
+    >>> import torch, supermel
+    >>> mel = supermel.MelScale(sr=16000, n_fft=800, n_mels=80)
+    >>> mel(torch.rand(1, 81, 401)).shape
+    torch.Size([1, 80, 81])
     """
 
     fb: torch.Tensor
@@ -458,6 +488,30 @@ class MFCC(nn.Module):
     Shape
     -----
     ``(..., n_samples)`` -> ``(..., n_mfcc, n_frames)``.
+
+    Parameters
+    ----------
+    sr : float > 0, default 22050
+    n_mfcc : int > 0, default 20
+    dct_type : {1, 2, 3}, default 2
+    norm : None or "ortho", default "ortho"
+    lifter : float >= 0, default 0
+    mel_norm : {"slaney", None} or number, default "slaney"
+        As :func:`supermel.mfcc`.
+    **kwargs
+        The mel spectrogram's keywords (``n_fft``, ``hop_length``, ``n_mels``, ``fmin``, ...).
+
+    Raises
+    ------
+    supermel.ParameterError
+        Invalid parameters.
+
+    Examples
+    --------
+    >>> import torch, supermel
+    >>> mfcc = supermel.MFCC(sr=16000, n_mfcc=13, n_fft=400, hop_length=160, n_mels=40)
+    >>> mfcc(torch.zeros(16000)).shape
+    torch.Size([13, 101])
     """
 
     dct: torch.Tensor

@@ -246,6 +246,27 @@ def graph_problems(model: Any) -> List[str]:
     Looks for :data:`FORBIDDEN_OPS` (in the graph, its subgraphs and local
     functions) and for complex element types in inputs, outputs, initializers,
     inferred intermediate values, ``Cast`` targets and constants.
+
+    Parameters
+    ----------
+    model : onnx.ModelProto, str or path-like
+        A model or the path of one.
+
+    Returns
+    -------
+    list of str
+        One message per problem; empty when the graph is fit.
+
+    Examples
+    --------
+    >>> import onnx
+    >>> from onnx import helper, TensorProto
+    >>> from supermel.onnx import graph_problems
+    >>> x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])
+    >>> y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])
+    >>> graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y])
+    >>> graph_problems(helper.make_model(graph))
+    []
     """
     (onnx,) = _require("onnx")
     if isinstance(model, (str, os.PathLike)):
@@ -370,6 +391,24 @@ def session_providers(providers: Optional[Sequence[Any]] = None) -> List[Any]:
     default (``use_tf32`` is on), which costs the graphs their exactness
     (relative error ~1e-4 instead of ~3e-7): ``"CUDAExecutionProvider"`` gets
     ``{"use_tf32": 0}`` unless its options say otherwise.
+
+    Parameters
+    ----------
+    providers : sequence of str or (str, dict) or None
+        Provider names or ``(name, options)`` pairs.
+
+    Returns
+    -------
+    list
+        For ``onnxruntime.InferenceSession(..., providers=...)``.
+
+    Examples
+    --------
+    >>> from supermel.onnx import session_providers
+    >>> session_providers()
+    ['CPUExecutionProvider']
+    >>> session_providers(["CUDAExecutionProvider", "CPUExecutionProvider"])
+    [('CUDAExecutionProvider', {'use_tf32': 0}), 'CPUExecutionProvider']
     """
     if providers is None:
         return ["CPUExecutionProvider"]
@@ -385,7 +424,34 @@ def session_providers(providers: Optional[Sequence[Any]] = None) -> List[Any]:
 def inference_session(path: PathLike, *, providers: Optional[Sequence[Any]] = None) -> Any:
     """An ``onnxruntime.InferenceSession`` of a graph written here (one intra-op thread),
     with :func:`session_providers` (TF32 off for the CUDA provider; default the CPU provider),
-    e.g. ``inference_session("mel.onnx", providers=["CUDAExecutionProvider", "CPUExecutionProvider"])``."""
+    e.g. ``inference_session("mel.onnx", providers=["CUDAExecutionProvider", "CPUExecutionProvider"])``.
+
+    Parameters
+    ----------
+    path : str or path-like
+        An ONNX file written by :func:`supermel.export_onnx` or :func:`supermel.export_streaming_step_onnx`.
+    providers : sequence or None
+        As :func:`session_providers` (default: the CPU provider).
+
+    Returns
+    -------
+    onnxruntime.InferenceSession
+
+    Raises
+    ------
+    supermel.ParameterError
+        onnxruntime is not installed (the message gives the ``pip install`` command).
+
+    Examples
+    --------
+    >>> import os, tempfile, numpy as np, supermel
+    >>> from supermel.onnx import inference_session
+    >>> mel = supermel.MelSpectrogram(sr=16000, n_fft=800, hop_length=200, n_mels=80)
+    >>> path = supermel.export_onnx(mel, os.path.join(tempfile.mkdtemp(), "mel.onnx"))
+    >>> session = inference_session(path)
+    >>> session.run(None, {session.get_inputs()[0].name: np.zeros((1, 16000), np.float32)})[0].shape
+    (1, 80, 81)
+    """
     (ort,) = _require("onnxruntime")
     return _session(os.fspath(path), ort, providers)
 
@@ -463,6 +529,18 @@ def export_onnx(
     SupermelError
         The exporter failed, or the written graph is not complex-free or does
         not match torch.
+
+    Examples
+    --------
+    >>> import os, tempfile, numpy as np, supermel
+    >>> from supermel.onnx import inference_session
+    >>> mel = supermel.MelSpectrogram(sr=16000, n_fft=800, hop_length=200, n_mels=80)
+    >>> path = supermel.export_onnx(mel, os.path.join(tempfile.mkdtemp(), "mel.onnx"))
+    >>> session = inference_session(path)
+    >>> x = np.random.default_rng(0).standard_normal((2, 16000)).astype(np.float32)
+    >>> out = session.run(None, {session.get_inputs()[0].name: x})[0]
+    >>> out.shape, bool(np.abs(out - mel(x)).max() <= 1e-5 * mel(x).max())
+    ((2, 80, 81), True)
     """
     _require("onnx", "onnxscript", *(("onnxruntime",) if verify else ()))
     module = _unwrap(module, what="export_onnx")
@@ -534,6 +612,15 @@ class StreamingStepLayout:
     arbitrary (zeros). Then frame ``i`` of the concatenated step outputs is
     offline frame ``i - warmup_frames``: the first ``warmup_frames = (K - pad) // hop``
     outputs are warm-up frames to drop.
+
+    Examples
+    --------
+    >>> import supermel
+    >>> from supermel.onnx import streaming_step_layout
+    >>> mel = supermel.MelSpectrogram(sr=16000, n_fft=800, hop_length=200, n_mels=80)
+    >>> layout = streaming_step_layout(mel, chunk_size=200)
+    >>> layout.state_size, layout.pad, layout.warmup_frames
+    (600, 400, 1)
     """
 
     n_fft: int
@@ -566,7 +653,32 @@ class StreamingStepLayout:
 
 
 def streaming_step_layout(stream_or_module: Any, *, chunk_size: int) -> StreamingStepLayout:
-    """The :class:`StreamingStepLayout` of the step :func:`export_streaming_step_onnx` writes."""
+    """The :class:`StreamingStepLayout` of the step :func:`export_streaming_step_onnx` writes.
+
+    Parameters
+    ----------
+    stream_or_module : StreamingMelSpectrogram or MelSpectrogram
+        What the step computes.
+    chunk_size : int > 0
+        Samples per call, a multiple of ``hop_length``.
+
+    Returns
+    -------
+    StreamingStepLayout
+
+    Raises
+    ------
+    supermel.ParameterError
+        A chunk size that is not a positive multiple of the hop.
+
+    Examples
+    --------
+    >>> import supermel
+    >>> from supermel.onnx import streaming_step_layout
+    >>> mel = supermel.MelSpectrogram(sr=16000, n_fft=800, hop_length=200, n_mels=80)
+    >>> streaming_step_layout(mel, chunk_size=400).chunk_size
+    400
+    """
     module = _unwrap(stream_or_module, what="streaming_step_layout (a stream or module)")
     spec = _spec(module)
     _check_padding(spec)
@@ -678,6 +790,17 @@ def export_streaming_step_onnx(
         As :func:`export_onnx`; also a ``chunk_size`` that is not a multiple of
         the hop, and configurations with no state (``center=False`` and
         ``hop_length >= n_fft``).
+
+    Examples
+    --------
+    >>> import os, tempfile, numpy as np, supermel
+    >>> from supermel.onnx import run_streaming_onnx
+    >>> mel = supermel.MelSpectrogram(sr=16000, n_fft=800, hop_length=200, n_mels=80)
+    >>> path = supermel.export_streaming_step_onnx(mel, os.path.join(tempfile.mkdtemp(), "step.onnx"), chunk_size=400)
+    >>> y = np.random.default_rng(0).standard_normal(8000).astype(np.float32)
+    >>> frames = run_streaming_onnx(path, mel, y, chunk_size=400)
+    >>> frames.shape, bool(np.abs(frames - mel(y)).max() <= 1e-5 * mel(y).max())
+    ((80, 41), True)
     """
     _require("onnx", "onnxscript", *(("onnxruntime",) if verify else ()))
     module = _unwrap(stream_or_module, what="export_streaming_step_onnx (a stream or module)")
@@ -741,6 +864,30 @@ def initial_state(stream_or_module: Any, *, num_streams: int = 1, head: Any = No
     (``(n,)`` or ``(num_streams, n)`` with ``n >= layout.head_samples``: ``pad + 1``
     for reflect, ``pad`` for symmetric, 1 for edge and linear_ramp). ``K`` does
     not depend on the chunk size.
+
+    Parameters
+    ----------
+    stream_or_module : StreamingMelSpectrogram or MelSpectrogram
+    num_streams : int > 0, default 1
+    head : array [shape=(n,) or (num_streams, n)] or None
+        The first samples of each stream (reflect, symmetric, edge, linear_ramp padding).
+
+    Returns
+    -------
+    np.ndarray [shape=(num_streams, K)], float32
+
+    Raises
+    ------
+    supermel.ParameterError
+        A padding mode that needs ``head`` without it, or too short a ``head``.
+
+    Examples
+    --------
+    >>> import supermel
+    >>> from supermel.onnx import initial_state
+    >>> mel = supermel.MelSpectrogram(sr=16000, n_fft=800, hop_length=200, n_mels=80)
+    >>> initial_state(mel, num_streams=2).shape
+    (2, 600)
     """
     module = _unwrap(stream_or_module, what="initial_state (a stream or module)")
     spec = _spec(module)
@@ -772,6 +919,24 @@ def right_padding(stream_or_module: Any, tail: Any) -> np.ndarray:
     (``n >= pad + 1`` is always enough; constant padding reads none of them and
     gives zeros; ``center=False`` gives an empty array). Push these samples
     after the audio (see :func:`export_streaming_step_onnx`, step 3).
+
+    Parameters
+    ----------
+    stream_or_module : StreamingMelSpectrogram or MelSpectrogram
+    tail : array [shape=(n,) or (num_streams, n)]
+        The stream's last samples.
+
+    Returns
+    -------
+    np.ndarray [shape=(num_streams, pad)], float32
+
+    Examples
+    --------
+    >>> import numpy as np, supermel
+    >>> from supermel.onnx import right_padding
+    >>> mel = supermel.MelSpectrogram(sr=16000, n_fft=800, hop_length=200, n_mels=80, pad_mode="reflect")
+    >>> right_padding(mel, np.arange(401, dtype=np.float32)).shape
+    (1, 400)
     """
     module = _unwrap(stream_or_module, what="right_padding (a stream or module)")
     spec = _spec(module)
@@ -805,6 +970,32 @@ def run_streaming_onnx(
     (initial state, fixed chunks, right padding and zeros, warm-up frames
     dropped) and returns ``(n_mels, T)`` or ``(num_streams, n_mels, T)`` float32,
     ``T = layout.num_frames(n)``: ``librosa.feature.melspectrogram(y=y, ...)``.
+
+    Parameters
+    ----------
+    model : str, path-like or onnxruntime.InferenceSession
+    stream_or_module : StreamingMelSpectrogram or MelSpectrogram
+        The configuration the step was exported from.
+    y : array [shape=(n,) or (num_streams, n)]
+    chunk_size : int
+        The chunk size the step was exported with.
+    providers : sequence or None
+        onnxruntime providers when ``model`` is a path.
+
+    Returns
+    -------
+    np.ndarray [shape=(n_mels, T) or (num_streams, n_mels, T)], float32
+
+    Examples
+    --------
+    >>> import os, tempfile, numpy as np, supermel
+    >>> from supermel.onnx import run_streaming_onnx
+    >>> mel = supermel.MelSpectrogram(sr=16000, n_fft=800, hop_length=200, n_mels=80)
+    >>> path = supermel.export_streaming_step_onnx(mel, os.path.join(tempfile.mkdtemp(), "step.onnx"), chunk_size=400)
+    >>> y = np.random.default_rng(0).standard_normal(8000).astype(np.float32)
+    >>> frames = run_streaming_onnx(path, mel, y, chunk_size=400)
+    >>> bool(np.abs(frames - mel(y)).max() <= 1e-5 * mel(y).max())
+    True
     """
     module = _unwrap(stream_or_module, what="run_streaming_onnx (a stream or module)")
     layout = streaming_step_layout(module, chunk_size=chunk_size)

@@ -116,7 +116,7 @@ class StreamPool:
     >>> pool.push(a, np.zeros(1000, np.float32)); pool.push(b, np.zeros(300, np.float32))
     >>> out = pool.step()                    # {stream id: PoolFrames(start, frames, ...)}
     >>> out[a].frames.shape, b in out
-    ((80, 5), False)
+    ((80, 4), False)
     """
 
     def __init__(
@@ -196,7 +196,25 @@ class StreamPool:
 
     # ------------------------------------------------------------------ streams
     def open(self, *, fps: Optional[float] = None) -> int:
-        """Start a stream; return its id. ``fps``: also return Wav2Lip's per-video-frame windows at this rate."""
+        """Start a stream; return its id. ``fps``: also return Wav2Lip's per-video-frame windows at this rate.
+
+        Parameters
+        ----------
+        fps : float or None, default None
+            Video frame rate for Wav2Lip windows (Wav2Lip presets only).
+
+        Returns
+        -------
+        int
+            The stream id (ids of closed streams are reused).
+
+        Examples
+        --------
+        >>> import numpy as np, supermel
+        >>> pool = supermel.StreamPool(sr=16000, n_fft=800, hop_length=200, n_mels=80)
+        >>> pool.open(), pool.open(), pool.streams
+        (0, 1, [0, 1])
+        """
         if fps is not None and not (self.frontend.config.name.startswith("wav2lip")):
             raise ParameterError(f"fps={fps!r}: video-frame windows are Wav2Lip's; this pool computes {self.frontend.config.name or 'the core mel'}")
         chunker = Wav2LipChunker(fps, mel_fps=self.sr / self.hop_length) if fps is not None else None
@@ -261,6 +279,27 @@ class StreamPool:
         A refused chunk (NaN/Inf, not floating point, not 1-D, over the backlog)
         raises :class:`~supermel.ParameterError` and leaves that stream, and every
         other, unchanged. :meth:`push_many` pushes one chunk to each of many streams.
+
+        Parameters
+        ----------
+        sid : int
+            A stream id from :meth:`open`.
+        chunk : np.ndarray or Tensor [shape=(n,)], floating point
+            Samples at the pool's rate.
+
+        Raises
+        ------
+        supermel.ParameterError
+            An unknown id or a refused chunk (see above).
+
+        Examples
+        --------
+        >>> import numpy as np, supermel
+        >>> pool = supermel.StreamPool(sr=16000, n_fft=800, hop_length=200, n_mels=80)
+        >>> sid = pool.open()
+        >>> pool.push(sid, np.zeros(1000, np.float32))
+        >>> pool.pending_frames(sid)
+        4
         """
         try:
             st = self._streams[sid]
@@ -295,6 +334,27 @@ class StreamPool:
         dtype are checked together (one finiteness test over all of them, the backlog
         of every stream at once) and written with one slice assignment each; other
         chunks are pushed one by one. Each id at most once per call.
+
+        Parameters
+        ----------
+        ids : list of int
+            Stream ids, each at most once.
+        chunks : list of arrays [shape=(n_i,)]
+            One chunk per id.
+
+        Returns
+        -------
+        dict of int to supermel.ParameterError
+            The refused chunks; empty when all were taken.
+
+        Examples
+        --------
+        >>> import numpy as np, supermel
+        >>> pool = supermel.StreamPool(sr=16000, n_fft=800, hop_length=200, n_mels=80)
+        >>> a, b = pool.open(), pool.open()
+        >>> errors = pool.push_many([a, b], [np.zeros(400, np.float32), np.array([np.nan], np.float32)])
+        >>> list(errors), pool.samples_received(a)
+        ([1], 400)
         """
         if len(ids) != len(chunks):
             raise ParameterError(f"push_many() got {len(ids)} ids and {len(chunks)} chunks; pass one chunk per id")
@@ -417,6 +477,20 @@ class StreamPool:
         Returns a :class:`PoolStep`, the mapping ``{stream id: PoolFrames}`` of the
         streams that got frames (or Wav2Lip windows); at most
         ``max_frames_per_step`` frames in all, the streams served in rotation.
+
+        Returns
+        -------
+        PoolStep
+            ``{stream id: PoolFrames(start, frames, ...)}``, frames ``(n_mels, k)`` (the preset's layout).
+
+        Examples
+        --------
+        >>> import numpy as np, supermel
+        >>> pool = supermel.StreamPool(sr=16000, n_fft=800, hop_length=200, n_mels=80)
+        >>> a, b = pool.open(), pool.open()
+        >>> pool.push(a, np.zeros(1000, np.float32)); pool.push(b, np.zeros(1400, np.float32))
+        >>> {sid: f.frames.shape[-1] for sid, f in pool.step().items()}
+        {0: 4, 1: 6}
         """
         lay = self.layout
         time_major = self.time_axis == -2
@@ -620,6 +694,25 @@ class StreamPool:
 
         Raises :class:`~supermel.ParameterError` when the stream received no samples
         (the offline call refuses empty audio too; the stream is closed anyway).
+
+        Parameters
+        ----------
+        sid : int
+            The stream to end.
+
+        Returns
+        -------
+        PoolFrames
+            Its last frames (those reaching into the right padding, and any not yet stepped).
+
+        Examples
+        --------
+        >>> import numpy as np, supermel
+        >>> pool = supermel.StreamPool(sr=16000, n_fft=800, hop_length=200, n_mels=80)
+        >>> sid = pool.open()
+        >>> pool.push(sid, np.zeros(1000, np.float32))
+        >>> pool.step()[sid].frames.shape[-1], pool.close(sid).frames.shape[-1]
+        (4, 2)
         """
         st = self._get(sid)
         del self._streams[sid]
@@ -675,6 +768,29 @@ class StreamPool:
         ``finalize(concatenate(all its frames), n_samples)`` equals the offline front
         end on that stream's audio (Whisper's floor at the maximum, NeMo's
         normalisation, ...). Frame-local presets: unchanged.
+
+        Parameters
+        ----------
+        frames : array [shape=(n_mels, T)]
+            All the stream's frames, concatenated along the time axis.
+        n_samples : int
+            The samples the stream received.
+
+        Returns
+        -------
+        array
+            The offline front end's output for that audio.
+
+        Examples
+        --------
+        >>> import numpy as np, supermel
+        >>> y = np.random.default_rng(0).standard_normal(16000).astype(np.float32)
+        >>> pool = supermel.StreamPool("whisper-80")
+        >>> sid = pool.open(); pool.push(sid, y)
+        >>> frames = np.concatenate([pool.step()[sid].frames, pool.close(sid).frames], axis=-1)
+        >>> out = pool.finalize(frames, len(y))
+        >>> bool(np.abs(out - supermel.frontend("whisper-80")(y)).max() < 2e-4)
+        True
         """
         fe = self.frontend
         was_numpy = not isinstance(frames, torch.Tensor)

@@ -460,6 +460,24 @@ class StreamingMelSpectrogram:
         samples are forgotten. If the module's constants changed since they
         were built (``load_state_dict``, ``.to()``), they are rebuilt (with
         ``cuda_graph=True``, captured again here).
+
+        Parameters
+        ----------
+        index : int or None, default None
+            The stream to restart (``0 <= index < num_streams``), or all.
+
+        Raises
+        ------
+        supermel.ParameterError
+            An index out of range.
+
+        Examples
+        --------
+        >>> import numpy as np, supermel
+        >>> stream = supermel.StreamingMelSpectrogram(sr=16000, n_fft=800, hop_length=200, n_mels=80)
+        >>> _ = stream.push(np.zeros(1000, np.float32)); stream.reset()
+        >>> stream.frame_count, stream.samples_received
+        (0, 0)
         """
         self._mel = None  # re-read the module's constants (they may have changed)
         if index is None:
@@ -582,6 +600,21 @@ class StreamingMelSpectrogram:
         ``async_copy=True`` (then wait for :attr:`copy_done` first). Chunks on
         the GPU are read by kernels queued on the current CUDA stream: write
         them only in stream order after the push (as with any CUDA tensor).
+
+        Raises
+        ------
+        supermel.ParameterError
+            After :meth:`flush`, a chunk with the wrong number of streams or dimensions, NaN/Inf
+            samples (with ``check_finite``); the stream is left unchanged.
+
+        Examples
+        --------
+        >>> import numpy as np, supermel
+        >>> stream = supermel.StreamingMelSpectrogram(sr=16000, n_fft=800, hop_length=200, n_mels=80)
+        >>> stream.push(np.zeros(1000, np.float32)).shape   # frames 0..3 are complete
+        (80, 4)
+        >>> stream.push(np.zeros(0, np.float32)).shape      # an empty chunk completes none
+        (80, 0)
         """
         if self._flushed:
             raise ParameterError("push() after flush(): the stream has ended; call reset() to start a new one")
@@ -703,6 +736,24 @@ class StreamingMelSpectrogram:
         samples at all; fewer than ``n_fft`` with ``center=False``), this raises
         the same :class:`~supermel.ParameterError`; when the offline call warns
         (``center=True``, fewer than ``n_fft`` samples), so does this.
+
+        Returns
+        -------
+        frames : [shape=(n_mels, k) or (num_streams, n_mels, k)]
+            As :meth:`push`.
+
+        Raises
+        ------
+        supermel.ParameterError
+            A second flush, or a total input the offline call refuses.
+
+        Examples
+        --------
+        >>> import numpy as np, supermel
+        >>> stream = supermel.StreamingMelSpectrogram(sr=16000, n_fft=800, hop_length=200, n_mels=80)
+        >>> parts = [stream.push(np.ones(1000, np.float32)), stream.flush()]
+        >>> [p.shape[-1] for p in parts], supermel.melspectrogram(y=np.ones(1000, np.float32), sr=16000, n_fft=800, hop_length=200, n_mels=80).shape[-1]
+        ([4, 2], 6)
         """
         if self._flushed:
             raise ParameterError("flush() called twice: the stream has ended; call reset() to start a new one")

@@ -84,6 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
     Returns
     -------
     argparse.ArgumentParser
+
+    Examples
+    --------
+    >>> from supermel.cli import build_parser
+    >>> args = build_parser().parse_args(["plot", "speech.wav", "-o", "speech.png"])
+    >>> args.command
+    'plot'
     """
     parser = _Parser(
         prog="supermel",
@@ -118,6 +125,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parameters, audio or usage (the message is printed as
         ``supermel: error: ...``); 3 ``batch`` stopped because the disk is full
         (ENOSPC/EDQUOT); 130 interrupted.
+
+    Examples
+    --------
+    >>> from supermel.cli import main
+    >>> main(["presets", "--json", "wav2lip"]) == 0  # doctest: +ELLIPSIS
+    {...
+      "hop_length": 200,
+    ...}
+    True
+    >>> main(["compute", "--n-fft", "-1", "--example"])
+    2
     """
     args_list = list(sys.argv[1:] if argv is None else argv)
     with warnings.catch_warnings():

@@ -127,6 +127,16 @@ def add_features(
     ------
     ParameterError
         When the column is missing or a row cannot be decoded (the message names it).
+
+    Examples
+    --------
+    >>> import numpy as np, supermel
+    >>> from datasets import Audio, Dataset
+    >>> from supermel.integrations.datasets import add_features
+    >>> ds = Dataset.from_dict({"audio": [supermel.audio.example_path()]}).cast_column("audio", Audio(decode=False))
+    >>> ds = add_features(ds, "audio", preset="whisper-80")
+    >>> np.asarray(ds[0]["mel"]).shape                           # (frames, n_mels): time-major
+    (1200, 80)
     """
     if audio_column not in dataset.column_names:
         raise ParameterError(f"audio_column={audio_column!r} is not a column of the dataset (columns: {dataset.column_names})")

@@ -48,6 +48,13 @@ class FeatureExtractor(_FWFeatureExtractor):
     ``(batch, n)`` waveform gives ``(batch, feature_size, frames)``, each example
     floored at its own maximum (faster-whisper's numpy code would pad such an
     array along both axes).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from supermel.integrations.faster_whisper import FeatureExtractor
+    >>> FeatureExtractor()(np.zeros(16000, np.float32)).shape
+    (80, 101)
     """
 
     def __call__(self, waveform: np.ndarray, padding: int = 160, chunk_length: Optional[int] = None) -> np.ndarray:
@@ -76,6 +83,22 @@ def accelerate(model: Any) -> Any:
     ------
     ParameterError
         When ``model`` has no faster-whisper feature extractor.
+
+    Parameters
+    ----------
+    model : faster_whisper.WhisperModel or faster_whisper.BatchedInferencePipeline
+
+    Returns
+    -------
+    The same ``model``.
+
+    Examples
+    --------
+    >>> from faster_whisper import WhisperModel                 # doctest: +SKIP
+    >>> from supermel.integrations.faster_whisper import accelerate
+    >>> model = accelerate(WhisperModel("small"))               # doctest: +SKIP
+    >>> type(model.feature_extractor).__module__                # doctest: +SKIP
+    'supermel.integrations.faster_whisper'
     """
     target = model.model if hasattr(model, "model") and hasattr(model.model, "feature_extractor") else model
     old = getattr(target, "feature_extractor", None)

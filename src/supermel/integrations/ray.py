@@ -100,6 +100,17 @@ class Featurizer:
     **core
         Without a preset: ``supermel.melspectrogram`` keywords (``n_fft``, ``hop_length``,
         ``n_mels``, ...; librosa's defaults otherwise).
+
+    Examples
+    --------
+    Called on one batch directly, as ``map_batches`` calls it in each actor:
+
+    >>> import numpy as np
+    >>> from supermel.integrations.ray import Featurizer
+    >>> f = Featurizer(preset="whisper-80")
+    >>> out = f({"audio": [np.zeros(16000, np.float32)], "sampling_rate": [16000]})
+    >>> out["mel"][0].shape
+    (80, 100)
     """
 
     def __init__(

@@ -81,6 +81,14 @@ class WhisperFeatureExtractor(_HFWhisper):
     example, as ``transformers`` does. ``dither`` adds
     ``dither * torch.randn`` to the waveform, the same draw as ``transformers``.
     Output: ``input_features`` of shape ``(batch, feature_size, frames)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from supermel.integrations.transformers import WhisperFeatureExtractor
+    >>> fe = WhisperFeatureExtractor()         # or .from_pretrained("openai/whisper-small")
+    >>> fe(np.zeros(16000, np.float32), sampling_rate=16000, return_tensors="np")["input_features"].shape
+    (1, 80, 3000)
     """
 
     def _supermel(self, device: str) -> Frontend:
@@ -112,6 +120,14 @@ class ASTFeatureExtractor(_HFAST):
     cut to ``max_length`` frames) are computed by supermel. ``transformers`` then
     normalises them (``do_normalize``) as usual.
     Output: ``input_values`` of shape ``(batch, max_length, num_mel_bins)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from supermel.integrations.transformers import ASTFeatureExtractor
+    >>> fe = ASTFeatureExtractor()
+    >>> fe(np.zeros(16000, np.float32), sampling_rate=16000, return_tensors="np")["input_values"].shape
+    (1, 1024, 128)
     """
 
     def _extract_fbank_features(self, waveform: np.ndarray, max_length: int) -> np.ndarray:
@@ -135,6 +151,14 @@ class SeamlessM4TFeatureExtractor(_HFSeamlessM4T):
     (``stride``) as usual. The first channel of stereo input is used, as in
     ``transformers``.
     Output: ``input_features`` of shape ``(batch, frames / stride, stride * num_mel_bins)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from supermel.integrations.transformers import SeamlessM4TFeatureExtractor
+    >>> fe = SeamlessM4TFeatureExtractor()
+    >>> fe(np.zeros(16000, np.float32), sampling_rate=16000, return_tensors="np")["input_features"].shape
+    (1, 49, 160)
     """
 
     def _extract_fbank_features(self, waveform: np.ndarray) -> np.ndarray:
@@ -169,6 +193,14 @@ if _HFParakeet is not None:
         pad_mode="constant", preemphasis=0.0, normalize=None)``. ``transformers``
         then normalises per feature and builds the attention mask as usual.
         Needs ``transformers >= 4.57``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from supermel.integrations.transformers import ParakeetFeatureExtractor
+        >>> fe = ParakeetFeatureExtractor()
+        >>> fe(np.zeros(16000, np.float32), sampling_rate=16000, return_tensors="np")["input_features"].shape
+        (1, 101, 80)
         """
 
         def _torch_extract_fbank_features(self, waveform: torch.Tensor, device: str = "cpu") -> torch.Tensor:
@@ -209,6 +241,14 @@ def accelerate(extractor: Any) -> Any:
     ------
     ParameterError
         For any other extractor class.
+
+    Examples
+    --------
+    >>> import transformers
+    >>> from supermel.integrations.transformers import accelerate
+    >>> fe = accelerate(transformers.WhisperFeatureExtractor(feature_size=128))
+    >>> type(fe).__module__, fe.feature_size
+    ('supermel.integrations.transformers', 128)
     """
     if isinstance(extractor, tuple(_TWINS.values())):
         return extractor

@@ -126,6 +126,17 @@ class FrontendConfig:
 
     ``name`` is the preset the configuration started from (informational; it
     selects the defaults in :meth:`from_dict`).
+
+    Examples
+    --------
+    >>> import supermel
+    >>> cfg = supermel.frontend("whisper-80").config
+    >>> cfg.as_dict()["n_mels"]
+    80
+    >>> type(cfg).from_dict({"name": "whisper-80", "n_mels": 128}).n_mels
+    128
+    >>> cfg.replace(n_mels=128) == supermel.frontend("whisper-128").config.replace(name="whisper-80")
+    True
     """
 
     name: str = ""
@@ -182,6 +193,16 @@ class MelConfig(FrontendConfig):
     each side (``None``: ``n_fft // 2`` if ``center`` else 0, subclasses may
     say otherwise) and ``mag_eps`` is added to ``re^2 + im^2`` before the
     power (HiFi-GAN's ``1e-9``).
+
+    Examples
+    --------
+    >>> import supermel
+    >>> from supermel.presets import MelConfig
+    >>> cfg = MelConfig(sr=16000, n_fft=800, hop_length=200, n_mels=80)
+    >>> cfg.replace(n_mels=40).n_mels, cfg.pad
+    (40, None)
+    >>> issubclass(supermel.Wav2LipConfig, MelConfig)
+    True
     """
 
     sr: float = 22050
@@ -247,6 +268,29 @@ def preemphasis(y: Array, coef: float = 0.97, prev: Optional[Array] = None) -> A
     chunk's predecessor); ``None`` means the start of the signal, ``y[0] = x[0]``
     (``scipy.signal.lfilter([1, -coef], [1], x)``). Tensors or numpy arrays (the
     CPU streaming path): the same float operations either way.
+
+    Parameters
+    ----------
+    y : np.ndarray or Tensor [shape=(B, L)]
+        Audio.
+    coef : float, default 0.97
+        The filter coefficient.
+    prev : np.ndarray or Tensor [shape=(B, 1)] or None
+        The sample before ``y[:, 0]``.
+
+    Returns
+    -------
+    np.ndarray or Tensor [shape=(B, L)]
+        The type and dtype of ``y``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from supermel.presets import preemphasis
+    >>> preemphasis(np.array([[1.0, 1.0, 1.0]]), coef=0.5)
+    array([[1. , 0.5, 0.5]])
+    >>> preemphasis(np.array([[1.0, 1.0]]), coef=0.5, prev=np.array([[2.0]]))
+    array([[0. , 0.5]])
     """
     if coef == 0.0:
         return y
@@ -295,6 +339,27 @@ class Frontend(nn.Module):
 
     numpy in gives numpy out; tensors stay on their device. The result has the
     module's dtype (float32 unless built with ``dtype=torch.float64``).
+
+    Parameters
+    ----------
+    config : FrontendConfig or None
+        The configuration (default: the preset's defaults); usually built by
+        :func:`supermel.frontend` from a preset name and overrides.
+    dtype : torch.dtype or None, default float32
+        Computation and output dtype (``torch.float64`` for float64 features).
+    device : str or torch.device or None, default "cpu"
+        Where the constants live; tensors in are computed there.
+    check_finite : bool, default True
+        Refuse NaN/Inf audio (:class:`~supermel.ParameterError`).
+
+    Examples
+    --------
+    >>> import numpy as np, supermel
+    >>> fe = supermel.frontend("wav2lip")
+    >>> isinstance(fe, supermel.Frontend)
+    True
+    >>> fe(np.zeros(16000, np.float32)).shape
+    (80, 81)
     """
 
     config_class: ClassVar[Type[FrontendConfig]] = MelConfig
@@ -393,7 +458,7 @@ class Frontend(nn.Module):
         cuda_graph: bool = False,
         check_finite: bool = True,
     ) -> "StreamingFrontend":
-        """This front end, streaming: :class:`supermel.streaming_presets.StreamingFrontend`.
+        """This front end, streaming: :class:`supermel.StreamingFrontend`.
 
         ``push(chunk)`` returns the frames the chunk completes, ``flush()`` the
         rest; concatenated along :attr:`time_axis` they equal ``self(y)`` for
@@ -491,12 +556,53 @@ _MODULES: Dict[Type[FrontendConfig], Type[Frontend]] = {}
 
 
 def register_module(config_class: Type[FrontendConfig], module_class: Type[Frontend]) -> None:
-    """Make :func:`frontend` build ``module_class`` for configurations of ``config_class`` (and subclasses)."""
+    """Make :func:`frontend` build ``module_class`` for configurations of ``config_class`` (and subclasses).
+
+    Parameters
+    ----------
+    config_class : type
+        A :class:`~supermel.FrontendConfig` subclass.
+    module_class : type
+        The :class:`~supermel.Frontend` subclass that computes it.
+
+    Examples
+    --------
+    >>> import supermel
+    >>> from supermel.presets import LogMelConfig, LogMel, register_module
+    >>> class MyConfig(LogMelConfig):
+    ...     pass
+    >>> register_module(MyConfig, LogMel)
+    >>> type(supermel.frontend(MyConfig(name="my-logmel"))).__name__
+    'LogMel'
+    """
     _MODULES[config_class] = module_class
 
 
 def register(config: FrontendConfig, description: str, aliases: Tuple[str, ...] = ()) -> None:
-    """Add the preset ``config.name`` (with a one-line description and upstream aliases) to :func:`frontends`."""
+    """Add the preset ``config.name`` (with a one-line description and upstream aliases) to :func:`frontends`.
+
+    Parameters
+    ----------
+    config : FrontendConfig
+        The preset's configuration; ``config.name`` is its name.
+    description : str
+        One line for :func:`supermel.frontends`.
+    aliases : tuple of str, default ()
+        Other names (upstream checkpoint names) that select the same preset.
+
+    Raises
+    ------
+    supermel.ParameterError
+        A name or alias already registered.
+
+    Examples
+    --------
+    >>> import supermel
+    >>> from supermel.presets import WhisperConfig, register
+    >>> register(WhisperConfig(name="whisper-64", n_mels=64), "Whisper log-mel, 64 mels")  # doctest: +SKIP
+    >>> supermel.frontend("whisper-64").config.n_mels  # doctest: +SKIP
+    64
+    """
     if config.name in _PRESETS or config.name in _ALIASES:
         raise ParameterError(f"front end {config.name!r} is registered twice")
     _PRESETS[config.name] = (description, config)
@@ -505,7 +611,28 @@ def register(config: FrontendConfig, description: str, aliases: Tuple[str, ...] 
 
 
 def preset_config(name: str) -> FrontendConfig:
-    """The default configuration of the preset ``name`` (or one of its aliases)."""
+    """The default configuration of the preset ``name`` (or one of its aliases).
+
+    Parameters
+    ----------
+    name : str
+        A preset name of :func:`supermel.frontends` or an upstream alias.
+
+    Returns
+    -------
+    FrontendConfig
+
+    Raises
+    ------
+    supermel.ParameterError
+        An unknown name (the message lists the known ones).
+
+    Examples
+    --------
+    >>> from supermel.presets import preset_config
+    >>> preset_config("wav2lip").hop_length
+    200
+    """
     if not isinstance(name, str):
         raise ParameterError(f"a front-end name must be a string, not {type(name).__name__}")
     key = _ALIASES.get(name, name)
@@ -515,7 +642,20 @@ def preset_config(name: str) -> FrontendConfig:
 
 
 def frontends() -> Dict[str, str]:
-    """The front-end names, each with a one-line description."""
+    """The front-end names, each with a one-line description.
+
+    Returns
+    -------
+    dict of str to str
+        ``{name: description}``, in registration order.
+
+    Examples
+    --------
+    >>> import supermel
+    >>> names = supermel.frontends()
+    >>> "whisper-80" in names and "kaldi-fbank" in names
+    True
+    """
     return {name: desc for name, (desc, _) in _PRESETS.items()}
 
 

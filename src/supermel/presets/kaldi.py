@@ -224,6 +224,13 @@ class KaldiFbankConfig(FrontendConfig):
     floored at ``ln(energy_floor)`` when positive) as the first column, or the
     last with ``htk_compat``. VTLN is not supported.
     Output ``(..., T, num_mel_bins [+ 1])``, ``ln(max(E, float32 eps))``.
+
+    Examples
+    --------
+    >>> import supermel
+    >>> cfg = supermel.frontend("lhotse-fbank").config
+    >>> cfg.frame_length, cfg.frame_shift, cfg.snip_edges
+    (25.0, 10.0, False)
     """
 
     name: str = "kaldi-fbank"
@@ -277,7 +284,7 @@ class KaldiFbankConfig(FrontendConfig):
 class KaldiFbank(Frontend):
     """Kaldi log mel filterbank (see :class:`KaldiFbankConfig`). Output ``(..., T, num_mel_bins)``.
 
-    The frames come from :mod:`supermel.kaldi` (Kaldi's framing and per-frame
+    The frames come from ``supermel.presets.kaldi`` (Kaldi's framing and per-frame
     dither, DC removal and pre-emphasis). Window, power spectrum and filterbank
     are the core's: the processed frames, zero-padded to the FFT size and laid
     end to end, are a signal whose hop equals the FFT size, so ``core`` is a
@@ -285,6 +292,27 @@ class KaldiFbank(Frontend):
     ``center=False``, the Kaldi window (centred in the FFT size: ``|X|`` does
     not depend on the placement) and the Kaldi bank ``core.mel_scale.fb``; the
     frame shift is ``config.sizes[1]``. Frame-local.
+
+    Parameters
+    ----------
+    config : FrontendConfig or None
+        The configuration (default: the preset's defaults); usually built by
+        :func:`supermel.frontend` from a preset name and overrides.
+    dtype : torch.dtype or None, default float32
+        Computation and output dtype (``torch.float64`` for float64 features).
+    device : str or torch.device or None, default "cpu"
+        Where the constants live; tensors in are computed there.
+    check_finite : bool, default True
+        Refuse NaN/Inf audio (:class:`~supermel.ParameterError`).
+
+    Examples
+    --------
+    >>> import numpy as np, supermel
+    >>> y = np.random.default_rng(0).standard_normal(16000).astype(np.float32)
+    >>> supermel.frontend("kaldi-fbank")(y).shape            # time-major (T, bins)
+    (98, 80)
+    >>> supermel.frontend("kaldi-fbank", num_mel_bins=40, snip_edges=False)(y).shape
+    (100, 40)
     """
 
     config_class = KaldiFbankConfig

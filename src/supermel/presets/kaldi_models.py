@@ -31,6 +31,13 @@ class AstConfig(KaldiFbankConfig):
     frames (``0``: keep every frame), then ``(x - mean) / (2 std)`` when
     ``do_normalize`` (the padding frames too, as in Hugging Face). Output
     ``(..., max_length, num_mel_bins)``. Not frame-local (the fixed length).
+
+    Examples
+    --------
+    >>> import supermel
+    >>> cfg = supermel.frontend("ast").config
+    >>> cfg.num_mel_bins, cfg.max_length
+    (128, 1024)
     """
 
     name: str = "ast"
@@ -58,6 +65,13 @@ class SeamlessM4TConfig(KaldiFbankConfig):
     ``do_normalize_per_mel_bins``, zero frames appended up to a multiple of
     ``stride``, and every ``stride`` frames stacked into one row. Output
     ``(..., ceil(T / stride), stride * num_mel_bins)``. Not frame-local.
+
+    Examples
+    --------
+    >>> import supermel
+    >>> cfg = supermel.frontend("seamless-m4t").config
+    >>> cfg.num_mel_bins, cfg.stride
+    (80, 2)
     """
 
     name: str = "seamless-m4t"
@@ -84,6 +98,13 @@ class FunAsrConfig(KaldiFbankConfig):
     ``<AddShift>`` and ``<Rescale>`` rows (:func:`load_funasr_cmvn`). Output
     ``(..., ceil(T / lfr_n), lfr_m * num_mel_bins)``. Dither is 0 (FunASR's class
     default is 1.0; inference configs set it from the model's ``frontend_conf``).
+
+    Examples
+    --------
+    >>> import supermel
+    >>> cfg = supermel.frontend("funasr").config
+    >>> cfg.lfr_m, cfg.lfr_n, cfg.window_type
+    (7, 6, 'hamming')
     """
 
     name: str = "funasr"
@@ -103,7 +124,26 @@ class FunAsrConfig(KaldiFbankConfig):
 
 
 class Ast(KaldiFbank):
-    """Audio Spectrogram Transformer features (see :class:`AstConfig`). Output ``(..., max_length, bins)``."""
+    """Audio Spectrogram Transformer features (see :class:`AstConfig`). Output ``(..., max_length, bins)``.
+
+    Parameters
+    ----------
+    config : FrontendConfig or None
+        The configuration (default: the preset's defaults); usually built by
+        :func:`supermel.frontend` from a preset name and overrides.
+    dtype : torch.dtype or None, default float32
+        Computation and output dtype (``torch.float64`` for float64 features).
+    device : str or torch.device or None, default "cpu"
+        Where the constants live; tensors in are computed there.
+    check_finite : bool, default True
+        Refuse NaN/Inf audio (:class:`~supermel.ParameterError`).
+
+    Examples
+    --------
+    >>> import numpy as np, supermel
+    >>> supermel.frontend("ast")(np.zeros(16000, np.float32)).shape
+    (1024, 128)
+    """
 
     config_class = AstConfig
     config: AstConfig
@@ -129,7 +169,27 @@ class Ast(KaldiFbank):
 
 
 class SeamlessM4T(KaldiFbank):
-    """SeamlessM4T / w2v-BERT 2.0 features (see :class:`SeamlessM4TConfig`). Output ``(..., ceil(T / stride), stride * bins)``."""
+    """SeamlessM4T / w2v-BERT 2.0 features (see :class:`SeamlessM4TConfig`). Output ``(..., ceil(T / stride), stride * bins)``.
+
+    Parameters
+    ----------
+    config : FrontendConfig or None
+        The configuration (default: the preset's defaults); usually built by
+        :func:`supermel.frontend` from a preset name and overrides.
+    dtype : torch.dtype or None, default float32
+        Computation and output dtype (``torch.float64`` for float64 features).
+    device : str or torch.device or None, default "cpu"
+        Where the constants live; tensors in are computed there.
+    check_finite : bool, default True
+        Refuse NaN/Inf audio (:class:`~supermel.ParameterError`).
+
+    Examples
+    --------
+    >>> import numpy as np, supermel
+    >>> y = np.random.default_rng(0).standard_normal(16000).astype(np.float32)
+    >>> supermel.frontend("seamless-m4t")(y).shape
+    (49, 160)
+    """
 
     config_class = SeamlessM4TConfig
     config: SeamlessM4TConfig
@@ -160,6 +220,32 @@ def load_funasr_cmvn(path: str) -> np.ndarray:
 
     Reads the values after ``<AddShift>`` and ``<Rescale>`` (each on the
     following ``<LearnRateCoef> 0 [ ... ]`` line), as FunASR's ``load_cmvn``.
+
+    Parameters
+    ----------
+    path : str
+        The ``am.mvn`` file of a FunASR model.
+
+    Returns
+    -------
+    np.ndarray [shape=(2, D)], float32
+
+    Raises
+    ------
+    supermel.ParameterError
+        A file without the two rows.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from supermel.presets import load_funasr_cmvn
+    >>> path = os.path.join(tempfile.mkdtemp(), "am.mvn")
+    >>> with open(path, "w") as f:
+    ...     print("<AddShift> 2 2", "<LearnRateCoef> 0 [ -1.0 -2.0 ]", "<Rescale> 2 2",
+    ...           "<LearnRateCoef> 0 [ 0.5 0.25 ]", sep=os.linesep, file=f)
+    >>> load_funasr_cmvn(path)
+    array([[-1.  , -2.  ],
+           [ 0.5 ,  0.25]], dtype=float32)
     """
     try:
         with open(path, encoding="utf-8") as f:
@@ -189,6 +275,13 @@ class FunAsr(KaldiFbank):
     Output ``(..., ceil(T / lfr_n), lfr_m * num_mel_bins)``. Not frame-local
     (LFR stacks neighbouring frames and repeats the first and last): the
     streaming form returns the fbank frames and ``finalize`` stacks them.
+
+    Examples
+    --------
+    >>> import numpy as np, supermel
+    >>> y = np.random.default_rng(0).standard_normal(16000).astype(np.float32)
+    >>> supermel.frontend("funasr")(y).shape                 # no cmvn_file: LFR stacking only
+    (17, 560)
     """
 
     config_class = FunAsrConfig

@@ -24,6 +24,13 @@ class LogMelConfig(MelConfig):
     ``log`` is "ln" or "log10"; ``time_major`` returns ``(..., T, n_mels)``.
     Used by Tacotron2, Vocos, F5-TTS and SpeechT5 (and, through
     :class:`HifiGanConfig`, HiFi-GAN, BigVGAN and VITS).
+
+    Examples
+    --------
+    >>> import supermel
+    >>> cfg = supermel.frontend("tacotron2").config
+    >>> cfg.sr, cfg.n_fft, cfg.hop_length, cfg.n_mels
+    (22050, 1024, 256, 80)
     """
 
     name: str = "tacotron2"
@@ -53,6 +60,13 @@ class HifiGanConfig(LogMelConfig):
     Reflect padding of ``(n_fft - hop_length) // 2`` on each side (``pad=None``),
     an uncentred STFT, ``sqrt(re^2 + im^2 + mag_eps)`` (1e-9; VITS 1e-6),
     Slaney mels, ``ln(max(M, 1e-5))``. ``floor(L / hop_length)`` frames.
+
+    Examples
+    --------
+    >>> import supermel
+    >>> cfg = supermel.frontend("bigvgan-24k-100").config
+    >>> type(cfg).__name__, cfg.sr, cfg.n_mels, cfg.fmax
+    ('HifiGanConfig', 24000, 100, 12000.0)
     """
 
     name: str = "hifigan-22k"
@@ -67,7 +81,27 @@ class HifiGanConfig(LogMelConfig):
 
 
 class LogMel(Frontend):
-    """``log(max(M, log_floor))`` of a mel spectrogram (see :class:`LogMelConfig`, :class:`HifiGanConfig`)."""
+    """``log(max(M, log_floor))`` of a mel spectrogram (see :class:`LogMelConfig`, :class:`HifiGanConfig`).
+
+    Parameters
+    ----------
+    config : FrontendConfig or None
+        The configuration (default: the preset's defaults); usually built by
+        :func:`supermel.frontend` from a preset name and overrides.
+    dtype : torch.dtype or None, default float32
+        Computation and output dtype (``torch.float64`` for float64 features).
+    device : str or torch.device or None, default "cpu"
+        Where the constants live; tensors in are computed there.
+    check_finite : bool, default True
+        Refuse NaN/Inf audio (:class:`~supermel.ParameterError`).
+
+    Examples
+    --------
+    >>> import numpy as np, supermel
+    >>> fe = supermel.frontend("hifigan-22k")
+    >>> fe(np.zeros(22050, np.float32)).shape
+    (80, 86)
+    """
 
     config_class = LogMelConfig
     config: LogMelConfig

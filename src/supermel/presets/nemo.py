@@ -28,6 +28,13 @@ class NemoConfig(MelConfig):
     samples past a batch item's length zeroed after pre-emphasis) or "2.4"
     (NeMo <= 2.4: reflect padding, ``L // hop + 1`` valid frames).
     ``pad_mode=None`` follows the variant.
+
+    Examples
+    --------
+    >>> import supermel
+    >>> cfg = supermel.frontend("nemo-128").config
+    >>> cfg.n_fft, cfg.win_length, cfg.hop_length, cfg.n_mels
+    (512, 400, 160, 128)
     """
 
     name: str = "nemo-80"
@@ -71,6 +78,25 @@ class Nemo(Frontend):
     ``forward(y, lengths=None)``: ``lengths`` gives each batch item's number of
     valid samples (the rest is padding), as NeMo's ``input_signal_length``.
     Not frame-local with ``normalize="per_feature"``.
+
+    Parameters
+    ----------
+    config : FrontendConfig or None
+        The configuration (default: the preset's defaults); usually built by
+        :func:`supermel.frontend` from a preset name and overrides.
+    dtype : torch.dtype or None, default float32
+        Computation and output dtype (``torch.float64`` for float64 features).
+    device : str or torch.device or None, default "cpu"
+        Where the constants live; tensors in are computed there.
+    check_finite : bool, default True
+        Refuse NaN/Inf audio (:class:`~supermel.ParameterError`).
+
+    Examples
+    --------
+    >>> import numpy as np, supermel
+    >>> y = np.random.default_rng(0).standard_normal(16000).astype(np.float32)
+    >>> supermel.frontend("nemo-80")(y).shape
+    (80, 101)
     """
 
     config_class = NemoConfig

@@ -327,6 +327,20 @@ class StreamingFrontend:
 
         Raises :class:`~supermel.ParameterError` when a stream received no
         samples (the offline call refuses empty audio too).
+
+        Returns
+        -------
+        frames
+            The preset's layout, as :meth:`push`.
+
+        Examples
+        --------
+        >>> import numpy as np, supermel
+        >>> y = np.random.default_rng(0).standard_normal(8000).astype(np.float32)
+        >>> stream = supermel.frontend("kaldi-fbank", snip_edges=False).streaming()
+        >>> out = np.concatenate([stream.push(y[:3000]), stream.push(y[3000:]), stream.flush()], axis=stream.time_axis)
+        >>> out.shape == supermel.frontend("kaldi-fbank", snip_edges=False)(y).shape
+        True
         """
         if self._flushed:
             raise ParameterError("flush() called twice: the stream has ended; call reset() to start a new one")

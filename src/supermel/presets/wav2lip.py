@@ -35,6 +35,13 @@ class Wav2LipConfig(MelConfig):
     ``A = max_abs_value`` (``symmetric_mels``; else ``clip(A (D - min) / -min, 0, A)``).
     ``pad_mode`` is "constant" for librosa >= 0.9 forks, "reflect" for the
     released checkpoints (librosa 0.7). Output ``(..., 80, 1 + L // 200)``.
+
+    Examples
+    --------
+    >>> import supermel
+    >>> cfg = supermel.frontend("wav2lip-reflect").config
+    >>> cfg.n_fft, cfg.hop_length, cfg.n_mels, cfg.pad_mode
+    (800, 200, 80, 'reflect')
     """
 
     name: str = "wav2lip"
@@ -64,7 +71,28 @@ class Wav2LipConfig(MelConfig):
 
 
 class Wav2Lip(Frontend):
-    """Wav2Lip's mel spectrogram (see :class:`Wav2LipConfig`). Output ``(..., 80, 1 + L // 200)``."""
+    """Wav2Lip's mel spectrogram (see :class:`Wav2LipConfig`). Output ``(..., 80, 1 + L // 200)``.
+
+    Parameters
+    ----------
+    config : FrontendConfig or None
+        The configuration (default: the preset's defaults); usually built by
+        :func:`supermel.frontend` from a preset name and overrides.
+    dtype : torch.dtype or None, default float32
+        Computation and output dtype (``torch.float64`` for float64 features).
+    device : str or torch.device or None, default "cpu"
+        Where the constants live; tensors in are computed there.
+    check_finite : bool, default True
+        Refuse NaN/Inf audio (:class:`~supermel.ParameterError`).
+
+    Examples
+    --------
+    >>> import numpy as np, supermel
+    >>> fe = supermel.frontend("wav2lip")            # a Wav2Lip module
+    >>> mel = fe(np.zeros(16000, np.float32))
+    >>> mel.shape, float(mel.min()) >= -4.0
+    ((80, 81), True)
+    """
 
     config_class = Wav2LipConfig
     config: Wav2LipConfig
@@ -129,6 +157,33 @@ def wav2lip_window_ratio(fps: Union[float, int, fractions.Fraction], *, mel_fps:
 
     Shared by :func:`wav2lip_mel_chunks` and :class:`supermel.Wav2LipChunker`;
     ``mel_step_size`` is only checked here.
+
+    Parameters
+    ----------
+    fps : float, int or fractions.Fraction > 0
+        Video frame rate (``30000/1001`` as a Fraction for 29.97 exactly).
+    mel_fps : float, default 80.0
+        Mel columns per second.
+    mel_step_size : int > 0, default 16
+        Columns per window.
+
+    Returns
+    -------
+    fractions.Fraction
+
+    Raises
+    ------
+    supermel.ParameterError
+        A non-positive or non-finite ``fps``, or ``mel_step_size <= 0``.
+
+    Examples
+    --------
+    >>> from fractions import Fraction
+    >>> from supermel.presets import wav2lip_window_ratio
+    >>> wav2lip_window_ratio(25)
+    Fraction(16, 5)
+    >>> wav2lip_window_ratio(Fraction(30000, 1001))
+    Fraction(1001, 375)
     """
     for nm, v in (("fps", fps), ("mel_fps", mel_fps)):
         if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating, fractions.Fraction)) or not math.isfinite(v) or v <= 0:
@@ -139,7 +194,25 @@ def wav2lip_window_ratio(fps: Union[float, int, fractions.Fraction], *, mel_fps:
 
 
 def wav2lip_window_start(i: int, ratio: fractions.Fraction) -> int:
-    """First mel column of video frame ``i``'s window: ``floor(i * ratio)``, exactly (see :func:`wav2lip_window_ratio`)."""
+    """First mel column of video frame ``i``'s window: ``floor(i * ratio)``, exactly (see :func:`wav2lip_window_ratio`).
+
+    Parameters
+    ----------
+    i : int >= 0
+        Video frame index.
+    ratio : fractions.Fraction
+        From :func:`wav2lip_window_ratio`.
+
+    Returns
+    -------
+    int
+
+    Examples
+    --------
+    >>> from supermel.presets import wav2lip_window_ratio, wav2lip_window_start
+    >>> [wav2lip_window_start(i, wav2lip_window_ratio(25)) for i in range(4)]
+    [0, 3, 6, 9]
+    """
     return math.floor(i * ratio)
 
 
@@ -165,6 +238,13 @@ def wav2lip_mel_chunks(mel: Array, fps: Union[float, int, fractions.Fraction], *
     Returns
     -------
     Same type as ``mel`` [shape=(..., n_windows, n_mels, mel_step_size)].
+
+    Examples
+    --------
+    >>> import numpy as np, supermel
+    >>> mel = supermel.frontend("wav2lip")(np.zeros(32000, np.float32))   # 2 s: (80, 161)
+    >>> supermel.wav2lip_mel_chunks(mel, fps=25).shape
+    (47, 80, 16)
     """
     ratio = wav2lip_window_ratio(fps, mel_fps=mel_fps, mel_step_size=mel_step_size)
     was_numpy = not isinstance(mel, torch.Tensor)
@@ -335,6 +415,20 @@ class Wav2LipChunker:
 
         Returns ``(n, n_mels, mel_step_size)`` (``(num_streams, n, ...)``), ``n >= 0``;
         numpy for numpy input.
+
+        Parameters
+        ----------
+        data : array [shape=(n_mels, k)] of mel columns, or [shape=(n,)] audio with ``frontend``
+            (``(num_streams, ...)`` for several streams).
+
+        Examples
+        --------
+        >>> import numpy as np, supermel
+        >>> chunker = supermel.Wav2LipChunker(25, frontend="wav2lip")
+        >>> chunker.push(np.zeros(8000, np.float32)).shape   # 0.5 s of audio
+        (8, 80, 16)
+        >>> chunker.latency_ms
+        212.5
         """
         if self._flushed:
             raise ParameterError("push() after flush(): the stream has ended; call reset() to start a new one")
@@ -346,7 +440,21 @@ class Wav2LipChunker:
         return self._out(self._take(mel), was_numpy)
 
     def flush(self) -> Array:
-        """End the input; return the remaining windows: with ``frontend``, those of the last columns, then the clamped last window."""
+        """End the input; return the remaining windows: with ``frontend``, those of the last columns, then the clamped last window.
+
+        Returns
+        -------
+        array [shape=(n, n_mels, mel_step_size)]
+
+        Examples
+        --------
+        >>> import numpy as np, supermel
+        >>> y = np.zeros(16000, np.float32)
+        >>> chunker = supermel.Wav2LipChunker(25, frontend="wav2lip")
+        >>> n = chunker.push(y).shape[0] + chunker.flush().shape[0]
+        >>> n == supermel.wav2lip_mel_chunks(supermel.frontend("wav2lip")(y), fps=25).shape[0]
+        True
+        """
         if self._flushed:
             raise ParameterError("flush() called twice: the stream has ended; call reset() to start a new one")
         parts = []

@@ -26,6 +26,13 @@ class WhisperConfig(MelConfig):
     (``log_mel_spectrogram(padding=...)``). ``max_scope``: the maximum is taken
     per example ("example", Hugging Face) or over everything passed in one call
     ("batch", openai's batched tensors).
+
+    Examples
+    --------
+    >>> import supermel
+    >>> cfg = supermel.frontend("whisper-80").config
+    >>> cfg.n_fft, cfg.hop_length, cfg.n_mels, cfg.pad_mode
+    (400, 160, 80, 'reflect')
     """
 
     name: str = "whisper-80"
@@ -58,6 +65,26 @@ class Whisper(Frontend):
     """OpenAI Whisper's log-mel input (see :class:`WhisperConfig`). Output ``(..., n_mels, frames)``.
 
     Not frame-local: the floor ``max - 8`` uses the whole input's maximum.
+
+    Parameters
+    ----------
+    config : FrontendConfig or None
+        The configuration (default: the preset's defaults); usually built by
+        :func:`supermel.frontend` from a preset name and overrides.
+    dtype : torch.dtype or None, default float32
+        Computation and output dtype (``torch.float64`` for float64 features).
+    device : str or torch.device or None, default "cpu"
+        Where the constants live; tensors in are computed there.
+    check_finite : bool, default True
+        Refuse NaN/Inf audio (:class:`~supermel.ParameterError`).
+
+    Examples
+    --------
+    >>> import numpy as np, supermel
+    >>> supermel.frontend("whisper-80")(np.zeros(16000, np.float32)).shape
+    (80, 100)
+    >>> supermel.frontend("whisper-128", pad_or_trim=True)(np.zeros(16000, np.float32)).shape
+    (128, 3000)
     """
 
     config_class = WhisperConfig

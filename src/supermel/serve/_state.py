@@ -87,6 +87,17 @@ class Recording:
     concatenated in the preset's layout (``time_axis``); ``end`` the totals sent
     (``None`` when the stream did not end normally); ``close_code`` the code the
     connection closed with.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from supermel.serve import Server, ServerThread, stream_sync
+    >>> server = Server(core=dict(sr=16000, n_fft=400, hop_length=160, n_mels=40), port=0, page=False, record=True)
+    >>> with ServerThread(server) as srv:
+    ...     _ = stream_sync(srv.url, np.ones(3200, np.float32), 16000)
+    >>> rec = next(iter(server.recordings.values()))
+    >>> rec.audio.shape, rec.frames.shape
+    ((3200,), (40, 21))
     """
 
     id: int

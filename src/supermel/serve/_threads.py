@@ -14,6 +14,18 @@ def limit_threads() -> Dict[str, Any]:
     the BLAS and OpenMP pools (numpy's OpenBLAS). Worker threads spinning next to the
     event loop cost CPU the loop needs: pinning OpenBLAS to one thread cut server CPU
     by ~35% in the measurements of docs/serving.md. ``supermel serve`` calls this at start.
+
+    Returns
+    -------
+    dict
+        What was set: ``{"torch": 1, "threadpoolctl": ...}``.
+
+    Examples
+    --------
+    >>> from supermel.serve import limit_threads
+    >>> set_ = limit_threads()   # doctest: +SKIP
+    >>> import torch; torch.get_num_threads()   # doctest: +SKIP
+    1
     """
     import torch
 

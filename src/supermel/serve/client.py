@@ -40,7 +40,19 @@ __all__ = ["Client", "ServerError", "stream_audio", "stream_sync"]
 
 
 class ServerError(Exception):
-    """The server refused the stream: its ``error`` code and message, and the close code."""
+    """The server refused the stream: its ``error`` code and message, and the close code.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from supermel.serve import Server, ServerThread, ServerError, stream_sync
+    >>> with ServerThread(Server(core=dict(sr=16000), port=0, page=False)) as srv:
+    ...     try:
+    ...         stream_sync(srv.url, np.zeros(1600, np.float32), 16000, preset="no-such-preset")
+    ...     except ServerError as e:
+    ...         print(e.error)
+    unknown-preset
+    """
 
     def __init__(self, error: str, message: str, close_code: Optional[int] = None) -> None:
         super().__init__(f"{error}: {message}" + (f" (closed with {close_code})" if close_code else ""))
@@ -82,6 +94,17 @@ class Client:
         Frames missing between consecutive messages, and messages that came out of order.
     frame_count : int
         Frames received.
+
+    Examples
+    --------
+    A server on a free loopback port, in a thread, and a second of silence streamed to it:
+
+    >>> import numpy as np
+    >>> from supermel.serve import Server, ServerThread, stream_sync
+    >>> with ServerThread(Server(core=dict(sr=16000, n_fft=400, hop_length=160, n_mels=40), port=0, page=False)) as srv:
+    ...     c = stream_sync(srv.url, np.zeros(16000, np.float32), 16000)
+    >>> c.frames().shape, c.totals["frames"], c.lost
+    ((40, 101), 101, 0)
     """
 
     def __init__(self, ws: ClientConnection, hello: Dict[str, Any], *, sample_rate: int, sample_format: str, keep: bool,
@@ -368,6 +391,15 @@ async def stream_audio(
     max_in_flight : float, optional
         Without ``realtime``: seconds of unacknowledged audio allowed (keeps the server's
         backlog bounded); ``None`` sends without waiting.
+
+    Examples
+    --------
+    >>> import asyncio, numpy as np
+    >>> from supermel.serve import Server, ServerThread, stream_audio
+    >>> with ServerThread(Server(core=dict(sr=16000, n_fft=400, hop_length=160, n_mels=40), port=0, page=False)) as srv:
+    ...     c = asyncio.run(stream_audio(srv.url, np.zeros(8000, np.int16), 8000))
+    >>> c.totals["frames"], c.totals["resampled"]
+    (101, 16000)
     """
     x = np.asarray(audio)
     if x.ndim != 1 or x.size == 0:
@@ -392,5 +424,38 @@ async def stream_audio(
 
 
 def stream_sync(url: str, audio: Any, sample_rate: int, **kwargs: Any) -> Client:
-    """:func:`stream_audio` from synchronous code (``asyncio.run``; not inside a running event loop)."""
+    """:func:`stream_audio` from synchronous code (``asyncio.run``; not inside a running event loop).
+
+    Parameters
+    ----------
+    url : str
+        ``ws://host:port/`` of a ``supermel serve`` server.
+    audio : array [shape=(n,)]
+        float or int16 samples.
+    sample_rate : int
+        Their rate in Hz.
+    **kwargs
+        As :func:`stream_audio` (``chunk_seconds``, ``preset``, ``fps``, ``realtime``, ...).
+
+    Returns
+    -------
+    Client
+        Finished: ``frames()``, ``totals``, ``latencies``.
+
+    Raises
+    ------
+    ServerError
+        The server refused the stream (its error code and message).
+
+    Examples
+    --------
+    A server on a free loopback port, in a thread, and a second of silence streamed to it:
+
+    >>> import numpy as np
+    >>> from supermel.serve import Server, ServerThread, stream_sync
+    >>> with ServerThread(Server(core=dict(sr=16000, n_fft=400, hop_length=160, n_mels=40), port=0, page=False)) as srv:
+    ...     c = stream_sync(srv.url, np.zeros(16000, np.float32), 16000)
+    >>> c.frames().shape, c.totals["frames"], c.lost
+    ((40, 101), 101, 0)
+    """
     return asyncio.run(stream_audio(url, audio, sample_rate, **kwargs))

@@ -102,7 +102,15 @@ ERRORS: Dict[str, int] = {
 
 
 class ProtocolError(Exception):
-    """A client's protocol error: the JSON ``error`` message sent to it, and the close code."""
+    """A client's protocol error: the JSON ``error`` message sent to it, and the close code.
+
+    Examples
+    --------
+    >>> from supermel.serve import ProtocolError
+    >>> e = ProtocolError("unknown-preset", "start: preset='x' is not served here")
+    >>> e.error, e.close_code
+    ('unknown-preset', 1008)
+    """
 
     def __init__(self, error: str, message: str) -> None:
         super().__init__(message)
@@ -126,6 +134,16 @@ class FrameMessage(NamedTuple):
     ``(count, bands, width)`` for Wav2Lip windows. ``index`` is the stream's index of the
     first frame (window); ``acked`` the client samples the server had received when it
     computed them.
+
+    Examples
+    --------
+    See :class:`Client`: ``Client(on_message=...)`` receives each one as it arrives.
+
+    >>> import numpy as np
+    >>> from supermel.serve import FrameMessage
+    >>> m = FrameMessage(kind=1, index=0, acked=320, flags=0, data=np.zeros((2, 80), np.float32))
+    >>> m.data.shape
+    (2, 80)
     """
 
     kind: int

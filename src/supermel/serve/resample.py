@@ -70,7 +70,26 @@ class StreamResampler:
 
 
 def resample_offline(x: np.ndarray, in_rate: int, out_rate: int) -> np.ndarray:
-    """The whole stream resampled at once (soxr ``HQ``, float32): what the chunks of a :class:`StreamResampler` equal."""
+    """The whole stream resampled at once (soxr ``HQ``, float32): what the chunks of a :class:`StreamResampler` equal.
+
+    Parameters
+    ----------
+    x : np.ndarray [shape=(n,)]
+        Mono audio.
+    in_rate, out_rate : int > 0
+        Sample rates in Hz.
+
+    Returns
+    -------
+    np.ndarray [shape=(ceil(n * out_rate / in_rate),)], float32
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from supermel.serve import resample_offline
+    >>> resample_offline(np.zeros(4800, np.float32), 48000, 16000).shape
+    (1600,)
+    """
     x = np.ascontiguousarray(x, dtype=np.float32)
     if int(in_rate) == int(out_rate):
         return x
