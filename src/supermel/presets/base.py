@@ -51,7 +51,7 @@ import torch
 from torch import nn
 
 from .. import _core
-from .._errors import ParameterError
+from .._errors import ParameterError, unknown_keywords
 from ..filters import check_mel_params, get_window
 from ..modules import MelSpectrogram, _float_dtype
 
@@ -167,9 +167,7 @@ class FrontendConfig:
         known = [f.name for f in fields(self)]
         unknown = sorted(set(changes) - set(known))
         if unknown:
-            raise ParameterError(
-                f"{self.name or type(self).__name__}: unknown parameter(s) {unknown}; the parameters are {known}"
-            )
+            raise unknown_keywords(unknown, known, where=self.name or type(self).__name__, noun="parameter")
         return dataclasses.replace(self, **changes)
 
 
