@@ -1,19 +1,51 @@
-"""Exceptions raised by supermel (librosa's hierarchy, catchable as ``ValueError``)."""
+"""Exceptions raised by supermel (librosa's hierarchy, catchable as ``ValueError``).
+
+Catching librosa's class
+------------------------
+``librosa.ParameterError`` is not a ``ValueError`` (it derives from ``librosa.util.exceptions.
+LibrosaError``, an ``Exception``), so code ported from librosa that says
+``except librosa.ParameterError`` would miss supermel's errors. An ``except`` clause matches by
+real subclassing only (``PyErr_GivenExceptionMatches`` walks the MRO; ``__subclasscheck__`` and
+``ABC.register`` are ignored there), so a registration cannot help. supermel's
+:class:`ParameterError` therefore *subclasses* librosa's when librosa is installed: this module
+imports ``librosa.util.exceptions`` (a few milliseconds: librosa loads its submodules lazily, so
+neither numpy's nor scipy's heavy parts come with it). Without librosa it is a ``ValueError`` only.
+Either way ``except ValueError`` and ``except supermel.ParameterError`` catch it, and with librosa
+installed ``except librosa.ParameterError`` does too (tests/test_errors.py).
+"""
 
 from __future__ import annotations
 
 import difflib
-from typing import Iterable
+import importlib.util
+from typing import Iterable, Optional, Tuple, Type
 
 __all__ = ["SupermelError", "ParameterError"]
+
+
+def _librosa_parameter_error() -> Optional[Type[Exception]]:
+    """librosa's ``ParameterError`` when librosa is importable, else ``None``."""
+    try:
+        if importlib.util.find_spec("librosa") is None:
+            return None
+        from librosa.util.exceptions import ParameterError as librosa_error
+    except Exception:  # a broken or partial librosa install: supermel works without it
+        return None
+    return librosa_error
+
+
+_LIBROSA_BASES: Tuple[Type[Exception], ...] = tuple(b for b in (_librosa_parameter_error(),) if b is not None)
 
 
 class SupermelError(Exception):
     """Base class for every error supermel raises on purpose."""
 
 
-class ParameterError(SupermelError, ValueError):
-    """A parameter or an input is invalid; the message names the value and the fix."""
+class ParameterError(SupermelError, ValueError, *_LIBROSA_BASES):  # type: ignore[misc]
+    """A parameter or an input is invalid; the message names the value and the fix.
+
+    A ``ValueError``; also a ``librosa.ParameterError`` when librosa is installed (module docs).
+    """
 
 
 def unknown_keywords(
