@@ -11,7 +11,7 @@ real subclassing only (``PyErr_GivenExceptionMatches`` walks the MRO; ``__subcla
 imports ``librosa.util.exceptions`` (a few milliseconds: librosa loads its submodules lazily, so
 neither numpy's nor scipy's heavy parts come with it). Without librosa it is a ``ValueError`` only.
 Either way ``except ValueError`` and ``except supermel.ParameterError`` catch it, and with librosa
-installed ``except librosa.ParameterError`` does too (tests/test_errors.py).
+installed ``except librosa.ParameterError`` does too (tests/test_host_edges.py).
 """
 
 from __future__ import annotations

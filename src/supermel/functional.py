@@ -289,13 +289,12 @@ def mfcc(
         if check_finite:
             _core.warn_overflow(out, t)
         return _core.from_batch(out, shape, was_numpy)
-    from .filters import check_lifter, dct_matrix, liftered
+    from .filters import dct_matrix, liftered
 
     s_t, shape, was_numpy = _core.as_batch(S, name="S", check_finite=False)
     s_full = s_t.reshape(shape + (s_t.shape[-1],))
     if s_full.ndim < 2:
         raise ParameterError(f"S must have shape (..., n_mels, t); got {tuple(s_full.shape)}")
-    check_lifter(lifter)
     d = liftered(dct_matrix(s_full.shape[-2], n_mfcc, dct_type=dct_type, norm=norm), lifter)
     with _core.full_fp32_matmuls:  # full float32 whatever the host's TF32 setting
         out = torch.matmul(torch.as_tensor(d, dtype=s_full.dtype, device=s_full.device), s_full)
