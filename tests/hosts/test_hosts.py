@@ -16,7 +16,6 @@ import json
 import os
 import subprocess
 import tarfile
-from pathlib import Path
 
 import numpy as np
 import pytest
