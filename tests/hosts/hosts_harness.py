@@ -31,8 +31,10 @@ transformers    the sdist ships only the common mixins (``tests/test_sequence_fe
                 ``tests/test_feature_extraction_common.py``), not ``tests/models/*``: the mixins run on
                 our testers of the Whisper, AST, SeamlessM4T and Parakeet extractors, with our cases of
                 the model tests on local audio (``tests/hosts/hf_cases.py``)
-faster-whisper  its sdist ships no tests: ``tests/test_host_edges.py`` covers the extractor and
-                ``WhisperModel.transcribe`` on empty and silent audio
+faster-whisper  no suite: 1.2.1 has no sdist on PyPI (a wheel only) and 1.2.0's sdist ships no
+                ``tests/`` (checked 2026-12-06); ``tests/test_host_edges.py`` covers the extractor and
+                faster-whisper's own ``WhisperModel.transcribe`` on empty and silent audio (a model-less
+                ``WhisperModel``: a transcript test would need a model download)
 ==============  =========================================================================
 
 Command line (``.ci/run`` runs it; ``--keep`` leaves the work folders)::
