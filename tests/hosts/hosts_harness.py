@@ -136,7 +136,8 @@ def sdist_tests(dist: str, version: str, *, timeout: float = 600) -> Path:
                 members.append(m)
         if not members:
             raise Unavailable(f"{archives[0].name} ships no tests/ folder")
-        tar.extractall(src, members=members)
+        safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}  # no links or absolute paths out of src
+        tar.extractall(src, members=members, **safe)
     done.write_text(archives[0].name + "\n")
     return src
 
