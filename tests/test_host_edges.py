@@ -174,6 +174,25 @@ def test_transformers_kaldi_extractors_at_other_rates(name, sr):
     np.testing.assert_allclose(got[key], want[key], rtol=0, atol=5e-4)
 
 
+@pytest.mark.parametrize("name", ["ASTFeatureExtractor", "SeamlessM4TFeatureExtractor"])
+@pytest.mark.parametrize("n", [0, 1, 2, 239, 240, 399, 400])
+def test_transformers_kaldi_extractors_on_short_audio(name, n):
+    """transformers' numpy route fails below 240 samples (a ValueError): the twins refuse the same inputs."""
+    y = noise(n)
+    try:
+        want = getattr(transformers, name)()(y, sampling_rate=16000, return_tensors="np")
+    except ValueError:
+        with pytest.raises(supermel.ParameterError, match="needs at least 240 samples"):
+            getattr(sm_tf, name)()(y, sampling_rate=16000, return_tensors="np")
+        assert n < 240
+        return
+    assert n >= 240
+    got = getattr(sm_tf, name)()(y, sampling_rate=16000, return_tensors="np")
+    key = "input_values" if "input_values" in want else "input_features"
+    assert got[key].shape == want[key].shape
+    np.testing.assert_allclose(got[key], want[key], rtol=0, atol=5e-4)
+
+
 @pytest.mark.parametrize("batch", [[0], [0, 3000], [1]])
 def test_transformers_parakeet_empty_audio(batch):
     ys = [np.zeros(n, np.float32) if n < 2 else noise(n) for n in batch]

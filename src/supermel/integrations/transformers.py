@@ -42,8 +42,9 @@ Differences from ``transformers``
   ``transformers`` does.
 * At the edges, as ``transformers``: Whisper keeps its 8000 Hz top at 4 and 8 kHz (zero
   filters above Nyquist), AST (numpy route) and SeamlessM4T frame 400 / 160 samples at any
-  rate, Parakeet gives one frame for empty audio. Where ``transformers`` crashes on audio
-  shorter than a frame (AST, SeamlessM4T: numpy's "negative dimensions"), supermel computes.
+  rate, Parakeet gives one frame for empty audio. Where ``transformers``' numpy route fails
+  (AST, SeamlessM4T: fewer than 240 samples, numpy's "negative dimensions are not allowed"),
+  the twins raise :class:`supermel.ParameterError`, also a ``ValueError``.
 
 Install with ``pip install "supermel[transformers]"``.
 """
@@ -129,6 +130,21 @@ def _frames_of_samples(sampling_rate: float, window: int = 400, shift: int = 160
     return (("frame_length", (window + 0.5) * 1000.0 / sr), ("frame_shift", (shift + 0.5) * 1000.0 / sr))
 
 
+def _refuse_as_numpy_route(y: np.ndarray, what: str, window: int = 400, shift: int = 160) -> None:
+    """transformers' numpy fbank fails on fewer than ``window - shift`` samples: so does its twin.
+
+    Its frame count ``1 + floor((n - 400) / 160)`` is negative there and numpy raises
+    ``ValueError: negative dimensions are not allowed``; empty and 1-sample audio fail too. The
+    twin raises :class:`~supermel.ParameterError` (a ``ValueError``) on the same inputs.
+    """
+    n = int(y.shape[-1]) if y.ndim else 0
+    if y.ndim != 1 or n < window - shift:
+        raise ParameterError(
+            f"the waveform has shape {tuple(y.shape)}: transformers' {what} (numpy route) needs at least "
+            f"{window - shift} samples of mono audio (it raises 'negative dimensions are not allowed'); so does its supermel twin"
+        )
+
+
 class ASTFeatureExtractor(_HFAST):
     """``transformers.ASTFeatureExtractor`` with supermel's ``ast`` front end.
 
@@ -146,9 +162,10 @@ class ASTFeatureExtractor(_HFAST):
             ("max_length", int(max_length)),
             ("do_normalize", False),
         )
+        y = np.asarray(np.squeeze(waveform), dtype=np.float32)
         if not _is_speech_available():  # transformers' numpy route: 400 / 160 samples at any rate
             overrides += _frames_of_samples(self.sampling_rate)
-        y = np.asarray(np.squeeze(waveform), dtype=np.float32)
+            _refuse_as_numpy_route(y, "ASTFeatureExtractor")
         return _frontend("ast", "cpu", overrides)(y)
 
 
@@ -173,6 +190,7 @@ class SeamlessM4TFeatureExtractor(_HFSeamlessM4T):
             ("int16_scale", True),
         ) + _frames_of_samples(self.sampling_rate)  # transformers: 400 / 160 samples at any rate
         y = np.asarray(np.squeeze(waveform), dtype=np.float32)
+        _refuse_as_numpy_route(y, "SeamlessM4TFeatureExtractor")
         return _frontend("kaldi-fbank", "cpu", overrides)(y)
 
 
