@@ -6,6 +6,10 @@
 #   bash benchmarks/gpu.sh            # the full GPU run: 4 s of timing per workload row, 18 rows, about 3 minutes
 #   bash benchmarks/gpu.sh --quick    # a one-minute smoke test of the CUDA path
 #   BUDGET=6 bash benchmarks/gpu.sh   # another timing budget per workload (seconds; --budget S works too)
+#   bash benchmarks/gpu.sh --dry-run  # print the interpreter and the commands, run nothing
+#
+# The interpreter: $PYTHON when set, else `python` when it exists, else `python3` (a GPU image may
+# have only python3, the one with its CUDA torch).
 #
 # Any argument goes to benchmarks/run.py (`supermel bench`). Peers that are not
 # installed (librosa, openai-whisper, kaldi-native-fbank, nnAudio, audioflux,
@@ -25,6 +29,24 @@
 # of the benchmark's log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ -n "${PYTHON:-}" ]; then
+    PY="$PYTHON"
+elif command -v python >/dev/null 2>&1; then
+    PY=python
+elif command -v python3 >/dev/null 2>&1; then
+    PY=python3
+else
+    echo "gpu.sh: neither python nor python3 is on PATH (set PYTHON=/path/to/python)" >&2
+    exit 1
+fi
+python() { command "$PY" "$@"; }  # every `python` below is the interpreter chosen here
+if [ "${1:-}" = "--dry-run" ]; then
+    shift
+    echo "python: $(type -P "$PY" || echo "$PY") ($(python -c 'import sys; print(sys.version.split()[0])'))"
+    echo "would run: $PY -m pytest -q -p no:cacheprovider -rs tests/test_cuda.py"
+    echo "would run: $PY benchmarks/run.py --device cuda $*"
+    exit 0
+fi
 if [ "${INSTALL:-0}" = 1 ]; then
     python -m pip install -q -e ".[bench]"
 fi

@@ -10,6 +10,8 @@ Helpers importable from the tests (``from conftest import ...``):
 - :func:`assert_like_librosa`: same shape, same dtype and ``rel_err`` within the
   acceptance tolerance (:data:`TOL`: 2e-5 for float32, 1e-6 for float64).
 - :func:`user_warnings`: the messages of the ``UserWarning``\\ s a call emits.
+- :func:`require_program`: the one rule for tests that need a system program (skip with the
+  install command, or fail when the environment variable ``CI`` is set).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import shutil
 import warnings
 from typing import Any, Callable, List, Optional, Tuple
 
@@ -61,6 +64,44 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "slow: compiles with torch.compile (about 10-20 s each); runs by default, deselect with -m 'not slow'"
     )
+
+
+# --------------------------------------------------------------------------- system programs
+def in_ci() -> bool:
+    """Whether the environment variable ``CI`` is set (to anything but ``""``, ``0``, ``false`` or ``no``)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def require_program(*programs: str, install: str, why: str, which: Callable[[str], Optional[str]] = shutil.which) -> None:
+    """The rule for every test that needs a system program (a browser, ``unshare``, ``git``).
+
+    Returns when each of ``programs`` (a name looked up on ``PATH`` or an absolute path) is
+    found by ``which``. Otherwise the test is skipped with the reason and the install
+    command, so that the README's ``python -m pytest -q`` passes on a machine with nothing
+    but Python; when ``CI`` is set (``.ci/run`` exports ``CI=1`` and installs the programs)
+    the test fails instead, so CI never skips it silently.
+
+    Parameters
+    ----------
+    *programs : str
+        Program names or absolute paths.
+    install : str
+        The command that installs them, e.g. ``"apt-get install chromium"``.
+    why : str
+        What the test needs them for (part of the message).
+    which : callable
+        The lookup (``shutil.which``; tests of this rule pass their own).
+    """
+    missing = [p for p in programs if not which(p)]
+    if missing:
+        skip_unless_ci(f"{', '.join(missing)} not found ({why}); install with `{install}`")
+
+
+def skip_unless_ci(msg: str) -> None:
+    """Skip the test with ``msg``, or fail it when ``CI`` is set (what the machine lacks, CI must have)."""
+    if in_ci():
+        pytest.fail(f"{msg}. CI is set, so this test must run: the CI script provides it", pytrace=False)
+    pytest.skip(f"{msg} (skipped; with CI set it fails)")
 
 
 # --------------------------------------------------------------------------- helpers

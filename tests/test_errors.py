@@ -502,3 +502,39 @@ def test_frontend_dtype_moves(name):
     with raises_parameter_error(r"front ends compute in float32 or float64, not torch.float16"):
         fe.half()
     assert fe(y).dtype == np.float32  # unchanged by the refused move
+
+
+# --------------------------------------------------------------------------- misspelt keywords (issue 18, item 9)
+@pytest.mark.parametrize(
+    "call, bad, want",
+    [
+        (lambda y, **kw: supermel.melspectrogram(y=y, sr=16000, **kw), "nfft", "n_fft"),
+        (lambda y, **kw: supermel.melspectrogram(y=y, sr=16000, **kw), "hoplength", "hop_length"),
+        (lambda y, **kw: supermel.melspectrogram(y=y, sr=16000, **kw), "nmels", "n_mels"),
+        (lambda y, **kw: supermel.mfcc(y=y, sr=16000, **kw), "nfft", "n_fft"),
+        (lambda y, **kw: supermel.mfcc(y=y, sr=16000, **kw), "lifer", "lifter"),
+        (lambda y, **kw: supermel.StreamPool(sr=16000, **kw), "nfft", "n_fft"),
+        (lambda y, **kw: supermel.frontend("whisper-80", **kw), "nfft", "n_fft"),
+    ],
+)
+def test_misspelt_keyword_suggests_the_close_match_among_all_keywords(call, bad, want):
+    """nfft=512 names n_fft (an STFT keyword, not one of the mel filter keywords the message used to list)."""
+    y = np.zeros(4000, dtype=np.float32)
+    with pytest.raises(supermel.ParameterError) as info:
+        call(y, **{bad: 512})
+    msg = str(info.value)
+    assert f"{bad}: did you mean {want}" in msg, msg
+    assert f"'{want}'" in msg  # the full list of accepted keywords includes it
+
+
+@pytest.mark.parametrize("fn", [supermel.melspectrogram, supermel.mfcc])
+def test_device_keyword_gets_its_own_message(fn):
+    with pytest.raises(supermel.ParameterError) as info:
+        fn(y=np.zeros(4000, dtype=np.float32), sr=16000, device="cuda")
+    msg = str(info.value)
+    assert "device:" in msg and "y.to('cuda')" in msg and "did you mean" not in msg, msg
+
+
+def test_unknown_keyword_without_a_close_match_says_so():
+    with pytest.raises(supermel.ParameterError, match=r"zzz: no keyword of that name"):
+        supermel.melspectrogram(y=np.zeros(4000, dtype=np.float32), sr=16000, zzz=1)

@@ -24,6 +24,34 @@ def test_lipsync_realtime(args, capsys):
     assert "equal to the offline windows: yes" in out and "look-ahead: 212.5 ms" in out
 
 
+@pytest.fixture
+def restore_threads():
+    """The thread settings of this process, restored after the test (the example changes them)."""
+    import torch
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    before_torch = torch.get_num_threads()
+    before_pools = {p["internal_api"]: p["num_threads"] for p in threadpool_info()}
+    yield
+    torch.set_num_threads(before_torch)
+    threadpool_limits(limits=before_pools)
+
+
+def test_lipsync_realtime_runs_on_one_torch_and_blas_thread(capsys, restore_threads):
+    """Default threads miss the 33 ms budget on a busy machine (issue 18, item 6): the example sets one itself."""
+    import torch
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    torch.set_num_threads(2)
+    threadpool_limits(limits=2)
+    assert _load("lipsync_realtime").main(["--streams", "8", "--seconds", "0.5"]) == 0
+    assert torch.get_num_threads() == 1
+    assert all(p["num_threads"] == 1 for p in threadpool_info())
+    assert "threads: torch 1;" in capsys.readouterr().out
+    assert _load("lipsync_realtime").main(["--threads", "0", "--seconds", "0.5"]) == 0  # 0: left as they are
+    assert torch.get_num_threads() == 1
+
+
 def test_transformers_dropin(capsys):
     assert _load("transformers_dropin").main(["--repeat", "1"]) == 0
     assert "all twins agree with transformers" in capsys.readouterr().out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import re
 import subprocess
 import sys
 import warnings
@@ -43,9 +44,49 @@ def test_the_cycle_check_can_fail(tmp_path):
 )
 def test_deprecated_module_paths_warn_and_work(old, name, new):
     sys.modules.pop(old, None)
-    with pytest.warns(DeprecationWarning, match=rf"{old} is deprecated and will be removed in 0\.3"):
+    with pytest.warns(DeprecationWarning, match=rf"{old} is deprecated since 0\.1\.0 and will be removed in 0\.2\.0") as record:
         mod = importlib.import_module(old)
     assert getattr(mod, name) is getattr(importlib.import_module(new), name)
+    _check_versions(str(record[0].message))
+
+
+def _version(text: str) -> tuple:
+    return tuple(int(part) for part in text.split("."))
+
+
+def _check_versions(message: str) -> None:
+    """A deprecation names a version no later than the current one, and a removal after it."""
+    current = _version(supermel.__version__)
+    since = re.search(r"deprecated since (\d+\.\d+\.\d+)", message)
+    removed = re.search(r"removed in (?:supermel )?(\d+\.\d+(?:\.\d+)?)", message)
+    assert since and removed, message
+    assert _version(since.group(1)) <= current < _version(removed.group(1)), (message, supermel.__version__)
+
+
+def test_deprecation_versions_are_consistent_with_the_package_version():
+    """Module docs, warnings and the README speak of the same versions, around supermel.__version__."""
+    for path in (ROOT / "src" / "supermel" / "kaldi.py", ROOT / "src" / "supermel" / "streaming_presets.py"):
+        text = path.read_text(encoding="utf-8")
+        sentences = re.findall(r"deprecated since[^:]*", text.replace("\n", " "))
+        assert sentences, path
+        for sentence in sentences:
+            _check_versions(sentence)
+        assert "0.3" not in text, path
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "(deprecated since 0.1.0) still import, with a `DeprecationWarning`; they go in 0.2.0." in readme
+    assert supermel.__version__ == "0.1.0"  # when it changes, the deprecation messages move with it
+
+
+def test_project_files_exist_and_agree_with_pyproject():
+    """LICENSE (MIT, as pyproject.toml says), CHANGELOG.md and CITATION.cff, with the package's version."""
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    assert 'license = { text = "MIT" }' in pyproject
+    lic = (ROOT / "LICENSE").read_text(encoding="utf-8")
+    assert lic.startswith("MIT License") and "Permission is hereby granted, free of charge" in lic
+    changelog = (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
+    assert f"## [{supermel.__version__}]" in changelog
+    cff = (ROOT / "CITATION.cff").read_text(encoding="utf-8")
+    assert "cff-version: 1.2.0" in cff and f'version: "{supermel.__version__}"' in cff and "license: MIT" in cff
 
 
 def test_public_names_come_from_the_family_modules():

@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import require_program, skip_unless_ci
+
 HERE = Path(__file__).resolve()
 REPO = HERE.parents[1]
 
@@ -61,9 +63,9 @@ def test_ray_suite_passes_inside_a_loopback_only_network_namespace(capsys):
     """Run this module in a fresh loopback-only namespace; every Ray test must pass there."""
     if IN_NAMESPACE:
         return  # this is the inner run: the tests below are the suite
-    missing = [tool for tool in ("unshare", "ip") if shutil.which(tool) is None]
-    assert not missing, f"{missing} not found: install util-linux and iproute2 (apt-get install -y util-linux iproute2)"
-    assert os.geteuid() == 0, "unshare -n needs root (CAP_SYS_ADMIN): run the Ray tests as root, as .ci/run does"
+    require_program("unshare", "ip", install="apt-get install util-linux iproute2", why="the Ray tests run in a loopback-only network namespace")
+    if os.geteuid() != 0:
+        skip_unless_ci("unshare -n needs root (CAP_SYS_ADMIN): run the Ray tests as root, as .ci/run does")
     inner = f"ip link set lo up && exec {sys.executable} -m pytest -q -p no:cacheprovider -rfEs {HERE}"
     proc = subprocess.run(["unshare", "-n", "sh", "-c", inner], cwd=REPO, capture_output=True, text=True, timeout=1500)
     lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]

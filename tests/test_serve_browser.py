@@ -10,14 +10,15 @@ screenshot is saved (its path is printed; SUPERMEL_UPDATE_SCREENSHOT=1 also copi
 
 Needs ``/usr/bin/chromium`` (``apt-get install chromium``: ``.ci/run`` installs it) and the
 ``playwright`` Python package; never ``playwright install`` (it downloads browsers, and its
-headless shell refuses real getUserMedia). Without chromium the test fails, it is not skipped.
+headless shell refuses real getUserMedia). Without chromium the browser test is skipped with the
+install command, unless the environment variable ``CI`` is set: then it fails (``.ci/run`` sets
+``CI=1``), by the rule of ``conftest.require_program``.
 """
 
 from __future__ import annotations
 
 import io
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -26,6 +27,7 @@ import pytest
 import soundfile
 
 import supermel
+from conftest import require_program
 from supermel.serve import Server, ServerThread, resample_offline
 from test_exactness import BOUNDS, _err
 
@@ -65,6 +67,11 @@ def aligned_ncc(seg: np.ndarray, ref: np.ndarray, *, margin: int = 64) -> tuple:
     return vals[i], lag + fine[i]
 
 
+def require_chromium() -> None:
+    """Skip (fail under CI) without Debian's chromium; never `playwright install` (it downloads browsers)."""
+    require_program(CHROMIUM, install="apt-get install chromium", why="the live page's browser test drives Debian's chromium")
+
+
 def test_alignment_helper_can_fail():
     """The NCC check distinguishes a fractionally shifted copy (high) from other audio (low)."""
     y, sr = supermel.audio.example_audio()
@@ -97,7 +104,7 @@ def _save_atomic(data: bytes, path: Path) -> None:
 
 
 def test_live_page_in_chromium(fake_mic, tmp_path):
-    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does); never `playwright install`"
+    require_chromium()
     from matplotlib import image as mpimg
     from playwright.sync_api import sync_playwright
 
@@ -186,4 +193,4 @@ def test_chromium_command_exists_for_ci():
     assert "apt-get install -y chromium" in text and "command -v chromium" in text
     commands = [line.split("#", 1)[0] for line in text.splitlines()]
     assert not any("playwright install" in line for line in commands)
-    assert shutil.which("chromium") or Path(CHROMIUM).exists()
+    require_chromium()

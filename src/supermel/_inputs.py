@@ -49,9 +49,16 @@ def resolve_device(device: Any, *, default: str = "cpu") -> torch.device:
 
 
 def as_batch(
-    y: Union[np.ndarray, torch.Tensor], *, check_finite: bool = True, name: str = "y", device: Optional[torch.device] = None
+    y: Union[np.ndarray, torch.Tensor],
+    *,
+    check_finite: bool = True,
+    name: str = "y",
+    device: Optional[torch.device] = None,
+    allow_empty: bool = False,
 ) -> Tuple[torch.Tensor, Tuple[int, ...], bool]:
     """Validate audio and flatten it to ``(B, L)``.
+
+    ``allow_empty``: accept ``L == 0`` (a caller that pads before computing, as Whisper's hosts do).
 
     Returns ``(tensor, batch_shape, was_numpy)``. float16/bfloat16 are computed
     in float32 (as numpy/scipy do); integer, bool and complex audio are refused.
@@ -92,14 +99,14 @@ def as_batch(
             t = t.float()
     if t.ndim == 0:
         raise ParameterError(f"{name} must have at least one dimension (..., n_samples); got a scalar")
-    if t.shape[-1] == 0:
+    if t.shape[-1] == 0 and not allow_empty:
         raise ParameterError(f"{name} is empty (shape {tuple(t.shape)}); pass at least one sample")
-    if t.numel() == 0:
+    if any(d == 0 for d in t.shape[:-1]):
         raise ParameterError(f"{name} has an empty batch dimension (shape {tuple(t.shape)})")
     if check_finite and not _compiling_or_capturing(t) and not _all_finite(t):
         raise ParameterError(f"{name} is not finite everywhere (NaN or Inf samples); clean the audio, e.g. np.nan_to_num")
     batch_shape = tuple(t.shape[:-1])
-    return t.reshape(-1, t.shape[-1]), batch_shape, was_numpy
+    return t.reshape(math.prod(batch_shape), t.shape[-1]), batch_shape, was_numpy
 
 
 def all_finite_np(a: np.ndarray) -> bool:

@@ -381,6 +381,23 @@ def mel_filters(
     return weights[0].copy()
 
 
+def mel_filters_above_nyquist(*, sr: float, n_fft: int, n_mels: int, fmin: float, fmax: float, dtype: Any = np.float32) -> np.ndarray:
+    """Slaney mel filters whose top ``fmax`` may lie above ``sr / 2``, as Whisper's hosts build them.
+
+    transformers' ``WhisperFeatureExtractor`` and faster-whisper's ``FeatureExtractor`` keep
+    Whisper's 8000 Hz top at any sampling rate (4 and 8 kHz audio): the triangles are laid out
+    up to ``fmax`` and sampled at the FFT bins (0 to ``sr / 2``), so the filters above Nyquist
+    are all zero. The same construction as :func:`mel_filters` (librosa's, which also accepts
+    such an ``fmax``), without its Nyquist check and without the empty-filter warning (the
+    hosts' choice, made on purpose here). Returns ``(n_mels, 1 + n_fft // 2)``.
+    """
+    check_mel_params(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=min(float(fmax), float(sr) / 2))
+    if not float(fmin) < float(fmax):
+        raise ParameterError(f"fmin={fmin!r} must be below fmax={fmax!r}")
+    weights, _ = _mel_filters_cached(float(sr), int(n_fft), int(n_mels), float(fmin), float(fmax), False, "slaney", np.dtype(dtype).str)
+    return weights.copy()
+
+
 @functools.lru_cache(maxsize=64)
 def _mel_filters_cached(sr, n_fft, n_mels, fmin, fmax, htk, norm, dtype_str) -> Tuple[np.ndarray, bool]:
     # librosa's exact order of operations: float64 ramps, stored into a `dtype`
@@ -420,6 +437,27 @@ def dct_matrix(n_in: int, n_out: int, *, dct_type: int = 2, norm: Optional[str] 
     import scipy.fft  # imported on first use (about 0.2 s at import time, paid by every worker process)
 
     return scipy.fft.dct(np.eye(n_in), type=dct_type, norm=norm, axis=0)[:n_out]
+
+
+def check_lifter(lifter: Any) -> None:
+    """Refuse an MFCC ``lifter`` that is not a finite number >= 0 (NaN, inf, negative, not a number)."""
+    if isinstance(lifter, (bool, np.bool_)) or not isinstance(lifter, (int, float, np.integer, np.floating)):
+        raise ParameterError(f"MFCC lifter={lifter!r} must be a non-negative number (0 for no liftering)")
+    if not math.isfinite(float(lifter)) or lifter < 0:
+        raise ParameterError(f"MFCC lifter={lifter} must be a non-negative number: a finite value >= 0 (0 for no liftering)")
+
+
+def liftered(d: np.ndarray, lifter: Any) -> np.ndarray:
+    """The DCT matrix ``d`` ``(n_mfcc, n_mels)`` with librosa's sinusoidal liftering applied to its rows.
+
+    ``lifter`` must be a finite number >= 0 (0: no liftering, ``d`` itself). librosa refuses NaN
+    and negative values; ``inf`` (which makes librosa's result NaN) is refused too.
+    """
+    check_lifter(lifter)
+    if lifter == 0:
+        return d
+    li = np.sin(np.pi * np.arange(1, 1 + d.shape[0], dtype=np.float64) / lifter)
+    return d * (1 + (lifter / 2) * li)[:, None]
 
 
 # --------------------------------------------------------------------------- Kaldi

@@ -11,14 +11,15 @@ loop, holding a module yourself is still slightly cheaper (no cache lookup).
 from __future__ import annotations
 
 import functools
+import inspect
 import warnings
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 import torch
 
 from . import _core
-from ._errors import ParameterError
+from ._errors import ParameterError, unknown_keywords
 from .filters import WindowSpec, _window_key
 from ._db import RefSpec, _check_empty, _Const, _power_to_db_tensor, _ref_value
 from .modules import MFCC, MelSpectrogram, Spectrogram
@@ -86,11 +87,21 @@ def _module_for(kind: str, y: torch.Tensor, window: WindowSpec, **kwargs: Any) -
     return mod
 
 
-def _mel_kwargs(kwargs: dict) -> dict:
-    allowed = {"n_mels", "fmin", "fmax", "htk", "norm", "dtype"}
-    unknown = set(kwargs) - allowed
+_MEL_KEYS = ("n_mels", "fmin", "fmax", "htk", "norm", "dtype")
+_STFT_KEYS = ("n_fft", "hop_length", "win_length", "window", "center", "pad_mode", "power")
+_DEVICE_HINT = (
+    "these functions compute where the audio is: pass a tensor on that device (y.to('cuda')), "
+    "or build a module on it (supermel.MelSpectrogram(...).to('cuda'))"
+)
+
+
+def _mel_kwargs(kwargs: dict, func: Callable[..., Any], extra: Sequence[str] = ()) -> dict:
+    """The mel filter keywords of ``**kwargs``; an unknown one raises with the close matches
+    among every keyword ``func`` accepts (its own, ``extra`` and the mel filter keywords)."""
+    unknown = set(kwargs) - set(_MEL_KEYS)
     if unknown:
-        raise ParameterError(f"unknown keyword(s) {sorted(unknown)}; mel filter keywords are {sorted(allowed)}")
+        accepted = [n for n in inspect.signature(func).parameters if n != "kwargs"] + list(extra) + list(_MEL_KEYS)
+        raise unknown_keywords(unknown, accepted, where=f"supermel.{func.__name__}", device_hint=_DEVICE_HINT)
     out = dict(kwargs)
     if "dtype" in out:
         out["mel_dtype"] = np.dtype(out.pop("dtype")).str
@@ -285,7 +296,7 @@ def melspectrogram(
     >>> supermel.melspectrogram(y=batch, sr=sr, **params).shape
     torch.Size([4, 80, 81])
     """
-    mk = _mel_kwargs(kwargs)
+    mk = _mel_kwargs(kwargs, melspectrogram)
     if S is not None:
         if y is not None:
             raise ParameterError("pass either y (audio) or S (a spectrogram), not both")
@@ -365,27 +376,21 @@ def mfcc(
         if y is None:
             raise ParameterError("mfcc needs y (audio) or S (a log-power mel spectrogram)")
         t, shape, was_numpy = _core.as_batch(y, check_finite=check_finite)
-        stft_keys = {"n_fft", "hop_length", "win_length", "window", "center", "pad_mode", "power"}
-        spec = {k: kwargs.pop(k) for k in list(kwargs) if k in stft_keys}
+        spec = {k: kwargs.pop(k) for k in list(kwargs) if k in _STFT_KEYS}
         window = spec.pop("window", "hann")
         spec.setdefault("hop_length", 512)
-        mod = _module_for("mfcc", t, window, sr=sr, n_mfcc=n_mfcc, dct_type=dct_type, norm=norm, lifter=lifter, mel_norm=mel_norm, **spec, **_mel_kwargs(kwargs))
+        mod = _module_for("mfcc", t, window, sr=sr, n_mfcc=n_mfcc, dct_type=dct_type, norm=norm, lifter=lifter, mel_norm=mel_norm, **spec, **_mel_kwargs(kwargs, mfcc, _STFT_KEYS))
         out = mod.mfcc_tf(t)
         if check_finite:
             _core.warn_overflow(out, t)
         return _core.from_batch(out, shape, was_numpy)
-    from .filters import dct_matrix
+    from .filters import dct_matrix, liftered
 
     s_t, shape, was_numpy = _core.as_batch(S, name="S", check_finite=False)
     s_full = s_t.reshape(shape + (s_t.shape[-1],))
     if s_full.ndim < 2:
         raise ParameterError(f"S must have shape (..., n_mels, t); got {tuple(s_full.shape)}")
-    if lifter < 0:
-        raise ParameterError(f"MFCC lifter={lifter} must be a non-negative number")
-    d = dct_matrix(s_full.shape[-2], n_mfcc, dct_type=dct_type, norm=norm)
-    if lifter > 0:
-        li = np.sin(np.pi * np.arange(1, 1 + d.shape[0], dtype=np.float64) / lifter)
-        d = d * (1 + (lifter / 2) * li)[:, None]
+    d = liftered(dct_matrix(s_full.shape[-2], n_mfcc, dct_type=dct_type, norm=norm), lifter)
     with _core.full_fp32_matmuls:  # full float32 whatever the host's TF32 setting
         out = torch.matmul(torch.as_tensor(d, dtype=s_full.dtype, device=s_full.device), s_full)
     return out.cpu().numpy() if was_numpy else out

@@ -1,6 +1,7 @@
 """Deprecated alias of the Kaldi framing in :mod:`supermel.presets.kaldi`.
 
-Kept for one release: importing it warns; it will be removed in supermel 0.3.
+Deprecated since 0.1.0 (the family modules moved to :mod:`supermel.presets` during 0.1's
+development): importing it warns; it will be removed in supermel 0.2.0.
 """
 
 import warnings
@@ -34,7 +35,7 @@ __all__ = [
 ]
 
 warnings.warn(
-    "supermel.kaldi is deprecated and will be removed in 0.3: import from supermel.presets.kaldi",
+    "supermel.kaldi is deprecated since 0.1.0 and will be removed in 0.2.0: import from supermel.presets.kaldi",
     DeprecationWarning,
     stacklevel=2,
 )

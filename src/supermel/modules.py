@@ -31,7 +31,7 @@ from . import _core
 from ._db import _power_to_db_tensor
 from ._limits import check_memory
 from ._errors import ParameterError
-from .filters import WindowSpec, dct_matrix, get_window, mel_filters, pad_center
+from .filters import WindowSpec, check_lifter, dct_matrix, get_window, liftered, mel_filters, pad_center
 
 __all__ = ["Spectrogram", "MelScale", "MelSpectrogram", "MFCC", "BACKENDS"]
 
@@ -533,15 +533,11 @@ class MFCC(nn.Module):
         super().__init__()
         if not (isinstance(n_mfcc, (int, np.integer)) and n_mfcc > 0):
             raise ParameterError(f"n_mfcc={n_mfcc!r} must be a positive integer")
-        if lifter < 0:
-            raise ParameterError(f"MFCC lifter={lifter} must be a non-negative number")
+        check_lifter(lifter)
         # `norm` is the DCT's; the filterbank's is `mel_norm` (librosa 0.11's mfcc keyword).
         self.melspectrogram = MelSpectrogram(sr=sr, norm=mel_norm, dtype=dtype, device=device, **mel_kwargs)
         n_mels = self.melspectrogram.n_mels
-        d = dct_matrix(n_mels, n_mfcc, dct_type=dct_type, norm=norm)
-        if lifter > 0:
-            li = np.sin(np.pi * np.arange(1, 1 + d.shape[0], dtype=np.float64) / lifter)
-            d = d * (1 + (lifter / 2) * li)[:, None]
+        d = liftered(dct_matrix(n_mels, n_mfcc, dct_type=dct_type, norm=norm), lifter)
         self.register_buffer("dct", torch.as_tensor(d, dtype=_float_dtype(dtype), device=device))
         self.top_db = top_db
 

@@ -39,6 +39,7 @@ the model; the same code path runs on the CPU with ``executor="torch"``.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple, Union
@@ -47,7 +48,7 @@ import numpy as np
 import torch
 
 from . import _core
-from ._errors import ParameterError
+from ._errors import ParameterError, unknown_keywords
 from ._pool_frames import PoolFrames, PoolStep, _finite_1d, _Layout
 from ._stream_steps import _dense_kw, _workspace
 from .presets import Frontend, MelConfig, Wav2LipChunker, frontend
@@ -143,7 +144,8 @@ class StreamPool:
         if preset is None:
             unknown = sorted(set(core) - set(_CORE_KEYS))
             if unknown:
-                raise ParameterError(f"unknown keyword(s) {unknown}; the core's are {list(_CORE_KEYS)}")
+                accepted = [n for n in inspect.signature(StreamPool.__init__).parameters if n not in ("self", "core")]
+                raise unknown_keywords(unknown, accepted + list(_CORE_KEYS), where="StreamPool")
             kw = dict(core)
             kw.setdefault("sr", 22050)
             kw.setdefault("norm", "slaney")

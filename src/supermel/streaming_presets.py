@@ -1,7 +1,8 @@
 """Deprecated alias: :class:`StreamingFrontend` is in :mod:`supermel.presets.streaming`,
 :class:`Wav2LipChunker` in :mod:`supermel.presets.wav2lip`.
 
-Kept for one release: importing it warns; it will be removed in supermel 0.3.
+Deprecated since 0.1.0 (the family modules moved to :mod:`supermel.presets` during 0.1's
+development): importing it warns; it will be removed in supermel 0.2.0.
 """
 
 import warnings
@@ -12,7 +13,7 @@ from .presets.wav2lip import Wav2LipChunker
 __all__ = ["StreamingFrontend", "Wav2LipChunker"]
 
 warnings.warn(
-    "supermel.streaming_presets is deprecated and will be removed in 0.3: use supermel.StreamingFrontend / "
+    "supermel.streaming_presets is deprecated since 0.1.0 and will be removed in 0.2.0: use supermel.StreamingFrontend / "
     "supermel.Wav2LipChunker (supermel.presets)",
     DeprecationWarning,
     stacklevel=2,

@@ -16,12 +16,17 @@ Differences from faster-whisper
 * The features agree to float32 rounding (``tests/test_integrations.py``).
 * Audio containing NaN or Inf raises :class:`supermel.ParameterError`, where
   faster-whisper returns NaN features.
+* As faster-whisper: the ``padding`` zeros are appended before anything is checked, so
+  empty audio gives one frame (``WhisperModel.transcribe`` of empty or all-silent audio
+  with ``vad_filter=True`` returns no segments), and every sampling rate keeps Whisper's
+  8000 Hz top (at 8 kHz the filters above Nyquist are zero).
 
 Install with ``pip install "supermel[faster-whisper]"``.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Optional
 
 import numpy as np
@@ -69,8 +74,14 @@ class FeatureExtractor(_FWFeatureExtractor):
             ("win_length", int(self.n_fft)),
             ("hop_length", int(self.hop_length)),
             ("padding", int(padding or 0)),
+            ("fmax_above_nyquist", True),  # faster-whisper keeps 8000 Hz at any rate (zero filters above Nyquist)
         )
-        return cached_frontend("whisper-80", "cpu", overrides)(y)
+        fe = cached_frontend("whisper-80", "cpu", overrides)
+        if y.shape[-1] + int(padding or 0) >= self.n_fft:
+            return fe(y)
+        with warnings.catch_warnings():  # faster-whisper computes a few samples silently (reflect padding)
+            warnings.filterwarnings("ignore", message=r"n_fft=\d+ is too large for input signal", category=UserWarning)
+            return fe(y)
 
 
 def accelerate(model: Any) -> Any:

@@ -40,6 +40,11 @@ Differences from ``transformers``
   ``transformers`` returns NaN features.
 * The Whisper ``device`` argument runs supermel on that device, as
   ``transformers`` does.
+* At the edges, as ``transformers``: Whisper keeps its 8000 Hz top at 4 and 8 kHz (zero
+  filters above Nyquist), AST (numpy route) and SeamlessM4T frame 400 / 160 samples at any
+  rate, Parakeet gives one frame for empty audio. Where ``transformers``' numpy route fails
+  (AST, SeamlessM4T: fewer than 240 samples, numpy's "negative dimensions are not allowed"),
+  the twins raise :class:`supermel.ParameterError`, also a ``ValueError``.
 
 Install with ``pip install "supermel[transformers]"``.
 """
@@ -63,6 +68,14 @@ except ImportError as exc:  # pragma: no cover - exercised only without transfor
     raise ImportError(
         "supermel.integrations.transformers needs Hugging Face transformers: pip install 'supermel[transformers]'"
     ) from exc
+try:  # whether transformers' AST extractor takes its torchaudio route (25 / 10 ms frames at any rate)
+    from transformers.utils import is_speech_available as _is_speech_available
+except ImportError:  # pragma: no cover - older transformers
+
+    def _is_speech_available() -> bool:
+        return False
+
+
 try:  # transformers >= 4.57
     from transformers import ParakeetFeatureExtractor as _HFParakeet
 except ImportError:  # pragma: no cover - older transformers
@@ -98,6 +111,7 @@ class WhisperFeatureExtractor(_HFWhisper):
             ("n_fft", int(self.n_fft)),
             ("win_length", int(self.n_fft)),
             ("hop_length", int(self.hop_length)),
+            ("fmax_above_nyquist", True),  # transformers keeps 8000 Hz at 4 and 8 kHz (zero filters above Nyquist)
         )
         return _frontend("whisper-80", str(device), overrides)
 
@@ -111,6 +125,32 @@ class WhisperFeatureExtractor(_HFWhisper):
     def _np_extract_fbank_features(self, waveform_batch: np.ndarray, device: str = "cpu") -> np.ndarray:
         """As :meth:`_torch_extract_fbank_features` (supermel always has torch)."""
         return self._torch_extract_fbank_features(waveform_batch, device)
+
+
+def _frames_of_samples(sampling_rate: float, window: int = 400, shift: int = 160) -> tuple:
+    """Kaldi ``frame_length`` / ``frame_shift`` (ms) that give ``window`` / ``shift`` samples at any rate.
+
+    transformers' numpy fbank route frames 400 / 160 *samples* whatever ``sampling_rate`` is
+    (25 / 10 ms only at 16 kHz). Kaldi's sizes are ``int(rate * ms / 1000)``: half a sample more
+    makes the truncation land on the intended count despite float rounding.
+    """
+    sr = float(sampling_rate)
+    return (("frame_length", (window + 0.5) * 1000.0 / sr), ("frame_shift", (shift + 0.5) * 1000.0 / sr))
+
+
+def _refuse_as_numpy_route(y: np.ndarray, what: str, window: int = 400, shift: int = 160) -> None:
+    """transformers' numpy fbank fails on fewer than ``window - shift`` samples: so does its twin.
+
+    Its frame count ``1 + floor((n - 400) / 160)`` is negative there and numpy raises
+    ``ValueError: negative dimensions are not allowed``; empty and 1-sample audio fail too. The
+    twin raises :class:`~supermel.ParameterError` (a ``ValueError``) on the same inputs.
+    """
+    n = int(y.shape[-1]) if y.ndim else 0
+    if y.ndim != 1 or n < window - shift:
+        raise ParameterError(
+            f"the waveform has shape {tuple(y.shape)}: transformers' {what} (numpy route) needs at least "
+            f"{window - shift} samples of mono audio (it raises 'negative dimensions are not allowed'); so does its supermel twin"
+        )
 
 
 class ASTFeatureExtractor(_HFAST):
@@ -139,6 +179,9 @@ class ASTFeatureExtractor(_HFAST):
             ("do_normalize", False),
         )
         y = np.asarray(np.squeeze(waveform), dtype=np.float32)
+        if not _is_speech_available():  # transformers' numpy route: 400 / 160 samples at any rate
+            overrides += _frames_of_samples(self.sampling_rate)
+            _refuse_as_numpy_route(y, "ASTFeatureExtractor")
         return _frontend("ast", "cpu", overrides)(y)
 
 
@@ -169,8 +212,9 @@ class SeamlessM4TFeatureExtractor(_HFSeamlessM4T):
             ("num_mel_bins", int(self.num_mel_bins)),
             ("sample_frequency", float(self.sampling_rate)),
             ("int16_scale", True),
-        )
+        ) + _frames_of_samples(self.sampling_rate)  # transformers: 400 / 160 samples at any rate
         y = np.asarray(np.squeeze(waveform), dtype=np.float32)
+        _refuse_as_numpy_route(y, "SeamlessM4TFeatureExtractor")
         return _frontend("kaldi-fbank", "cpu", overrides)(y)
 
 
@@ -218,6 +262,10 @@ if _HFParakeet is not None:
                 ("normalize", None),
             )
             x = torch.as_tensor(waveform).to(device=device, dtype=torch.float32)
+            if x.shape[-1] == 0:
+                # transformers' STFT zero-pads before anything is checked: empty audio is one frame
+                # of the padding, the same frame as one zero sample gives
+                x = x.new_zeros(x.shape[:-1] + (1,))
             return _frontend("nemo-80", str(device), overrides)(x).transpose(-1, -2)
 
     _TWINS[_HFParakeet] = ParakeetFeatureExtractor

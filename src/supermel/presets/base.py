@@ -51,8 +51,8 @@ import torch
 from torch import nn
 
 from .. import _core
-from .._errors import ParameterError
-from ..filters import check_mel_params, get_window
+from .._errors import ParameterError, unknown_keywords
+from ..filters import check_mel_params, get_window, mel_filters_above_nyquist
 from ..modules import MelSpectrogram, _float_dtype
 
 if TYPE_CHECKING:
@@ -178,9 +178,7 @@ class FrontendConfig:
         known = [f.name for f in fields(self)]
         unknown = sorted(set(changes) - set(known))
         if unknown:
-            raise ParameterError(
-                f"{self.name or type(self).__name__}: unknown parameter(s) {unknown}; the parameters are {known}"
-            )
+            raise unknown_keywords(unknown, known, where=self.name or type(self).__name__, noun="parameter")
         return dataclasses.replace(self, **changes)
 
 
@@ -232,6 +230,11 @@ class MelConfig(FrontendConfig):
         return self.pad_mode
 
     @property
+    def fmax_above_nyquist_ok(self) -> bool:
+        """Whether ``fmax > sr / 2`` is kept (a host's choice, Whisper's); refused otherwise."""
+        return False
+
+    @property
     def effective_pad(self) -> int:
         """Samples of padding on each side of the signal."""
         if self.pad is not None:
@@ -256,7 +259,12 @@ class MelConfig(FrontendConfig):
             pad_mode=self.effective_pad_mode,
             power=self.power,
         )
-        check_mel_params(sr=self.sr, n_fft=self.n_fft, n_mels=self.n_mels, fmin=self.fmin, fmax=self.fmax)
+        fmax = self.fmax
+        if fmax is not None and self.fmax_above_nyquist_ok and _is_real(fmax) and _is_real(self.sr) and fmax > self.sr / 2:
+            fmax = None  # the host keeps its top above Nyquist (filters_above_nyquist); the rest is checked
+            if self.fmin >= self.fmax:
+                c.fail("fmin", f"must be below fmax={self.fmax!r}")
+        check_mel_params(sr=self.sr, n_fft=self.n_fft, n_mels=self.n_mels, fmin=self.fmin, fmax=fmax)
         get_window(self.window, self.win_length or self.n_fft, fftbins=bool(self.periodic))
 
 
@@ -303,6 +311,10 @@ def preemphasis(y: Array, coef: float = 0.97, prev: Optional[Array] = None) -> A
 
 def _core_for(cfg: MelConfig, **kw: Any) -> MelSpectrogram:
     win_length = cfg.win_length or cfg.n_fft
+    if cfg.fmax is not None and cfg.fmax_above_nyquist_ok and cfg.fmax > cfg.sr / 2 and "fb" not in kw:
+        if cfg.htk or cfg.norm != "slaney":
+            raise ParameterError(f"{cfg.name}: fmax={cfg.fmax} above Nyquist needs Slaney mels (htk=False, norm='slaney')")
+        kw["fb"] = mel_filters_above_nyquist(sr=cfg.sr, n_fft=cfg.n_fft, n_mels=cfg.n_mels, fmin=cfg.fmin, fmax=cfg.fmax)
     window: Any = cfg.window if cfg.periodic else get_window(cfg.window, win_length, fftbins=False)
     return MelSpectrogram(
         sr=cfg.sr,
@@ -524,7 +536,9 @@ class Frontend(nn.Module):
         return self.post(self.mel(y))
 
     def _batch(self, y: Array) -> Tuple[torch.Tensor, Tuple[int, ...], bool]:
-        t, shape, was_numpy = _core.as_batch(y, check_finite=self.check_finite)
+        # Empty audio is refused unless the waveform step pads it (Whisper's padding / pad_or_trim):
+        # the host pads first, so empty and silent audio give the host's frames.
+        t, shape, was_numpy = _core.as_batch(y, check_finite=self.check_finite, allow_empty=self.pre_length(0) > 0)
         dev = self.core.spectrogram.window.device
         if t.dtype != self.dtype or (was_numpy and t.device != dev):
             t = t.to(device=dev if was_numpy else t.device, dtype=self.dtype)

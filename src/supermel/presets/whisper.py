@@ -25,7 +25,10 @@ class WhisperConfig(MelConfig):
     (3000 frames). ``padding``: zeros appended afterwards
     (``log_mel_spectrogram(padding=...)``). ``max_scope``: the maximum is taken
     per example ("example", Hugging Face) or over everything passed in one call
-    ("batch", openai's batched tensors).
+    ("batch", openai's batched tensors). ``fmax_above_nyquist``: keep ``fmax``
+    (8000 Hz) at sampling rates below 16 kHz, as transformers' and faster-whisper's
+    extractors do (their filters above Nyquist are zero; the drop-ins set it);
+    ``False`` (the preset's default) refuses ``fmax > sr / 2``.
 
     Examples
     --------
@@ -50,8 +53,17 @@ class WhisperConfig(MelConfig):
     n_samples: int = 480000
     padding: int = 0
     max_scope: str = "example"
+    fmax_above_nyquist: bool = False
+
+    @property
+    def fmax_above_nyquist_ok(self) -> bool:
+        return bool(self.fmax_above_nyquist)
 
     def _validate(self, c: _Checker) -> None:
+        c.boolean("fmax_above_nyquist")
+        if not self.fmax_above_nyquist and isinstance(self.sr, (int, float)) and isinstance(self.fmax, (int, float)) and self.fmax > self.sr / 2:
+            c.fail("fmax", f"is above the Nyquist frequency sr/2={self.sr / 2}; use fmax <= {self.sr / 2}, or "
+                           "fmax_above_nyquist=True to keep it as transformers' and faster-whisper's extractors do")
         super()._validate(c)
         c.real("log_floor", lo=0.0, lo_open=True)
         c.real("dynamic_range", lo=0.0)
