@@ -1,0 +1,228 @@
+// The mel pipeline: frames -> window -> real FFT -> |X|^power -> block-sparse mel product
+// -> optional post-step, written into the caller's output.
+//
+// Like fft.hpp: a plain-data part (the views a plan hands to the kernels, the
+// argument structs of the three entry shapes) and a kernel part compiled once per
+// instruction set inside namespace supermel::SUPERMEL_ISA.
+//
+// Per batch of L frames (lane l = one frame):
+//   x_l[j] * window[j]                      (gathered into the FFT's lane layout)
+//   X_l = rfft(...)                         (fft.hpp)
+//   P_l[k] = (|X_l[k]|^2 + eps)^(power/2)   (power 2: no pow; power 1: sqrt)
+//   M_l[b] = sum_{k in band b} w_b[k] P_l[k]  (band b: bins start_b .. start_b + len_b - 1,
+//                                            the filterbank's non-zero run; weights in W)
+//   out_l[b] = post(M_l[b])
+// W is the weight / output type: T, or double for float32 frames with a float64
+// filterbank (librosa then returns float64: the float32 power is promoted before the product).
+
+#ifndef SUPERMEL_PIPELINE_DATA_DEFINED
+#define SUPERMEL_PIPELINE_DATA_DEFINED
+
+#include <cstddef>
+#include <cstdint>
+
+#include "fft.hpp"
+
+namespace supermel {
+
+enum PowerMode : int { POWER_2 = 0, POWER_1 = 1, POWER_GENERAL = 2 };
+
+//: Post-steps on each output value v (a, b the plan's constants).
+enum PostMode : int {
+    POST_NONE = 0,
+    POST_LN_FLOOR = 1,     // ln(max(v, a))
+    POST_LOG10_FLOOR = 2,  // log10(max(v, a))
+    POST_LN_ADD = 3,       // ln(v + a)
+    POST_DB = 4,           // a * log10(max(v, b))  (10: power_to_db with ref 1, no top_db)
+};
+
+template <class T, class W>
+struct MelView {
+    RfftView<T> fft;
+    const T* window = nullptr;  // n_fft values
+    int n_bins = 0;             // n_fft / 2 + 1
+    int n_bands = 0;            // 0: no filterbank, the power bins are the output
+    const int32_t* band_start = nullptr;
+    const int32_t* band_len = nullptr;
+    const int64_t* band_off = nullptr;  // offset of band b's weights in `weights`
+    const W* weights = nullptr;
+    int power_mode = POWER_2;
+    T power_half = 1;  // power / 2 (POWER_GENERAL)
+    T mag_eps = 0;
+    int post = POST_NONE;
+    W post_a = 0, post_b = 0;
+};
+
+//: Workspace of one call (all 64-byte aligned, owned by the plan).
+struct Work {
+    void* buf_a;  // fft.work_elems * 2 L values of T
+    void* buf_b;
+    void* conv_a;  // fft.cfft.conv_len * 2 L values, or null
+    void* conv_b;
+    void* power;  // n_bins * L values of T
+};
+
+//: Frames of rows of a 2-D signal: frame t of row b starts at x + b row_stride + offset + t hop;
+//: its output value for band (or bin) j goes to out + b out_row + t out_frame + j out_band.
+//: The offline call (a padded signal, B rows) and the streaming ring buffer (one row per stream).
+struct StridedArgs {
+    const void* x;
+    int64_t row_stride, offset, hop, n_rows, n_frames;
+    void* out;
+    int64_t out_row, out_frame, out_band;
+};
+
+//: Frames gathered from many rings: frame i starts at x + rows[i] row_stride + offsets[i];
+//: its output for band j goes to out + i out_frame + j out_band (the pool's step).
+struct GatherArgs {
+    const void* x;
+    int64_t row_stride;
+    const int64_t* rows;
+    const int64_t* offsets;
+    int64_t count;
+    void* out;
+    int64_t out_frame, out_band;
+};
+
+//: Lanes per batch: one 256-bit register of the type.
+template <class T>
+constexpr int lanes() { return sizeof(T) == 4 ? 8 : 4; }
+
+}  // namespace supermel
+
+#endif  // SUPERMEL_PIPELINE_DATA_DEFINED
+
+// ---------------------------------------------------------------------------------------- kernels
+#if defined(SUPERMEL_ISA) && !defined(SUPERMEL_PIPELINE_KERNELS_DONE)
+#define SUPERMEL_PIPELINE_KERNELS_DONE
+#include <cmath>
+
+namespace supermel {
+namespace SUPERMEL_ISA {
+
+// One batch of `cnt` <= L frames at src[l], outputs at dst[l] (lanes past cnt repeat the last
+// frame and are not written).
+template <class T, class W, int L>
+static inline void mel_batch(const MelView<T, W>& v, const Work& ws, const T* const* src, W* const* dst, int cnt, int64_t out_band) {
+    const T* win = v.window;
+    T* P = static_cast<T*>(ws.power);
+    auto load = [&](int j, T* d) {
+        const T wj = win[j];
+        for (int l = 0; l < L; ++l) d[l] = src[l][j] * wj;
+    };
+    const T eps = v.mag_eps;
+    auto emit = [&](int k, const T* re, const T* im) {
+        T* p = P + static_cast<std::ptrdiff_t>(L) * k;
+        for (int l = 0; l < L; ++l) p[l] = re[l] * re[l] + im[l] * im[l] + eps;
+    };
+    rfft_batch<T, L>(v.fft, static_cast<T*>(ws.buf_a), static_cast<T*>(ws.buf_b), static_cast<T*>(ws.conv_a), static_cast<T*>(ws.conv_b), load, emit);
+    const int nb = v.n_bins;
+    if (v.power_mode == POWER_1) {
+        for (int i = 0; i < nb * L; ++i) P[i] = std::sqrt(P[i]);
+    } else if (v.power_mode == POWER_GENERAL) {
+        const T e = v.power_half;
+        for (int i = 0; i < nb * L; ++i) P[i] = std::pow(P[i], e);
+    }
+    const int n_out = v.n_bands > 0 ? v.n_bands : nb;
+    for (int b = 0; b < n_out; ++b) {
+        W acc[L];
+        if (v.n_bands > 0) {
+            for (int l = 0; l < L; ++l) acc[l] = 0;
+            const W* w = v.weights + v.band_off[b];
+            const T* p = P + static_cast<std::ptrdiff_t>(L) * v.band_start[b];
+            const int n = v.band_len[b];
+            for (int k = 0; k < n; ++k) {
+                const W wk = w[k];
+                for (int l = 0; l < L; ++l) acc[l] += wk * static_cast<W>(p[L * k + l]);
+            }
+        } else {
+            for (int l = 0; l < L; ++l) acc[l] = static_cast<W>(P[L * b + l]);
+        }
+        switch (v.post) {
+            case POST_LN_FLOOR:
+                for (int l = 0; l < L; ++l) acc[l] = std::log(acc[l] > v.post_a ? acc[l] : v.post_a);
+                break;
+            case POST_LOG10_FLOOR:
+                for (int l = 0; l < L; ++l) acc[l] = std::log10(acc[l] > v.post_a ? acc[l] : v.post_a);
+                break;
+            case POST_LN_ADD:
+                for (int l = 0; l < L; ++l) acc[l] = std::log(acc[l] + v.post_a);
+                break;
+            case POST_DB:
+                for (int l = 0; l < L; ++l) acc[l] = v.post_a * std::log10(acc[l] > v.post_b ? acc[l] : v.post_b);
+                break;
+            default:
+                break;
+        }
+        for (int l = 0; l < cnt; ++l) dst[l][b * out_band] = acc[l];
+    }
+}
+
+template <class T, class W>
+static void run_strided(const MelView<T, W>& v, const StridedArgs& a, const Work& ws) {
+    constexpr int L = lanes<T>();
+    const T* x = static_cast<const T*>(a.x);
+    W* out = static_cast<W*>(a.out);
+    const int64_t total = a.n_rows * a.n_frames;
+    const T* src[L];
+    W* dst[L];
+    for (int64_t i0 = 0; i0 < total; i0 += L) {
+        const int cnt = static_cast<int>(total - i0 < L ? total - i0 : L);
+        for (int l = 0; l < L; ++l) {
+            const int64_t i = i0 + (l < cnt ? l : cnt - 1);
+            const int64_t b = i / a.n_frames, t = i % a.n_frames;
+            src[l] = x + b * a.row_stride + a.offset + t * a.hop;
+            dst[l] = out + b * a.out_row + t * a.out_frame;
+        }
+        mel_batch<T, W, L>(v, ws, src, dst, cnt, a.out_band);
+    }
+}
+
+template <class T, class W>
+static void run_gather(const MelView<T, W>& v, const GatherArgs& a, const Work& ws) {
+    constexpr int L = lanes<T>();
+    const T* x = static_cast<const T*>(a.x);
+    W* out = static_cast<W*>(a.out);
+    const T* src[L];
+    W* dst[L];
+    for (int64_t i0 = 0; i0 < a.count; i0 += L) {
+        const int cnt = static_cast<int>(a.count - i0 < L ? a.count - i0 : L);
+        for (int l = 0; l < L; ++l) {
+            const int64_t i = i0 + (l < cnt ? l : cnt - 1);
+            src[l] = x + a.rows[i] * a.row_stride + a.offsets[i];
+            dst[l] = out + i * a.out_frame;
+        }
+        mel_batch<T, W, L>(v, ws, src, dst, cnt, a.out_band);
+    }
+}
+
+//: The bare real FFT (no window, complex output re/im interleaved: (count, n_bins, 2)),
+//: for tests and benchmarks.
+template <class T>
+static void run_rfft(const RfftView<T>& f, const T* x, int64_t row_stride, int64_t count, T* out, int64_t out_row, const Work& ws) {
+    constexpr int L = lanes<T>();
+    const T* src[L];
+    T* dst[L];
+    for (int64_t i0 = 0; i0 < count; i0 += L) {
+        const int cnt = static_cast<int>(count - i0 < L ? count - i0 : L);
+        for (int l = 0; l < L; ++l) {
+            const int64_t i = i0 + (l < cnt ? l : cnt - 1);
+            src[l] = x + i * row_stride;
+            dst[l] = out + i * out_row;
+        }
+        auto load = [&](int j, T* d) {
+            for (int l = 0; l < L; ++l) d[l] = src[l][j];
+        };
+        auto emit = [&](int k, const T* re, const T* im) {
+            for (int l = 0; l < cnt; ++l) {
+                dst[l][2 * k] = re[l];
+                dst[l][2 * k + 1] = im[l];
+            }
+        };
+        rfft_batch<T, L>(f, static_cast<T*>(ws.buf_a), static_cast<T*>(ws.buf_b), static_cast<T*>(ws.conv_a), static_cast<T*>(ws.conv_b), load, emit);
+    }
+}
+
+}  // namespace SUPERMEL_ISA
+}  // namespace supermel
+#endif  // SUPERMEL_ISA
