@@ -90,12 +90,69 @@ struct RfftView {
 #if defined(SUPERMEL_ISA) && !defined(SUPERMEL_FFT_KERNELS_DONE)
 #define SUPERMEL_FFT_KERNELS_DONE
 #include <cmath>
+#include <cstring>
+
+#define SM_LANES for (int l = 0; l < L; ++l)
 
 namespace supermel {
 namespace SUPERMEL_ISA {
 
-// Complex lane-vector helpers: c points at 2 L values (L re, then L im).
-#define SM_LANES for (int l = 0; l < L; ++l)
+// Lane vectors: L values of T in one SIMD value (GCC/Clang vector extensions; a plain
+// array with element-wise operators elsewhere). Loads and stores are unaligned memcpys.
+#if defined(__GNUC__) || defined(__clang__)
+template <class T, int L>
+struct VecT {
+    typedef T type __attribute__((vector_size(sizeof(T) * L)));
+};
+template <class T, int L>
+using Vec = typename VecT<T, L>::type;
+#else
+template <class T, int L>
+struct Vec {
+    T v[L];
+#define SM_VOP(op)                                                                                     \
+    friend Vec operator op(const Vec& a, const Vec& b) { Vec r; for (int l = 0; l < L; ++l) r.v[l] = a.v[l] op b.v[l]; return r; } \
+    friend Vec operator op(T a, const Vec& b) { Vec r; for (int l = 0; l < L; ++l) r.v[l] = a op b.v[l]; return r; }           \
+    friend Vec operator op(const Vec& a, T b) { Vec r; for (int l = 0; l < L; ++l) r.v[l] = a.v[l] op b; return r; }
+    SM_VOP(+) SM_VOP(-) SM_VOP(*)
+#undef SM_VOP
+    friend Vec operator-(const Vec& a) { Vec r; for (int l = 0; l < L; ++l) r.v[l] = -a.v[l]; return r; }
+};
+#endif
+
+template <class T, int L>
+static inline Vec<T, L> vload(const T* p) {
+    Vec<T, L> v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+}
+template <class T, int L>
+static inline void vstore(T* p, const Vec<T, L>& v) { std::memcpy(p, &v, sizeof v); }
+
+//: A complex lane vector: L real parts, L imaginary parts.
+template <class T, int L>
+struct CVec {
+    Vec<T, L> r, i;
+};
+template <class T, int L>
+static inline CVec<T, L> cload(const T* p) { return {vload<T, L>(p), vload<T, L>(p + L)}; }
+template <class T, int L>
+static inline void cstore(T* p, const CVec<T, L>& c) { vstore<T, L>(p, c.r); vstore<T, L>(p + L, c.i); }
+template <class T, int L>
+static inline CVec<T, L> operator+(const CVec<T, L>& a, const CVec<T, L>& b) { return {a.r + b.r, a.i + b.i}; }
+template <class T, int L>
+static inline CVec<T, L> operator-(const CVec<T, L>& a, const CVec<T, L>& b) { return {a.r - b.r, a.i - b.i}; }
+//: times a scalar complex w = (wr, wi)
+template <class T, int L>
+static inline CVec<T, L> cmul(const CVec<T, L>& a, T wr, T wi) { return {a.r * wr - a.i * wi, a.r * wi + a.i * wr}; }
+//: times -i: (x + i y) (-i) = y - i x
+template <class T, int L>
+static inline CVec<T, L> mul_mi(const CVec<T, L>& a) { return {a.i, -a.r}; }
+template <class T, int L>
+static inline CVec<T, L> scale(const CVec<T, L>& a, T s) { return {a.r * s, a.i * s}; }
+
+// Element e of a batch buffer: 2 L values.
+#define SM_AT(buf, e) ((buf) + 2 * L * static_cast<std::ptrdiff_t>(e))
 
 template <class T, int L>
 static inline void pass2(int n, int s, const T* tw, const T* x, T* y) {
@@ -103,17 +160,9 @@ static inline void pass2(int n, int s, const T* tw, const T* x, T* y) {
     for (int p = 0; p < m; ++p) {
         const T wr = tw[2 * p], wi = tw[2 * p + 1];
         for (int q = 0; q < s; ++q) {
-            const T* a = x + 2 * L * (q + s * p);
-            const T* b = x + 2 * L * (q + s * (p + m));
-            T* y0 = y + 2 * L * (q + s * (2 * p));
-            T* y1 = y + 2 * L * (q + s * (2 * p + 1));
-            SM_LANES {
-                const T dr = a[l] - b[l], di = a[L + l] - b[L + l];
-                y0[l] = a[l] + b[l];
-                y0[L + l] = a[L + l] + b[L + l];
-                y1[l] = dr * wr - di * wi;
-                y1[L + l] = dr * wi + di * wr;
-            }
+            const CVec<T, L> a = cload<T, L>(SM_AT(x, q + s * p)), b = cload<T, L>(SM_AT(x, q + s * (p + m)));
+            cstore<T, L>(SM_AT(y, q + s * (2 * p)), a + b);
+            cstore<T, L>(SM_AT(y, q + s * (2 * p + 1)), cmul<T, L>(a - b, wr, wi));
         }
     }
 }
@@ -125,33 +174,15 @@ static inline void pass4(int n, int s, const T* tw, const T* x, T* y) {
     const int m = n / 4;
     for (int p = 0; p < m; ++p) {
         const T* w = tw + 6 * p;
-        const T w1r = w[0], w1i = w[1], w2r = w[2], w2i = w[3], w3r = w[4], w3i = w[5];
         for (int q = 0; q < s; ++q) {
-            const T* a0 = x + 2 * L * (q + s * p);
-            const T* a1 = x + 2 * L * (q + s * (p + m));
-            const T* a2 = x + 2 * L * (q + s * (p + 2 * m));
-            const T* a3 = x + 2 * L * (q + s * (p + 3 * m));
-            T* y0 = y + 2 * L * (q + s * (4 * p));
-            T* y1 = y0 + 2 * L * s;
-            T* y2 = y1 + 2 * L * s;
-            T* y3 = y2 + 2 * L * s;
-            SM_LANES {
-                const T t0r = a0[l] + a2[l], t0i = a0[L + l] + a2[L + l];
-                const T t1r = a0[l] - a2[l], t1i = a0[L + l] - a2[L + l];
-                const T t2r = a1[l] + a3[l], t2i = a1[L + l] + a3[L + l];
-                const T t3r = a1[l] - a3[l], t3i = a1[L + l] - a3[L + l];
-                y0[l] = t0r + t2r;
-                y0[L + l] = t0i + t2i;
-                const T b1r = t1r + t3i, b1i = t1i - t3r;  // t1 - i t3
-                const T b2r = t0r - t2r, b2i = t0i - t2i;
-                const T b3r = t1r - t3i, b3i = t1i + t3r;  // t1 + i t3
-                y1[l] = b1r * w1r - b1i * w1i;
-                y1[L + l] = b1r * w1i + b1i * w1r;
-                y2[l] = b2r * w2r - b2i * w2i;
-                y2[L + l] = b2r * w2i + b2i * w2r;
-                y3[l] = b3r * w3r - b3i * w3i;
-                y3[L + l] = b3r * w3i + b3i * w3r;
-            }
+            const CVec<T, L> a0 = cload<T, L>(SM_AT(x, q + s * p)), a1 = cload<T, L>(SM_AT(x, q + s * (p + m)));
+            const CVec<T, L> a2 = cload<T, L>(SM_AT(x, q + s * (p + 2 * m))), a3 = cload<T, L>(SM_AT(x, q + s * (p + 3 * m)));
+            const CVec<T, L> t0 = a0 + a2, t1 = a0 - a2, t2 = a1 + a3, t3 = mul_mi<T, L>(a1 - a3);
+            T* y0 = SM_AT(y, q + s * (4 * p));
+            cstore<T, L>(y0, t0 + t2);
+            cstore<T, L>(y0 + 2 * L * s, cmul<T, L>(t1 + t3, w[0], w[1]));
+            cstore<T, L>(y0 + 4 * L * s, cmul<T, L>(t0 - t2, w[2], w[3]));
+            cstore<T, L>(y0 + 6 * L * s, cmul<T, L>(t1 - t3, w[4], w[5]));
         }
     }
 }
@@ -164,27 +195,16 @@ static inline void pass3(int n, int s, const T* tw, const T* x, T* y) {
     const T h = T(0.86602540378443864676372317075294);  // sqrt(3) / 2
     for (int p = 0; p < m; ++p) {
         const T* w = tw + 4 * p;
-        const T w1r = w[0], w1i = w[1], w2r = w[2], w2i = w[3];
         for (int q = 0; q < s; ++q) {
-            const T* a0 = x + 2 * L * (q + s * p);
-            const T* a1 = x + 2 * L * (q + s * (p + m));
-            const T* a2 = x + 2 * L * (q + s * (p + 2 * m));
-            T* y0 = y + 2 * L * (q + s * (3 * p));
-            T* y1 = y0 + 2 * L * s;
-            T* y2 = y1 + 2 * L * s;
-            SM_LANES {
-                const T t1r = a1[l] + a2[l], t1i = a1[L + l] + a2[L + l];
-                const T t2r = a1[l] - a2[l], t2i = a1[L + l] - a2[L + l];
-                const T mr = a0[l] - T(0.5) * t1r, mi = a0[L + l] - T(0.5) * t1i;
-                const T nr = h * t2i, ni = -h * t2r;  // -i h t2
-                y0[l] = a0[l] + t1r;
-                y0[L + l] = a0[L + l] + t1i;
-                const T b1r = mr + nr, b1i = mi + ni, b2r = mr - nr, b2i = mi - ni;
-                y1[l] = b1r * w1r - b1i * w1i;
-                y1[L + l] = b1r * w1i + b1i * w1r;
-                y2[l] = b2r * w2r - b2i * w2i;
-                y2[L + l] = b2r * w2i + b2i * w2r;
-            }
+            const CVec<T, L> a0 = cload<T, L>(SM_AT(x, q + s * p)), a1 = cload<T, L>(SM_AT(x, q + s * (p + m)));
+            const CVec<T, L> a2 = cload<T, L>(SM_AT(x, q + s * (p + 2 * m)));
+            const CVec<T, L> t1 = a1 + a2;
+            const CVec<T, L> mm = a0 - scale<T, L>(t1, T(0.5));
+            const CVec<T, L> nn = scale<T, L>(mul_mi<T, L>(a1 - a2), h);
+            T* y0 = SM_AT(y, q + s * (3 * p));
+            cstore<T, L>(y0, a0 + t1);
+            cstore<T, L>(y0 + 2 * L * s, cmul<T, L>(mm + nn, w[0], w[1]));
+            cstore<T, L>(y0 + 4 * L * s, cmul<T, L>(mm - nn, w[2], w[3]));
         }
     }
 }
@@ -200,40 +220,20 @@ static inline void pass5(int n, int s, const T* tw, const T* x, T* y) {
     for (int p = 0; p < m; ++p) {
         const T* w = tw + 8 * p;
         for (int q = 0; q < s; ++q) {
-            const T* a0 = x + 2 * L * (q + s * p);
-            const T* a1 = x + 2 * L * (q + s * (p + m));
-            const T* a2 = x + 2 * L * (q + s * (p + 2 * m));
-            const T* a3 = x + 2 * L * (q + s * (p + 3 * m));
-            const T* a4 = x + 2 * L * (q + s * (p + 4 * m));
-            T* y0 = y + 2 * L * (q + s * (5 * p));
-            T* y1 = y0 + 2 * L * s;
-            T* y2 = y1 + 2 * L * s;
-            T* y3 = y2 + 2 * L * s;
-            T* y4 = y3 + 2 * L * s;
-            SM_LANES {
-                const T t1r = a1[l] + a4[l], t1i = a1[L + l] + a4[L + l];
-                const T t2r = a2[l] + a3[l], t2i = a2[L + l] + a3[L + l];
-                const T t3r = a1[l] - a4[l], t3i = a1[L + l] - a4[L + l];
-                const T t4r = a2[l] - a3[l], t4i = a2[L + l] - a3[L + l];
-                const T m1r = a0[l] + c1 * t1r + c2 * t2r, m1i = a0[L + l] + c1 * t1i + c2 * t2i;
-                const T m2r = a0[l] + c2 * t1r + c1 * t2r, m2i = a0[L + l] + c2 * t1i + c1 * t2i;
-                // n1 = -i (s1 t3 + s2 t4), n2 = -i (s2 t3 - s1 t4); -i (x + i y) = y - i x
-                const T u1r = s1 * t3r + s2 * t4r, u1i = s1 * t3i + s2 * t4i;
-                const T u2r = s2 * t3r - s1 * t4r, u2i = s2 * t3i - s1 * t4i;
-                const T n1r = u1i, n1i = -u1r, n2r = u2i, n2i = -u2r;
-                y0[l] = a0[l] + t1r + t2r;
-                y0[L + l] = a0[L + l] + t1i + t2i;
-                const T b1r = m1r + n1r, b1i = m1i + n1i, b4r = m1r - n1r, b4i = m1i - n1i;
-                const T b2r = m2r + n2r, b2i = m2i + n2i, b3r = m2r - n2r, b3i = m2i - n2i;
-                y1[l] = b1r * w[0] - b1i * w[1];
-                y1[L + l] = b1r * w[1] + b1i * w[0];
-                y2[l] = b2r * w[2] - b2i * w[3];
-                y2[L + l] = b2r * w[3] + b2i * w[2];
-                y3[l] = b3r * w[4] - b3i * w[5];
-                y3[L + l] = b3r * w[5] + b3i * w[4];
-                y4[l] = b4r * w[6] - b4i * w[7];
-                y4[L + l] = b4r * w[7] + b4i * w[6];
-            }
+            const CVec<T, L> a0 = cload<T, L>(SM_AT(x, q + s * p)), a1 = cload<T, L>(SM_AT(x, q + s * (p + m)));
+            const CVec<T, L> a2 = cload<T, L>(SM_AT(x, q + s * (p + 2 * m))), a3 = cload<T, L>(SM_AT(x, q + s * (p + 3 * m)));
+            const CVec<T, L> a4 = cload<T, L>(SM_AT(x, q + s * (p + 4 * m)));
+            const CVec<T, L> t1 = a1 + a4, t2 = a2 + a3, t3 = a1 - a4, t4 = a2 - a3;
+            const CVec<T, L> m1 = a0 + scale<T, L>(t1, c1) + scale<T, L>(t2, c2);
+            const CVec<T, L> m2 = a0 + scale<T, L>(t1, c2) + scale<T, L>(t2, c1);
+            const CVec<T, L> n1 = mul_mi<T, L>(scale<T, L>(t3, s1) + scale<T, L>(t4, s2));
+            const CVec<T, L> n2 = mul_mi<T, L>(scale<T, L>(t3, s2) - scale<T, L>(t4, s1));
+            T* y0 = SM_AT(y, q + s * (5 * p));
+            cstore<T, L>(y0, a0 + t1 + t2);
+            cstore<T, L>(y0 + 2 * L * s, cmul<T, L>(m1 + n1, w[0], w[1]));
+            cstore<T, L>(y0 + 4 * L * s, cmul<T, L>(m2 + n2, w[2], w[3]));
+            cstore<T, L>(y0 + 6 * L * s, cmul<T, L>(m2 - n2, w[4], w[5]));
+            cstore<T, L>(y0 + 8 * L * s, cmul<T, L>(m1 - n1, w[6], w[7]));
         }
     }
 }
@@ -245,52 +245,31 @@ static inline void pass5(int n, int s, const T* tw, const T* x, T* y) {
 template <class T, int L>
 static inline void pass_generic(int r, int n, int s, const T* tw, const T* rt, const T* x, T* y) {
     const int m = n / r, h = (r - 1) / 2;
-    T P[MAX_GENERIC_RADIX / 2][2][L], M[MAX_GENERIC_RADIX / 2][2][L];
+    CVec<T, L> P[MAX_GENERIC_RADIX / 2], M[MAX_GENERIC_RADIX / 2];
     for (int p = 0; p < m; ++p) {
         const T* w = tw + 2 * (r - 1) * p;
         for (int q = 0; q < s; ++q) {
-            const T* a0 = x + 2 * L * (q + s * p);
-            T* y0 = y + 2 * L * (q + s * (r * p));
+            const CVec<T, L> a0 = cload<T, L>(SM_AT(x, q + s * p));
+            CVec<T, L> sum = a0;
             for (int j = 1; j <= h; ++j) {
-                const T* aj = x + 2 * L * (q + s * (p + j * m));
-                const T* ak = x + 2 * L * (q + s * (p + (r - j) * m));
-                SM_LANES {
-                    P[j - 1][0][l] = aj[l] + ak[l];
-                    P[j - 1][1][l] = aj[L + l] + ak[L + l];
-                    M[j - 1][0][l] = aj[l] - ak[l];
-                    M[j - 1][1][l] = aj[L + l] - ak[L + l];
-                }
+                const CVec<T, L> aj = cload<T, L>(SM_AT(x, q + s * (p + j * m)));
+                const CVec<T, L> ak = cload<T, L>(SM_AT(x, q + s * (p + (r - j) * m)));
+                P[j - 1] = aj + ak;
+                M[j - 1] = aj - ak;
+                sum = sum + P[j - 1];
             }
-            T sr[L], si[L];
-            SM_LANES { sr[l] = a0[l]; si[l] = a0[L + l]; }
-            for (int j = 0; j < h; ++j) SM_LANES { sr[l] += P[j][0][l]; si[l] += P[j][1][l]; }
-            SM_LANES { y0[l] = sr[l]; y0[L + l] = si[l]; }
+            T* y0 = SM_AT(y, q + s * (r * p));
+            cstore<T, L>(y0, sum);
             for (int k = 1; k <= h; ++k) {
-                T er[L], ei[L], orr[L], oi[L];
-                SM_LANES { er[l] = a0[l]; ei[l] = a0[L + l]; orr[l] = 0; oi[l] = 0; }
+                CVec<T, L> e = a0, o = scale<T, L>(a0, T(0));
                 const T* ck = rt + 2 * h * (k - 1);
                 for (int j = 0; j < h; ++j) {
-                    const T c = ck[j], sn = ck[h + j];
-                    SM_LANES {
-                        er[l] += c * P[j][0][l];
-                        ei[l] += c * P[j][1][l];
-                        orr[l] += sn * M[j][0][l];
-                        oi[l] += sn * M[j][1][l];
-                    }
+                    e = e + scale<T, L>(P[j], ck[j]);
+                    o = o + scale<T, L>(M[j], ck[h + j]);
                 }
-                // b_k = E - i O, b_{r-k} = E + i O; -i (x + i y) = y - i x
-                T* yk = y0 + 2 * L * s * k;
-                T* yr = y0 + 2 * L * s * (r - k);
-                const T wkr = w[2 * (k - 1)], wki = w[2 * (k - 1) + 1];
-                const T wrr = w[2 * (r - k - 1)], wri = w[2 * (r - k - 1) + 1];
-                SM_LANES {
-                    const T bkr = er[l] + oi[l], bki = ei[l] - orr[l];
-                    const T brr = er[l] - oi[l], bri = ei[l] + orr[l];
-                    yk[l] = bkr * wkr - bki * wki;
-                    yk[L + l] = bkr * wki + bki * wkr;
-                    yr[l] = brr * wrr - bri * wri;
-                    yr[L + l] = brr * wri + bri * wrr;
-                }
+                const CVec<T, L> io = mul_mi<T, L>(o);  // -i O
+                cstore<T, L>(y0 + 2 * L * s * k, cmul<T, L>(e + io, w[2 * (k - 1)], w[2 * (k - 1) + 1]));
+                cstore<T, L>(y0 + 2 * L * s * (r - k), cmul<T, L>(e - io, w[2 * (r - k - 1)], w[2 * (r - k - 1) + 1]));
             }
         }
     }
@@ -325,37 +304,17 @@ static T* stockham(const CfftView<T>& plan, T* x, T* work) {
 template <class T, int L>
 static T* bluestein(const CfftView<T>& plan, T* x, T* conv_a, T* conv_b) {
     const int m = plan.m, M = plan.conv_len;
-    for (int j = 0; j < m; ++j) {
-        const T cr = plan.chirp[2 * j], ci = plan.chirp[2 * j + 1];
-        const T* a = x + 2 * L * j;
-        T* d = conv_a + 2 * L * j;
-        SM_LANES {
-            const T ar = a[l], ai = a[L + l];
-            d[l] = ar * cr - ai * ci;
-            d[L + l] = ar * ci + ai * cr;
-        }
-    }
-    for (int j = 2 * L * m; j < 2 * L * M; ++j) conv_a[j] = 0;
+    for (int j = 0; j < m; ++j) cstore<T, L>(SM_AT(conv_a, j), cmul<T, L>(cload<T, L>(SM_AT(x, j)), plan.chirp[2 * j], plan.chirp[2 * j + 1]));
+    for (std::ptrdiff_t j = 2 * L * static_cast<std::ptrdiff_t>(m); j < 2 * L * static_cast<std::ptrdiff_t>(M); ++j) conv_a[j] = 0;
     T* A = stockham<T, L>(*plan.conv, conv_a, conv_b);
     for (int j = 0; j < M; ++j) {  // conj(A * B)
-        const T br = plan.kernel[2 * j], bi = plan.kernel[2 * j + 1];
-        T* a = A + 2 * L * j;
-        SM_LANES {
-            const T ar = a[l], ai = a[L + l];
-            a[l] = ar * br - ai * bi;
-            a[L + l] = -(ar * bi + ai * br);
-        }
+        const CVec<T, L> c = cmul<T, L>(cload<T, L>(SM_AT(A, j)), plan.kernel[2 * j], plan.kernel[2 * j + 1]);
+        cstore<T, L>(SM_AT(A, j), CVec<T, L>{c.r, -c.i});
     }
     T* C = stockham<T, L>(*plan.conv, A, A == conv_a ? conv_b : conv_a);
     for (int k = 0; k < m; ++k) {  // X_k = c_k conj(C_k)
-        const T cr = plan.chirp[2 * k], ci = plan.chirp[2 * k + 1];
-        const T* c = C + 2 * L * k;
-        T* d = x + 2 * L * k;
-        SM_LANES {
-            const T yr = c[l], yi = -c[L + l];
-            d[l] = yr * cr - yi * ci;
-            d[L + l] = yr * ci + yi * cr;
-        }
+        const CVec<T, L> c = cload<T, L>(SM_AT(C, k));
+        cstore<T, L>(SM_AT(x, k), cmul<T, L>(CVec<T, L>{c.r, -c.i}, plan.chirp[2 * k], plan.chirp[2 * k + 1]));
     }
     return x;
 }
@@ -400,22 +359,19 @@ static inline void rfft_batch(const RfftView<T>& plan, T* buf_a, T* buf_b, T* co
         emit(m, re, im);
     }
     for (int k = 1; k < m; ++k) {
-        const T* a = Z + 2 * L * k;
-        const T* b = Z + 2 * L * (m - k);
-        const T wr = plan.post_tw[2 * k], wi = plan.post_tw[2 * k + 1];
-        SM_LANES {
-            // E = (A + conj B) / 2, O = -i (A - conj B) / 2
-            const T er = T(0.5) * (a[l] + b[l]), ei = T(0.5) * (a[L + l] - b[L + l]);
-            const T dr = T(0.5) * (a[l] - b[l]), di = T(0.5) * (a[L + l] + b[L + l]);
-            const T orr = di, oi = -dr;
-            re[l] = er + (orr * wr - oi * wi);
-            im[l] = ei + (orr * wi + oi * wr);
-        }
+        // E = (A + conj B) / 2, O = -i (A - conj B) / 2, X_k = E + W^k O
+        const CVec<T, L> a = cload<T, L>(SM_AT(Z, k)), b = cload<T, L>(SM_AT(Z, m - k));
+        const CVec<T, L> e{T(0.5) * (a.r + b.r), T(0.5) * (a.i - b.i)};
+        const CVec<T, L> o = mul_mi<T, L>(CVec<T, L>{T(0.5) * (a.r - b.r), T(0.5) * (a.i + b.i)});
+        const CVec<T, L> X = e + cmul<T, L>(o, plan.post_tw[2 * k], plan.post_tw[2 * k + 1]);
+        vstore<T, L>(re, X.r);
+        vstore<T, L>(im, X.i);
         emit(k, re, im);
     }
 }
 
 #undef SM_LANES
+#undef SM_AT
 }  // namespace SUPERMEL_ISA
 }  // namespace supermel
 #endif  // SUPERMEL_ISA
