@@ -19,7 +19,8 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from typing import Any, Iterator, Optional
+import weakref
+from typing import Any, Dict, Iterator, Optional
 
 import numpy as np
 
@@ -30,7 +31,7 @@ try:  # pragma: no cover - depends on the build
 except ImportError:  # not built (a source tree on PYTHONPATH, or a failed build): torch routes
     _ext = None
 
-__all__ = ["available", "enabled", "use_native", "isa", "Plan", "make_plan", "run_strided", "run_gather", "rfft", "POST"]
+__all__ = ["available", "enabled", "use_native", "isa", "Plan", "make_plan", "run_strided", "run_gather", "rfft", "cached_plan", "POST"]
 
 #: Post-steps the kernels apply to each output value (``a``, ``b`` the plan's constants).
 POST = {"none": 0, "ln_floor": 1, "log10_floor": 2, "ln_add": 3, "db": 4}
@@ -191,3 +192,46 @@ def rfft(plan: Plan, x: np.ndarray) -> np.ndarray:
     out = np.empty((x.shape[0], plan.n_fft // 2 + 1, 2), dtype=x.dtype)
     plan.rfft(x, out)
     return out.view(np.complex64 if x.dtype == np.float32 else np.complex128)[..., 0]
+
+
+# --------------------------------------------------------------------------- plans of modules
+#: owner (a module) -> {key: (plan, tensors the key's addresses belong to)}. Weak keys: a plan
+#: lives as long as its module, and never travels with it (deepcopy, pickle, state dicts).
+_PLANS: "weakref.WeakKeyDictionary[Any, Dict[tuple, tuple]]" = weakref.WeakKeyDictionary()
+#: Plans kept per owner (configurations: input dtype, power, post-step).
+_PLANS_PER_OWNER = 8
+
+
+def _tensor_key(t: Any) -> Any:
+    if t is None:
+        return None
+    try:
+        version = t._version  # bumped by every in-place change (load_state_dict, copy_)
+    except RuntimeError:  # an inference tensor has no version counter
+        version = -1
+    return (t.data_ptr(), version, tuple(t.shape), t.dtype)
+
+
+def cached_plan(owner: Any, *, n_fft: int, window: Any, fb: Any, dtype: Any, weights: Any, power: float, mag_eps: float = 0.0,
+                post: str = "none", post_a: float = 0.0, post_b: float = 0.0) -> Plan:
+    """The plan of ``owner``'s constants (``window``, ``fb``: CPU tensors), built on first use.
+
+    Keyed by the tensors' addresses and version counters (an in-place change or a new
+    tensor makes a new plan); the entry holds the tensors, so an address cannot be reused
+    by another tensor while its plan is cached.
+    """
+    key = (n_fft, np.dtype(dtype).num, np.dtype(weights).num, _tensor_key(window), _tensor_key(fb), power, mag_eps, post, post_a, post_b)
+    plans = _PLANS.get(owner)
+    if plans is None:
+        plans = _PLANS[owner] = {}
+    hit = plans.get(key)
+    if hit is not None:
+        return hit[0]
+    plan = make_plan(
+        n_fft=n_fft, window=window.detach().cpu().double().numpy(), fb=None if fb is None else fb.detach().cpu().double().numpy(),
+        dtype=dtype, weights=weights, power=power, mag_eps=mag_eps, post=post, post_a=post_a, post_b=post_b,
+    )
+    if len(plans) >= _PLANS_PER_OWNER:
+        plans.clear()
+    plans[key] = (plan, window, fb)
+    return plan

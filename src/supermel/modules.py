@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import _core
+from . import _core, _native
 from ._db import _power_to_db_tensor
 from ._limits import check_memory
 from ._errors import ParameterError
@@ -40,6 +40,7 @@ __all__ = ["Spectrogram", "MelScale", "MelSpectrogram", "MFCC", "BACKENDS"]
 BACKENDS = ("auto", "fft", "matmul")
 
 Array = Union[np.ndarray, torch.Tensor]
+_NP_DTYPE = {torch.float32: np.float32, torch.float64: np.float64}
 
 
 def _resolve_backend(backend: str, device: torch.device) -> str:
@@ -214,8 +215,42 @@ class Spectrogram(nn.Module):
             _core.warn_short(n, self.n_fft)
         return _core.pad_signal(y, pad=self.pad, mode=self.pad_mode, n_fft=self.n_fft, hop_length=self.hop_length)
 
+    def native_route(self, z: torch.Tensor, *consts: Optional[torch.Tensor]) -> bool:
+        """Whether frames of ``z`` go through the native CPU core (:mod:`supermel._native`): built
+        and enabled, a CPU float tensor, the FFT backend, nothing for autograd to record, not
+        compiling or tracing (docs/exactness.md: which route each call takes)."""
+        return (
+            _native.enabled()
+            and self.dft is None
+            and z.device.type == "cpu"
+            and type(z) is torch.Tensor
+            and z.dtype in (torch.float32, torch.float64)
+            and z.ndim == 2
+            and z.shape[-1] >= self.n_fft
+            and not torch.compiler.is_compiling()
+            and not torch.jit.is_tracing()
+            and not _core._needs_grad(z, self.window, *consts)
+        )
+
+    def native_plan(self, dtype: torch.dtype, fb: Optional[torch.Tensor] = None, weights: Optional[torch.dtype] = None, **post: Any) -> Any:
+        """The cached native plan of this spectrogram for ``dtype`` frames (with the filterbank
+        ``fb`` applied in ``weights`` precision, and a post-step, when given)."""
+        return _native.cached_plan(
+            self, n_fft=self.n_fft, window=self.window, fb=fb, dtype=_NP_DTYPE[dtype], weights=_NP_DTYPE[weights or dtype],
+            power=self.power, mag_eps=self.mag_eps, **post,
+        )
+
     def power_from_padded(self, z: torch.Tensor) -> torch.Tensor:
         """Time-major power frames ``(B, T, F)`` of an already padded ``(B, L_padded)`` signal."""
+        if self.native_route(z):
+            n_frames = (z.shape[-1] - self.n_fft) // self.hop_length + 1
+            out = torch.empty((z.shape[0], n_frames, self.n_freqs), dtype=z.dtype)
+            dt = _NP_DTYPE[z.dtype]
+            _native.run_strided(
+                self.native_plan(z.dtype), z.detach().numpy(), offset=0, hop=self.hop_length, n_frames=n_frames,
+                out=out.numpy().transpose(0, 2, 1), dtype=dt, out_dtype=dt,
+            )
+            return out
         window = self.window if self.window.dtype == z.dtype else self.window.to(z.dtype)
         dft = self.dft
         if dft is not None and dft.dtype != z.dtype:
@@ -409,7 +444,26 @@ class MelSpectrogram(nn.Module):
 
     def mel_from_padded(self, z: torch.Tensor) -> torch.Tensor:
         """``(B, L_padded)`` already padded signal -> ``(B, n_mels, T)`` (the streaming entry point)."""
+        spec = self.spectrogram
+        if spec.native_route(z, self.mel_scale.fb):
+            n_frames = (z.shape[-1] - spec.n_fft) // spec.hop_length + 1
+            out_dtype = self.native_out_dtype(z.dtype)
+            out = torch.empty((z.shape[0], self.n_mels, n_frames), dtype=out_dtype)
+            _native.run_strided(
+                self.native_plan(z.dtype), z.detach().numpy(), offset=0, hop=spec.hop_length, n_frames=n_frames,
+                out=out.numpy(), dtype=_NP_DTYPE[z.dtype], out_dtype=_NP_DTYPE[out_dtype],
+            )
+            return out
         return self.mel_function(z.dtype)(z)
+
+    def native_out_dtype(self, dtype: torch.dtype) -> torch.dtype:
+        """The result's dtype for ``dtype`` audio (float64 with a float64 filterbank, as librosa)."""
+        return torch.float64 if self.mel_scale.promote else dtype
+
+    def native_plan(self, dtype: torch.dtype, **post: Any) -> Any:
+        """The cached native plan (:mod:`supermel._native`) of this module for ``dtype`` frames,
+        with an optional post-step (``post="ln_floor", post_a=1e-5``, ...)."""
+        return self.spectrogram.native_plan(dtype, fb=self.mel_scale.fb, weights=self.native_out_dtype(dtype), **post)
 
     def mel_function(self, dtype: torch.dtype) -> "functools.partial[torch.Tensor]":
         """:func:`supermel._core.mel_frames` bound to this module's constants in ``dtype``.
