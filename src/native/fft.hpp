@@ -326,47 +326,37 @@ static T* cfft(const CfftView<T>& plan, T* x, T* work, T* conv_a, T* conv_b) {
     return stockham<T, L>(plan, x, work);
 }
 
-// Real FFT of L frames: load(j, dst) writes the windowed sample j of every lane into dst[0 .. L)
-// (called in order j = 0 .. N - 1, two at a time for even N). Then emit(k, re, im) receives bin k
-// of every lane, k = 0 .. N / 2. buf_a, buf_b: work_elems elements of 2 L values each;
+// Real FFT of L frames: fill(dst, stride) writes sample j of lane l at dst[stride j + l] for
+// j < N (the windowed frames, transposed into the lane layout). For even N the stride is L:
+// samples 2j and 2j + 1 land in the real and imaginary parts of complex element j, the
+// packing of the half-length transform. Then emit(k, X) receives bin k of every lane (a CVec),
+// k = 0 .. N / 2, in any order. buf_a, buf_b: work_elems elements of 2 L values each;
 // conv_a, conv_b: the Bluestein buffers (conv_len elements each) or null.
-template <class T, int L, class Load, class Emit>
-static inline void rfft_batch(const RfftView<T>& plan, T* buf_a, T* buf_b, T* conv_a, T* conv_b, Load&& load, Emit&& emit) {
+template <class T, int L, class Fill, class Emit>
+static inline void rfft_batch(const RfftView<T>& plan, T* buf_a, T* buf_b, T* conv_a, T* conv_b, Fill&& fill, Emit&& emit) {
     const int N = plan.n;
     if (!plan.even) {  // odd N: complex FFT of (x_j, 0)
-        for (int j = 0; j < N; ++j) {
-            T* d = buf_a + 2 * L * j;
-            load(j, d);
-            SM_LANES d[L + l] = 0;
-        }
+        fill(buf_a, 2 * L);
+        for (int j = 0; j < N; ++j) SM_LANES buf_a[2 * L * j + L + l] = 0;
         T* Z = cfft<T, L>(plan.cfft, buf_a, buf_b, conv_a, conv_b);
-        for (int k = 0; k < plan.n_bins; ++k) emit(k, Z + 2 * L * k, Z + 2 * L * k + L);
+        for (int k = 0; k < plan.n_bins; ++k) emit(k, cload<T, L>(SM_AT(Z, k)));
         return;
     }
     const int m = N / 2;
-    for (int j = 0; j < m; ++j) {
-        T* d = buf_a + 2 * L * j;
-        load(2 * j, d);
-        load(2 * j + 1, d + L);
-    }
+    fill(buf_a, L);
     T* Z = cfft<T, L>(plan.cfft, buf_a, buf_b, conv_a, conv_b);
-    T re[L], im[L];
     {  // k = 0 and k = m: Z_0 = a + i b gives X_0 = a + b, X_m = a - b
-        const T* z0 = Z;
-        SM_LANES { re[l] = z0[l] + z0[L + l]; im[l] = 0; }
-        emit(0, re, im);
-        SM_LANES { re[l] = z0[l] - z0[L + l]; im[l] = 0; }
-        emit(m, re, im);
+        const CVec<T, L> z0 = cload<T, L>(Z);
+        const Vec<T, L> zero = z0.r * T(0);
+        emit(0, CVec<T, L>{z0.r + z0.i, zero});
+        emit(m, CVec<T, L>{z0.r - z0.i, zero});
     }
     for (int k = 1; k < m; ++k) {
         // E = (A + conj B) / 2, O = -i (A - conj B) / 2, X_k = E + W^k O
         const CVec<T, L> a = cload<T, L>(SM_AT(Z, k)), b = cload<T, L>(SM_AT(Z, m - k));
         const CVec<T, L> e{T(0.5) * (a.r + b.r), T(0.5) * (a.i - b.i)};
         const CVec<T, L> o = mul_mi<T, L>(CVec<T, L>{T(0.5) * (a.r - b.r), T(0.5) * (a.i + b.i)});
-        const CVec<T, L> X = e + cmul<T, L>(o, plan.post_tw[2 * k], plan.post_tw[2 * k + 1]);
-        vstore<T, L>(re, X.r);
-        vstore<T, L>(im, X.i);
-        emit(k, re, im);
+        emit(k, e + cmul<T, L>(o, plan.post_tw[2 * k], plan.post_tw[2 * k + 1]));
     }
 }
 

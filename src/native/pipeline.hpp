@@ -96,9 +96,65 @@ constexpr int lanes() { return sizeof(T) == 4 ? 8 : 4; }
 #if defined(SUPERMEL_ISA) && !defined(SUPERMEL_PIPELINE_KERNELS_DONE)
 #define SUPERMEL_PIPELINE_KERNELS_DONE
 #include <cmath>
+#include <type_traits>
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
 
 namespace supermel {
 namespace SUPERMEL_ISA {
+
+// Transpose L frames into the lane layout: dst[stride j + l] = src[l][j] * win[j] (win may be
+// null: no window), j < n. AVX2: 8 x 8 (float) / 4 x 4 (double) register transposes of
+// unaligned loads; elsewhere (and for the last n mod L samples) element by element.
+template <class T, int L>
+static inline void transpose_frames(const T* const* src, const T* win, int n, T* dst, std::ptrdiff_t stride) {
+    int j0 = 0;
+#if defined(__AVX2__)
+    if constexpr (std::is_same<T, float>::value && L == 8) {
+        for (; j0 + 8 <= n; j0 += 8) {
+            __m256 r[8];
+            const __m256 w = win ? _mm256_loadu_ps(win + j0) : _mm256_set1_ps(1.0f);
+            for (int l = 0; l < 8; ++l) r[l] = _mm256_mul_ps(_mm256_loadu_ps(src[l] + j0), w);
+            const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+            const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+            const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+            const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+            const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+            const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+            const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+            const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+            float* d = dst + stride * j0;
+            _mm256_storeu_ps(d + 0 * stride, _mm256_permute2f128_ps(u0, u4, 0x20));
+            _mm256_storeu_ps(d + 1 * stride, _mm256_permute2f128_ps(u1, u5, 0x20));
+            _mm256_storeu_ps(d + 2 * stride, _mm256_permute2f128_ps(u2, u6, 0x20));
+            _mm256_storeu_ps(d + 3 * stride, _mm256_permute2f128_ps(u3, u7, 0x20));
+            _mm256_storeu_ps(d + 4 * stride, _mm256_permute2f128_ps(u0, u4, 0x31));
+            _mm256_storeu_ps(d + 5 * stride, _mm256_permute2f128_ps(u1, u5, 0x31));
+            _mm256_storeu_ps(d + 6 * stride, _mm256_permute2f128_ps(u2, u6, 0x31));
+            _mm256_storeu_ps(d + 7 * stride, _mm256_permute2f128_ps(u3, u7, 0x31));
+        }
+    } else if constexpr (std::is_same<T, double>::value && L == 4) {
+        for (; j0 + 4 <= n; j0 += 4) {
+            __m256d r[4];
+            const __m256d w = win ? _mm256_loadu_pd(win + j0) : _mm256_set1_pd(1.0);
+            for (int l = 0; l < 4; ++l) r[l] = _mm256_mul_pd(_mm256_loadu_pd(src[l] + j0), w);
+            const __m256d t0 = _mm256_unpacklo_pd(r[0], r[1]), t1 = _mm256_unpackhi_pd(r[0], r[1]);
+            const __m256d t2 = _mm256_unpacklo_pd(r[2], r[3]), t3 = _mm256_unpackhi_pd(r[2], r[3]);
+            double* d = dst + stride * j0;
+            _mm256_storeu_pd(d + 0 * stride, _mm256_permute2f128_pd(t0, t2, 0x20));
+            _mm256_storeu_pd(d + 1 * stride, _mm256_permute2f128_pd(t1, t3, 0x20));
+            _mm256_storeu_pd(d + 2 * stride, _mm256_permute2f128_pd(t0, t2, 0x31));
+            _mm256_storeu_pd(d + 3 * stride, _mm256_permute2f128_pd(t1, t3, 0x31));
+        }
+    }
+#endif
+    for (int j = j0; j < n; ++j) {
+        const T wj = win ? win[j] : T(1);
+        T* d = dst + stride * j;
+        for (int l = 0; l < L; ++l) d[l] = src[l][j] * wj;
+    }
+}
 
 // One batch of `cnt` <= L frames at src[l], outputs at dst[l] (lanes past cnt repeat the last
 // frame and are not written).
@@ -106,16 +162,10 @@ template <class T, class W, int L>
 static inline void mel_batch(const MelView<T, W>& v, const Work& ws, const T* const* src, W* const* dst, int cnt, int64_t out_band) {
     const T* win = v.window;
     T* P = static_cast<T*>(ws.power);
-    auto load = [&](int j, T* d) {
-        const T wj = win[j];
-        for (int l = 0; l < L; ++l) d[l] = src[l][j] * wj;
-    };
+    auto fill = [&](T* d, std::ptrdiff_t stride) { transpose_frames<T, L>(src, win, v.fft.n, d, stride); };
     const T eps = v.mag_eps;
-    auto emit = [&](int k, const T* re, const T* im) {
-        T* p = P + static_cast<std::ptrdiff_t>(L) * k;
-        for (int l = 0; l < L; ++l) p[l] = re[l] * re[l] + im[l] * im[l] + eps;
-    };
-    rfft_batch<T, L>(v.fft, static_cast<T*>(ws.buf_a), static_cast<T*>(ws.buf_b), static_cast<T*>(ws.conv_a), static_cast<T*>(ws.conv_b), load, emit);
+    auto emit = [&](int k, const CVec<T, L>& X) { vstore<T, L>(P + static_cast<std::ptrdiff_t>(L) * k, X.r * X.r + X.i * X.i + eps); };
+    rfft_batch<T, L>(v.fft, static_cast<T*>(ws.buf_a), static_cast<T*>(ws.buf_b), static_cast<T*>(ws.conv_a), static_cast<T*>(ws.conv_b), fill, emit);
     const int nb = v.n_bins;
     if (v.power_mode == POWER_1) {
         for (int i = 0; i < nb * L; ++i) P[i] = std::sqrt(P[i]);
@@ -124,6 +174,8 @@ static inline void mel_batch(const MelView<T, W>& v, const Work& ws, const T* co
         for (int i = 0; i < nb * L; ++i) P[i] = std::pow(P[i], e);
     }
     const int n_out = v.n_bands > 0 ? v.n_bands : nb;
+    bool contig = cnt == L;  // the L outputs of a band adjacent in memory: one store
+    for (int l = 1; l < L; ++l) contig = contig && dst[l] == dst[0] + l;
     for (int b = 0; b < n_out; ++b) {
         W acc[L];
         if (v.n_bands > 0) {
@@ -154,7 +206,11 @@ static inline void mel_batch(const MelView<T, W>& v, const Work& ws, const T* co
             default:
                 break;
         }
-        for (int l = 0; l < cnt; ++l) dst[l][b * out_band] = acc[l];
+        if (contig) {
+            std::memcpy(dst[0] + b * out_band, acc, sizeof acc);
+        } else {
+            for (int l = 0; l < cnt; ++l) dst[l][b * out_band] = acc[l];
+        }
     }
 }
 
@@ -210,16 +266,17 @@ static void run_rfft(const RfftView<T>& f, const T* x, int64_t row_stride, int64
             src[l] = x + i * row_stride;
             dst[l] = out + i * out_row;
         }
-        auto load = [&](int j, T* d) {
-            for (int l = 0; l < L; ++l) d[l] = src[l][j];
-        };
-        auto emit = [&](int k, const T* re, const T* im) {
+        auto fill = [&](T* d, std::ptrdiff_t stride) { transpose_frames<T, L>(src, nullptr, f.n, d, stride); };
+        auto emit = [&](int k, const CVec<T, L>& X) {
+            T re[L], im[L];
+            vstore<T, L>(re, X.r);
+            vstore<T, L>(im, X.i);
             for (int l = 0; l < cnt; ++l) {
                 dst[l][2 * k] = re[l];
                 dst[l][2 * k + 1] = im[l];
             }
         };
-        rfft_batch<T, L>(f, static_cast<T*>(ws.buf_a), static_cast<T*>(ws.buf_b), static_cast<T*>(ws.conv_a), static_cast<T*>(ws.conv_b), load, emit);
+        rfft_batch<T, L>(f, static_cast<T*>(ws.buf_a), static_cast<T*>(ws.buf_b), static_cast<T*>(ws.conv_a), static_cast<T*>(ws.conv_b), fill, emit);
     }
 }
 
