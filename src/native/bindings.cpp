@@ -126,7 +126,8 @@ struct PlanImpl final : PlanBase {
 
     void check_in(const InArray& x) const {
         if (!is<T>(x.dtype())) fail(std::string("frames must be ") + (f64 ? "float64" : "float32"));
-        if (x.ndim() != 2 || x.stride(1) != 1) fail("frames must be a 2-D array with unit stride along its last axis");
+        if (x.ndim() != 2) fail("frames must be a 2-D array");
+        if (x.shape(0) > 0 && x.shape(1) > 1 && x.stride(1) != 1) fail("frames must have unit stride along their last axis");
     }
 
     void check_out(const OutArray& out, int ndim) const {

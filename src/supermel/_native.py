@@ -153,7 +153,8 @@ def run_strided(plan: Plan, x: np.ndarray, *, offset: int, hop: int, n_frames: i
         out = np.empty(shape, dtype=odt)
     else:
         _check_out(out, shape, odt)
-    plan.strided(x, offset, hop, n_frames, out)
+    if out.size:
+        plan.strided(x, offset, hop, n_frames, out)
     return out
 
 
@@ -178,7 +179,8 @@ def run_gather(plan: Plan, x: np.ndarray, rows: np.ndarray, offsets: np.ndarray,
         out = np.empty(shape, dtype=odt)
     else:
         _check_out(out, shape, odt)
-    plan.gather(x, rows, offsets, out)
+    if out.size:
+        plan.gather(x, rows, offsets, out)
     return out
 
 
