@@ -390,7 +390,7 @@ def test_use_native_false_is_the_torch_route(make_signal):
             assert _native.enabled() == _native.available()
         assert not _native.enabled()
     z = mod.spectrogram.pad_input(y)
-    want = mod.mel_function(z.dtype)(z)
+    want = supermel._core._mel_frames(z, **mod.mel_function(z.dtype).keywords)  # the torch functions themselves
     assert torch.equal(got, want)
 
 

@@ -31,7 +31,7 @@ try:  # pragma: no cover - depends on the build
 except ImportError:  # not built (a source tree on PYTHONPATH, or a failed build): torch routes
     _ext = None
 
-__all__ = ["available", "enabled", "use_native", "isa", "Plan", "make_plan", "run_strided", "run_gather", "rfft", "cached_plan", "POST"]
+__all__ = ["available", "enabled", "use_native", "isa", "Plan", "make_plan", "run_strided", "run_gather", "rfft", "cached_plan", "RingCall", "POST"]
 
 #: Post-steps the kernels apply to each output value (``a``, ``b`` the plan's constants).
 POST = {"none": 0, "ln_floor": 1, "log10_floor": 2, "ln_add": 3, "db": 4}
@@ -237,3 +237,29 @@ def cached_plan(owner: Any, *, n_fft: int, window: Any, fb: Any, dtype: Any, wei
         plans.clear()
     plans[key] = (plan, window, fb)
     return plan
+
+
+class RingCall:
+    """Frames of a fixed, owned 2-D buffer (a streaming ring): the buffer's dtype, layout and
+    alignment checked once here, each call's bounds checked in :meth:`__call__` (a few integer
+    comparisons: the one-hop push's budget is a few microseconds)."""
+
+    __slots__ = ("plan", "x", "hop", "out_dtype", "n_fft", "n_out", "rows", "length")
+
+    def __init__(self, plan: Plan, x: np.ndarray, *, hop: int, dtype: Any, out_dtype: Any) -> None:
+        if not isinstance(x, np.ndarray) or x.dtype != np.dtype(dtype) or x.ndim != 2 or (x.size and x.strides[1] != x.itemsize) \
+                or x.strides[0] < 0 or x.strides[0] % x.itemsize or not x.flags.aligned:
+            raise ParameterError("a ring buffer must be an aligned 2-D array of the plan's dtype, unit stride along its last axis")
+        self.plan, self.x, self.hop = plan, x, int(hop)
+        self.out_dtype = np.dtype(out_dtype)
+        self.n_fft, self.n_out = plan.n_fft, plan.n_out
+        self.rows, self.length = x.shape
+
+    def __call__(self, offset: int, n_frames: int) -> np.ndarray:
+        """``(rows, n_out, n_frames)`` of frames ``offset + t hop`` (a new array)."""
+        if offset < 0 or n_frames < 0 or (n_frames and offset + (n_frames - 1) * self.hop + self.n_fft > self.length):
+            raise ParameterError(f"ring frames out of bounds: offset={offset}, n_frames={n_frames}, buffer length {self.length}")
+        out = np.empty((self.rows, self.n_out, n_frames), dtype=self.out_dtype)
+        if out.size:
+            self.plan.strided(self.x, offset, self.hop, n_frames, out)
+        return out

@@ -444,17 +444,23 @@ class MelSpectrogram(nn.Module):
 
     def mel_from_padded(self, z: torch.Tensor) -> torch.Tensor:
         """``(B, L_padded)`` already padded signal -> ``(B, n_mels, T)`` (the streaming entry point)."""
+        out = self.native_from_padded(z)
+        return self.mel_function(z.dtype)(z) if out is None else out
+
+    def native_from_padded(self, z: torch.Tensor) -> Optional[torch.Tensor]:
+        """:meth:`mel_from_padded` through the native CPU core, or ``None`` where that route does not
+        apply (:meth:`Spectrogram.native_route`)."""
         spec = self.spectrogram
-        if spec.native_route(z, self.mel_scale.fb):
-            n_frames = (z.shape[-1] - spec.n_fft) // spec.hop_length + 1
-            out_dtype = self.native_out_dtype(z.dtype)
-            out = torch.empty((z.shape[0], self.n_mels, n_frames), dtype=out_dtype)
-            _native.run_strided(
-                self.native_plan(z.dtype), z.detach().numpy(), offset=0, hop=spec.hop_length, n_frames=n_frames,
-                out=out.numpy(), dtype=_NP_DTYPE[z.dtype], out_dtype=_NP_DTYPE[out_dtype],
-            )
-            return out
-        return self.mel_function(z.dtype)(z)
+        if not spec.native_route(z, self.mel_scale.fb):
+            return None
+        n_frames = (z.shape[-1] - spec.n_fft) // spec.hop_length + 1
+        out_dtype = self.native_out_dtype(z.dtype)
+        out = torch.empty((z.shape[0], self.n_mels, n_frames), dtype=out_dtype)
+        _native.run_strided(
+            self.native_plan(z.dtype), z.detach().numpy(), offset=0, hop=spec.hop_length, n_frames=n_frames,
+            out=out.numpy(), dtype=_NP_DTYPE[z.dtype], out_dtype=_NP_DTYPE[out_dtype],
+        )
+        return out
 
     def native_out_dtype(self, dtype: torch.dtype) -> torch.dtype:
         """The result's dtype for ``dtype`` audio (float64 with a float64 filterbank, as librosa)."""
@@ -491,6 +497,7 @@ class MelSpectrogram(nn.Module):
             window_span=spec.window_span,
             mag_eps=spec.mag_eps,
             fb_t=fb.t(),
+            native=_NativeMel(self) if _native.available() else None,
         )
 
     def forward(self, y: Array) -> Array:
@@ -500,6 +507,26 @@ class MelSpectrogram(nn.Module):
         if self.spectrogram.check_finite:
             _core.warn_overflow(out, t)
         return _core.from_batch(out, shape, was_numpy)
+
+
+class _NativeMel:
+    """The native route of a :class:`MelSpectrogram` (the ``native`` keyword of
+    :meth:`MelSpectrogram.mel_function`): called on a padded signal it returns the frames, or
+    ``None`` where the route does not apply; the streaming steps take its plans."""
+
+    __slots__ = ("module",)
+
+    def __init__(self, module: MelSpectrogram) -> None:
+        self.module = module
+
+    def __call__(self, z: torch.Tensor) -> Optional[torch.Tensor]:
+        return self.module.native_from_padded(z)
+
+    def plan(self, dtype: torch.dtype) -> Any:
+        return self.module.native_plan(dtype)
+
+    def out_dtype(self, dtype: torch.dtype) -> torch.dtype:
+        return self.module.native_out_dtype(dtype)
 
 
 class MFCC(nn.Module):
