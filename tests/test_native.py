@@ -400,3 +400,38 @@ def test_env_switch_off():
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "(128, 8)" in r.stdout
+
+
+# --------------------------------------------------------------------------- streaming
+@needs_native
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    cuts=st.lists(st.integers(1, 1500), min_size=1, max_size=12),
+    center=st.booleans(),
+    pad_mode=st.sampled_from(["constant", "reflect"]),
+    chunk=st.sampled_from([None, 160, 320]),
+    f64=st.booleans(),
+)
+@pytest.mark.filterwarnings("ignore")
+def test_streaming_any_chunking_equals_offline(cuts, center, pad_mode, chunk, f64):
+    """Every chunking of a stream gives the offline frames bit for bit (one route: the native core)."""
+    dtype = np.float64 if f64 else np.float32
+    n = sum(cuts)
+    if not center and n < 400:
+        cuts.append(400 - n)
+        n = 400
+    y = np.random.default_rng(n).standard_normal((2, n)).astype(dtype)
+    kw = dict(sr=16000, n_fft=400, hop_length=160, n_mels=40, center=center, pad_mode=pad_mode)
+    with _native.use_native(True):
+        want = supermel.melspectrogram(y=y, **kw)
+        stream = supermel.StreamingMelSpectrogram(num_streams=2, chunk_size=chunk, dtype=torch.float64 if f64 else torch.float32, **kw)
+        if chunk is not None:  # a declared chunk size: pushes of that size (the static step), then the rest
+            cuts = [chunk] * (n // chunk) + ([n % chunk] if n % chunk else [])
+        outs, a = [], 0
+        for c in cuts:
+            outs.append(stream.push(y[:, a : a + c]))
+            a += c
+        outs.append(stream.flush())
+    got = np.concatenate(outs, axis=-1)
+    assert got.shape == want.shape
+    assert np.array_equal(got, want)
