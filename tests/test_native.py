@@ -435,3 +435,31 @@ def test_streaming_any_chunking_equals_offline(cuts, center, pad_mode, chunk, f6
     got = np.concatenate(outs, axis=-1)
     assert got.shape == want.shape
     assert np.array_equal(got, want)
+
+
+# --------------------------------------------------------------------------- StreamPool
+@needs_native
+@pytest.mark.parametrize("f64", [False, True])
+@pytest.mark.parametrize("center", [True, False])
+def test_pool_out_of_step_streams_equal_offline(f64, center):
+    """StreamPool's gathered frames (steady, head and close) equal the offline call bit for bit."""
+    dtype = np.float64 if f64 else np.float32
+    rng = np.random.default_rng(7)
+    ys = [rng.standard_normal(n).astype(dtype) for n in (5000, 7310, 4410, 401)]
+    kw = dict(sr=16000, n_fft=400, hop_length=160, n_mels=40, center=center, pad_mode="reflect")
+    with _native.use_native(True):
+        pool = supermel.StreamPool(dtype=torch.float64 if f64 else torch.float32, **kw)
+        ids = [pool.open() for _ in ys]
+        got = {i: [] for i in ids}
+        pos = [0] * len(ys)
+        for _ in range(40):
+            for j, i in enumerate(ids):
+                c = int(rng.integers(50, 700))
+                pool.push(i, ys[j][pos[j] : pos[j] + c])
+                pos[j] += c
+            for sid, pf in pool.step().items():
+                got[sid].append(pf.frames)
+        for j, i in enumerate(ids):
+            got[i].append(pool.close(i).frames)
+            want = supermel.melspectrogram(y=ys[j], **kw)
+            assert np.array_equal(np.concatenate(got[i], -1), want)
