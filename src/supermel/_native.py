@@ -26,10 +26,32 @@ import numpy as np
 
 from ._errors import ParameterError
 
-try:  # pragma: no cover - depends on the build
-    from . import _native_ext as _ext
-except ImportError:  # not built (a source tree on PYTHONPATH, or a failed build): torch routes
-    _ext = None
+
+def _load() -> Any:
+    """The compiled module: ``supermel._native_ext``, or the file named by ``SUPERMEL_NATIVE_LIB``
+    (a sanitizer build, tools/asan.sh); ``None`` when not built (a source tree on PYTHONPATH, or
+    a failed build): the torch routes then run."""
+    path = os.environ.get("SUPERMEL_NATIVE_LIB")
+    if path:
+        import importlib.util
+        import sys
+
+        spec = importlib.util.spec_from_file_location(__package__ + "._native_ext", path)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"SUPERMEL_NATIVE_LIB={path!r} is not a loadable extension module")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        sys.modules[spec.name] = mod
+        return mod
+    try:  # pragma: no cover - depends on the build
+        from . import _native_ext
+
+        return _native_ext
+    except ImportError:
+        return None
+
+
+_ext = _load()
 
 __all__ = ["available", "enabled", "use_native", "isa", "Plan", "make_plan", "run_strided", "run_gather", "rfft", "cached_plan", "RingCall", "POST"]
 
