@@ -214,6 +214,22 @@ static inline void mel_batch(const MelView<T, W>& v, const Work& ws, const T* co
     }
 }
 
+// A batch of cnt frames on the narrowest lane count that holds them: a lone frame (a one-hop
+// streaming push, the last frame of a call) costs one lane, not eight. Every lane count runs the
+// same operations in the same order (the kernels are built with -ffp-contract=off: no fused
+// multiply-adds the compiler might place differently per width), so a frame's values do not
+// depend on how many frames were computed with it.
+template <class T, class W>
+static inline void mel_any(const MelView<T, W>& v, const Work& ws, const T* const* src, W* const* dst, int cnt, int64_t out_band) {
+    constexpr int L = lanes<T>();
+    if (cnt == 1)
+        mel_batch<T, W, 1>(v, ws, src, dst, cnt, out_band);
+    else if (cnt <= L / 2)
+        mel_batch<T, W, L / 2>(v, ws, src, dst, cnt, out_band);
+    else
+        mel_batch<T, W, L>(v, ws, src, dst, cnt, out_band);
+}
+
 template <class T, class W>
 static void run_strided(const MelView<T, W>& v, const StridedArgs& a, const Work& ws) {
     constexpr int L = lanes<T>();
@@ -230,7 +246,7 @@ static void run_strided(const MelView<T, W>& v, const StridedArgs& a, const Work
             src[l] = x + b * a.row_stride + a.offset + t * a.hop;
             dst[l] = out + b * a.out_row + t * a.out_frame;
         }
-        mel_batch<T, W, L>(v, ws, src, dst, cnt, a.out_band);
+        mel_any<T, W>(v, ws, src, dst, cnt, a.out_band);
     }
 }
 
@@ -248,8 +264,23 @@ static void run_gather(const MelView<T, W>& v, const GatherArgs& a, const Work& 
             src[l] = x + a.rows[i] * a.row_stride + a.offsets[i];
             dst[l] = out + i * a.out_frame;
         }
-        mel_batch<T, W, L>(v, ws, src, dst, cnt, a.out_band);
+        mel_any<T, W>(v, ws, src, dst, cnt, a.out_band);
     }
+}
+
+template <class T, int L>
+static inline void rfft_lanes(const RfftView<T>& f, const T* const* src, T* const* dst, int cnt, const Work& ws) {
+    auto fill = [&](T* d, std::ptrdiff_t stride) { transpose_frames<T, L>(src, nullptr, f.n, d, stride); };
+    auto emit = [&](int k, const CVec<T, L>& X) {
+        T re[L], im[L];
+        vstore<T, L>(re, X.r);
+        vstore<T, L>(im, X.i);
+        for (int l = 0; l < cnt; ++l) {
+            dst[l][2 * k] = re[l];
+            dst[l][2 * k + 1] = im[l];
+        }
+    };
+    rfft_batch<T, L>(f, static_cast<T*>(ws.buf_a), static_cast<T*>(ws.buf_b), static_cast<T*>(ws.conv_a), static_cast<T*>(ws.conv_b), fill, emit);
 }
 
 //: The bare real FFT (no window, complex output re/im interleaved: (count, n_bins, 2)),
@@ -266,17 +297,12 @@ static void run_rfft(const RfftView<T>& f, const T* x, int64_t row_stride, int64
             src[l] = x + i * row_stride;
             dst[l] = out + i * out_row;
         }
-        auto fill = [&](T* d, std::ptrdiff_t stride) { transpose_frames<T, L>(src, nullptr, f.n, d, stride); };
-        auto emit = [&](int k, const CVec<T, L>& X) {
-            T re[L], im[L];
-            vstore<T, L>(re, X.r);
-            vstore<T, L>(im, X.i);
-            for (int l = 0; l < cnt; ++l) {
-                dst[l][2 * k] = re[l];
-                dst[l][2 * k + 1] = im[l];
-            }
-        };
-        rfft_batch<T, L>(f, static_cast<T*>(ws.buf_a), static_cast<T*>(ws.buf_b), static_cast<T*>(ws.conv_a), static_cast<T*>(ws.conv_b), fill, emit);
+        if (cnt == 1)
+            rfft_lanes<T, 1>(f, src, dst, cnt, ws);
+        else if (cnt <= L / 2)
+            rfft_lanes<T, L / 2>(f, src, dst, cnt, ws);
+        else
+            rfft_lanes<T, L>(f, src, dst, cnt, ws);
     }
 }
 

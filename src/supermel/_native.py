@@ -157,10 +157,12 @@ def _check_out(out: np.ndarray, shape: tuple, dtype: np.dtype) -> None:
         raise ParameterError("out must be aligned to its dtype")
 
 
-def run_strided(plan: Plan, x: np.ndarray, *, offset: int, hop: int, n_frames: int, out: Optional[np.ndarray] = None, dtype: Any, out_dtype: Any) -> np.ndarray:
+def run_strided(plan: Plan, x: np.ndarray, *, offset: int, hop: int, n_frames: int, out: Optional[np.ndarray] = None, dtype: Any, out_dtype: Any,
+                out_checked: bool = False) -> np.ndarray:
     """Frames ``x[b, offset + t hop : offset + t hop + n_fft]`` of every row ``b`` of ``x``
     ``(rows, n)`` -> ``out[b, :, t]`` (``(rows, n_out, n_frames)``, allocated when None; any
-    non-negative strides, e.g. a time-major view)."""
+    non-negative strides, e.g. a time-major view). ``out_checked``: ``out`` was just allocated
+    by the caller as ``np.empty((rows, n_out, n_frames), out_dtype)`` (its checks skipped)."""
     dt, odt = np.dtype(dtype), np.dtype(out_dtype)
     x = _frames_array(x, dt)
     if not x.flags.aligned:
@@ -173,7 +175,7 @@ def run_strided(plan: Plan, x: np.ndarray, *, offset: int, hop: int, n_frames: i
     shape = (x.shape[0], plan.n_out, n_frames)
     if out is None:
         out = np.empty(shape, dtype=odt)
-    else:
+    elif not out_checked:
         _check_out(out, shape, odt)
     if out.size:
         plan.strided(x, offset, hop, n_frames, out)

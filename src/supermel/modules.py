@@ -222,14 +222,14 @@ class Spectrogram(nn.Module):
         return (
             _native.enabled()
             and self.dft is None
-            and z.device.type == "cpu"
             and type(z) is torch.Tensor
-            and z.dtype in (torch.float32, torch.float64)
+            and z.device.type == "cpu"
+            and z.dtype in _NP_DTYPE
             and z.ndim == 2
             and z.shape[-1] >= self.n_fft
             and not torch.compiler.is_compiling()
             and not torch.jit.is_tracing()
-            and not _core._needs_grad(z, self.window, *consts)
+            and not (torch.is_grad_enabled() and _core._needs_grad(z, self._buffers["window"], *consts))
         )
 
     def native_plan(self, dtype: torch.dtype, fb: Optional[torch.Tensor] = None, weights: Optional[torch.dtype] = None, **post: Any) -> Any:
@@ -450,17 +450,21 @@ class MelSpectrogram(nn.Module):
     def native_from_padded(self, z: torch.Tensor) -> Optional[torch.Tensor]:
         """:meth:`mel_from_padded` through the native CPU core, or ``None`` where that route does not
         apply (:meth:`Spectrogram.native_route`)."""
-        spec = self.spectrogram
-        if not spec.native_route(z, self.mel_scale.fb):
+        spec: Spectrogram = self._modules["spectrogram"]  # type: ignore[assignment]
+        ms: MelScale = self._modules["mel_scale"]  # type: ignore[assignment]
+        fb = ms._buffers["fb"]
+        if not spec.native_route(z, fb):
             return None
-        n_frames = (z.shape[-1] - spec.n_fft) // spec.hop_length + 1
-        out_dtype = self.native_out_dtype(z.dtype)
-        out = torch.empty((z.shape[0], self.n_mels, n_frames), dtype=out_dtype)
-        _native.run_strided(
-            self.native_plan(z.dtype), z.detach().numpy(), offset=0, hop=spec.hop_length, n_frames=n_frames,
-            out=out.numpy(), dtype=_NP_DTYPE[z.dtype], out_dtype=_NP_DTYPE[out_dtype],
+        hop = spec.hop_length
+        n_frames = (z.shape[-1] - spec.n_fft) // hop + 1
+        out_dtype = torch.float64 if ms.promote else z.dtype
+        plan = _native.cached_plan(
+            spec, n_fft=spec.n_fft, window=spec._buffers["window"], fb=fb, dtype=_NP_DTYPE[z.dtype], weights=_NP_DTYPE[out_dtype],
+            power=spec.power, mag_eps=spec.mag_eps,
         )
-        return out
+        out = np.empty((z.shape[0], plan.n_out, n_frames), dtype=_NP_DTYPE[out_dtype])
+        _native.run_strided(plan, z.detach().numpy(), offset=0, hop=hop, n_frames=n_frames, out=out, dtype=_NP_DTYPE[z.dtype], out_dtype=out.dtype, out_checked=True)
+        return torch.from_numpy(out)
 
     def native_out_dtype(self, dtype: torch.dtype) -> torch.dtype:
         """The result's dtype for ``dtype`` audio (float64 with a float64 filterbank, as librosa)."""
