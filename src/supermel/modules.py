@@ -41,6 +41,14 @@ BACKENDS = ("auto", "fft", "matmul")
 
 Array = Union[np.ndarray, torch.Tensor]
 _NP_DTYPE = {torch.float32: np.float32, torch.float64: np.float64}
+_FUNCTION_MODE = getattr(torch._C, "_is_torch_function_mode_enabled", None)
+_DISPATCH_DEPTH = getattr(torch._C, "_len_torch_dispatch_stack", None)
+
+
+def _torch_mode_active() -> bool:
+    """A ``TorchFunctionMode`` or ``TorchDispatchMode`` is active (profilers, capture checkers,
+    fake tensors): such a caller watches torch's operators, so the torch route runs."""
+    return bool((_FUNCTION_MODE is not None and _FUNCTION_MODE()) or (_DISPATCH_DEPTH is not None and _DISPATCH_DEPTH()))
 
 
 def _resolve_backend(backend: str, device: torch.device) -> str:
@@ -218,9 +226,11 @@ class Spectrogram(nn.Module):
     def native_route(self, z: torch.Tensor, *consts: Optional[torch.Tensor]) -> bool:
         """Whether frames of ``z`` go through the native CPU core (:mod:`supermel._native`): built
         and enabled, a CPU float tensor, the FFT backend, nothing for autograd to record, not
-        compiling or tracing (docs/exactness.md: which route each call takes)."""
+        compiling or tracing, no torch function or dispatch mode active (tools that watch torch's
+        operators see them). docs/exactness.md: which route each call takes."""
         return (
             _native.enabled()
+            and not _torch_mode_active()
             and self.dft is None
             and type(z) is torch.Tensor
             and z.device.type == "cpu"
