@@ -463,3 +463,20 @@ def test_pool_out_of_step_streams_equal_offline(f64, center):
             got[i].append(pool.close(i).frames)
             want = supermel.melspectrogram(y=ys[j], **kw)
             assert np.array_equal(np.concatenate(got[i], -1), want)
+
+
+@needs_native
+@pytest.mark.parametrize("f64", [False, True])
+def test_split_over_threads_is_bit_identical(f64):
+    """A large call split over threads (whole lane batches per thread) equals the one-thread call."""
+    dtype = np.float64 if f64 else np.float32
+    mod, plan = _ref_plan(dtype)
+    x = np.random.default_rng(8).standard_normal((3, 160 * 700 + 400)).astype(dtype)
+    kw = dict(offset=3, hop=160, n_frames=700, dtype=dtype, out_dtype=dtype)
+    one = _native.run_strided(plan, x, **kw)
+    for threads in (2, 3, 8):
+        assert np.array_equal(_native.run_strided(plan, x, threads=threads, **kw), one)
+    rows, offs = np.repeat(np.arange(3), 700), np.tile(3 + 160 * np.arange(700), 3)
+    g1 = _native.run_gather(plan, x, rows, offs, dtype=dtype, out_dtype=dtype)
+    assert np.array_equal(_native.run_gather(plan, x, rows, offs, threads=4, dtype=dtype, out_dtype=dtype), g1)
+    assert np.array_equal(g1.reshape(3, 700, 40).transpose(0, 2, 1), one)

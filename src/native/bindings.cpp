@@ -14,6 +14,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "kernels.hpp"
@@ -57,8 +58,8 @@ int64_t extent(int64_t n, int64_t stride) { return n > 0 ? (n - 1) * stride : 0;
 
 struct PlanBase {
     virtual ~PlanBase() = default;
-    virtual void strided(const InArray& x, int64_t offset, int64_t hop, int64_t n_frames, OutArray& out) = 0;
-    virtual void gather(const InArray& x, const InArray& rows, const InArray& offsets, OutArray& out) = 0;
+    virtual void strided(const InArray& x, int64_t offset, int64_t hop, int64_t n_frames, OutArray& out, int threads) = 0;
+    virtual void gather(const InArray& x, const InArray& rows, const InArray& offsets, OutArray& out, int threads) = 0;
     virtual void rfft(const InArray& x, OutArray& out) = 0;
     int n_fft = 0, n_bins = 0, n_out = 0;
     bool f64 = false, w64 = false;
@@ -113,6 +114,38 @@ struct PlanImpl final : PlanBase {
         ws = Workspace::make(fft.view);
     }
 
+    // Split frames [0, total) over up to `threads` threads (at least MIN_FRAMES_PER_THREAD frames
+    // each, boundaries on whole lane batches); thread 0 is the caller. f(begin, end, work).
+    static constexpr int64_t MIN_FRAMES_PER_THREAD = 256;
+
+    template <class F>
+    void parallel(int64_t total, int threads, F&& f) {
+        constexpr int64_t L = lanes<T>();
+        int64_t n = std::min<int64_t>(threads, total / MIN_FRAMES_PER_THREAD);
+        if (n <= 1) {
+            with_work([&](const Work& w) { f(0, total, w); });
+            return;
+        }
+        const int64_t per = ((total + n - 1) / n + L - 1) / L * L;
+        std::vector<std::thread> pool;
+        std::vector<Workspace> spaces;
+        spaces.reserve(static_cast<size_t>(n));
+        for (int64_t k = 1; k < n; ++k) spaces.push_back(Workspace::make(fft.view));
+        try {
+            for (int64_t k = 1; k < n; ++k) {
+                const int64_t b = k * per, e = std::min(total, (k + 1) * per);
+                if (b >= e) break;
+                const Work w = spaces[static_cast<size_t>(k - 1)].work;
+                pool.emplace_back([&f, b, e, w]() { f(b, e, w); });
+            }
+            with_work([&](const Work& w) { f(0, std::min(total, per), w); });
+        } catch (...) {  // (a thread that could not start): finish the started ones, then report
+            for (auto& t : pool) t.join();
+            throw;
+        }
+        for (auto& t : pool) t.join();
+    }
+
     template <class F>
     void with_work(F&& f) {
         std::unique_lock<std::mutex> lock(ws_lock, std::try_to_lock);
@@ -137,7 +170,7 @@ struct PlanImpl final : PlanBase {
             if (out.stride(i) < 0) fail("out must have non-negative strides");
     }
 
-    void strided(const InArray& x, int64_t offset, int64_t hop, int64_t n_frames, OutArray& out) override {
+    void strided(const InArray& x, int64_t offset, int64_t hop, int64_t n_frames, OutArray& out, int threads) override {
         check_in(x);
         check_out(out, 3);  // (rows, n_out, n_frames)
         const int64_t rows = static_cast<int64_t>(x.shape(0)), len = static_cast<int64_t>(x.shape(1));
@@ -147,13 +180,19 @@ struct PlanImpl final : PlanBase {
         if (static_cast<int64_t>(out.shape(0)) != rows || static_cast<int64_t>(out.shape(1)) != n_out || static_cast<int64_t>(out.shape(2)) != n_frames)
             fail("out must have shape (rows, n_out, n_frames)");
         if (rows == 0 || n_frames == 0) return;
-        StridedArgs a{x.data(), static_cast<int64_t>(x.stride(0)), offset, hop, rows, n_frames,
-                      out.data(), static_cast<int64_t>(out.stride(0)), static_cast<int64_t>(out.stride(2)), static_cast<int64_t>(out.stride(1))};
+        const StridedArgs a{x.data(), static_cast<int64_t>(x.stride(0)), offset, hop, rows, n_frames,
+                            out.data(), static_cast<int64_t>(out.stride(0)), static_cast<int64_t>(out.stride(2)), static_cast<int64_t>(out.stride(1)),
+                            0, rows * n_frames};
         nb::gil_scoped_release release;
-        with_work([&](const Work& w) { SM_DISPATCH(mel_strided, view, a, w); });
+        parallel(rows * n_frames, threads, [&](int64_t b, int64_t e, const Work& w) {
+            StridedArgs part = a;
+            part.begin = b;
+            part.end = e;
+            SM_DISPATCH(mel_strided, view, part, w);
+        });
     }
 
-    void gather(const InArray& x, const InArray& rows, const InArray& offsets, OutArray& out) override {
+    void gather(const InArray& x, const InArray& rows, const InArray& offsets, OutArray& out, int threads) override {
         check_in(x);
         check_out(out, 2);  // (count, n_out) with any non-negative strides
         if (!is<int64_t>(rows.dtype()) || !is<int64_t>(offsets.dtype()) || rows.ndim() != 1 || offsets.ndim() != 1 ||
@@ -167,9 +206,15 @@ struct PlanImpl final : PlanBase {
         for (int64_t i = 0; i < count; ++i)
             if (r[i] < 0 || r[i] >= n_rows || o[i] < 0 || o[i] + n_fft > len) fail("a (row, offset) pair lies outside the signal");
         if (count == 0) return;
-        GatherArgs a{x.data(), static_cast<int64_t>(x.stride(0)), r, o, count, out.data(), static_cast<int64_t>(out.stride(0)), static_cast<int64_t>(out.stride(1))};
+        const GatherArgs a{x.data(), static_cast<int64_t>(x.stride(0)), r, o, count, out.data(), static_cast<int64_t>(out.stride(0)),
+                           static_cast<int64_t>(out.stride(1)), 0, count};
         nb::gil_scoped_release release;
-        with_work([&](const Work& w) { SM_DISPATCH(mel_gather, view, a, w); });
+        parallel(count, threads, [&](int64_t b, int64_t e, const Work& w) {
+            GatherArgs part = a;
+            part.begin = b;
+            part.end = e;
+            SM_DISPATCH(mel_gather, view, part, w);
+        });
     }
 
     void rfft(const InArray& x, OutArray& out) override {
@@ -246,11 +291,18 @@ NB_MODULE(_native_ext, m) {
              nb::arg("post"), nb::arg("post_a"), nb::arg("post_b"))
         .def_prop_ro("n_fft", [](const Plan& p) { return p.impl->n_fft; })
         .def_prop_ro("n_out", [](const Plan& p) { return p.impl->n_out; })
-        .def("strided", [](Plan& p, const InArray& x, int64_t offset, int64_t hop, int64_t n_frames, OutArray out) { p.impl->strided(x, offset, hop, n_frames, out); },
-             nb::arg("x"), nb::arg("offset"), nb::arg("hop"), nb::arg("n_frames"), nb::arg("out"),
-             "Frames x[b, offset + t hop : ... + n_fft] of every row b -> out[b, :, t].")
-        .def("gather", [](Plan& p, const InArray& x, const InArray& rows, const InArray& offsets, OutArray out) { p.impl->gather(x, rows, offsets, out); },
-             nb::arg("x"), nb::arg("rows"), nb::arg("offsets"), nb::arg("out"), "Frames x[rows[i], offsets[i] : ... + n_fft] -> out[i, :].")
+        .def("strided",
+             [](Plan& p, const InArray& x, int64_t offset, int64_t hop, int64_t n_frames, OutArray out, int threads) {
+                 p.impl->strided(x, offset, hop, n_frames, out, std::max(1, threads));
+             },
+             nb::arg("x"), nb::arg("offset"), nb::arg("hop"), nb::arg("n_frames"), nb::arg("out"), nb::arg("threads") = 1,
+             "Frames x[b, offset + t hop : ... + n_fft] of every row b -> out[b, :, t] (large calls split over `threads`).")
+        .def("gather",
+             [](Plan& p, const InArray& x, const InArray& rows, const InArray& offsets, OutArray out, int threads) {
+                 p.impl->gather(x, rows, offsets, out, std::max(1, threads));
+             },
+             nb::arg("x"), nb::arg("rows"), nb::arg("offsets"), nb::arg("out"), nb::arg("threads") = 1,
+             "Frames x[rows[i], offsets[i] : ... + n_fft] -> out[i, :] (large calls split over `threads`).")
         .def("rfft", [](Plan& p, const InArray& x, OutArray out) { p.impl->rfft(x, out); }, nb::arg("x"), nb::arg("out"),
              "The bare real FFT (no window): x (count, n_fft) -> out (count, n_bins, 2).");
 }

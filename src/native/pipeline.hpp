@@ -70,6 +70,7 @@ struct StridedArgs {
     int64_t row_stride, offset, hop, n_rows, n_frames;
     void* out;
     int64_t out_row, out_frame, out_band;
+    int64_t begin, end;  // the frames i = b n_frames + t this call computes: [begin, end)
 };
 
 //: Frames gathered from many rings: frame i starts at x + rows[i] row_stride + offsets[i];
@@ -82,6 +83,7 @@ struct GatherArgs {
     int64_t count;
     void* out;
     int64_t out_frame, out_band;
+    int64_t begin, end;  // the frames this call computes: [begin, end)
 };
 
 //: Lanes per batch: one 256-bit register of the type.
@@ -235,10 +237,10 @@ static void run_strided(const MelView<T, W>& v, const StridedArgs& a, const Work
     constexpr int L = lanes<T>();
     const T* x = static_cast<const T*>(a.x);
     W* out = static_cast<W*>(a.out);
-    const int64_t total = a.n_rows * a.n_frames;
+    const int64_t total = a.end;
     const T* src[L];
     W* dst[L];
-    for (int64_t i0 = 0; i0 < total; i0 += L) {
+    for (int64_t i0 = a.begin; i0 < total; i0 += L) {
         const int cnt = static_cast<int>(total - i0 < L ? total - i0 : L);
         for (int l = 0; l < L; ++l) {
             const int64_t i = i0 + (l < cnt ? l : cnt - 1);
@@ -257,8 +259,8 @@ static void run_gather(const MelView<T, W>& v, const GatherArgs& a, const Work& 
     W* out = static_cast<W*>(a.out);
     const T* src[L];
     W* dst[L];
-    for (int64_t i0 = 0; i0 < a.count; i0 += L) {
-        const int cnt = static_cast<int>(a.count - i0 < L ? a.count - i0 : L);
+    for (int64_t i0 = a.begin; i0 < a.end; i0 += L) {
+        const int cnt = static_cast<int>(a.end - i0 < L ? a.end - i0 : L);
         for (int l = 0; l < L; ++l) {
             const int64_t i = i0 + (l < cnt ? l : cnt - 1);
             src[l] = x + a.rows[i] * a.row_stride + a.offsets[i];

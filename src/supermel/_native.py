@@ -158,11 +158,12 @@ def _check_out(out: np.ndarray, shape: tuple, dtype: np.dtype) -> None:
 
 
 def run_strided(plan: Plan, x: np.ndarray, *, offset: int, hop: int, n_frames: int, out: Optional[np.ndarray] = None, dtype: Any, out_dtype: Any,
-                out_checked: bool = False) -> np.ndarray:
+                out_checked: bool = False, threads: int = 1) -> np.ndarray:
     """Frames ``x[b, offset + t hop : offset + t hop + n_fft]`` of every row ``b`` of ``x``
     ``(rows, n)`` -> ``out[b, :, t]`` (``(rows, n_out, n_frames)``, allocated when None; any
     non-negative strides, e.g. a time-major view). ``out_checked``: ``out`` was just allocated
-    by the caller as ``np.empty((rows, n_out, n_frames), out_dtype)`` (its checks skipped)."""
+    by the caller as ``np.empty((rows, n_out, n_frames), out_dtype)`` (its checks skipped).
+    ``threads``: calls of 512 frames or more are split over up to this many threads (C++)."""
     dt, odt = np.dtype(dtype), np.dtype(out_dtype)
     x = _frames_array(x, dt)
     if not x.flags.aligned:
@@ -178,13 +179,15 @@ def run_strided(plan: Plan, x: np.ndarray, *, offset: int, hop: int, n_frames: i
     elif not out_checked:
         _check_out(out, shape, odt)
     if out.size:
-        plan.strided(x, offset, hop, n_frames, out)
+        plan.strided(x, offset, hop, n_frames, out, int(threads))
     return out
 
 
-def run_gather(plan: Plan, x: np.ndarray, rows: np.ndarray, offsets: np.ndarray, *, out: Optional[np.ndarray] = None, dtype: Any, out_dtype: Any) -> np.ndarray:
+def run_gather(plan: Plan, x: np.ndarray, rows: np.ndarray, offsets: np.ndarray, *, out: Optional[np.ndarray] = None, dtype: Any, out_dtype: Any,
+               threads: int = 1) -> np.ndarray:
     """Frames ``x[rows[i], offsets[i] : offsets[i] + n_fft]`` -> ``out[i, :]`` (``(count, n_out)``,
-    allocated when None; any non-negative strides, e.g. ``.T`` of a ``(n_out, count)`` array)."""
+    allocated when None; any non-negative strides, e.g. ``.T`` of a ``(n_out, count)`` array);
+    ``threads`` as :func:`run_strided`."""
     dt, odt = np.dtype(dtype), np.dtype(out_dtype)
     x = _frames_array(x, dt)
     if not x.flags.aligned:
@@ -204,7 +207,7 @@ def run_gather(plan: Plan, x: np.ndarray, rows: np.ndarray, offsets: np.ndarray,
     else:
         _check_out(out, shape, odt)
     if out.size:
-        plan.gather(x, rows, offsets, out)
+        plan.gather(x, rows, offsets, out, int(threads))
     return out
 
 

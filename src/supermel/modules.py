@@ -258,7 +258,7 @@ class Spectrogram(nn.Module):
             dt = _NP_DTYPE[z.dtype]
             _native.run_strided(
                 self.native_plan(z.dtype), z.detach().numpy(), offset=0, hop=self.hop_length, n_frames=n_frames,
-                out=out.numpy().transpose(0, 2, 1), dtype=dt, out_dtype=dt,
+                out=out.numpy().transpose(0, 2, 1), dtype=dt, out_dtype=dt, threads=torch.get_num_threads(),
             )
             return out
         window = self.window if self.window.dtype == z.dtype else self.window.to(z.dtype)
@@ -473,7 +473,10 @@ class MelSpectrogram(nn.Module):
             power=spec.power, mag_eps=spec.mag_eps,
         )
         out = np.empty((z.shape[0], plan.n_out, n_frames), dtype=_NP_DTYPE[out_dtype])
-        _native.run_strided(plan, z.detach().numpy(), offset=0, hop=hop, n_frames=n_frames, out=out, dtype=_NP_DTYPE[z.dtype], out_dtype=out.dtype, out_checked=True)
+        _native.run_strided(
+            plan, z.detach().numpy(), offset=0, hop=hop, n_frames=n_frames, out=out, dtype=_NP_DTYPE[z.dtype], out_dtype=out.dtype,
+            out_checked=True, threads=torch.get_num_threads(),
+        )
         return torch.from_numpy(out)
 
     def native_out_dtype(self, dtype: torch.dtype) -> torch.dtype:

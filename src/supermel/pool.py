@@ -509,9 +509,9 @@ class StreamPool:
         cols = out[0].T  # (K, n_mels): frame k's values go to column k
         if src_slot is not None:
             if dest is None:
-                _native.run_gather(plan, self._ring, src_slot, src_start, out=cols, dtype=dt, out_dtype=odt)
+                _native.run_gather(plan, self._ring, src_slot, src_start, out=cols, dtype=dt, out_dtype=odt, threads=torch.get_num_threads())
             else:
-                cols[dest] = _native.run_gather(plan, self._ring, src_slot, src_start, dtype=dt, out_dtype=odt)
+                cols[dest] = _native.run_gather(plan, self._ring, src_slot, src_start, dtype=dt, out_dtype=odt, threads=torch.get_num_threads())
         for i, f in head_parts:
             k = f.shape[0]
             a = int(off[i])
