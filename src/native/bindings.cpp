@@ -20,6 +20,11 @@
 #include "kernels.hpp"
 #include "plan.hpp"
 
+#if defined(_MSC_VER)
+#include <immintrin.h>
+#include <intrin.h>
+#endif
+
 namespace nb = nanobind;
 using namespace supermel;
 
@@ -33,6 +38,17 @@ bool cpu_has_avx2() {
 #if defined(SUPERMEL_HAVE_AVX2) && (defined(__GNUC__) || defined(__clang__))
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#elif defined(SUPERMEL_HAVE_AVX2) && defined(_MSC_VER)
+    // CPUID: FMA, OSXSAVE and AVX (leaf 1 ECX bits 12, 27, 28), the OS saving the YMM state
+    // (XCR0 bits 1-2), AVX2 (leaf 7 EBX bit 5). Untested: no Windows machine here.
+    int r[4];
+    __cpuid(r, 0);
+    if (r[0] < 7) return false;
+    __cpuid(r, 1);
+    const int need = (1 << 12) | (1 << 27) | (1 << 28);
+    if ((r[2] & need) != need || (_xgetbv(0) & 6) != 6) return false;
+    __cpuidex(r, 7, 0);
+    return (r[1] & (1 << 5)) != 0;
 #else
     return false;
 #endif
