@@ -480,3 +480,24 @@ def test_split_over_threads_is_bit_identical(f64):
     g1 = _native.run_gather(plan, x, rows, offs, dtype=dtype, out_dtype=dtype)
     assert np.array_equal(_native.run_gather(plan, x, rows, offs, threads=4, dtype=dtype, out_dtype=dtype), g1)
     assert np.array_equal(g1.reshape(3, 700, 40).transpose(0, 2, 1), one)
+
+
+@needs_native
+def test_cpp_refuses_overflowing_and_misaligned_calls():
+    """Arguments that would overflow the bounds arithmetic, or misaligned buffers, never run."""
+    mod, plan = _ref_plan()
+    x = np.ones((1, 1000), np.float32)
+    with pytest.raises(ValueError):
+        plan.strided(x, 2**62, 2**62, 2, np.empty((1, 40, 2), np.float32))
+    with pytest.raises(ValueError):
+        plan.strided(x, 0, 2**62, 3, np.empty((1, 40, 3), np.float32))
+    with pytest.raises(ValueError):
+        plan.gather(x, np.array([0], np.int64), np.array([2**63 - 100], np.int64), np.empty((1, 40), np.float32))
+    raw = np.zeros(4001, np.uint8)
+    mis = np.frombuffer(raw.data, dtype=np.float32, count=1000, offset=1).reshape(1, 1000)
+    with pytest.raises(ValueError, match="aligned"):
+        plan.strided(mis, 0, 160, 1, np.empty((1, 40, 1), np.float32))
+    out_raw = np.zeros(161, np.uint8)
+    mis_out = np.frombuffer(memoryview(out_raw)[1:], dtype=np.float32).reshape(1, 40, 1)
+    with pytest.raises(ValueError, match="aligned"):
+        plan.strided(x, 0, 160, 1, mis_out)

@@ -177,6 +177,7 @@ struct PlanImpl final : PlanBase {
         if (!is<T>(x.dtype())) fail(std::string("frames must be ") + (f64 ? "float64" : "float32"));
         if (x.ndim() != 2) fail("frames must be a 2-D array");
         if (x.shape(0) > 0 && x.shape(1) > 1 && x.stride(1) != 1) fail("frames must have unit stride along their last axis");
+        if (reinterpret_cast<std::uintptr_t>(x.data()) % alignof(T) != 0) fail("frames must be aligned to their dtype");
     }
 
     void check_out(const OutArray& out, int ndim) const {
@@ -184,6 +185,7 @@ struct PlanImpl final : PlanBase {
         if (static_cast<int>(out.ndim()) != ndim) fail("out has the wrong number of dimensions");
         for (int i = 0; i < ndim; ++i)
             if (out.stride(i) < 0) fail("out must have non-negative strides");
+        if (reinterpret_cast<std::uintptr_t>(out.data()) % alignof(W) != 0) fail("out must be aligned to its dtype");
     }
 
     void strided(const InArray& x, int64_t offset, int64_t hop, int64_t n_frames, OutArray& out, int threads) override {
@@ -191,7 +193,9 @@ struct PlanImpl final : PlanBase {
         check_out(out, 3);  // (rows, n_out, n_frames)
         const int64_t rows = static_cast<int64_t>(x.shape(0)), len = static_cast<int64_t>(x.shape(1));
         if (offset < 0 || hop < 1 || n_frames < 0) fail("offset >= 0, hop >= 1, n_frames >= 0 required");
-        if (n_frames > 0 && offset + (n_frames - 1) * hop + n_fft > len) fail("frames run past the end of the signal");
+        // the last frame's end, offset + (n_frames - 1) hop + n_fft <= len, without overflow
+        if (n_frames > 0 && (len < n_fft || offset > len - n_fft || n_frames - 1 > (len - n_fft - offset) / hop))
+            fail("frames run past the end of the signal");
         if (x.stride(0) < 0) fail("frames must have non-negative strides");
         if (static_cast<int64_t>(out.shape(0)) != rows || static_cast<int64_t>(out.shape(1)) != n_out || static_cast<int64_t>(out.shape(2)) != n_frames)
             fail("out must have shape (rows, n_out, n_frames)");
@@ -220,7 +224,7 @@ struct PlanImpl final : PlanBase {
         const int64_t* r = static_cast<const int64_t*>(rows.data());
         const int64_t* o = static_cast<const int64_t*>(offsets.data());
         for (int64_t i = 0; i < count; ++i)
-            if (r[i] < 0 || r[i] >= n_rows || o[i] < 0 || o[i] + n_fft > len) fail("a (row, offset) pair lies outside the signal");
+            if (r[i] < 0 || r[i] >= n_rows || o[i] < 0 || len < n_fft || o[i] > len - n_fft) fail("a (row, offset) pair lies outside the signal");
         if (count == 0) return;
         const GatherArgs a{x.data(), static_cast<int64_t>(x.stride(0)), r, o, count, out.data(), static_cast<int64_t>(out.stride(0)),
                            static_cast<int64_t>(out.stride(1)), 0, count};
@@ -241,6 +245,7 @@ struct PlanImpl final : PlanBase {
         if (static_cast<int64_t>(x.shape(1)) != n_fft || static_cast<int64_t>(out.shape(0)) != count || static_cast<int64_t>(out.shape(1)) != n_bins ||
             out.shape(2) != 2)
             fail("x must be (count, n_fft) and out (count, n_bins, 2)");
+        if (reinterpret_cast<std::uintptr_t>(out.data()) % alignof(T) != 0) fail("out must be aligned to its dtype");
         if (count == 0) return;
         const T* xp = static_cast<const T*>(x.data());
         T* op = static_cast<T*>(out.data());
