@@ -229,7 +229,8 @@ class Spectrogram(nn.Module):
         compiling or tracing, no torch function or dispatch mode active (tools that watch torch's
         operators see them). docs/exactness.md: which route each call takes."""
         return (
-            _native.enabled()
+            not torch.compiler.is_compiling()  # first: nothing below is traced by dynamo
+            and _native.enabled()
             and not _torch_mode_active()
             and self.dft is None
             and type(z) is torch.Tensor
@@ -237,7 +238,6 @@ class Spectrogram(nn.Module):
             and z.dtype in _NP_DTYPE
             and z.ndim == 2
             and z.shape[-1] >= self.n_fft
-            and not torch.compiler.is_compiling()
             and not torch.jit.is_tracing()
             and not (torch.is_grad_enabled() and _core._needs_grad(z, self._buffers["window"], *consts))
         )
