@@ -176,6 +176,11 @@ def test_native_vs_torch_route(isa, cfg, dtype, make_signal):
 @needs_native
 def test_routes_taken():
     """CPU without autograd: native; autograd, backend='matmul': torch (checked by the plan cache)."""
+    with _native.use_native(True):  # (also under SUPERMEL_NATIVE=0)
+        _check_routes()
+
+
+def _check_routes():
     mod = supermel.MelSpectrogram(sr=16000, n_fft=400, hop_length=160, n_mels=40)
     y = torch.randn(1, 4000)
     spec = mod.spectrogram
