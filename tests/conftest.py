@@ -21,7 +21,7 @@ import math
 import os
 import shutil
 import warnings
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Tuple
 
 try:  # the reference of the parity tests; tests/test_cuda.py must collect without it (a bare GPU image)
     import librosa
@@ -255,10 +255,14 @@ def noise16() -> np.ndarray:
 
 
 @pytest.fixture
-def torch_kernels(monkeypatch) -> None:
+def torch_kernels(monkeypatch) -> Iterator[None]:
     """Streams run torch's kernels on the CPU (tests/frontends/_helpers.py docstring).
 
     Not autouse: requested by the streaming tests of tests/frontends/ (``pytestmark``
     of test_frontend_streaming.py, ``@pytest.mark.usefixtures("torch_kernels")`` elsewhere).
     """
     monkeypatch.setattr(supermel.streaming, "CPU_EXECUTOR", "torch")
+    # and the offline calls they are compared with take the torch route too (the native core's
+    # streams and pools are held to the offline call in tests/test_native.py, bit for bit)
+    with supermel._native.use_native(False):
+        yield

@@ -404,6 +404,7 @@ def _mel_frames(
     window_span: Tuple[int, int] = (0, 0),
     mag_eps: float = 0.0,
     fb_t: Optional[torch.Tensor] = None,
+    native: Any = None,
 ) -> torch.Tensor:
     """Mel spectrogram of an already padded signal: ``(B, L_padded)`` -> ``(B, n_mels, T)``.
 
@@ -415,7 +416,8 @@ def _mel_frames(
     the block-sparse filterbank, each product writing its rows of the
     ``(B, n_mels, T)`` result in place; shorter inputs, CUDA and compiled graphs
     use one dense product (``fb_t``, the transposed view of ``fb``, may be
-    passed to save a call).
+    passed to save a call). ``native``: the module's native route
+    (:class:`supermel.modules._NativeMel`), tried first by :func:`mel_frames`; ignored here.
     """
     eager = not torch.compiler.is_compiling() and not _needs_grad(z, window, dft, fb)
     frames = z.unfold(-1, n_fft, hop_length)
@@ -486,6 +488,11 @@ def _in_full_fp32(fn: Any, doc: str) -> Any:
 
     @functools.wraps(fn)
     def run(*args: Any, **kwargs: Any) -> Any:
+        native = kwargs.get("native")
+        if native is not None and args:  # the native CPU core where its route applies (supermel._native)
+            out = native(args[0])
+            if out is not None:
+                return out
         ws = kwargs.get("ws")
         if (ws is not None and ws.k is _NumpyKernels) or torch.compiler.is_compiling():
             return fn(*args, **kwargs)

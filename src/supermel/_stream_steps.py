@@ -11,12 +11,12 @@ Which one a stream uses, and when, is decided in :mod:`supermel.streaming`.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any, Dict, List, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 
-from . import _core
+from . import _core, _native
 
 if TYPE_CHECKING:
     from .streaming import _Group
@@ -97,10 +97,21 @@ class _Step:
             mel_kw, (n_streams, self.frames[0].shape[1]), n_mels=n_mels, dtype=state.dtype, device=state.device, numpy=self.numpy, static_output=self.static_output
         )
         self.i = 0  # which of the two tensors holds the current state
+        # the native CPU core on the same ring buffers (supermel._native), where built
+        self.native: Optional[List[_native.RingCall]] = None
+        hook = mel_kw.get("native")
+        if self.numpy and hook is not None and mel_kw["dft"] is None:
+            plan = hook.plan(state.dtype)
+            out_dtype = np.float64 if hook.out_dtype(state.dtype) == torch.float64 else np.float32
+            self.native = [_native.RingCall(plan, s, hop=hop, dtype=self.dtype, out_dtype=out_dtype) for s in self.segs]
+            self.native_args = (offset, self.frames[0].shape[1])
 
     def compute(self, i: int) -> Any:
         """Frames of ``segs[i]`` (state + chunk); then the kept samples to the other tensor."""
-        out = _core._mel_dense(self.frames[i], **self.kw)  # (the torch executor's callers hold the fp32 guard)
+        if self.native is not None and _native.enabled():
+            out = self.native[i](*self.native_args)
+        else:
+            out = _core._mel_dense(self.frames[i], **self.kw)  # (the torch executor's callers hold the fp32 guard)
         if self.numpy:
             self.heads[1 - i][...] = self.kept[i]
         else:
@@ -190,6 +201,16 @@ class _RingStep:
         self.base, self.fill, self.fs = start, n_kept, next_frame - start  # fs: next frame's start in buf
         self.kw = _dense_kw(kw, numpy=True)
         self.ws: Dict[int, _core.Workspace] = {}
+        # the native CPU core on the ring buffer (supermel._native), where built
+        hook = kw.get("native")
+        self.plan = hook.plan(buf.dtype) if hook is not None and kw["dft"] is None else None
+        self.native: Optional[_native.RingCall] = None
+        self._ring_call()
+
+    def _ring_call(self) -> None:
+        """(Re)bind the native call to ``self.buf`` (checked once per buffer)."""
+        if self.plan is not None:
+            self.native = _native.RingCall(self.plan, self.buf, hop=self.hop, dtype=self.dtype, out_dtype=self.out_dtype)
 
     def accepts(self, shape: Tuple[int, ...]) -> bool:
         return shape[0] == self.buf.shape[0]
@@ -222,7 +243,9 @@ class _RingStep:
         if avail < self.n_fft:
             return np.zeros((n_streams, self.n_mels, 0), dtype=self.out_dtype)
         k = (avail - self.n_fft) // self.hop + 1
-        if k > NUMPY_MAX_FRAMES:
+        if self.native is not None and _native.enabled():
+            out = self.native(self.fs, k)
+        elif k > NUMPY_MAX_FRAMES:
             seg = self.buf[:, self.fs : self.fs + (k - 1) * self.hop + self.n_fft]
             out = self.mel(torch.from_numpy(seg)).numpy()
         else:
@@ -252,6 +275,7 @@ class _RingStep:
             grown = np.zeros((self.buf.shape[0], keep + n + 4 * (self.n_fft + self.hop)), dtype=self.dtype)
             grown[:, :keep] = self.buf[:, lo : self.fill]
             self.buf = grown
+            self._ring_call()
         else:
             self.buf[:, :keep] = self.buf[:, lo : self.fill]  # numpy handles the overlap
         self.base += lo

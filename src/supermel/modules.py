@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import _core
+from . import _core, _native
 from ._db import _power_to_db_tensor
 from ._limits import check_memory
 from ._errors import ParameterError
@@ -40,6 +40,15 @@ __all__ = ["Spectrogram", "MelScale", "MelSpectrogram", "MFCC", "BACKENDS"]
 BACKENDS = ("auto", "fft", "matmul")
 
 Array = Union[np.ndarray, torch.Tensor]
+_NP_DTYPE = {torch.float32: np.float32, torch.float64: np.float64}
+_FUNCTION_MODE = getattr(torch._C, "_is_torch_function_mode_enabled", None)
+_DISPATCH_DEPTH = getattr(torch._C, "_len_torch_dispatch_stack", None)
+
+
+def _torch_mode_active() -> bool:
+    """A ``TorchFunctionMode`` or ``TorchDispatchMode`` is active (profilers, capture checkers,
+    fake tensors): such a caller watches torch's operators, so the torch route runs."""
+    return bool((_FUNCTION_MODE is not None and _FUNCTION_MODE()) or (_DISPATCH_DEPTH is not None and _DISPATCH_DEPTH()))
 
 
 def _resolve_backend(backend: str, device: torch.device) -> str:
@@ -221,8 +230,44 @@ class Spectrogram(nn.Module):
             _core.warn_short(n, self.n_fft)
         return _core.pad_signal(y, pad=self.pad, mode=self.pad_mode, n_fft=self.n_fft, hop_length=self.hop_length)
 
+    def native_route(self, z: torch.Tensor, *consts: Optional[torch.Tensor]) -> bool:
+        """Whether frames of ``z`` go through the native CPU core (:mod:`supermel._native`): built
+        and enabled, a CPU float tensor, the FFT backend, nothing for autograd to record, not
+        compiling or tracing, no torch function or dispatch mode active (tools that watch torch's
+        operators see them). docs/exactness.md: which route each call takes."""
+        return (
+            not torch.compiler.is_compiling()  # first: nothing below is traced by dynamo
+            and _native.enabled()
+            and not _torch_mode_active()
+            and self.dft is None
+            and type(z) is torch.Tensor
+            and z.device.type == "cpu"
+            and z.dtype in _NP_DTYPE
+            and z.ndim == 2
+            and z.shape[-1] >= self.n_fft
+            and not torch.jit.is_tracing()
+            and not (torch.is_grad_enabled() and _core._needs_grad(z, self._buffers["window"], *consts))
+        )
+
+    def native_plan(self, dtype: torch.dtype, fb: Optional[torch.Tensor] = None, weights: Optional[torch.dtype] = None, **post: Any) -> Any:
+        """The cached native plan of this spectrogram for ``dtype`` frames (with the filterbank
+        ``fb`` applied in ``weights`` precision, and a post-step, when given)."""
+        return _native.cached_plan(
+            self, n_fft=self.n_fft, window=self.window, fb=fb, dtype=_NP_DTYPE[dtype], weights=_NP_DTYPE[weights or dtype],
+            power=self.power, mag_eps=self.mag_eps, **post,
+        )
+
     def power_from_padded(self, z: torch.Tensor) -> torch.Tensor:
         """Time-major power frames ``(B, T, F)`` of an already padded ``(B, L_padded)`` signal."""
+        if self.native_route(z):
+            n_frames = (z.shape[-1] - self.n_fft) // self.hop_length + 1
+            out = torch.empty((z.shape[0], n_frames, self.n_freqs), dtype=z.dtype)
+            dt = _NP_DTYPE[z.dtype]
+            _native.run_strided(
+                self.native_plan(z.dtype), z.detach().numpy(), offset=0, hop=self.hop_length, n_frames=n_frames,
+                out=out.numpy().transpose(0, 2, 1), dtype=dt, out_dtype=dt, threads=torch.get_num_threads(),
+            )
+            return out
         window = self.window if self.window.dtype == z.dtype else self.window.to(z.dtype)
         dft = self.dft
         if dft is not None and dft.dtype != z.dtype:
@@ -439,7 +484,39 @@ class MelSpectrogram(nn.Module):
 
     def mel_from_padded(self, z: torch.Tensor) -> torch.Tensor:
         """``(B, L_padded)`` already padded signal -> ``(B, n_mels, T)`` (the streaming entry point)."""
-        return self.mel_function(z.dtype)(z)
+        out = self.native_from_padded(z)
+        return self.mel_function(z.dtype)(z) if out is None else out
+
+    def native_from_padded(self, z: torch.Tensor) -> Optional[torch.Tensor]:
+        """:meth:`mel_from_padded` through the native CPU core, or ``None`` where that route does not
+        apply (:meth:`Spectrogram.native_route`)."""
+        spec: Spectrogram = self._modules["spectrogram"]  # type: ignore[assignment]
+        ms: MelScale = self._modules["mel_scale"]  # type: ignore[assignment]
+        fb = ms._buffers["fb"]
+        if not spec.native_route(z, fb):
+            return None
+        hop = spec.hop_length
+        n_frames = (z.shape[-1] - spec.n_fft) // hop + 1
+        out_dtype = torch.float64 if ms.promote else z.dtype
+        plan = _native.cached_plan(
+            spec, n_fft=spec.n_fft, window=spec._buffers["window"], fb=fb, dtype=_NP_DTYPE[z.dtype], weights=_NP_DTYPE[out_dtype],
+            power=spec.power, mag_eps=spec.mag_eps,
+        )
+        out = np.empty((z.shape[0], plan.n_out, n_frames), dtype=_NP_DTYPE[out_dtype])
+        _native.run_strided(
+            plan, z.detach().numpy(), offset=0, hop=hop, n_frames=n_frames, out=out, dtype=_NP_DTYPE[z.dtype], out_dtype=out.dtype,
+            out_checked=True, threads=torch.get_num_threads(),
+        )
+        return torch.from_numpy(out)
+
+    def native_out_dtype(self, dtype: torch.dtype) -> torch.dtype:
+        """The result's dtype for ``dtype`` audio (float64 with a float64 filterbank, as librosa)."""
+        return torch.float64 if self.mel_scale.promote else dtype
+
+    def native_plan(self, dtype: torch.dtype, **post: Any) -> Any:
+        """The cached native plan (:mod:`supermel._native`) of this module for ``dtype`` frames,
+        with an optional post-step (``post="ln_floor", post_a=1e-5``, ...)."""
+        return self.spectrogram.native_plan(dtype, fb=self.mel_scale.fb, weights=self.native_out_dtype(dtype), **post)
 
     def mel_function(self, dtype: torch.dtype) -> "functools.partial[torch.Tensor]":
         """:func:`supermel._core.mel_frames` bound to this module's constants in ``dtype``.
@@ -467,6 +544,7 @@ class MelSpectrogram(nn.Module):
             window_span=spec.window_span,
             mag_eps=spec.mag_eps,
             fb_t=fb.t(),
+            native=_NativeMel(self) if _native.available() else None,
         )
 
     def forward(self, y: Array) -> Array:
@@ -476,6 +554,26 @@ class MelSpectrogram(nn.Module):
         if self.spectrogram.check_finite:
             _core.warn_overflow(out, t)
         return _core.from_batch(out, shape, was_numpy)
+
+
+class _NativeMel:
+    """The native route of a :class:`MelSpectrogram` (the ``native`` keyword of
+    :meth:`MelSpectrogram.mel_function`): called on a padded signal it returns the frames, or
+    ``None`` where the route does not apply; the streaming steps take its plans."""
+
+    __slots__ = ("module",)
+
+    def __init__(self, module: MelSpectrogram) -> None:
+        self.module = module
+
+    def __call__(self, z: torch.Tensor) -> Optional[torch.Tensor]:
+        return self.module.native_from_padded(z)
+
+    def plan(self, dtype: torch.dtype) -> Any:
+        return self.module.native_plan(dtype)
+
+    def out_dtype(self, dtype: torch.dtype) -> torch.dtype:
+        return self.module.native_out_dtype(dtype)
 
 
 class MFCC(nn.Module):

@@ -47,7 +47,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import numpy as np
 import torch
 
-from . import _core
+from . import _core, _native
 from ._errors import ParameterError, unknown_keywords
 from ._pool_frames import PoolFrames, PoolStep, _finite_1d, _Layout
 from ._stream_steps import _dense_kw, _workspace
@@ -173,6 +173,10 @@ class StreamPool:
         self.numpy = self.device.type == "cpu" and not self.layout.kaldi and executor in ("auto", "numpy")
         mel_kw = fe.core.mel_function(self.dtype).keywords
         self._mel_kw = mel_kw
+        # the native CPU core (supermel._native): frames gathered straight from the rings by (slot, start)
+        hook = mel_kw.get("native")
+        self._native_plan = hook.plan(self.dtype) if self.numpy and hook is not None and mel_kw["dft"] is None else None
+        self._native_out = np.float64 if hook is not None and hook.out_dtype(self.dtype) == torch.float64 else self.np_dtype
         self._dense = _dense_kw(mel_kw, numpy=self.numpy)
         self._ws: Dict[int, Any] = {}
         self._block = max(_BUCKET, min(512, _BLOCK_SAMPLES // self.layout.L) // _BUCKET * _BUCKET)
@@ -550,7 +554,10 @@ class StreamPool:
                 if r0 < r1:
                     out[r0 - a : r1 - a] = f[r0 - int(off[i]) : r1 - int(off[i])].numpy()
 
-        feats = self._compute(fill, K)
+        if self._native_plan is not None and _native.enabled():
+            feats = self._native_features(K, src_slot, src_start, dest, head_parts, off)
+        else:
+            feats = self._compute(fill, K)
         if self.device.type == "cpu":
             feats = feats.numpy()  # per-stream entries are numpy views (a fraction of a torch call each)
         feats = feats[0]
@@ -568,6 +575,24 @@ class StreamPool:
         starts_l = self._em[a_slots]
         self._em[a_slots] = starts_l + a_take
         return PoolStep(feats, a_ids.tolist(), starts_l.tolist(), a_off.tolist(), a_take.tolist(), time_major=time_major)
+
+    def _native_features(self, K: int, src_slot: Any, src_start: Any, dest: Any, head_parts: List[Tuple[int, torch.Tensor]], off: np.ndarray) -> torch.Tensor:
+        """The step's ``K`` frames through the native core, ``(1, rows, K)`` after the front end's
+        frame-local post-step: the steady frames gathered from the rings by (slot, start) in one
+        call, written into their columns; the head frames (left padding, built per stream) after."""
+        plan, dt, odt = self._native_plan, self.np_dtype, self._native_out
+        out = np.empty((1, plan.n_out, K), dtype=odt)
+        cols = out[0].T  # (K, n_mels): frame k's values go to column k
+        if src_slot is not None:
+            if dest is None:
+                _native.run_gather(plan, self._ring, src_slot, src_start, out=cols, dtype=dt, out_dtype=odt, threads=torch.get_num_threads())
+            else:
+                cols[dest] = _native.run_gather(plan, self._ring, src_slot, src_start, dtype=dt, out_dtype=odt, threads=torch.get_num_threads())
+        for i, f in head_parts:
+            k = f.shape[0]
+            a = int(off[i])
+            _native.run_gather(plan, f.numpy(), np.arange(k), np.zeros(k, np.int64), out=cols[a : a + k], dtype=dt, out_dtype=odt)
+        return self.frontend.post_local(torch.from_numpy(out))
 
     def _staging(self, K: int) -> np.ndarray:
         """``(>= K, L)`` frames buffer (pinned host memory for a GPU)."""
@@ -748,7 +773,10 @@ class StreamPool:
             def fill(a: int, k: int, out: np.ndarray) -> None:
                 out[:k] = raw_np[a : a + k]
 
-            feats = self._compute(fill, raw.shape[0])
+            if self._native_plan is not None and _native.enabled():
+                feats = self._native_features(raw.shape[0], None, None, None, [(0, raw)], np.zeros(1, np.int64))
+            else:
+                feats = self._compute(fill, raw.shape[0])
             if self.device.type == "cpu":
                 feats = feats.numpy()
             block = self._cols(feats, 0, raw.shape[0])

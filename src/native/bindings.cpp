@@ -1,0 +1,329 @@
+// supermel._native_ext: the Python binding of the native CPU core (nanobind).
+//
+// One class, Plan: a configuration (n_fft, window, filterbank, power, post-step, dtypes)
+// built once; its methods run the kernels on caller-provided numpy arrays, GIL released,
+// writing into the caller's output array. supermel/_native.py checks every shape,
+// stride, dtype and alignment before calling; the checks here repeat the ones memory
+// safety depends on (a bad call raises ValueError, it never reaches a kernel).
+#include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/string.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "kernels.hpp"
+#include "plan.hpp"
+
+#if defined(_MSC_VER)
+#include <immintrin.h>
+#include <intrin.h>
+#endif
+
+namespace nb = nanobind;
+using namespace supermel;
+
+namespace {
+
+using InArray = nb::ndarray<nb::ro, nb::device::cpu>;
+using OutArray = nb::ndarray<nb::device::cpu>;
+
+// ----------------------------------------------------------------------------- run-time dispatch
+bool cpu_has_avx2() {
+#if defined(SUPERMEL_HAVE_AVX2) && (defined(__GNUC__) || defined(__clang__))
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#elif defined(SUPERMEL_HAVE_AVX2) && defined(_MSC_VER)
+    // CPUID: FMA, OSXSAVE and AVX (leaf 1 ECX bits 12, 27, 28), the OS saving the YMM state
+    // (XCR0 bits 1-2), AVX2 (leaf 7 EBX bit 5). Untested: no Windows machine here.
+    int r[4];
+    __cpuid(r, 0);
+    if (r[0] < 7) return false;
+    __cpuid(r, 1);
+    const int need = (1 << 12) | (1 << 27) | (1 << 28);
+    if ((r[2] & need) != need || (_xgetbv(0) & 6) != 6) return false;
+    __cpuidex(r, 7, 0);
+    return (r[1] & (1 << 5)) != 0;
+#else
+    return false;
+#endif
+}
+
+bool g_avx2 = cpu_has_avx2();
+
+#if defined(SUPERMEL_HAVE_AVX2)
+#define SM_DISPATCH(fn, ...) (g_avx2 ? avx2::fn(__VA_ARGS__) : base::fn(__VA_ARGS__))
+#else
+#define SM_DISPATCH(fn, ...) base::fn(__VA_ARGS__)
+#endif
+
+// ----------------------------------------------------------------------------- checks
+template <class T>
+bool is(const nb::dlpack::dtype& d) { return d == nb::dtype<T>(); }
+
+[[noreturn]] void fail(const std::string& msg) { throw nb::value_error(msg.c_str()); }
+
+// The highest element offset a strided view reaches must lie inside the array: every
+// pointer a kernel forms is base + an offset in [0, extent).
+int64_t extent(int64_t n, int64_t stride) { return n > 0 ? (n - 1) * stride : 0; }
+
+struct PlanBase {
+    virtual ~PlanBase() = default;
+    virtual void strided(const InArray& x, int64_t offset, int64_t hop, int64_t n_frames, OutArray& out, int threads) = 0;
+    virtual void gather(const InArray& x, const InArray& rows, const InArray& offsets, OutArray& out, int threads) = 0;
+    virtual void rfft(const InArray& x, OutArray& out) = 0;
+    int n_fft = 0, n_bins = 0, n_out = 0;
+    bool f64 = false, w64 = false;
+};
+
+template <class T, class W>
+struct PlanImpl final : PlanBase {
+    RfftPlan<T> fft;
+    std::vector<T> window;
+    std::vector<int32_t> band_start, band_len;
+    std::vector<int64_t> band_off;
+    std::vector<W> weights;
+    MelView<T, W> view;
+    Workspace ws;
+    std::mutex ws_lock;  // the plan's workspace: one call at a time, others allocate their own
+
+    PlanImpl(int n, const double* win, const double* fb, int n_bands, double power, double mag_eps, int post, double post_a, double post_b)
+        : fft(n), window(win, win + n) {
+        n_fft = n;
+        n_bins = n / 2 + 1;
+        f64 = sizeof(T) == 8;
+        w64 = sizeof(W) == 8;
+        // each band's non-zero run of bins (zeros inside the run are kept)
+        for (int b = 0; b < n_bands; ++b) {
+            const double* row = fb + static_cast<int64_t>(b) * n_bins;
+            int lo = 0, hi = 0;
+            for (int k = 0; k < n_bins; ++k)
+                if (row[k] != 0) { lo = k; break; }
+            for (int k = n_bins; k > 0; --k)
+                if (row[k - 1] != 0) { hi = k; break; }
+            if (hi <= lo) lo = hi = 0;
+            band_start.push_back(lo);
+            band_len.push_back(hi - lo);
+            band_off.push_back(static_cast<int64_t>(weights.size()));
+            for (int k = lo; k < hi; ++k) weights.push_back(static_cast<W>(row[k]));
+        }
+        n_out = n_bands > 0 ? n_bands : n_bins;
+        view.fft = fft.view;
+        view.window = window.data();
+        view.n_bins = n_bins;
+        view.n_bands = n_bands;
+        view.band_start = band_start.data();
+        view.band_len = band_len.data();
+        view.band_off = band_off.data();
+        view.weights = weights.data();
+        view.power_mode = power == 2.0 ? POWER_2 : power == 1.0 ? POWER_1 : POWER_GENERAL;
+        view.power_half = static_cast<T>(power / 2.0);
+        view.mag_eps = static_cast<T>(mag_eps);
+        view.post = post;
+        view.post_a = static_cast<W>(post_a);
+        view.post_b = static_cast<W>(post_b);
+        ws = Workspace::make(fft.view);
+    }
+
+    // Split frames [0, total) over up to `threads` threads (at least MIN_FRAMES_PER_THREAD frames
+    // each, boundaries on whole lane batches); thread 0 is the caller. f(begin, end, work).
+    static constexpr int64_t MIN_FRAMES_PER_THREAD = 256;
+
+    template <class F>
+    void parallel(int64_t total, int threads, F&& f) {
+        constexpr int64_t L = lanes<T>();
+        int64_t n = std::min<int64_t>(threads, total / MIN_FRAMES_PER_THREAD);
+        if (n <= 1) {
+            with_work([&](const Work& w) { f(0, total, w); });
+            return;
+        }
+        const int64_t per = ((total + n - 1) / n + L - 1) / L * L;
+        std::vector<std::thread> pool;
+        std::vector<Workspace> spaces;
+        spaces.reserve(static_cast<size_t>(n));
+        for (int64_t k = 1; k < n; ++k) spaces.push_back(Workspace::make(fft.view));
+        try {
+            for (int64_t k = 1; k < n; ++k) {
+                const int64_t b = k * per, e = std::min(total, (k + 1) * per);
+                if (b >= e) break;
+                const Work w = spaces[static_cast<size_t>(k - 1)].work;
+                pool.emplace_back([&f, b, e, w]() { f(b, e, w); });
+            }
+            with_work([&](const Work& w) { f(0, std::min(total, per), w); });
+        } catch (...) {  // (a thread that could not start): finish the started ones, then report
+            for (auto& t : pool) t.join();
+            throw;
+        }
+        for (auto& t : pool) t.join();
+    }
+
+    template <class F>
+    void with_work(F&& f) {
+        std::unique_lock<std::mutex> lock(ws_lock, std::try_to_lock);
+        if (lock.owns_lock()) {
+            f(ws.work);
+        } else {
+            Workspace own = Workspace::make(fft.view);
+            f(own.work);
+        }
+    }
+
+    void check_in(const InArray& x) const {
+        if (!is<T>(x.dtype())) fail(std::string("frames must be ") + (f64 ? "float64" : "float32"));
+        if (x.ndim() != 2) fail("frames must be a 2-D array");
+        if (x.shape(0) > 0 && x.shape(1) > 1 && x.stride(1) != 1) fail("frames must have unit stride along their last axis");
+        if (reinterpret_cast<std::uintptr_t>(x.data()) % alignof(T) != 0) fail("frames must be aligned to their dtype");
+    }
+
+    void check_out(const OutArray& out, int ndim) const {
+        if (!is<W>(out.dtype())) fail(std::string("out must be ") + (w64 ? "float64" : "float32"));
+        if (static_cast<int>(out.ndim()) != ndim) fail("out has the wrong number of dimensions");
+        for (int i = 0; i < ndim; ++i)
+            if (out.stride(i) < 0) fail("out must have non-negative strides");
+        if (reinterpret_cast<std::uintptr_t>(out.data()) % alignof(W) != 0) fail("out must be aligned to its dtype");
+    }
+
+    void strided(const InArray& x, int64_t offset, int64_t hop, int64_t n_frames, OutArray& out, int threads) override {
+        check_in(x);
+        check_out(out, 3);  // (rows, n_out, n_frames)
+        const int64_t rows = static_cast<int64_t>(x.shape(0)), len = static_cast<int64_t>(x.shape(1));
+        if (offset < 0 || hop < 1 || n_frames < 0) fail("offset >= 0, hop >= 1, n_frames >= 0 required");
+        // the last frame's end, offset + (n_frames - 1) hop + n_fft <= len, without overflow
+        if (n_frames > 0 && (len < n_fft || offset > len - n_fft || n_frames - 1 > (len - n_fft - offset) / hop))
+            fail("frames run past the end of the signal");
+        if (x.stride(0) < 0) fail("frames must have non-negative strides");
+        if (static_cast<int64_t>(out.shape(0)) != rows || static_cast<int64_t>(out.shape(1)) != n_out || static_cast<int64_t>(out.shape(2)) != n_frames)
+            fail("out must have shape (rows, n_out, n_frames)");
+        if (rows == 0 || n_frames == 0) return;
+        const StridedArgs a{x.data(), static_cast<int64_t>(x.stride(0)), offset, hop, rows, n_frames,
+                            out.data(), static_cast<int64_t>(out.stride(0)), static_cast<int64_t>(out.stride(2)), static_cast<int64_t>(out.stride(1)),
+                            0, rows * n_frames};
+        nb::gil_scoped_release release;
+        parallel(rows * n_frames, threads, [&](int64_t b, int64_t e, const Work& w) {
+            StridedArgs part = a;
+            part.begin = b;
+            part.end = e;
+            SM_DISPATCH(mel_strided, view, part, w);
+        });
+    }
+
+    void gather(const InArray& x, const InArray& rows, const InArray& offsets, OutArray& out, int threads) override {
+        check_in(x);
+        check_out(out, 2);  // (count, n_out) with any non-negative strides
+        if (!is<int64_t>(rows.dtype()) || !is<int64_t>(offsets.dtype()) || rows.ndim() != 1 || offsets.ndim() != 1 ||
+            rows.stride(0) != 1 || offsets.stride(0) != 1 || rows.shape(0) != offsets.shape(0))
+            fail("rows and offsets must be contiguous 1-D int64 arrays of one length");
+        const int64_t count = static_cast<int64_t>(rows.shape(0));
+        if (static_cast<int64_t>(out.shape(0)) != count || static_cast<int64_t>(out.shape(1)) != n_out) fail("out must have shape (count, n_out)");
+        const int64_t n_rows = static_cast<int64_t>(x.shape(0)), len = static_cast<int64_t>(x.shape(1));
+        const int64_t* r = static_cast<const int64_t*>(rows.data());
+        const int64_t* o = static_cast<const int64_t*>(offsets.data());
+        for (int64_t i = 0; i < count; ++i)
+            if (r[i] < 0 || r[i] >= n_rows || o[i] < 0 || len < n_fft || o[i] > len - n_fft) fail("a (row, offset) pair lies outside the signal");
+        if (count == 0) return;
+        const GatherArgs a{x.data(), static_cast<int64_t>(x.stride(0)), r, o, count, out.data(), static_cast<int64_t>(out.stride(0)),
+                           static_cast<int64_t>(out.stride(1)), 0, count};
+        nb::gil_scoped_release release;
+        parallel(count, threads, [&](int64_t b, int64_t e, const Work& w) {
+            GatherArgs part = a;
+            part.begin = b;
+            part.end = e;
+            SM_DISPATCH(mel_gather, view, part, w);
+        });
+    }
+
+    void rfft(const InArray& x, OutArray& out) override {
+        check_in(x);
+        if (!is<T>(out.dtype()) || out.ndim() != 3 || out.stride(2) != 1 || out.stride(1) != 2 || out.stride(0) < 0)
+            fail("out must be (count, n_bins, 2) of the frames' dtype, contiguous in its last two axes");
+        const int64_t count = static_cast<int64_t>(x.shape(0));
+        if (static_cast<int64_t>(x.shape(1)) != n_fft || static_cast<int64_t>(out.shape(0)) != count || static_cast<int64_t>(out.shape(1)) != n_bins ||
+            out.shape(2) != 2)
+            fail("x must be (count, n_fft) and out (count, n_bins, 2)");
+        if (reinterpret_cast<std::uintptr_t>(out.data()) % alignof(T) != 0) fail("out must be aligned to its dtype");
+        if (count == 0) return;
+        const T* xp = static_cast<const T*>(x.data());
+        T* op = static_cast<T*>(out.data());
+        const int64_t rs = static_cast<int64_t>(x.stride(0)), os = static_cast<int64_t>(out.stride(0));
+        nb::gil_scoped_release release;
+        with_work([&](const Work& w) { SM_DISPATCH(rfft, fft.view, xp, rs, count, op, os, w); });
+    }
+};
+
+struct Plan {
+    std::unique_ptr<PlanBase> impl;
+
+    Plan(int n_fft, const InArray& window, const InArray& fb, const std::string& dtype, const std::string& weights, double power, double mag_eps,
+         int post, double post_a, double post_b) {
+        if (n_fft < 1) fail("n_fft must be >= 1");
+        if (!is<double>(window.dtype()) || window.ndim() != 1 || static_cast<int>(window.shape(0)) != n_fft || window.stride(0) != 1)
+            fail("window must be a contiguous float64 array of n_fft values");
+        const int n_bins = n_fft / 2 + 1;
+        int n_bands = 0;
+        if (fb.ndim() != 2 || !is<double>(fb.dtype()) ||
+            (fb.shape(0) > 0 && (static_cast<int>(fb.shape(1)) != n_bins || fb.stride(1) != 1 || (fb.shape(0) > 1 && fb.stride(0) != n_bins))))
+            fail("fb must be a C-contiguous float64 (n_mels, n_fft // 2 + 1) array, or (0, 0) for no filterbank");
+        n_bands = static_cast<int>(fb.shape(0));
+        if (!(power > 0)) fail("power must be > 0");
+        if (post < POST_NONE || post > POST_DB) fail("unknown post-step");
+        const double* w = static_cast<const double*>(window.data());
+        const double* f = static_cast<const double*>(fb.data());
+        if (dtype == "float32" && weights == "float32")
+            impl = std::make_unique<PlanImpl<float, float>>(n_fft, w, f, n_bands, power, mag_eps, post, post_a, post_b);
+        else if (dtype == "float32" && weights == "float64")
+            impl = std::make_unique<PlanImpl<float, double>>(n_fft, w, f, n_bands, power, mag_eps, post, post_a, post_b);
+        else if (dtype == "float64" && weights == "float64")
+            impl = std::make_unique<PlanImpl<double, double>>(n_fft, w, f, n_bands, power, mag_eps, post, post_a, post_b);
+        else
+            fail("dtype/weights must be float32/float32, float32/float64 or float64/float64");
+    }
+};
+
+}  // namespace
+
+NB_MODULE(_native_ext, m) {
+    m.doc() = "supermel's native CPU core (see supermel._native)";
+    m.def("isa", []() { return std::string(g_avx2 ? "avx2" : "baseline"); }, "The kernels' instruction set in use.");
+    m.def("avx2_supported", []() { return cpu_has_avx2(); });
+    m.def(
+        "set_isa",
+        [](const std::string& name) {
+            if (name == "baseline") g_avx2 = false;
+            else if (name == "avx2") {
+                if (!cpu_has_avx2()) fail("this CPU (or this build) has no AVX2 + FMA kernels");
+                g_avx2 = true;
+            } else
+                fail("isa must be 'baseline' or 'avx2'");
+        },
+        "Force an instruction set (tests; not thread-safe against running calls).");
+    m.attr("POST_NONE") = static_cast<int>(POST_NONE);
+    m.attr("POST_LN_FLOOR") = static_cast<int>(POST_LN_FLOOR);
+    m.attr("POST_LOG10_FLOOR") = static_cast<int>(POST_LOG10_FLOOR);
+    m.attr("POST_LN_ADD") = static_cast<int>(POST_LN_ADD);
+    m.attr("POST_DB") = static_cast<int>(POST_DB);
+    nb::class_<Plan>(m, "Plan")
+        .def(nb::init<int, const InArray&, const InArray&, const std::string&, const std::string&, double, double, int, double, double>(),
+             nb::arg("n_fft"), nb::arg("window"), nb::arg("fb"), nb::arg("dtype"), nb::arg("weights"), nb::arg("power"), nb::arg("mag_eps"),
+             nb::arg("post"), nb::arg("post_a"), nb::arg("post_b"))
+        .def_prop_ro("n_fft", [](const Plan& p) { return p.impl->n_fft; })
+        .def_prop_ro("n_out", [](const Plan& p) { return p.impl->n_out; })
+        .def("strided",
+             [](Plan& p, const InArray& x, int64_t offset, int64_t hop, int64_t n_frames, OutArray out, int threads) {
+                 p.impl->strided(x, offset, hop, n_frames, out, std::max(1, threads));
+             },
+             nb::arg("x"), nb::arg("offset"), nb::arg("hop"), nb::arg("n_frames"), nb::arg("out"), nb::arg("threads") = 1,
+             "Frames x[b, offset + t hop : ... + n_fft] of every row b -> out[b, :, t] (large calls split over `threads`).")
+        .def("gather",
+             [](Plan& p, const InArray& x, const InArray& rows, const InArray& offsets, OutArray out, int threads) {
+                 p.impl->gather(x, rows, offsets, out, std::max(1, threads));
+             },
+             nb::arg("x"), nb::arg("rows"), nb::arg("offsets"), nb::arg("out"), nb::arg("threads") = 1,
+             "Frames x[rows[i], offsets[i] : ... + n_fft] -> out[i, :] (large calls split over `threads`).")
+        .def("rfft", [](Plan& p, const InArray& x, OutArray out) { p.impl->rfft(x, out); }, nb::arg("x"), nb::arg("out"),
+             "The bare real FFT (no window): x (count, n_fft) -> out (count, n_bins, 2).");
+}

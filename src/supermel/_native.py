@@ -1,0 +1,292 @@
+"""The native CPU core (``supermel._native_ext``): availability, the route switch, checked calls.
+
+The compiled module computes frames -> window -> real FFT -> ``|X|**power`` ->
+block-sparse mel product (-> a post-step) in one C++ pass, GIL released, into
+arrays allocated here or checked here (docs/native.md). This module is its only
+caller: every shape, stride, dtype and bounds check runs here before a native
+call; arrays that fail a layout check are copied (``np.ascontiguousarray``), so
+no bad buffer ever reaches C++.
+
+Routes: :func:`enabled` is True when the extension is built, not switched off by
+the environment (``SUPERMEL_NATIVE=0``, read at import) and not by
+:func:`use_native`. The CPU paths (offline numpy calls and CPU tensors without
+autograd, the streaming steady state, :class:`supermel.StreamPool`) then take
+it; autograd, ``torch.compile``, CUDA and other devices always take the torch route.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import weakref
+from typing import Any, Dict, Iterator, Optional
+
+import numpy as np
+
+from ._errors import ParameterError
+
+
+def _load() -> Any:
+    """The compiled module: ``supermel._native_ext``, or the file named by ``SUPERMEL_NATIVE_LIB``
+    (a sanitizer build, tools/asan.sh); ``None`` when not built (a source tree on PYTHONPATH, or
+    a failed build): the torch routes then run."""
+    path = os.environ.get("SUPERMEL_NATIVE_LIB")
+    if path:
+        import importlib.util
+        import sys
+
+        spec = importlib.util.spec_from_file_location(__package__ + "._native_ext", path)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"SUPERMEL_NATIVE_LIB={path!r} is not a loadable extension module")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        sys.modules[spec.name] = mod
+        return mod
+    try:  # pragma: no cover - depends on the build
+        from . import _native_ext
+
+        return _native_ext
+    except ImportError:
+        return None
+
+
+_ext = _load()
+
+__all__ = ["available", "enabled", "use_native", "isa", "Plan", "make_plan", "run_strided", "run_gather", "rfft", "cached_plan", "RingCall", "POST"]
+
+#: Post-steps the kernels apply to each output value (``a``, ``b`` the plan's constants).
+POST = {"none": 0, "ln_floor": 1, "log10_floor": 2, "ln_add": 3, "db": 4}
+
+_ENV_ON = os.environ.get("SUPERMEL_NATIVE", "1").strip() not in ("0", "false", "False", "off", "no")
+_override: Optional[bool] = None
+_lock = threading.Lock()
+
+
+def available() -> bool:
+    """Whether the compiled extension is importable (built and loadable on this CPU)."""
+    return _ext is not None
+
+
+def enabled() -> bool:
+    """Whether the CPU paths take the native route now.
+
+    False when the extension is not built, when ``SUPERMEL_NATIVE=0`` was set at
+    import (unless :func:`use_native` switched it back on), or inside ``use_native(False)``.
+    """
+    if _ext is None:
+        return False
+    return _ENV_ON if _override is None else _override
+
+
+@contextlib.contextmanager
+def use_native(flag: bool) -> Iterator[None]:
+    """``with use_native(False):`` run today's torch/numpy routes (``True``: the native route,
+    where built). Process-wide (benchmarks and tests switch routes in one process); nests;
+    restores the previous setting on exit. ``use_native(True)`` without the extension keeps
+    the torch routes (:func:`enabled` stays False)."""
+    global _override
+    with _lock:
+        saved = _override
+        _override = bool(flag)
+    try:
+        yield
+    finally:
+        with _lock:
+            _override = saved
+
+
+def isa() -> Optional[str]:
+    """The instruction set of the kernels in use (``"avx2"``, ``"baseline"``), None when not built."""
+    return None if _ext is None else _ext.isa()
+
+
+Plan = Any  # supermel._native_ext.Plan
+
+
+def make_plan(
+    *,
+    n_fft: int,
+    window: np.ndarray,
+    fb: Optional[np.ndarray],
+    dtype: Any,
+    weights: Any,
+    power: float,
+    mag_eps: float = 0.0,
+    post: str = "none",
+    post_a: float = 0.0,
+    post_b: float = 0.0,
+) -> Plan:
+    """A native plan: ``window`` ``(n_fft,)``, ``fb`` ``(n_mels, n_fft // 2 + 1)`` or None (power
+    bins out); ``dtype`` of the frames, ``weights`` of the filterbank and output (float32/float64).
+    Callers cache it (building costs the twiddles and the band split; a call costs none of it)."""
+    if _ext is None:
+        raise RuntimeError("supermel._native_ext is not built")
+    dt, wt = np.dtype(dtype), np.dtype(weights)
+    n_fft = int(n_fft)
+    win = np.ascontiguousarray(window, dtype=np.float64).reshape(-1)
+    if win.shape != (n_fft,):
+        raise ParameterError(f"window has {win.size} values; the plan needs n_fft={n_fft}")
+    if fb is None:
+        bank = np.zeros((0, 0), dtype=np.float64)
+    else:
+        bank = np.ascontiguousarray(fb, dtype=np.float64)
+        if bank.ndim != 2 or bank.shape[1] != n_fft // 2 + 1:
+            raise ParameterError(f"filterbank of shape {bank.shape} does not match n_fft={n_fft} ({n_fft // 2 + 1} bins)")
+    if post not in POST:
+        raise ParameterError(f"post={post!r} must be one of {sorted(POST)}")
+    return _ext.Plan(n_fft, win, bank, dt.name, wt.name, float(power), float(mag_eps), POST[post], float(post_a), float(post_b))
+
+
+def _frames_array(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``x`` as a 2-D array of ``dtype`` with unit stride along its last axis and a non-negative,
+    whole-element row stride (a copy only when it is not one already; read-only is fine)."""
+    if x.dtype != dtype or x.ndim != 2 or x.strides[1] != x.itemsize or x.strides[0] < 0 or x.strides[0] % x.itemsize:
+        x = np.ascontiguousarray(x, dtype=dtype)
+        if x.ndim != 2:
+            raise ParameterError(f"frames must be 2-D (rows, samples); got shape {x.shape}")
+    return x
+
+
+def _check_out(out: np.ndarray, shape: tuple, dtype: np.dtype) -> None:
+    if not isinstance(out, np.ndarray) or out.shape != shape or out.dtype != dtype:
+        raise ParameterError(f"out must be a {np.dtype(dtype).name} array of shape {shape}")
+    if not out.flags.writeable or any(s < 0 or s % out.itemsize for s in out.strides):
+        raise ParameterError("out must be writeable, with non-negative whole-element strides")
+    if not out.flags.aligned:
+        raise ParameterError("out must be aligned to its dtype")
+
+
+def run_strided(plan: Plan, x: np.ndarray, *, offset: int, hop: int, n_frames: int, out: Optional[np.ndarray] = None, dtype: Any, out_dtype: Any,
+                out_checked: bool = False, threads: int = 1) -> np.ndarray:
+    """Frames ``x[b, offset + t hop : offset + t hop + n_fft]`` of every row ``b`` of ``x``
+    ``(rows, n)`` -> ``out[b, :, t]`` (``(rows, n_out, n_frames)``, allocated when None; any
+    non-negative strides, e.g. a time-major view). ``out_checked``: ``out`` was just allocated
+    by the caller as ``np.empty((rows, n_out, n_frames), out_dtype)`` (its checks skipped).
+    ``threads``: calls of 512 frames or more are split over up to this many threads (C++)."""
+    dt, odt = np.dtype(dtype), np.dtype(out_dtype)
+    x = _frames_array(x, dt)
+    if not x.flags.aligned:
+        x = x.copy()
+    offset, hop, n_frames = int(offset), int(hop), int(n_frames)
+    if offset < 0 or hop < 1 or n_frames < 0:
+        raise ParameterError(f"offset={offset}, hop={hop}, n_frames={n_frames}: need offset >= 0, hop >= 1, n_frames >= 0")
+    if n_frames and offset + (n_frames - 1) * hop + plan.n_fft > x.shape[1]:
+        raise ParameterError(f"{n_frames} frames of {plan.n_fft} samples at hop {hop} from {offset} run past the {x.shape[1]} samples")
+    shape = (x.shape[0], plan.n_out, n_frames)
+    if out is None:
+        out = np.empty(shape, dtype=odt)
+    elif not out_checked:
+        _check_out(out, shape, odt)
+    if out.size:
+        plan.strided(x, offset, hop, n_frames, out, int(threads))
+    return out
+
+
+def run_gather(plan: Plan, x: np.ndarray, rows: np.ndarray, offsets: np.ndarray, *, out: Optional[np.ndarray] = None, dtype: Any, out_dtype: Any,
+               threads: int = 1) -> np.ndarray:
+    """Frames ``x[rows[i], offsets[i] : offsets[i] + n_fft]`` -> ``out[i, :]`` (``(count, n_out)``,
+    allocated when None; any non-negative strides, e.g. ``.T`` of a ``(n_out, count)`` array);
+    ``threads`` as :func:`run_strided`."""
+    dt, odt = np.dtype(dtype), np.dtype(out_dtype)
+    x = _frames_array(x, dt)
+    if not x.flags.aligned:
+        x = x.copy()
+    rows = np.ascontiguousarray(rows, dtype=np.int64).reshape(-1)
+    offsets = np.ascontiguousarray(offsets, dtype=np.int64).reshape(-1)
+    if rows.shape != offsets.shape:
+        raise ParameterError(f"rows ({rows.size}) and offsets ({offsets.size}) must have one length")
+    if rows.size:
+        if rows.min() < 0 or rows.max() >= x.shape[0]:
+            raise ParameterError(f"rows must lie in [0, {x.shape[0]})")
+        if offsets.min() < 0 or offsets.max() + plan.n_fft > x.shape[1]:
+            raise ParameterError(f"offsets must lie in [0, {x.shape[1] - plan.n_fft}]")
+    shape = (rows.size, plan.n_out)
+    if out is None:
+        out = np.empty(shape, dtype=odt)
+    else:
+        _check_out(out, shape, odt)
+    if out.size:
+        plan.gather(x, rows, offsets, out, int(threads))
+    return out
+
+
+def rfft(plan: Plan, x: np.ndarray) -> np.ndarray:
+    """The plan's bare real FFT (no window) of ``x`` ``(count, n_fft)``: complex ``(count, n_fft // 2 + 1)``
+    (tests and benchmarks)."""
+    x = np.asarray(x)
+    x = _frames_array(x, x.dtype if x.dtype in (np.float32, np.float64) else np.float64)
+    if x.shape[1] != plan.n_fft:
+        raise ParameterError(f"frames of {x.shape[1]} samples; the plan's n_fft is {plan.n_fft}")
+    out = np.empty((x.shape[0], plan.n_fft // 2 + 1, 2), dtype=x.dtype)
+    plan.rfft(x, out)
+    return out.view(np.complex64 if x.dtype == np.float32 else np.complex128)[..., 0]
+
+
+# --------------------------------------------------------------------------- plans of modules
+#: owner (a module) -> {key: (plan, tensors the key's addresses belong to)}. Weak keys: a plan
+#: lives as long as its module, and never travels with it (deepcopy, pickle, state dicts).
+_PLANS: "weakref.WeakKeyDictionary[Any, Dict[tuple, tuple]]" = weakref.WeakKeyDictionary()
+#: Plans kept per owner (configurations: input dtype, power, post-step).
+_PLANS_PER_OWNER = 8
+
+
+def _tensor_key(t: Any) -> Any:
+    if t is None:
+        return None
+    try:
+        version = t._version  # bumped by every in-place change (load_state_dict, copy_)
+    except RuntimeError:  # an inference tensor has no version counter
+        version = -1
+    return (t.data_ptr(), version, tuple(t.shape), t.dtype)
+
+
+def cached_plan(owner: Any, *, n_fft: int, window: Any, fb: Any, dtype: Any, weights: Any, power: float, mag_eps: float = 0.0,
+                post: str = "none", post_a: float = 0.0, post_b: float = 0.0) -> Plan:
+    """The plan of ``owner``'s constants (``window``, ``fb``: CPU tensors), built on first use.
+
+    Keyed by the tensors' addresses and version counters (an in-place change or a new
+    tensor makes a new plan); the entry holds the tensors, so an address cannot be reused
+    by another tensor while its plan is cached.
+    """
+    key = (n_fft, np.dtype(dtype).num, np.dtype(weights).num, _tensor_key(window), _tensor_key(fb), power, mag_eps, post, post_a, post_b)
+    plans = _PLANS.get(owner)
+    if plans is None:
+        plans = _PLANS[owner] = {}
+    hit = plans.get(key)
+    if hit is not None:
+        return hit[0]
+    plan = make_plan(
+        n_fft=n_fft, window=window.detach().cpu().double().numpy(), fb=None if fb is None else fb.detach().cpu().double().numpy(),
+        dtype=dtype, weights=weights, power=power, mag_eps=mag_eps, post=post, post_a=post_a, post_b=post_b,
+    )
+    if len(plans) >= _PLANS_PER_OWNER:
+        plans.clear()
+    plans[key] = (plan, window, fb)
+    return plan
+
+
+class RingCall:
+    """Frames of a fixed, owned 2-D buffer (a streaming ring): the buffer's dtype, layout and
+    alignment checked once here, each call's bounds checked in :meth:`__call__` (a few integer
+    comparisons: the one-hop push's budget is a few microseconds)."""
+
+    __slots__ = ("plan", "x", "hop", "out_dtype", "n_fft", "n_out", "rows", "length")
+
+    def __init__(self, plan: Plan, x: np.ndarray, *, hop: int, dtype: Any, out_dtype: Any) -> None:
+        if not isinstance(x, np.ndarray) or x.dtype != np.dtype(dtype) or x.ndim != 2 or (x.size and x.strides[1] != x.itemsize) \
+                or x.strides[0] < 0 or x.strides[0] % x.itemsize or not x.flags.aligned:
+            raise ParameterError("a ring buffer must be an aligned 2-D array of the plan's dtype, unit stride along its last axis")
+        self.plan, self.x, self.hop = plan, x, int(hop)
+        self.out_dtype = np.dtype(out_dtype)
+        self.n_fft, self.n_out = plan.n_fft, plan.n_out
+        self.rows, self.length = x.shape
+
+    def __call__(self, offset: int, n_frames: int) -> np.ndarray:
+        """``(rows, n_out, n_frames)`` of frames ``offset + t hop`` (a new array)."""
+        if offset < 0 or n_frames < 0 or (n_frames and offset + (n_frames - 1) * self.hop + self.n_fft > self.length):
+            raise ParameterError(f"ring frames out of bounds: offset={offset}, n_frames={n_frames}, buffer length {self.length}")
+        out = np.empty((self.rows, self.n_out, n_frames), dtype=self.out_dtype)
+        if out.size:
+            self.plan.strided(self.x, offset, self.hop, n_frames, out)
+        return out
