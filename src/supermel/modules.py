@@ -7,7 +7,10 @@ tensors; numpy in gives numpy out.
 
 Devices: CPU, CUDA · ``torch.compile(fullgraph=True)``, CUDA graphs (no complex
 tensors, no host synchronisation when ``check_finite=False`` or while compiling
-or capturing).
+or capturing). Compiled without autograd, the FFT route's spectral core is one
+custom op (``supermel::mel_frames``, ``supermel::power_frames``) that runs the
+eager kernels: the graph holds real tensors only and runs as fast as eager; with
+autograd (or ``backend="matmul"``) the graph traces torch's operators.
 
 Precision: the float32 matrix products (the DFT of ``backend="matmul"``, the
 filterbank, the MFCC's DCT) run in full float32 precision whatever torch's
@@ -15,7 +18,8 @@ global TF32 settings (``torch.set_float32_matmul_precision("high")``,
 ``torch.backends.cuda.matmul.allow_tf32``): the settings are switched to
 ``"highest"`` while the module computes and restored after
 (:data:`supermel._core.full_fp32_matmuls`). A graph compiled with
-``torch.compile`` follows the settings in force when it runs.
+``torch.compile`` that traces torch's operators follows the settings in force
+when it runs.
 """
 
 from __future__ import annotations
@@ -92,7 +96,7 @@ class Spectrogram(nn.Module):
     power : float > 0
         Exponent of the magnitude (1 magnitude, 2 power).
     backend : {"auto", "fft", "matmul"}
-        How the DFT is computed; both are real-valued end to end.
+        How the DFT is computed; "fft": torch.fft.rfft, its output read as real pairs; "matmul": a real DFT matrix product.
     check_finite : bool
         Refuse NaN/Inf audio. Costs a host synchronisation on CUDA; skipped while
         compiling or capturing a CUDA graph.
