@@ -53,9 +53,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     native = args.suite == "native"
     if native and args.device != "cpu":
         _parser().error("--suite native runs on the CPU only (the native core is a CPU kernel); leave out --device")
-    suite = native_workloads() if native else default_workloads()
+    suite = native_workloads() if native else None  # None: run_suite's default workloads
     if args.list:
-        for w in suite:
+        for w in suite or default_workloads():
             print(f"{w.group:<10} {w.name}  (devices: {', '.join(w.devices)})")
         for p in peer_table():
             print(f"peer {p['name']:<20} {p['version'] or 'missing: ' + p.get('reason', '')}")
