@@ -558,6 +558,17 @@ if _HAS_CUSTOM_OP:
         n_frames = (z.shape[-1] - n_fft) // hop_length + 1
         return z.new_empty((z.shape[0], fb.shape[0], n_frames), dtype=fb.dtype)
 
+    @torch.library.custom_op("supermel::pad_signal", mutates_args=())
+    def _pad_signal_op(y: torch.Tensor, pad: int, mode: str, n_fft: int, hop_length: int) -> torch.Tensor:
+        """:func:`pad_signal` as one operator (inductor's generated padding kernel, measured on 60 s,
+        left the spectral op that reads it ~0.5 ms slower than eager's ``torch.nn.functional.pad``)."""
+        z = pad_signal(y, pad=pad, mode=mode, n_fft=n_fft, hop_length=hop_length)
+        return z.clone() if z is y else z.contiguous()
+
+    @_pad_signal_op.register_fake
+    def _pad_signal_fake(y, pad, mode, n_fft, hop_length):  # type: ignore[no-untyped-def]
+        return y.new_empty(tuple(y.shape[:-1]) + (y.shape[-1] + 2 * pad,))
+
     @torch.library.custom_op("supermel::power_frames", mutates_args=())
     def _power_frames_op(z: torch.Tensor, window: torch.Tensor, n_fft: int, hop_length: int, power: float, mag_eps: float) -> torch.Tensor:
         """:func:`power_frames` of the FFT route as one operator: ``(B, L_padded)`` -> ``(B, T, F)``."""

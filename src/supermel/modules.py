@@ -216,6 +216,8 @@ class Spectrogram(nn.Module):
             )
         if self.center and self.pad == self.n_fft // 2 and not torch.compiler.is_compiling():
             _core.warn_short(n, self.n_fft)
+        if self.pad and _core._opaque_under_compile(self.dft, y, self.window):  # the spectral op follows: eager padding too
+            return _core._pad_signal_op(y, self.pad, self.pad_mode, self.n_fft, self.hop_length)
         return _core.pad_signal(y, pad=self.pad, mode=self.pad_mode, n_fft=self.n_fft, hop_length=self.hop_length)
 
     def power_from_padded(self, z: torch.Tensor) -> torch.Tensor:
