@@ -7,9 +7,10 @@ tensors; numpy in gives numpy out.
 
 Devices: CPU, CUDA · ``torch.compile(fullgraph=True)``, CUDA graphs (no complex
 tensors, no host synchronisation when ``check_finite=False`` or while compiling
-or capturing). Compiled without autograd, the FFT route's spectral core is one
-custom op (``supermel::mel_frames``, ``supermel::power_frames``) that runs the
-eager kernels: the graph holds real tensors only and runs as fast as eager; with
+or capturing). Compiled without autograd, the FFT route's padding and spectral
+core are custom ops (``supermel::pad_signal``, ``supermel::mel_frames``,
+``supermel::power_frames``) that run the eager kernels: the graph holds real
+tensors only and takes eager's time plus torch.compile's per-call cost; with
 autograd (or ``backend="matmul"``) the graph traces torch's operators.
 
 Precision: the float32 matrix products (the DFT of ``backend="matmul"``, the
