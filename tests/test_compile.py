@@ -194,3 +194,15 @@ def test_inductor_reference_config_equals_eager(seconds):
     # no "Torchinductor does not support code generation for complex operators"
     assert not [str(w.message) for w in seen if "complex" in str(w.message)]
     assert rel_err(got, _eager(module, y)) <= 1e-7
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_compiled_graph_is_real_valued_and_equals_eager():
+    module = supermel.MelSpectrogram(**REF, device="cuda", check_finite=False)
+    rec = Recorder()
+    y = torch.from_numpy(_signal(16000, batch=(2,))).cuda()
+    got = torch.compile(module, fullgraph=True, dynamic=False, backend=rec)(y)
+    assert _complex_nodes(rec) == [] and any("supermel" in t for t in _targets(rec))
+    assert got.device.type == "cuda" and rel_err(got, module(y)) <= 1e-7
+    got = torch.compile(module, fullgraph=True, dynamic=False)(y)  # inductor
+    assert rel_err(got, module(y)) <= 1e-7
