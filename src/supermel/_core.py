@@ -581,12 +581,14 @@ if _HAS_CUSTOM_OP:
     # Registered with torch.library.Library rather than torch.library.custom_op: the latter's
     # Python wrappers cost ~10 us more per call, which is a tenth of a compiled 1 s call.
     # CompositeExplicitAutograd: these ops are only placed in graphs without autograd.
-    _LIB = torch.library.Library("supermel", "DEF")
+    # FRAGMENT: other parts of the package may register ops in the same namespace.
+    _LIB = torch.library.Library("supermel", "FRAGMENT")
     for _schema, _impl, _fake in _OPS:
         _name = _schema.split("(", 1)[0]
         _LIB.define(_schema)
         _LIB.impl(_name, _impl, "CompositeExplicitAutograd")
         torch.library.register_fake(f"supermel::{_name}", _fake, lib=_LIB)
+    del _schema, _impl, _fake, _name
     _mel_frames_op = torch.ops.supermel.mel_frames.default
     _pad_signal_op = torch.ops.supermel.pad_signal.default
     _power_frames_op = torch.ops.supermel.power_frames.default
