@@ -43,13 +43,13 @@ class Recorder:
         self.dynamo: list = []
         self.aten: list = []
 
-        def fw(gm, example_inputs):  # noqa: ANN001
+        def fw(gm, example_inputs):
             self.aten.append(gm)
             return make_boxed_func(gm.forward)
 
         self._aot = aot_autograd(fw_compiler=fw)
 
-    def __call__(self, gm, example_inputs):  # noqa: ANN001
+    def __call__(self, gm, example_inputs):
         self.dynamo.append(gm)
         return self._aot(gm, example_inputs)
 
