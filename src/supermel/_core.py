@@ -530,9 +530,10 @@ def _opaque_under_compile(dft: Optional[torch.Tensor], *tensors: Optional[torch.
 
     ``torch.compile`` of the FFT route (``dft is None``) without autograd: the
     graph then holds ``supermel::pad_signal`` and ``supermel::mel_frames`` /
-    ``supermel::power_frames``, real tensors in and out, which run the eager
-    kernels (librosa's padding, cache-sized blocks, block-sparse filterbank,
-    in-place buffers) bit for bit. Traced as torch operators instead, the graph
+    ``supermel::power_frames``, real tensors in and out, which run eagerly the
+    kernels an eager call runs (the native CPU core where it applies,
+    :func:`_native_frames`; else librosa's padding, cache-sized blocks,
+    block-sparse filterbank, in-place buffers) bit for bit. Traced as torch operators instead, the graph
     held a complex ``aten._fft_r2c`` (an inductor fallback, with a warning) over
     the whole signal at once and the dense filterbank product: 2-4x slower than
     eager on 60 s. Not taken by ``torch.export`` (the ONNX exporter needs the
@@ -542,8 +543,47 @@ def _opaque_under_compile(dft: Optional[torch.Tensor], *tensors: Optional[torch.
     return _HAS_CUSTOM_OP and dft is None and torch.compiler.is_compiling() and not _exporting() and not _needs_grad(*tensors)
 
 
+_NP_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
+
+
+class _OpPlans:
+    """Owner of the native plans of compiled graphs (plans are keyed by their tensors' addresses and versions)."""
+
+
+_OP_PLANS = _OpPlans()
+
+
+def _native_frames(z: torch.Tensor, window: torch.Tensor, fb: Optional[torch.Tensor], n_fft: int, hop_length: int, power: float, mag_eps: float) -> Optional[torch.Tensor]:
+    """The compiled graph's spectral op on the native CPU core (:mod:`supermel._native`), or
+    ``None`` where that route does not apply (not built, switched off, not CPU float frames):
+    the op runs eagerly, so a compiled module takes the route its eager calls take. With a
+    filterbank ``fb``: ``(B, n_mels, T)`` in ``fb``'s dtype; without: power ``(B, T, F)``."""
+    try:
+        from . import _native  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    dt = z.dtype
+    wt = dt if fb is None else fb.dtype
+    if not (_native.enabled() and z.device.type == "cpu" and dt in _NP_DTYPES and wt in _NP_DTYPES and z.ndim == 2 and z.shape[-1] >= n_fft):
+        return None
+    n_frames = (z.shape[-1] - n_fft) // hop_length + 1
+    plan = _native.cached_plan(_OP_PLANS, n_fft=n_fft, window=window, fb=fb, dtype=_NP_DTYPES[dt], weights=_NP_DTYPES[wt], power=power, mag_eps=mag_eps)
+    if fb is None:
+        out = torch.empty((z.shape[0], n_frames, n_fft // 2 + 1), dtype=dt)
+        dst = out.numpy().transpose(0, 2, 1)  # the kernels write (B, F, T)
+    else:
+        out = torch.empty((z.shape[0], fb.shape[0], n_frames), dtype=wt)
+        dst = out.numpy()
+    _native.run_strided(plan, z.detach().numpy(), offset=0, hop=hop_length, n_frames=n_frames, out=dst, dtype=_NP_DTYPES[dt], out_dtype=_NP_DTYPES[wt])
+    return out
+
+
 def _op_mel_frames(z, window, fb, blocks, spans, n_fft, hop_length, power, mag_eps):  # type: ignore[no-untyped-def]
-    """:func:`mel_frames` of the FFT route as one operator: ``(B, L_padded)`` -> ``(B, n_mels, T)``."""
+    """:func:`mel_frames` of the FFT route as one operator: ``(B, L_padded)`` -> ``(B, n_mels, T)``
+    (on the native CPU core where it applies, as the module's eager call: :func:`_native_frames`)."""
+    out = _native_frames(z, window, fb, n_fft, hop_length, power, mag_eps)
+    if out is not None:
+        return out
     fb_blocks = [(spans[2 * i], spans[2 * i + 1], w) for i, w in enumerate(blocks)]
     return mel_frames(z, n_fft=n_fft, hop_length=hop_length, window=window, power=power, fb=fb, fb_blocks=fb_blocks, mag_eps=mag_eps)
 
@@ -556,7 +596,11 @@ def _op_pad_signal(y, pad, mode, n_fft, hop_length):  # type: ignore[no-untyped-
 
 
 def _op_power_frames(z, window, n_fft, hop_length, power, mag_eps):  # type: ignore[no-untyped-def]
-    """:func:`power_frames` of the FFT route as one operator: ``(B, L_padded)`` -> ``(B, T, F)``."""
+    """:func:`power_frames` of the FFT route as one operator: ``(B, L_padded)`` -> ``(B, T, F)``
+    (on the native CPU core where it applies: :func:`_native_frames`)."""
+    out = _native_frames(z, window, None, n_fft, hop_length, power, mag_eps)
+    if out is not None:
+        return out
     return power_frames(z, n_fft=n_fft, hop_length=hop_length, window=window, power=power, mag_eps=mag_eps)
 
 

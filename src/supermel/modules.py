@@ -9,7 +9,8 @@ Devices: CPU, CUDA · ``torch.compile(fullgraph=True)``, CUDA graphs (no complex
 tensors, no host synchronisation when ``check_finite=False`` or while compiling
 or capturing). Compiled without autograd, the FFT route's padding and spectral
 core are custom ops (``supermel::pad_signal``, ``supermel::mel_frames``,
-``supermel::power_frames``) that run the eager kernels: the graph holds real
+``supermel::power_frames``) that run the kernels the eager call runs (they run
+eagerly: the native CPU core where built and enabled): the graph holds real
 tensors only and takes eager's time plus torch.compile's per-call cost; with
 autograd (or ``backend="matmul"``) the graph traces torch's operators.
 
