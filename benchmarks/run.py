@@ -4,6 +4,7 @@
     python benchmarks/run.py                    # CPU, the run BENCHMARKS.md quotes
     python benchmarks/run.py --device cuda      # the GPU section (see gpu.sh)
     python benchmarks/run.py --quick --label "development run"
+    python benchmarks/run.py --suite native     # the native core's table (issue 19): its own section, benchmarks/results/native/
 
 Every argument goes to ``supermel bench`` (``supermel.bench.main``); ``--out``
 and ``--markdown-file`` get the defaults above unless given. Works from a
@@ -19,6 +20,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _device(argv: list) -> str:
+    """The results folder: the device, or ``native`` for ``--suite native``."""
+    if any(a in ("--suite=native",) for a in argv) or any(a == "--suite" and argv[i + 1 : i + 2] == ["native"] for i, a in enumerate(argv)):
+        return "native"
     for i, a in enumerate(argv):
         if a == "--device" and i + 1 < len(argv):
             return argv[i + 1]

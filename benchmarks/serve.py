@@ -6,6 +6,7 @@
     python benchmarks/serve.py --step-modes loop,thread --step-interval 0.002,0 --wait-quiet 600 --rerun-busy 0.3 \
         --pool-bench --markdown-file BENCHMARKS.md               # the run BENCHMARKS.md quotes
     python benchmarks/serve.py --clients 8 --seconds 3 --ramp 0.5   # a quick check
+    python benchmarks/serve.py --routes native,0                 # each client count with the native core and with SUPERMEL_NATIVE=0
 
 What runs (all on this machine, 127.0.0.1 only):
 
@@ -16,6 +17,11 @@ What runs (all on this machine, 127.0.0.1 only):
   through threadpoolctl, OpenBLAS/OpenMP to one thread; it also freezes the start's
   objects out of the garbage collector's reach (``gc.freeze()``). ``--step-modes`` and
   ``--step-interval`` choose ``--step-thread`` and ``--step-interval``.
+* **routes** (``--routes native,0``): each configuration runs once with the server's
+  environment ``SUPERMEL_NATIVE=1`` (the native core, where the extension is built) and
+  once with ``SUPERMEL_NATIVE=0`` (the torch/numpy route), one after the other in the same
+  run; the route column says what the server process reported (a probe with the same
+  environment: ``supermel._native.enabled()``).
 * **the load generator**: ``--procs`` processes (default 1) of asyncio
   :class:`supermel.serve.Client` objects (``keep=False``), on the same cores as the
   server, with ``OMP_NUM_THREADS=OPENBLAS_NUM_THREADS=MKL_NUM_THREADS=1`` (and
@@ -116,8 +122,35 @@ def server_stats(port: int) -> Dict[str, Any]:
         return json.loads(r.read())
 
 
-def start_server(step_thread: bool, max_clients: int, interval: Optional[float] = None, profile: Optional[str] = None, src: Optional[str] = None) -> Tuple["subprocess.Popen[str]", str, str]:
-    """``supermel serve`` in a subprocess (under cProfile, writing ``profile``, when given): the process, its URL and its thread-pool line."""
+#: ``--routes`` names -> the server's ``SUPERMEL_NATIVE``.
+ROUTES = {"native": "1", "0": "0"}
+
+
+def _server_env(src: Optional[str], route: Optional[str]) -> Dict[str, str]:
+    env = dict(os.environ, PYTHONPATH=(src or os.path.join(ROOT, "src")) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    if route is not None:
+        env["SUPERMEL_NATIVE"] = ROUTES[route]
+    return env
+
+
+def route_probe(route: Optional[str], src: Optional[str] = None) -> str:
+    """What a server started with ``route``'s environment computes on: "native (isa)", "torch route",
+    or "torch route (extension not built)"."""
+    code = (
+        "try:\n from supermel import _native\nexcept ImportError:\n print('torch route (extension not built)'); raise SystemExit\n"
+        "if not _native.available(): print('torch route (extension not built)')\n"
+        "elif _native.enabled(): print('native (' + str(getattr(_native, 'isa', lambda: '?')()) + ')')\n"
+        "else: print('torch route')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_server_env(src, route), cwd=ROOT)
+    return out.stdout.strip() or f"probe failed: {out.stderr.strip()[-200:]}"
+
+
+def start_server(
+    step_thread: bool, max_clients: int, interval: Optional[float] = None, profile: Optional[str] = None, src: Optional[str] = None, route: Optional[str] = None
+) -> Tuple["subprocess.Popen[str]", str, str]:
+    """``supermel serve`` in a subprocess (under cProfile, writing ``profile``, when given; with
+    ``SUPERMEL_NATIVE`` set for ``route``): the process, its URL and its thread-pool line."""
     prof = ["-m", "cProfile", "-o", profile] if profile else []
     cmd = [sys.executable, *prof, "-m", "supermel", "serve", "--port", "0", "--no-page", "--quiet", "--max-clients", str(max_clients)]
     for k, v in CORE.items():
@@ -126,7 +159,7 @@ def start_server(step_thread: bool, max_clients: int, interval: Optional[float] 
         cmd.append("--step-thread")
     if interval is not None:
         cmd += ["--step-interval", f"{interval:g}"]
-    env = dict(os.environ, PYTHONPATH=(src or os.path.join(ROOT, "src")) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = _server_env(src, route)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
     url = threads = ""
     assert proc.stdout is not None
@@ -208,11 +241,12 @@ def _worker(kwargs: Dict[str, Any], queue: Any) -> None:
 
 
 # --------------------------------------------------------------------------- one configuration
-def run_config(n_clients: int, step_thread: bool, interval: Optional[float], args: argparse.Namespace) -> Dict[str, Any]:
-    """Start a server, run the load, stop the server; the figures of this configuration."""
+def run_config(n_clients: int, step_thread: bool, interval: Optional[float], args: argparse.Namespace, route: Optional[str] = None) -> Dict[str, Any]:
+    """Start a server (``route``: its ``SUPERMEL_NATIVE``, see :data:`ROUTES`), run the load, stop the server; the figures of this configuration."""
     load_before = os.getloadavg()
     profile = f"{args.profile_server}.{n_clients}.{'thread' if step_thread else 'loop'}" if args.profile_server else None
-    proc, url, threads = start_server(step_thread, max(256, n_clients), interval, profile, args.server_src)
+    route_desc = None if route is None else f"SUPERMEL_NATIVE={ROUTES[route]}: {route_probe(route, args.server_src)}"
+    proc, url, threads = start_server(step_thread, max(256, n_clients), interval, profile, args.server_src, route)
     port = int(url.rsplit(":", 1)[1].strip("/"))
     try:
         os.environ.update(_THREAD_ENV)  # inherited by the load generator's processes
@@ -260,7 +294,7 @@ def run_config(n_clients: int, step_thread: bool, interval: Optional[float], arg
     errors = [f"{k} x {e}" for e, k in sorted(collections.Counter(c["error"] for c in clients if c["error"]).items())]
     steps = st_b["steps"] - st_a["steps"]
     return dict(
-        clients=n_clients, step="thread" if step_thread else "loop", interval=interval, chunks=int(lat.size), window_s=round(wall, 2), steady=steady,
+        clients=n_clients, route=route_desc, step="thread" if step_thread else "loop", interval=interval, chunks=int(lat.size), window_s=round(wall, 2), steady=steady,
         p50_ms=_ms(lat, 50), p99_ms=_ms(lat, 99), max_ms=float(lat.max() * 1e3) if lat.size else None,
         server_cpu=(sb - sa) / wall, cycle_share=(st_b["step_seconds"] - st_a["step_seconds"]) / wall,
         steps_per_s=steps / wall, frames_per_step=(st_b["frames"] - st_a["frames"]) / max(1, steps), max_step_frames=final["max_step_frames"],
@@ -301,12 +335,13 @@ def _mode(r: Dict[str, Any]) -> str:
 
 
 def table(rows: Sequence[Dict[str, Any]]) -> str:
-    head = ("| clients | step | chunks | round trip p50 | p99 | max | server CPU (cores) | in pool cycle | cycles/s | frames/cycle (max) "
+    routes = any(r.get("route") for r in rows)
+    head = ("| clients | " + ("route | " if routes else "") + "step | chunks | round trip p50 | p99 | max | server CPU (cores) | in pool cycle | cycles/s | frames/cycle (max) "
             "| load gen CPU | other processes' CPU | send lag p99 | frames lost | reordered | frames = offline | errors | load avg before / after |")  # fmt: skip
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         lines.append(
-            f"| {r['clients']} | {_mode(r)} | {r['chunks']} | {_f(r['p50_ms'])} ms | {_f(r['p99_ms'])} ms "
+            f"| {r['clients']} | " + (f"{r.get('route') or '-'} | " if routes else "") + f"{_mode(r)} | {r['chunks']} | {_f(r['p50_ms'])} ms | {_f(r['p99_ms'])} ms "
             f"| {_f(r['max_ms'], '{:.1f}')} ms | {r['server_cpu']:.2f} | {r['cycle_share']:.2f} | {r['steps_per_s']:.0f} "
             f"| {r['frames_per_step']:.1f} ({r['max_step_frames']}) | {r['loadgen_cpu']:.2f} | {r['others_cpu']:.2f} | {_f(r['lag_p99_ms'])} ms | {r['lost']} | {r['reordered']} "
             f"| {r['exact']}/{r['clients']} | {'; '.join(r['errors']) or 0} | {r['load_before'][0]:.2f} / {r['load_after'][0]:.2f} |"
@@ -321,7 +356,8 @@ def acceptance(rows: Sequence[Dict[str, Any]]) -> str:
         if limit is None:
             continue
         ok = r["p99_ms"] is not None and r["p99_ms"] <= limit * 1e3
-        lines.append(f"| {r['clients']} clients ({_mode(r)}): p99 round trip | {_f(r['p99_ms'])} ms | <= {limit * 1e3:g} ms | {'yes' if ok else '**no**'} |")
+        route = f", {r['route']}" if r.get("route") else ""
+        lines.append(f"| {r['clients']} clients ({_mode(r)}{route}): p99 round trip | {_f(r['p99_ms'])} ms | <= {limit * 1e3:g} ms | {'yes' if ok else '**no**'} |")
     bad = sum(r["lost"] + r["reordered"] for r in rows)
     exact = all(r["exact"] == r["clients"] for r in rows)
     lines.append(f"| frames lost or reordered, all runs | {bad} (frames = offline for every client: {'yes' if exact else 'no'}) | 0 | {'yes' if bad == 0 and exact else '**no**'} |")
@@ -401,7 +437,7 @@ def section(rows: Sequence[Dict[str, Any]], args: argparse.Namespace, command: s
         parts += [f"Run twice (other processes used more than {args.rerun_busy:g} cores during the first run; the table gives the run in which they used less):", ""]
         for r in reruns:
             f = r["other_run"]
-            parts.append(f"- {r['clients']} clients, {_mode(r)}: the other run, with other processes at {f['others_cpu']:.2f} cores: p50 {_f(f['p50_ms'])} ms, "
+            parts.append(f"- {r['clients']} clients, {_mode(r)}{', ' + r['route'] if r.get('route') else ''}: the other run, with other processes at {f['others_cpu']:.2f} cores: p50 {_f(f['p50_ms'])} ms, "
                          f"p99 {_f(f['p99_ms'])} ms, server CPU {f['server_cpu']:.2f}, frames lost {f['lost']}{', errors: ' + '; '.join(f['errors']) if f['errors'] else ''}")  # fmt: skip
         parts.append("")
     parts.append(acceptance(rows))
@@ -447,6 +483,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--procs", type=int, default=1, help="load generator processes (default 1)")
     p.add_argument("--wait-quiet", type=float, default=0.0, metavar="S", help="before each run, wait (at most S seconds) until other processes use under 0.2 cores over 5 s")
     p.add_argument("--rerun-busy", type=float, metavar="CORES", help="run a configuration once more (after --wait-quiet) when other processes used more than CORES during it; the table gives the quieter run, the notes the other")
+    p.add_argument("--routes", default="", metavar="R[,R...]",
+                   help="run each configuration with the server's SUPERMEL_NATIVE per route: 'native' (=1, the native core where built) "
+                   "and/or '0' (the torch/numpy route), one after the other in this run (default: the environment as it is)")
     p.add_argument("--pool-bench", action="store_true", help="also run `python -m supermel bench --only serving` for the section")
     p.add_argument("--markdown-file", metavar="FILE", help=f"(re)write the section {SECTION!r} of this file")
     p.add_argument("--json", metavar="FILE", help="write the rows as JSON")
@@ -459,13 +498,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         p.error("--step-modes takes loop and/or thread; --clients at least one count; --procs >= 1")
     command = "python benchmarks/serve.py " + " ".join(argv if argv is not None else sys.argv[1:])
     intervals: List[Optional[float]] = [float(v) for v in args.step_interval.split(",") if v.strip()] or [None]
+    routes: List[Optional[str]] = [r.strip() for r in args.routes.split(",") if r.strip()] or [None]
+    if any(r is not None and r not in ROUTES for r in routes):
+        p.error(f"--routes takes {' and/or '.join(ROUTES)} (comma-separated), not {args.routes!r}")
     rows = []
-    for mode, interval, n in itertools.product(modes, intervals, counts):
+    for mode, interval, n, route in itertools.product(modes, intervals, counts, routes):
         first = None
         for attempt in range(2 if args.rerun_busy is not None else 1):
             wait_quiet(args.wait_quiet)
-            print(f"serve: {n} clients, step {mode}, interval {interval}, {args.seconds:g} s ...", file=sys.stderr, flush=True)
-            r = run_config(n, mode == "thread", interval, args)
+            print(f"serve: {n} clients, step {mode}, interval {interval}{'' if route is None else ', route ' + route}, {args.seconds:g} s ...", file=sys.stderr, flush=True)
+            r = run_config(n, mode == "thread", interval, args, route)
             print(f"  p50 {_f(r['p50_ms'])} ms, p99 {_f(r['p99_ms'])} ms, server CPU {r['server_cpu']:.2f}, others {r['others_cpu']:.2f}, "
                   f"lost {r['lost']}, reordered {r['reordered']}", file=sys.stderr, flush=True)  # fmt: skip
             if args.rerun_busy is None or r["others_cpu"] <= args.rerun_busy or attempt:

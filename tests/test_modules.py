@@ -542,11 +542,12 @@ def test_torch_compile_fullgraph_equals_eager(kind, kw, dtype, shape, make_signa
     compiled = torch.compile(module, fullgraph=True, dynamic=False, backend="inductor")
     y = make_signal("speech", kw.get("sr", 16000), shape[-1], shape[:-1], dtype)
     t = torch.from_numpy(y)
-    with warnings.catch_warnings():
+    # compiled and eager both on the torch route (compiled takes the eager call's route; native vs torch: tests/test_native.py)
+    with warnings.catch_warnings(), supermel._native.use_native(False):
         warnings.filterwarnings("ignore", message="Torchinductor does not support code generation for complex")
         got = compiled(t)
         got2 = compiled(torch.from_numpy(y[..., ::-1].copy()))  # same shape: no recompilation
-    with supermel._native.use_native(False):  # eager on the torch route, as compiled (native vs torch: tests/test_native.py)
+    with supermel._native.use_native(False):
         eager = module(t)
         eager2 = module(torch.from_numpy(y[..., ::-1].copy()))
     assert isinstance(got, torch.Tensor) and got.dtype == eager.dtype and got.shape == eager.shape

@@ -11,7 +11,7 @@ Routes: :func:`enabled` is True when the extension is built, not switched off by
 the environment (``SUPERMEL_NATIVE=0``, read at import) and not by
 :func:`use_native`. The CPU paths (offline numpy calls and CPU tensors without
 autograd, the streaming steady state, :class:`supermel.StreamPool`) then take
-it; autograd, ``torch.compile``, CUDA and other devices always take the torch route.
+it; autograd, CUDA and other devices always take the torch route (``torch.compile`` without autograd runs the eager call's route inside a custom op).
 """
 
 from __future__ import annotations

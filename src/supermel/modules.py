@@ -7,7 +7,12 @@ tensors; numpy in gives numpy out.
 
 Devices: CPU, CUDA · ``torch.compile(fullgraph=True)``, CUDA graphs (no complex
 tensors, no host synchronisation when ``check_finite=False`` or while compiling
-or capturing).
+or capturing). Compiled without autograd, the FFT route's padding and spectral
+core are custom ops (``supermel::pad_signal``, ``supermel::mel_frames``,
+``supermel::power_frames``) that run the kernels the eager call runs (they run
+eagerly: the native CPU core where built and enabled): the graph holds real
+tensors only and takes eager's time plus torch.compile's per-call cost; with
+autograd (or ``backend="matmul"``) the graph traces torch's operators.
 
 Precision: the float32 matrix products (the DFT of ``backend="matmul"``, the
 filterbank, the MFCC's DCT) run in full float32 precision whatever torch's
@@ -15,7 +20,8 @@ global TF32 settings (``torch.set_float32_matmul_precision("high")``,
 ``torch.backends.cuda.matmul.allow_tf32``): the settings are switched to
 ``"highest"`` while the module computes and restored after
 (:data:`supermel._core.full_fp32_matmuls`). A graph compiled with
-``torch.compile`` follows the settings in force when it runs.
+``torch.compile`` that traces torch's operators follows the settings in force
+when it runs.
 """
 
 from __future__ import annotations
@@ -101,7 +107,7 @@ class Spectrogram(nn.Module):
     power : float > 0
         Exponent of the magnitude (1 magnitude, 2 power).
     backend : {"auto", "fft", "matmul"}
-        How the DFT is computed; both are real-valued end to end.
+        How the DFT is computed; "fft": torch.fft.rfft, its output read as real pairs; "matmul": a real DFT matrix product.
     check_finite : bool
         Refuse NaN/Inf audio. Costs a host synchronisation on CUDA; skipped while
         compiling or capturing a CUDA graph.
@@ -228,6 +234,8 @@ class Spectrogram(nn.Module):
             )
         if self.center and self.pad == self.n_fft // 2 and not torch.compiler.is_compiling():
             _core.warn_short(n, self.n_fft)
+        if self.pad and _core._opaque_under_compile(self.dft, y, self.window):  # the spectral op follows: eager padding too
+            return _core._pad_signal_op(y, self.pad, self.pad_mode, self.n_fft, self.hop_length)
         return _core.pad_signal(y, pad=self.pad, mode=self.pad_mode, n_fft=self.n_fft, hop_length=self.hop_length)
 
     def native_route(self, z: torch.Tensor, *consts: Optional[torch.Tensor]) -> bool:

@@ -41,6 +41,9 @@ Modules, each importing only the ones above it:
 :mod:`.streaming`,
 :mod:`.frontends`
 :mod:`.workloads`         :func:`default_workloads`, the acceptance figures
+:mod:`.native`            ``--suite native``: the native core's table (issue
+                          19): both supermel routes, peers, ratios, the
+                          arithmetic floor
 :mod:`.runner`            :func:`run_suite`, :class:`Results`, the run's header
 :mod:`.report`            Markdown, BENCHMARKS.md sections, the chart
 :mod:`.cli`               :func:`main` (``supermel bench``)

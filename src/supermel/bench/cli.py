@@ -10,6 +10,7 @@ import time
 from typing import Any, Dict, List, Optional, Sequence
 
 from .harness import Settings
+from .native import core_peak, native_status, native_workloads
 from .peers import peer_table
 from .report import render_full_markdown, update_markdown_file, write_chart
 from .runner import run_suite, supermel_errors
@@ -29,6 +30,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--markdown-file", metavar="FILE", help="(re)write the results section of this file (e.g. BENCHMARKS.md)")
     p.add_argument("--label", metavar="TEXT", help="a line shown above the results (e.g. 'development run, machine busy')")
     p.add_argument("--budget", type=float, metavar="SECONDS", help="override the timing budget per workload")
+    p.add_argument("--suite", choices=("default", "native"), default="default",
+                   help="default: every workload and peer; native: the native core's acceptance table (issue 19: both supermel routes, "
+                   "the peers, ratios and the arithmetic floor; CPU)")
+    p.add_argument("--peak-gflops", type=float, metavar="G", help="one core's float32 peak for the arithmetic floor (--suite native; default: estimated from /proc/cpuinfo)")
     p.add_argument("--list", action="store_true", help="list the workloads and peers, then exit")
     return p
 
@@ -45,8 +50,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
     if args.threads <= 0:
         _parser().error(f"--threads {args.threads} must be a positive integer")
+    native = args.suite == "native"
+    if native and args.device != "cpu":
+        _parser().error("--suite native runs on the CPU only (the native core is a CPU kernel); leave out --device")
+    suite = native_workloads() if native else None  # None: run_suite's default workloads
     if args.list:
-        for w in default_workloads():
+        for w in suite or default_workloads():
             print(f"{w.group:<10} {w.name}  (devices: {', '.join(w.devices)})")
         for p in peer_table():
             print(f"peer {p['name']:<20} {p['version'] or 'missing: ' + p.get('reason', '')}")
@@ -56,7 +65,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         settings.budget_s = args.budget
     devices = ("cpu", "cuda") if args.device == "all" else (args.device,)
     t0 = time.perf_counter()
-    results = run_suite(settings=settings, threads=args.threads, devices=devices, only=args.only)
+    results = run_suite(suite, settings=settings, threads=args.threads, devices=devices, only=args.only)
+    if native:
+        peak, how = core_peak(args.peak_gflops)
+        results.meta.update(suite="native", native=native_status()[1], core_peak_flops=peak, core_peak_how=how)
     results.meta["command"] = "supermel bench " + " ".join(argv if argv is not None else sys.argv[1:])
     results.meta["wall_s"] = round(time.perf_counter() - t0, 1)
     if args.label:

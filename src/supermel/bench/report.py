@@ -124,8 +124,22 @@ def render_markdown(results: Results, device: str, chart: Optional[str] = None) 
 
 
 def render_full_markdown(results: Results, chart: Optional[str] = None) -> str:
+    if results.meta.get("suite") == "native":
+        from .native import render_native_markdown
+
+        return render_native_markdown(results)
     devices = [d for d in results.meta.get("devices", ["cpu"])]
     return "\n".join(render_markdown(results, d, chart) for d in devices)
+
+
+def _sections(results: Results, chart: Optional[str]) -> List[Tuple[str, str]]:
+    """``(marker key, body)`` of each BENCHMARKS.md section a run rewrites: one per device, or
+    ``native`` for the native-core suite (``--suite native``), which has its own section."""
+    if results.meta.get("suite") == "native":
+        from .native import render_native_markdown
+
+        return [("native", render_native_markdown(results))]
+    return [(d, render_markdown(results, d, chart)) for d in results.meta.get("devices", ["cpu"])]
 
 
 # =========================================================================== BENCHMARKS.md sections
@@ -154,7 +168,8 @@ def update_markdown_file(path: str, results: Results, chart: Optional[str] = Non
     """(Re)write the results sections of ``path`` between the ``supermel-bench`` markers.
 
     Each device of the run replaces its own section (CPU and GPU runs are kept
-    apart); a file without markers gets them appended; a missing file is created.
+    apart; a ``--suite native`` run has the section ``native``); a file without
+    markers gets them appended; a missing file is created.
     """
     if os.path.exists(path):
         with open(path, encoding="utf-8") as f:
@@ -164,9 +179,8 @@ def update_markdown_file(path: str, results: Results, chart: Optional[str] = Non
             cpu_begin=_BEGIN.format(device="cpu"), cpu_end=_END.format(device="cpu"),
             cuda_begin=_BEGIN.format(device="cuda"), cuda_end=_END.format(device="cuda"),
         )
-    for device in results.meta.get("devices", ["cpu"]):
+    for device, body in _sections(results, chart):
         begin, end = _BEGIN.format(device=device), _END.format(device=device)
-        body = render_markdown(results, device, chart)
         block = f"{begin}\n{body}\n{end}"
         if begin in text and end in text:
             pat = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)

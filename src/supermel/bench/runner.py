@@ -30,7 +30,12 @@ class Results:
     skipped: List[Dict[str, str]] = field(default_factory=list)
 
     def to_json(self) -> Dict[str, Any]:
-        return {"meta": self.meta, "peers": self.peers, "rows": self.rows, "targets": targets(self.rows), "skipped": self.skipped}
+        doc = {"meta": self.meta, "peers": self.peers, "rows": self.rows, "targets": targets(self.rows), "skipped": self.skipped}
+        if self.meta.get("suite") == "native":
+            from .native import acceptance
+
+            doc["acceptance"] = acceptance(self.rows, self.meta.get("threads", 1))
+        return doc
 
 
 def supermel_errors(rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
