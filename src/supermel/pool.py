@@ -32,6 +32,17 @@ included, whatever the chunking and the mix of streams in a step. Non-frame-loca
 presets (Whisper, NeMo, AST, SeamlessM4T, FunASR) give their ``post_local``
 frames; :meth:`StreamPool.finalize` applies the whole-input step.
 
+Threads
+-------
+A pool is safe to share between threads: :meth:`StreamPool.open`, ``push``,
+``push_many``, ``step``, ``close`` and the per-stream queries each hold the pool's
+lock (a ``threading.RLock``; uncontended, ~0.1 us a call, nothing next to a step), so
+calls from several threads run one after the other, each seeing the pool as the
+previous one left it. What a step returns belongs to the caller (no buffer of the
+pool is reused under it). The order of the calls is the callers' business: a stream's
+chunks must be pushed in order (push a stream's chunks from one thread, or order them
+yourself), and the frames of a step go to whichever thread called it.
+
 On a GPU (``device="cuda"``) the frames are gathered in pinned host memory,
 copied to the device once per step, and the features stay on the device for
 the model; the same code path runs on the CPU with ``executor="torch"``.
@@ -39,9 +50,11 @@ the model; the same code path runs on the CPU with ``executor="torch"``.
 
 from __future__ import annotations
 
+import functools
 import itertools
+import threading
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar, Union
 
 import numpy as np
 import torch
@@ -56,6 +69,18 @@ from .streaming import check_chunk
 __all__ = ["StreamPool", "PoolFrames", "PoolStep"]
 
 Array = Union[np.ndarray, torch.Tensor]
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _locked(method: _F) -> _F:
+    """Run ``method`` holding the pool's lock (see the module notes, "Threads")."""
+
+    @functools.wraps(method)
+    def wrapper(self: "StreamPool", *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 #: The numpy executor computes a step in blocks of a multiple of this many frames (see StreamPool._mel_blocks).
 _BUCKET = 32
@@ -107,6 +132,13 @@ class StreamPool:
     **core
         The core's keywords when ``preset`` is None, or overrides of the preset's
         configuration.
+
+    Notes
+    -----
+    Thread-safe: every method that reads or changes the streams holds the pool's lock,
+    so several threads may push, step, open and close concurrently (each call runs
+    whole, one after the other). A stream's chunks must still arrive in order, and a
+    step's frames go to the thread that called it (module notes, "Threads").
 
     Examples
     --------
@@ -193,8 +225,10 @@ class StreamPool:
         self._rotation = 0
         self._pinned: Optional[torch.Tensor] = None
         self._copied: Any = None  # CUDA event: the last step's host-to-device copy out of _pinned
+        self._lock = threading.RLock()  # every public method that reads or changes the streams holds it
 
     # ------------------------------------------------------------------ streams
+    @_locked
     def open(self, *, fps: Optional[float] = None) -> int:
         """Start a stream; return its id. ``fps``: also return Wav2Lip's per-video-frame windows at this rate."""
         if fps is not None and not (self.frontend.config.name.startswith("wav2lip")):
@@ -229,19 +263,23 @@ class StreamPool:
     @property
     def streams(self) -> List[int]:
         """The ids of the open streams."""
-        return list(self._streams)
+        with self._lock:
+            return list(self._streams)
 
     def __len__(self) -> int:
-        return len(self._streams)
+        return len(self._streams)  # (one atomic read)
 
+    @_locked
     def samples_received(self, sid: int) -> int:
         """Samples stream ``sid`` received (after the front end's waveform step and any trim)."""
         return int(self._n[self._get(sid).slot])
 
+    @_locked
     def frame_count(self, sid: int) -> int:
         """Frames handed out to stream ``sid`` so far."""
         return int(self._em[self._get(sid).slot])
 
+    @_locked
     def pending_frames(self, sid: int) -> int:
         """Frames of stream ``sid`` that the next steps will compute (complete, not yet computed)."""
         slot = self._get(sid).slot
@@ -255,6 +293,7 @@ class StreamPool:
         return max(0, min(lay.start(t), n - self._tail_keep))
 
     # ------------------------------------------------------------------ input
+    @_locked
     def push(self, sid: int, chunk: Array) -> None:
         """Add samples to stream ``sid`` (any size, 0 included). Nothing is computed until :meth:`step`.
 
@@ -285,6 +324,7 @@ class StreamPool:
         self._write(slot, n, x if self._identity_pre else self._pre(st, n, x))
         self._n[slot] = n + m
 
+    @_locked
     def push_many(self, ids: List[int], chunks: List[Array]) -> Dict[int, ParameterError]:
         """Push ``chunks[i]`` to stream ``ids[i]`` for every ``i``, at once (what a server does between steps).
 
@@ -338,7 +378,7 @@ class StreamPool:
             nonfinite = np.concatenate([[0], np.cumsum(~np.isfinite(x))])
             ends = np.cumsum(m)
             bad = nonfinite[ends] - nonfinite[ends - m]
-            for i in np.flatnonzero(bad & ok):
+            for i in np.flatnonzero((bad > 0) & ok):  # (not ``bad & ok``: bitwise, an even count of NaNs & True is 0)
                 errors[ids[i]] = ParameterError("chunk is not finite everywhere (NaN or Inf samples); the stream was left unchanged")
             ok &= bad == 0
         lay, C = self.layout, self.capacity
@@ -411,6 +451,7 @@ class StreamPool:
         return np.concatenate([row[p:C], row[: k - (C - p)]])
 
     # ------------------------------------------------------------------ compute
+    @_locked
     def step(self) -> PoolStep:
         """Compute the complete frames of every stream in one batched computation.
 
@@ -615,6 +656,7 @@ class StreamPool:
         return PoolFrames(start, data, wstart, windows)
 
     # ------------------------------------------------------------------ end
+    @_locked
     def close(self, sid: int) -> PoolFrames:
         """End stream ``sid``: its remaining frames, with librosa's right-edge padding; the id is freed.
 
