@@ -434,6 +434,110 @@ def write_section(path: str, text: str) -> None:
         f.write(new)
 
 
+# --------------------------------------------------------------------------- churn (connect / disconnect cycles)
+def rss_mb(pid: int) -> float:
+    """Resident set size of a process, MB (``VmRSS`` of ``/proc/PID/status``)."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def _churn_load(url: str, cycles: int, concurrency: int, on_progress: Any) -> collections.Counter:
+    """``cycles`` connections, ``concurrency`` at a time; each: hello, start (16, 44.1 or 48 kHz), one to five
+    20 ms chunks, then in turn ``end`` (and read to the close), a close without ``end``, or a drop (TCP abort)."""
+    from websockets.asyncio.client import connect
+
+    rng = np.random.default_rng(5)
+    noise = (rng.standard_normal(48000) * 0.1).astype(np.float32)
+    outcome: collections.Counter = collections.Counter()
+    sem = asyncio.Semaphore(concurrency)
+    done = [0]
+
+    async def one(i: int) -> None:
+        rate = (16000, 44100, 48000)[i % 3]
+        kind = ("end", "close", "drop")[(i // 3) % 3]
+        async with sem:
+            try:
+                async with connect(url, compression=None, open_timeout=30, close_timeout=5) as ws:
+                    await ws.recv()
+                    await ws.send(json.dumps({"type": "start", "sample_rate": rate}))
+                    n = rate // 50
+                    for k in range(1 + i % 5):
+                        await ws.send(noise[k * n : (k + 1) * n].tobytes())
+                    if kind == "end":
+                        await ws.send(json.dumps({"type": "end"}))
+                        async for _ in ws:
+                            pass
+                    elif kind == "drop":
+                        ws.transport.abort()
+                outcome[kind] += 1
+            except Exception as exc:  # refused (server-full) or reset: counted
+                outcome[type(exc).__name__] += 1
+            done[0] += 1
+            on_progress(done[0])
+
+    await asyncio.gather(*(one(i) for i in range(cycles)))
+    return outcome
+
+
+def run_churn(args: argparse.Namespace) -> Dict[str, Any]:
+    """A server, ``--churn`` connect/disconnect cycles against it: its RSS over the cycles, and what it holds after."""
+    proc, url, _ = start_server(False, args.churn_max_clients, None, None, args.server_src)
+    port = int(url.rsplit(":", 1)[1].strip("/"))
+    samples: List[Tuple[int, float, float]] = []
+    t0 = time.time()
+    try:
+        warm = min(args.churn_warmup, args.churn)
+        asyncio.run(_churn_load(url, warm, args.churn_concurrency, lambda d: None))
+        time.sleep(2.0)
+        start = rss_mb(proc.pid)
+        samples.append((0, 0.0, start))
+        every = max(1, args.churn // 20)
+
+        def progress(d: int) -> None:
+            if d % every == 0:
+                samples.append((d, time.time() - t0, rss_mb(proc.pid)))
+                print(f"churn: {d} cycles, server RSS {samples[-1][2]:.1f} MB", file=sys.stderr, flush=True)
+
+        t0 = time.time()
+        outcome = asyncio.run(_churn_load(url, args.churn, args.churn_concurrency, progress))
+        wall = time.time() - t0
+        end = rss_mb(proc.pid)
+        time.sleep(args.churn_settle)
+        settled = rss_mb(proc.pid)
+        stats = server_stats(port)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return dict(cycles=args.churn, concurrency=args.churn_concurrency, warmup=warm, wall_s=round(wall, 1), rss_start=start, rss_end=end,
+                rss_settled=settled, rss_max=max(r for _, _, r in samples), samples=samples, outcome=dict(outcome),
+                clients_after=stats["clients"], streams_after=stats["streams"], close_codes=stats["close_codes"], errors=stats["errors"])  # fmt: skip
+
+
+def churn_report(r: Dict[str, Any]) -> str:
+    growth = r["rss_settled"] - r["rss_start"]
+    lines = [
+        f"Churn: {r['cycles']} connect/disconnect cycles, {r['concurrency']} at a time, after {r['warmup']} warm-up cycles "
+        f"({r['wall_s']:g} s, {r['cycles'] / max(r['wall_s'], 1e-9):.0f} cycles/s; {machine()}, shared with the load generator)",
+        "",
+        "| cycles | server RSS (MB) |",
+        "|---|---|",
+        *[f"| {d} | {m:.1f} |" for d, _, m in r["samples"]],
+        "",
+        f"- RSS start {r['rss_start']:.1f} MB, end {r['rss_end']:.1f} MB, {r.get('settle', '')}settled {r['rss_settled']:.1f} MB: "
+        f"**{growth:+.1f} MB** (acceptance: within 20 MB; max {r['rss_max']:.1f} MB)",
+        f"- after the churn: {r['clients_after']} clients, {r['streams_after']} open streams on the server; outcomes {r['outcome']}; "
+        f"close codes {r['close_codes']}",
+    ]
+    return "\n".join(lines)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("--clients", default="64,256", help="client counts, comma-separated (default 64,256)")
@@ -452,7 +556,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--json", metavar="FILE", help="write the rows as JSON")
     p.add_argument("--server-src", metavar="DIR", help="run the server from this source tree (its src/ folder) instead of this checkout's: A/B of server changes")
     p.add_argument("--profile-server", metavar="PREFIX", help="run the server under cProfile, writing PREFIX.<clients>.<step mode> (slows it: for finding where the time goes, not for the figures)")
+    p.add_argument("--churn", type=int, default=0, metavar="N", help="instead of the streaming runs: N connect/disconnect cycles against one server, its RSS over them (issue: 40000)")
+    p.add_argument("--churn-concurrency", type=int, default=64, metavar="C", help="--churn: connections at a time (default 64)")
+    p.add_argument("--churn-warmup", type=int, default=0, metavar="N", help="--churn: cycles before the start figure (default 0: the start is the server's RSS once listening)")
+    p.add_argument("--churn-settle", type=float, default=10.0, metavar="S", help="--churn: seconds idle before the settled figure (default 10)")
+    p.add_argument("--churn-max-clients", type=int, default=256, metavar="N", help="--churn: the server's --max-clients (default 256)")
     args = p.parse_args(argv)
+    if args.churn:
+        r = run_churn(args)
+        r["settle"] = f"after {args.churn_settle:g} s idle "
+        text = churn_report(r)
+        print(text)
+        if args.json:
+            with open(args.json, "w", encoding="utf-8") as f:
+                json.dump(r, f, indent=1, default=str)
+        return 0
     counts = [int(c) for c in args.clients.split(",") if c.strip()]
     modes = [m.strip() for m in args.step_modes.split(",") if m.strip()]
     if any(m not in ("loop", "thread") for m in modes) or not counts or args.procs < 1:

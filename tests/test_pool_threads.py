@@ -121,3 +121,35 @@ def test_threads_sharing_a_pool_get_the_offline_frames():
         want = supermel.melspectrogram(y=a, **CORE)
         assert out.shape == want.shape
         np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-6 * float(np.abs(want).max()))
+
+
+def test_ring_shrinks_after_a_burst_and_the_remaining_streams_are_unchanged():
+    """64 streams open at once grow the ring to 64 rows; when 60 have closed it shrinks (the
+    rows in use gather at the bottom: new streams take the lowest free slot), and the 4 that
+    remain give the offline frames across the shrink."""
+    pool = supermel.StreamPool(max_backlog_seconds=0.5, **CORE)
+    rng = np.random.default_rng(3)
+    ids = [pool.open() for _ in range(64)]
+    assert pool._ring.shape[0] == 64
+    auds = {sid: rng.standard_normal(6000).astype(np.float32) for sid in ids}
+    keep = ids[:4]  # the lowest slots
+    got = {sid: [] for sid in keep}
+    for pos in range(0, 3000, 500):
+        assert not pool.push_many(ids if pos < 1000 else keep, [auds[s][pos : pos + 500] for s in (ids if pos < 1000 else keep)])
+        for sid, f in pool.step().items():
+            if sid in got:
+                got[sid].append(f.frames)
+        if pos == 500:
+            for sid in ids[4:]:
+                pool.close(sid)
+            assert pool._ring.shape[0] <= 8  # shrunk
+    for pos in range(3000, 6000, 700):
+        assert not pool.push_many(keep, [auds[s][pos : pos + 700] for s in keep])
+        for sid, f in pool.step().items():
+            got[sid].append(f.frames)
+    for sid in keep:
+        out = np.concatenate(got[sid] + [pool.close(sid).frames], axis=-1)
+        want = supermel.melspectrogram(y=auds[sid], **CORE)
+        np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-6 * float(np.abs(want).max()))
+    assert pool._ring.shape[0] == 4 and len(pool) == 0
+    assert pool.open() == 64 and pool._ring.shape[0] == 4  # and it grows again from there

@@ -51,6 +51,7 @@ the model; the same code path runs on the CPU with ``executor="torch"``.
 from __future__ import annotations
 
 import functools
+import heapq
 import itertools
 import threading
 from dataclasses import dataclass, field
@@ -219,7 +220,7 @@ class StreamPool:
         self._em = np.zeros(0, dtype=np.int64)  # per slot: frames handed out
         self._order: Optional[Tuple[np.ndarray, np.ndarray]] = None  # (ids, slots) of the open streams
         self._stateful = 0  # open streams with per-stream output state (Wav2Lip windows)
-        self._free: List[int] = []
+        self._free: List[int] = []  # free slots, a heap: a new stream takes the lowest, so that the ring can shrink
         self._streams: Dict[int, _Stream] = {}
         self._ids = itertools.count()
         self._rotation = 0
@@ -235,14 +236,14 @@ class StreamPool:
             raise ParameterError(f"fps={fps!r}: video-frame windows are Wav2Lip's; this pool computes {self.frontend.config.name or 'the core mel'}")
         chunker = Wav2LipChunker(fps, mel_fps=self.sr / self.hop_length) if fps is not None else None
         if self._free:
-            slot = self._free.pop()
+            slot = heapq.heappop(self._free)
             self._ring[slot] = 0.0
         else:
             slot = self._ring.shape[0]
             rows = max(4, 2 * slot)
             grown = np.zeros((rows, self._ring.shape[1]), dtype=self.np_dtype)
             grown[:slot] = self._ring
-            self._free.extend(range(rows - 1, slot, -1))
+            self._free.extend(range(slot + 1, rows))  # (ascending: a heap)
             self._ring = grown
             self._view = None
             self._n, self._t, self._em = (np.concatenate([a, np.zeros(rows - slot, dtype=np.int64)]) for a in (self._n, self._t, self._em))
@@ -662,10 +663,41 @@ class StreamPool:
 
         Raises :class:`~supermel.ParameterError` when the stream received no samples
         (the offline call refuses empty audio too; the stream is closed anyway).
+        When at most a quarter of the ring's rows stay in use, the ring shrinks (see :meth:`_shrink`).
         """
+        try:
+            return self._close(sid)
+        finally:
+            self._shrink()
+
+    def _shrink(self) -> None:
+        """Halve the ring (or more) when at most a quarter of its rows are in use and none above the half.
+
+        The ring grows by doubling to the most streams open at once and would otherwise keep
+        that size (a row is ~140 KB at 16 kHz with a 2 s backlog: 35 MB for 256 streams)
+        after a burst of clients; new streams take the lowest free slot, so the rows in use
+        gather at the bottom. Hysteresis: shrinking needs use <= 1/4, growing use > 1/1.
+        """
+        rows = self._ring.shape[0]
+        if rows <= 4 or len(self._streams) > rows // 4:
+            return
+        top = max((st.slot for st in self._streams.values()), default=-1) + 1
+        new = 4
+        while new < 2 * top:
+            new *= 2
+        if new > rows // 2:
+            return
+        self._ring = self._ring[:new].copy()  # (the old buffer is freed: a large block, back to the system)
+        self._n, self._t, self._em = (a[:new].copy() for a in (self._n, self._t, self._em))
+        self._free = [s for s in self._free if s < new]
+        heapq.heapify(self._free)
+        self._view = None
+        self._order = None
+
+    def _close(self, sid: int) -> PoolFrames:
         st = self._get(sid)
         del self._streams[sid]
-        self._free.append(st.slot)
+        heapq.heappush(self._free, st.slot)
         self._stateful -= st.chunker is not None
         self._order = None
         fe, lay = self.frontend, self.layout

@@ -115,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
         max_send_seconds=args.max_send_backlog, max_chunk_seconds=args.max_chunk, socket_send_buffer=args.socket_send_buffer,
         step_thread=args.step_thread, page=args.page,
     )  # fmt: skip
+    server.warm_up()  # the first use of the pools and the resampler, before the first client (and before gc.freeze)
     # What the start created (torch, the pools: ~200k objects) leaves the garbage collector's reach: a full
     # collection traversing it stops the event loop for ~100 ms, a stall every client would see.
     gc.freeze()

@@ -206,8 +206,9 @@ class Server(HttpEndpoints, Sessions, Stepper):
         self.recordings: "collections.OrderedDict[int, Recording]" = collections.OrderedDict()
         self.stats: Dict[str, Any] = {
             "connections": 0, "steps": 0, "frames": 0, "max_step_frames": 0, "step_seconds": 0.0,
-            "errors": collections.Counter(), "close_codes": collections.Counter(),
+            "errors": collections.Counter(), "close_codes": collections.Counter(), "memory_trims": 0, "trim_seconds": 0.0,
         }  # fmt: skip
+        self._trim_timer: Optional[asyncio.TimerHandle] = None  # (_session.py: malloc_trim after connections close)
         self._ws: Optional[WsServer] = None
         self._wake: Optional[asyncio.Event] = None
         self._next_cycle = 0.0
@@ -318,6 +319,8 @@ class Server(HttpEndpoints, Sessions, Stepper):
                 pass
         if self._kick_timer is not None:
             self._kick_timer.cancel()
+        if self._trim_timer is not None:
+            self._trim_timer.cancel()
         if self._executor is not None:
             self._executor.shutdown(wait=True)
         assert self._stopped is not None
