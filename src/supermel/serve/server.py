@@ -47,6 +47,7 @@ import concurrent.futures
 import itertools
 import logging
 import math
+import os
 import threading
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -219,6 +220,8 @@ class Server(HttpEndpoints, Sessions, Stepper):
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._shutdown_task: Optional["asyncio.Future[None]"] = None
         self.port: Optional[int] = None
+        self.reuse_port = False  # SO_REUSEPORT (``supermel serve --workers N``: the workers share the port)
+        self.worker: Optional[int] = None  # this process's index among the workers (reported in /stats)
 
     # ------------------------------------------------------------------ public
     @property
@@ -248,10 +251,11 @@ class Server(HttpEndpoints, Sessions, Stepper):
         }  # fmt: skip
 
     def snapshot_stats(self) -> Dict[str, Any]:
-        """Counters (JSON-ready): connections, open streams, steps, frames, step time, errors and close codes."""
+        """Counters (JSON-ready): connections, open streams, steps, frames, step time, errors and close codes;
+        this process's ``pid`` and ``worker`` index (``supermel serve --workers N``: the worker that answered)."""
         s = dict(self.stats)
         s["errors"], s["close_codes"] = dict(s["errors"]), {str(k): v for k, v in s["close_codes"].items()}
-        s.update(clients=len(self._conns), streams=self.open_streams, closing=self._closing)
+        s.update(clients=len(self._conns), streams=self.open_streams, closing=self._closing, pid=os.getpid(), worker=self.worker)
         return s
 
     async def start(self) -> "Server":
@@ -265,7 +269,7 @@ class Server(HttpEndpoints, Sessions, Stepper):
         self._ws = await ws_serve(
             self._handler, self.host, self.requested_port, compression=None, max_size=max(2 * biggest, 2 * TEXT_LIMIT),
             max_queue=16, write_limit=WRITE_LIMIT, close_timeout=self.close_timeout, process_request=self._process_request,
-            server_header=f"supermel/{__version__}",
+            server_header=f"supermel/{__version__}", **({"reuse_port": True} if self.reuse_port else {}),
         )  # fmt: skip
         self.port = int(self._ws.sockets[0].getsockname()[1])
         self._stepper = asyncio.create_task(self._step_loop(), name="supermel-stepper")
