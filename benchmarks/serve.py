@@ -111,12 +111,50 @@ def wait_quiet(limit: float, busy: float = 0.2) -> float:
     return time.time() - t0
 
 
-def server_stats(port: int) -> Dict[str, Any]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=10) as r:
-        return json.loads(r.read())
+def server_stats(port: int, workers: int = 1) -> Dict[str, Any]:
+    """``/stats``; with ``workers`` > 1, every worker's (a request lands on any: asked until each pid answered), added up."""
+    def one() -> Dict[str, Any]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=10) as r:
+            return json.loads(r.read())
+
+    if workers <= 1:
+        return one()
+    seen: Dict[int, Dict[str, Any]] = {}
+    for _ in range(100 * workers):
+        st = one()
+        seen[st.get("pid", 0)] = st
+        if len(seen) >= workers:
+            break
+    total: Dict[str, Any] = {"workers_seen": len(seen)}
+    for st in seen.values():
+        for k, v in st.items():
+            if k == "max_step_frames":
+                total[k] = max(total.get(k, 0), v)
+            elif isinstance(v, dict):
+                d = total.setdefault(k, {})
+                for kk, vv in v.items():
+                    d[kk] = d.get(kk, 0) + vv
+            elif isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("pid", "worker"):
+                total[k] = total.get(k, 0) + v
+    return total
 
 
-def start_server(step_thread: bool, max_clients: int, interval: Optional[float] = None, profile: Optional[str] = None, src: Optional[str] = None) -> Tuple["subprocess.Popen[str]", str, str]:
+def tree_cpu_seconds(pid: int) -> float:
+    """:func:`cpu_seconds` of a process and its children (``--workers``: the parent and its workers)."""
+    total = cpu_seconds(pid)
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != pid:
+            try:
+                with open(f"/proc/{entry}/stat", encoding="ascii") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        total += cpu_seconds(int(entry))
+            except (OSError, ValueError, IndexError):
+                pass
+    return total
+
+
+def start_server(step_thread: bool, max_clients: int, interval: Optional[float] = None, profile: Optional[str] = None, src: Optional[str] = None,
+                 workers: int = 1) -> Tuple["subprocess.Popen[str]", str, str]:
     """``supermel serve`` in a subprocess (under cProfile, writing ``profile``, when given): the process, its URL and its thread-pool line."""
     prof = ["-m", "cProfile", "-o", profile] if profile else []
     cmd = [sys.executable, *prof, "-m", "supermel", "serve", "--port", "0", "--no-page", "--quiet", "--max-clients", str(max_clients)]
@@ -126,6 +164,8 @@ def start_server(step_thread: bool, max_clients: int, interval: Optional[float] 
         cmd.append("--step-thread")
     if interval is not None:
         cmd += ["--step-interval", f"{interval:g}"]
+    if workers > 1:
+        cmd += ["--workers", str(workers)]
     env = dict(os.environ, PYTHONPATH=(src or os.path.join(ROOT, "src")) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
     url = threads = ""
@@ -134,7 +174,7 @@ def start_server(step_thread: bool, max_clients: int, interval: Optional[float] 
         m = re.search(r"listening on (ws://[^\s;]+)", line)
         if m:
             url = m.group(1)
-        m = re.search(r"threads: (.*)$", line)
+        m = re.search(r"threads(?: per worker)?: (.*)$", line)
         if m:
             threads = m.group(1).strip()
             break
@@ -208,12 +248,13 @@ def _worker(kwargs: Dict[str, Any], queue: Any) -> None:
 
 
 # --------------------------------------------------------------------------- one configuration
-def run_config(n_clients: int, step_thread: bool, interval: Optional[float], args: argparse.Namespace) -> Dict[str, Any]:
+def run_config(n_clients: int, step_thread: bool, interval: Optional[float], args: argparse.Namespace, workers: int = 1) -> Dict[str, Any]:
     """Start a server, run the load, stop the server; the figures of this configuration."""
     load_before = os.getloadavg()
     profile = f"{args.profile_server}.{n_clients}.{'thread' if step_thread else 'loop'}" if args.profile_server else None
-    proc, url, threads = start_server(step_thread, max(256, n_clients), interval, profile, args.server_src)
+    proc, url, threads = start_server(step_thread, max(256, n_clients), interval, profile, args.server_src, workers)
     port = int(url.rsplit(":", 1)[1].strip("/"))
+    n_workers = workers
     try:
         os.environ.update(_THREAD_ENV)  # inherited by the load generator's processes
         ctx = multiprocessing.get_context("spawn")
@@ -232,11 +273,11 @@ def run_config(n_clients: int, step_thread: bool, interval: Optional[float], arg
         marks = []
         for t in win:
             time.sleep(max(0.0, t - time.time()))
-            marks.append((time.perf_counter(), cpu_seconds(proc.pid), sum(cpu_seconds(w.pid) for w in workers), server_stats(port), machine_busy_seconds()))
+            marks.append((time.perf_counter(), tree_cpu_seconds(proc.pid), sum(cpu_seconds(w.pid) for w in workers), server_stats(port, n_workers), machine_busy_seconds()))
         results = [queue.get(timeout=args.seconds + args.ramp + 300) for _ in workers]
         for w in workers:
             w.join(30)
-        final = server_stats(port)
+        final = server_stats(port, n_workers)
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -266,6 +307,7 @@ def run_config(n_clients: int, step_thread: bool, interval: Optional[float], arg
         steps_per_s=steps / wall, frames_per_step=(st_b["frames"] - st_a["frames"]) / max(1, steps), max_step_frames=final["max_step_frames"],
         loadgen_cpu=(lb - la) / wall, others_cpu=max(0.0, (mb - ma) - (sb - sa) - (lb - la)) / wall, lag_p99_ms=_ms(lags, 99), lost=lost, reordered=reordered, exact=exact, errors=errors,
         server_errors=final["errors"], close_codes=final["close_codes"], load_before=load_before, load_after=load_after, threads=threads,
+        workers=n_workers,
     )  # fmt: skip
 
 
@@ -297,6 +339,8 @@ DEFAULT_INTERVAL = 0.002
 def _mode(r: Dict[str, Any]) -> str:
     mode = "in loop" if r["step"] == "loop" else "step thread"
     mode = mode if r.get("interval") is None else f"{mode}, interval {r['interval'] * 1e3:g} ms"
+    if r.get("workers", 1) > 1:
+        mode = f"{mode}, --workers {r['workers']}"
     return mode + (" (defaults)" if r["step"] == "loop" and r.get("interval") in (None, DEFAULT_INTERVAL) else "")
 
 
@@ -556,6 +600,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--json", metavar="FILE", help="write the rows as JSON")
     p.add_argument("--server-src", metavar="DIR", help="run the server from this source tree (its src/ folder) instead of this checkout's: A/B of server changes")
     p.add_argument("--profile-server", metavar="PREFIX", help="run the server under cProfile, writing PREFIX.<clients>.<step mode> (slows it: for finding where the time goes, not for the figures)")
+    p.add_argument("--workers", default="1", metavar="N[,N...]", help="--workers of the server, comma-separated for several runs (e.g. 1,2: one process against two; "
+                   "server CPU is then the parent's and its workers', /stats added up over the workers)")
     p.add_argument("--churn", type=int, default=0, metavar="N", help="instead of the streaming runs: N connect/disconnect cycles against one server, its RSS over them (issue: 40000)")
     p.add_argument("--churn-concurrency", type=int, default=64, metavar="C", help="--churn: connections at a time (default 64)")
     p.add_argument("--churn-warmup", type=int, default=0, metavar="N", help="--churn: cycles before the start figure (default 0: the start is the server's RSS once listening)")
@@ -578,12 +624,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     command = "python benchmarks/serve.py " + " ".join(argv if argv is not None else sys.argv[1:])
     intervals: List[Optional[float]] = [float(v) for v in args.step_interval.split(",") if v.strip()] or [None]
     rows = []
-    for mode, interval, n in itertools.product(modes, intervals, counts):
+    worker_counts = [int(w) for w in args.workers.split(",") if w.strip()]
+    for mode, interval, n, nw in itertools.product(modes, intervals, counts, worker_counts):
         first = None
         for attempt in range(2 if args.rerun_busy is not None else 1):
             wait_quiet(args.wait_quiet)
-            print(f"serve: {n} clients, step {mode}, interval {interval}, {args.seconds:g} s ...", file=sys.stderr, flush=True)
-            r = run_config(n, mode == "thread", interval, args)
+            print(f"serve: {n} clients, step {mode}, interval {interval}, workers {nw}, {args.seconds:g} s ...", file=sys.stderr, flush=True)
+            r = run_config(n, mode == "thread", interval, args, workers=nw)
             print(f"  p50 {_f(r['p50_ms'])} ms, p99 {_f(r['p99_ms'])} ms, server CPU {r['server_cpu']:.2f}, others {r['others_cpu']:.2f}, "
                   f"lost {r['lost']}, reordered {r['reordered']}", file=sys.stderr, flush=True)  # fmt: skip
             if args.rerun_busy is None or r["others_cpu"] <= args.rerun_busy or attempt:
