@@ -67,11 +67,16 @@ class Stepper:
             pool = ps.pool
             fps = 25.0 if ps.wav2lip else None
             sids = [pool.open(fps=fps) for _ in range(2)]
-            for k in range(3):
-                pool.push_many(sids, [noise[k * sr // 50 : (k + 1) * sr // 50 + 3200 * i] for i in range(len(sids))])
-                pool.step()
-            for sid in sids:
-                pool.close(sid)
+            try:
+                for k in range(3):
+                    pool.push_many(sids, [noise[k * sr // 50 : (k + 1) * sr // 50 + 3200 * i] for i in range(len(sids))])
+                    pool.step()
+            finally:
+                for sid in sids:
+                    try:
+                        pool.close(sid)
+                    except ParameterError:  # (a configuration refusing so short a stream, e.g. center=False: warmed anyway)
+                        pass
 
     def _kick(self, *, now: bool = False) -> None:
         """Wake the stepper: at once, or ``step_interval`` after the last cycle's start if that is later (``now``: at once)."""
