@@ -149,3 +149,19 @@ def test_kill_9_of_the_parent_leaves_no_worker():
         for p in pids:
             if _alive(p):
                 os.kill(p, signal.SIGKILL)
+
+
+def test_a_port_held_by_another_server_is_refused():
+    """Another process listening with SO_REUSEPORT (another `--workers` server) would silently share
+    the port: refused with the reason, exit 2, before any worker starts."""
+    import socket
+
+    with socket.socket() as other:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        other.bind(("127.0.0.1", 0))
+        other.listen(8)
+        port = other.getsockname()[1]
+        cmd = [c if c != "0" else str(port) for c in CMD]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stderr
+    assert "cannot listen on 127.0.0.1" in r.stderr and "Traceback" not in r.stderr

@@ -93,9 +93,15 @@ def _reserve_port(host: str, port: int) -> socket.socket:
         raise ParameterError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     sock = socket.socket(info[0], socket.SOCK_STREAM)
     try:
+        # first without SO_REUSEPORT: a port another server holds (even one with SO_REUSEPORT, which would
+        # otherwise share its connections with ours) is refused; with --port 0 this picks the port
+        with socket.socket(info[0], socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(info[4])
+            addr = probe.getsockname()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind(info[4])
+        sock.bind(addr)
     except OSError as exc:
         sock.close()
         raise ParameterError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --port (0: any free port)") from None
