@@ -117,9 +117,32 @@ def wait_quiet(limit: float, busy: float = 0.2) -> float:
     return time.time() - t0
 
 
-def server_stats(port: int) -> Dict[str, Any]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=10) as r:
-        return json.loads(r.read())
+def server_stats(port: int, workers: int = 1) -> Dict[str, Any]:
+    """``/stats``; with ``workers`` > 1, every worker's (a request lands on any: asked until each pid answered), added up."""
+    def one() -> Dict[str, Any]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=10) as r:
+            return json.loads(r.read())
+
+    if workers <= 1:
+        return one()
+    seen: Dict[int, Dict[str, Any]] = {}
+    for _ in range(100 * workers):
+        st = one()
+        seen[st.get("pid", 0)] = st
+        if len(seen) >= workers:
+            break
+    total: Dict[str, Any] = {"workers_seen": len(seen)}
+    for st in seen.values():
+        for k, v in st.items():
+            if k == "max_step_frames":
+                total[k] = max(total.get(k, 0), v)
+            elif isinstance(v, dict):
+                d = total.setdefault(k, {})
+                for kk, vv in v.items():
+                    d[kk] = d.get(kk, 0) + vv
+            elif isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("pid", "worker"):
+                total[k] = total.get(k, 0) + v
+    return total
 
 
 #: ``--routes`` names -> the server's ``SUPERMEL_NATIVE``.
@@ -146,11 +169,26 @@ def route_probe(route: Optional[str], src: Optional[str] = None) -> str:
     return out.stdout.strip() or f"probe failed: {out.stderr.strip()[-200:]}"
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """:func:`cpu_seconds` of a process and its children (``--workers``: the parent and its workers)."""
+    total = cpu_seconds(pid)
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != pid:
+            try:
+                with open(f"/proc/{entry}/stat", encoding="ascii") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        total += cpu_seconds(int(entry))
+            except (OSError, ValueError, IndexError):
+                pass
+    return total
+
+
 def start_server(
-    step_thread: bool, max_clients: int, interval: Optional[float] = None, profile: Optional[str] = None, src: Optional[str] = None, route: Optional[str] = None
+    step_thread: bool, max_clients: int, interval: Optional[float] = None, profile: Optional[str] = None, src: Optional[str] = None,
+    route: Optional[str] = None, workers: int = 1,
 ) -> Tuple["subprocess.Popen[str]", str, str]:
     """``supermel serve`` in a subprocess (under cProfile, writing ``profile``, when given; with
-    ``SUPERMEL_NATIVE`` set for ``route``): the process, its URL and its thread-pool line."""
+    ``SUPERMEL_NATIVE`` set for ``route``; ``--workers`` when > 1): the process, its URL and its thread-pool line."""
     prof = ["-m", "cProfile", "-o", profile] if profile else []
     cmd = [sys.executable, *prof, "-m", "supermel", "serve", "--port", "0", "--no-page", "--quiet", "--max-clients", str(max_clients)]
     for k, v in CORE.items():
@@ -159,6 +197,8 @@ def start_server(
         cmd.append("--step-thread")
     if interval is not None:
         cmd += ["--step-interval", f"{interval:g}"]
+    if workers > 1:
+        cmd += ["--workers", str(workers)]
     env = _server_env(src, route)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
     url = threads = ""
@@ -167,7 +207,7 @@ def start_server(
         m = re.search(r"listening on (ws://[^\s;]+)", line)
         if m:
             url = m.group(1)
-        m = re.search(r"threads: (.*)$", line)
+        m = re.search(r"threads(?: per worker)?: (.*)$", line)
         if m:
             threads = m.group(1).strip()
             break
@@ -241,13 +281,15 @@ def _worker(kwargs: Dict[str, Any], queue: Any) -> None:
 
 
 # --------------------------------------------------------------------------- one configuration
-def run_config(n_clients: int, step_thread: bool, interval: Optional[float], args: argparse.Namespace, route: Optional[str] = None) -> Dict[str, Any]:
-    """Start a server (``route``: its ``SUPERMEL_NATIVE``, see :data:`ROUTES`), run the load, stop the server; the figures of this configuration."""
+def run_config(n_clients: int, step_thread: bool, interval: Optional[float], args: argparse.Namespace, route: Optional[str] = None,
+               workers: int = 1) -> Dict[str, Any]:
+    """Start a server (``route``: its ``SUPERMEL_NATIVE``, see :data:`ROUTES`; ``workers``: its ``--workers``), run the load, stop the server; the figures of this configuration."""
     load_before = os.getloadavg()
     profile = f"{args.profile_server}.{n_clients}.{'thread' if step_thread else 'loop'}" if args.profile_server else None
     route_desc = None if route is None else f"SUPERMEL_NATIVE={ROUTES[route]}: {route_probe(route, args.server_src)}"
-    proc, url, threads = start_server(step_thread, max(256, n_clients), interval, profile, args.server_src, route)
+    proc, url, threads = start_server(step_thread, max(256, n_clients), interval, profile, args.server_src, route, workers)
     port = int(url.rsplit(":", 1)[1].strip("/"))
+    n_workers = workers
     try:
         os.environ.update(_THREAD_ENV)  # inherited by the load generator's processes
         ctx = multiprocessing.get_context("spawn")
@@ -266,11 +308,11 @@ def run_config(n_clients: int, step_thread: bool, interval: Optional[float], arg
         marks = []
         for t in win:
             time.sleep(max(0.0, t - time.time()))
-            marks.append((time.perf_counter(), cpu_seconds(proc.pid), sum(cpu_seconds(w.pid) for w in workers), server_stats(port), machine_busy_seconds()))
+            marks.append((time.perf_counter(), tree_cpu_seconds(proc.pid), sum(cpu_seconds(w.pid) for w in workers), server_stats(port, n_workers), machine_busy_seconds()))
         results = [queue.get(timeout=args.seconds + args.ramp + 300) for _ in workers]
         for w in workers:
             w.join(30)
-        final = server_stats(port)
+        final = server_stats(port, n_workers)
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -300,6 +342,7 @@ def run_config(n_clients: int, step_thread: bool, interval: Optional[float], arg
         steps_per_s=steps / wall, frames_per_step=(st_b["frames"] - st_a["frames"]) / max(1, steps), max_step_frames=final["max_step_frames"],
         loadgen_cpu=(lb - la) / wall, others_cpu=max(0.0, (mb - ma) - (sb - sa) - (lb - la)) / wall, lag_p99_ms=_ms(lags, 99), lost=lost, reordered=reordered, exact=exact, errors=errors,
         server_errors=final["errors"], close_codes=final["close_codes"], load_before=load_before, load_after=load_after, threads=threads,
+        workers=n_workers,
     )  # fmt: skip
 
 
@@ -331,6 +374,8 @@ DEFAULT_INTERVAL = 0.002
 def _mode(r: Dict[str, Any]) -> str:
     mode = "in loop" if r["step"] == "loop" else "step thread"
     mode = mode if r.get("interval") is None else f"{mode}, interval {r['interval'] * 1e3:g} ms"
+    if r.get("workers", 1) > 1:
+        mode = f"{mode}, --workers {r['workers']}"
     return mode + (" (defaults)" if r["step"] == "loop" and r.get("interval") in (None, DEFAULT_INTERVAL) else "")
 
 
@@ -470,6 +515,110 @@ def write_section(path: str, text: str) -> None:
         f.write(new)
 
 
+# --------------------------------------------------------------------------- churn (connect / disconnect cycles)
+def rss_mb(pid: int) -> float:
+    """Resident set size of a process, MB (``VmRSS`` of ``/proc/PID/status``)."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def _churn_load(url: str, cycles: int, concurrency: int, on_progress: Any) -> collections.Counter:
+    """``cycles`` connections, ``concurrency`` at a time; each: hello, start (16, 44.1 or 48 kHz), one to five
+    20 ms chunks, then in turn ``end`` (and read to the close), a close without ``end``, or a drop (TCP abort)."""
+    from websockets.asyncio.client import connect
+
+    rng = np.random.default_rng(5)
+    noise = (rng.standard_normal(48000) * 0.1).astype(np.float32)
+    outcome: collections.Counter = collections.Counter()
+    sem = asyncio.Semaphore(concurrency)
+    done = [0]
+
+    async def one(i: int) -> None:
+        rate = (16000, 44100, 48000)[i % 3]
+        kind = ("end", "close", "drop")[(i // 3) % 3]
+        async with sem:
+            try:
+                async with connect(url, compression=None, open_timeout=30, close_timeout=5) as ws:
+                    await ws.recv()
+                    await ws.send(json.dumps({"type": "start", "sample_rate": rate}))
+                    n = rate // 50
+                    for k in range(1 + i % 5):
+                        await ws.send(noise[k * n : (k + 1) * n].tobytes())
+                    if kind == "end":
+                        await ws.send(json.dumps({"type": "end"}))
+                        async for _ in ws:
+                            pass
+                    elif kind == "drop":
+                        ws.transport.abort()
+                outcome[kind] += 1
+            except Exception as exc:  # refused (server-full) or reset: counted
+                outcome[type(exc).__name__] += 1
+            done[0] += 1
+            on_progress(done[0])
+
+    await asyncio.gather(*(one(i) for i in range(cycles)))
+    return outcome
+
+
+def run_churn(args: argparse.Namespace) -> Dict[str, Any]:
+    """A server, ``--churn`` connect/disconnect cycles against it: its RSS over the cycles, and what it holds after."""
+    proc, url, _ = start_server(False, args.churn_max_clients, None, None, args.server_src)
+    port = int(url.rsplit(":", 1)[1].strip("/"))
+    samples: List[Tuple[int, float, float]] = []
+    t0 = time.time()
+    try:
+        warm = min(args.churn_warmup, args.churn)
+        asyncio.run(_churn_load(url, warm, args.churn_concurrency, lambda d: None))
+        time.sleep(2.0)
+        start = rss_mb(proc.pid)
+        samples.append((0, 0.0, start))
+        every = max(1, args.churn // 20)
+
+        def progress(d: int) -> None:
+            if d % every == 0:
+                samples.append((d, time.time() - t0, rss_mb(proc.pid)))
+                print(f"churn: {d} cycles, server RSS {samples[-1][2]:.1f} MB", file=sys.stderr, flush=True)
+
+        t0 = time.time()
+        outcome = asyncio.run(_churn_load(url, args.churn, args.churn_concurrency, progress))
+        wall = time.time() - t0
+        end = rss_mb(proc.pid)
+        time.sleep(args.churn_settle)
+        settled = rss_mb(proc.pid)
+        stats = server_stats(port)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return dict(cycles=args.churn, concurrency=args.churn_concurrency, warmup=warm, wall_s=round(wall, 1), rss_start=start, rss_end=end,
+                rss_settled=settled, rss_max=max(r for _, _, r in samples), samples=samples, outcome=dict(outcome),
+                clients_after=stats["clients"], streams_after=stats["streams"], close_codes=stats["close_codes"], errors=stats["errors"])  # fmt: skip
+
+
+def churn_report(r: Dict[str, Any]) -> str:
+    growth = r["rss_settled"] - r["rss_start"]
+    lines = [
+        f"Churn: {r['cycles']} connect/disconnect cycles, {r['concurrency']} at a time, after {r['warmup']} warm-up cycles "
+        f"({r['wall_s']:g} s, {r['cycles'] / max(r['wall_s'], 1e-9):.0f} cycles/s; {machine()}, shared with the load generator)",
+        "",
+        "| cycles | server RSS (MB) |",
+        "|---|---|",
+        *[f"| {d} | {m:.1f} |" for d, _, m in r["samples"]],
+        "",
+        f"- RSS start {r['rss_start']:.1f} MB, end {r['rss_end']:.1f} MB, {r.get('settle', '')}settled {r['rss_settled']:.1f} MB: "
+        f"**{growth:+.1f} MB** (acceptance: within 20 MB; max {r['rss_max']:.1f} MB)",
+        f"- after the churn: {r['clients_after']} clients, {r['streams_after']} open streams on the server; outcomes {r['outcome']}; "
+        f"close codes {r['close_codes']}",
+    ]
+    return "\n".join(lines)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("--clients", default="64,256", help="client counts, comma-separated (default 64,256)")
@@ -491,7 +640,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--json", metavar="FILE", help="write the rows as JSON")
     p.add_argument("--server-src", metavar="DIR", help="run the server from this source tree (its src/ folder) instead of this checkout's: A/B of server changes")
     p.add_argument("--profile-server", metavar="PREFIX", help="run the server under cProfile, writing PREFIX.<clients>.<step mode> (slows it: for finding where the time goes, not for the figures)")
+    p.add_argument("--workers", default="1", metavar="N[,N...]", help="--workers of the server, comma-separated for several runs (e.g. 1,2: one process against two; "
+                   "server CPU is then the parent's and its workers', /stats added up over the workers)")
+    p.add_argument("--churn", type=int, default=0, metavar="N", help="instead of the streaming runs: N connect/disconnect cycles against one server, its RSS over them (issue: 40000)")
+    p.add_argument("--churn-concurrency", type=int, default=64, metavar="C", help="--churn: connections at a time (default 64)")
+    p.add_argument("--churn-warmup", type=int, default=0, metavar="N", help="--churn: cycles before the start figure (default 0: the start is the server's RSS once listening)")
+    p.add_argument("--churn-settle", type=float, default=10.0, metavar="S", help="--churn: seconds idle before the settled figure (default 10)")
+    p.add_argument("--churn-max-clients", type=int, default=256, metavar="N", help="--churn: the server's --max-clients (default 256)")
     args = p.parse_args(argv)
+    if args.churn:
+        r = run_churn(args)
+        r["settle"] = f"after {args.churn_settle:g} s idle "
+        text = churn_report(r)
+        print(text)
+        if args.json:
+            with open(args.json, "w", encoding="utf-8") as f:
+                json.dump(r, f, indent=1, default=str)
+        return 0
     counts = [int(c) for c in args.clients.split(",") if c.strip()]
     modes = [m.strip() for m in args.step_modes.split(",") if m.strip()]
     if any(m not in ("loop", "thread") for m in modes) or not counts or args.procs < 1:
@@ -502,12 +667,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if any(r is not None and r not in ROUTES for r in routes):
         p.error(f"--routes takes {' and/or '.join(ROUTES)} (comma-separated), not {args.routes!r}")
     rows = []
-    for mode, interval, n, route in itertools.product(modes, intervals, counts, routes):
+    worker_counts = [int(w) for w in args.workers.split(",") if w.strip()]
+    for mode, interval, n, route, nw in itertools.product(modes, intervals, counts, routes, worker_counts):
         first = None
         for attempt in range(2 if args.rerun_busy is not None else 1):
             wait_quiet(args.wait_quiet)
-            print(f"serve: {n} clients, step {mode}, interval {interval}{'' if route is None else ', route ' + route}, {args.seconds:g} s ...", file=sys.stderr, flush=True)
-            r = run_config(n, mode == "thread", interval, args, route)
+            print(f"serve: {n} clients, step {mode}, interval {interval}{'' if route is None else ', route ' + route}, workers {nw}, {args.seconds:g} s ...", file=sys.stderr, flush=True)
+            r = run_config(n, mode == "thread", interval, args, route, workers=nw)
             print(f"  p50 {_f(r['p50_ms'])} ms, p99 {_f(r['p99_ms'])} ms, server CPU {r['server_cpu']:.2f}, others {r['others_cpu']:.2f}, "
                   f"lost {r['lost']}, reordered {r['reordered']}", file=sys.stderr, flush=True)  # fmt: skip
             if args.rerun_busy is None or r["others_cpu"] <= args.rerun_busy or attempt:

@@ -519,7 +519,7 @@ def test_stream_command_writes_the_offline_frames(tmp_path, speech_at, capsys):
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         dead = s.getsockname()[1]
-    assert cli_main(["stream", str(wav), "--url", f"ws://127.0.0.1:{dead}/", "-o", str(tmp_path / "y.npy")]) == 2
+    assert cli_main(["stream", str(wav), "--url", f"ws://127.0.0.1:{dead}/", "-o", str(tmp_path / "y.npy")]) == 3  # server unreachable
     assert "cannot reach" in capsys.readouterr().err and not (tmp_path / "y.npy").exists()
 
 

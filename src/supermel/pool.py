@@ -32,6 +32,17 @@ included, whatever the chunking and the mix of streams in a step. Non-frame-loca
 presets (Whisper, NeMo, AST, SeamlessM4T, FunASR) give their ``post_local``
 frames; :meth:`StreamPool.finalize` applies the whole-input step.
 
+Threads
+-------
+A pool is safe to share between threads: :meth:`StreamPool.open`, ``push``,
+``push_many``, ``step``, ``close`` and the per-stream queries each hold the pool's
+lock (a ``threading.RLock``; uncontended, ~0.1 us a call, nothing next to a step), so
+calls from several threads run one after the other, each seeing the pool as the
+previous one left it. What a step returns belongs to the caller (no buffer of the
+pool is reused under it). The order of the calls is the callers' business: a stream's
+chunks must be pushed in order (push a stream's chunks from one thread, or order them
+yourself), and the frames of a step go to whichever thread called it.
+
 On a GPU (``device="cuda"``) the frames are gathered in pinned host memory,
 copied to the device once per step, and the features stay on the device for
 the model; the same code path runs on the CPU with ``executor="torch"``.
@@ -39,10 +50,13 @@ the model; the same code path runs on the CPU with ``executor="torch"``.
 
 from __future__ import annotations
 
+import functools
+import heapq
 import inspect
 import itertools
+import threading
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar, Union
 
 import numpy as np
 import torch
@@ -57,6 +71,18 @@ from .streaming import check_chunk
 __all__ = ["StreamPool", "PoolFrames", "PoolStep"]
 
 Array = Union[np.ndarray, torch.Tensor]
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _locked(method: _F) -> _F:
+    """Run ``method`` holding the pool's lock (see the module notes, "Threads")."""
+
+    @functools.wraps(method)
+    def wrapper(self: "StreamPool", *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 #: The numpy executor computes a step in blocks of a multiple of this many frames (see StreamPool._mel_blocks).
 _BUCKET = 32
@@ -108,6 +134,13 @@ class StreamPool:
     **core
         The core's keywords when ``preset`` is None, or overrides of the preset's
         configuration.
+
+    Notes
+    -----
+    Thread-safe: every method that reads or changes the streams holds the pool's lock,
+    so several threads may push, step, open and close concurrently (each call runs
+    whole, one after the other). A stream's chunks must still arrive in order, and a
+    step's frames go to the thread that called it (module notes, "Threads").
 
     Examples
     --------
@@ -193,14 +226,16 @@ class StreamPool:
         self._em = np.zeros(0, dtype=np.int64)  # per slot: frames handed out
         self._order: Optional[Tuple[np.ndarray, np.ndarray]] = None  # (ids, slots) of the open streams
         self._stateful = 0  # open streams with per-stream output state (Wav2Lip windows)
-        self._free: List[int] = []
+        self._free: List[int] = []  # free slots, a heap: a new stream takes the lowest, so that the ring can shrink
         self._streams: Dict[int, _Stream] = {}
         self._ids = itertools.count()
         self._rotation = 0
         self._pinned: Optional[torch.Tensor] = None
         self._copied: Any = None  # CUDA event: the last step's host-to-device copy out of _pinned
+        self._lock = threading.RLock()  # every public method that reads or changes the streams holds it
 
     # ------------------------------------------------------------------ streams
+    @_locked
     def open(self, *, fps: Optional[float] = None) -> int:
         """Start a stream; return its id. ``fps``: also return Wav2Lip's per-video-frame windows at this rate.
 
@@ -225,14 +260,14 @@ class StreamPool:
             raise ParameterError(f"fps={fps!r}: video-frame windows are Wav2Lip's; this pool computes {self.frontend.config.name or 'the core mel'}")
         chunker = Wav2LipChunker(fps, mel_fps=self.sr / self.hop_length) if fps is not None else None
         if self._free:
-            slot = self._free.pop()
+            slot = heapq.heappop(self._free)
             self._ring[slot] = 0.0
         else:
             slot = self._ring.shape[0]
             rows = max(4, 2 * slot)
             grown = np.zeros((rows, self._ring.shape[1]), dtype=self.np_dtype)
             grown[:slot] = self._ring
-            self._free.extend(range(rows - 1, slot, -1))
+            self._free.extend(range(slot + 1, rows))  # (ascending: a heap)
             self._ring = grown
             self._view = None
             self._n, self._t, self._em = (np.concatenate([a, np.zeros(rows - slot, dtype=np.int64)]) for a in (self._n, self._t, self._em))
@@ -253,19 +288,23 @@ class StreamPool:
     @property
     def streams(self) -> List[int]:
         """The ids of the open streams."""
-        return list(self._streams)
+        with self._lock:
+            return list(self._streams)
 
     def __len__(self) -> int:
-        return len(self._streams)
+        return len(self._streams)  # (one atomic read)
 
+    @_locked
     def samples_received(self, sid: int) -> int:
         """Samples stream ``sid`` received (after the front end's waveform step and any trim)."""
         return int(self._n[self._get(sid).slot])
 
+    @_locked
     def frame_count(self, sid: int) -> int:
         """Frames handed out to stream ``sid`` so far."""
         return int(self._em[self._get(sid).slot])
 
+    @_locked
     def pending_frames(self, sid: int) -> int:
         """Frames of stream ``sid`` that the next steps will compute (complete, not yet computed)."""
         slot = self._get(sid).slot
@@ -279,6 +318,7 @@ class StreamPool:
         return max(0, min(lay.start(t), n - self._tail_keep))
 
     # ------------------------------------------------------------------ input
+    @_locked
     def push(self, sid: int, chunk: Array) -> None:
         """Add samples to stream ``sid`` (any size, 0 included). Nothing is computed until :meth:`step`.
 
@@ -330,6 +370,7 @@ class StreamPool:
         self._write(slot, n, x if self._identity_pre else self._pre(st, n, x))
         self._n[slot] = n + m
 
+    @_locked
     def push_many(self, ids: List[int], chunks: List[Array]) -> Dict[int, ParameterError]:
         """Push ``chunks[i]`` to stream ``ids[i]`` for every ``i``, at once (what a server does between steps).
 
@@ -404,7 +445,7 @@ class StreamPool:
             nonfinite = np.concatenate([[0], np.cumsum(~np.isfinite(x))])
             ends = np.cumsum(m)
             bad = nonfinite[ends] - nonfinite[ends - m]
-            for i in np.flatnonzero(bad & ok):
+            for i in np.flatnonzero((bad > 0) & ok):  # (not ``bad & ok``: bitwise, an even count of NaNs & True is 0)
                 errors[ids[i]] = ParameterError("chunk is not finite everywhere (NaN or Inf samples); the stream was left unchanged")
             ok &= bad == 0
         lay, C = self.layout, self.capacity
@@ -477,6 +518,7 @@ class StreamPool:
         return np.concatenate([row[p:C], row[: k - (C - p)]])
 
     # ------------------------------------------------------------------ compute
+    @_locked
     def step(self) -> PoolStep:
         """Compute the complete frames of every stream in one batched computation.
 
@@ -716,11 +758,14 @@ class StreamPool:
         return PoolFrames(start, data, wstart, windows)
 
     # ------------------------------------------------------------------ end
+    @_locked
     def close(self, sid: int) -> PoolFrames:
         """End stream ``sid``: its remaining frames, with librosa's right-edge padding; the id is freed.
 
         Raises :class:`~supermel.ParameterError` when the stream received no samples
         (the offline call refuses empty audio too; the stream is closed anyway).
+
+        When at most a quarter of the ring's rows stay in use, the ring shrinks (see :meth:`_shrink`).
 
         Parameters
         ----------
@@ -741,9 +786,39 @@ class StreamPool:
         >>> pool.step()[sid].frames.shape[-1], pool.close(sid).frames.shape[-1]
         (4, 2)
         """
+        try:
+            return self._close(sid)
+        finally:
+            self._shrink()
+
+    def _shrink(self) -> None:
+        """Halve the ring (or more) when at most a quarter of its rows are in use and none above the half.
+
+        The ring grows by doubling to the most streams open at once and would otherwise keep
+        that size (a row is ~140 KB at 16 kHz with a 2 s backlog: 35 MB for 256 streams)
+        after a burst of clients; new streams take the lowest free slot, so the rows in use
+        gather at the bottom. Hysteresis: shrinking needs use <= 1/4, growing use > 1/1.
+        """
+        rows = self._ring.shape[0]
+        if rows <= 4 or len(self._streams) > rows // 4:
+            return
+        top = max((st.slot for st in self._streams.values()), default=-1) + 1
+        new = 4
+        while new < 2 * top:
+            new *= 2
+        if new > rows // 2:
+            return
+        self._ring = self._ring[:new].copy()  # (the old buffer is freed: a large block, back to the system)
+        self._n, self._t, self._em = (a[:new].copy() for a in (self._n, self._t, self._em))
+        self._free = [s for s in self._free if s < new]
+        heapq.heapify(self._free)
+        self._view = None
+        self._order = None
+
+    def _close(self, sid: int) -> PoolFrames:
         st = self._get(sid)
         del self._streams[sid]
-        self._free.append(st.slot)
+        heapq.heappush(self._free, st.slot)
         self._stateful -= st.chunker is not None
         self._order = None
         fe, lay = self.frontend, self.layout

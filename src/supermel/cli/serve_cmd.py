@@ -81,6 +81,10 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
     s.add_argument("--max-chunk", type=_seconds, default=1.0, metavar="S", help="longest audio message, in seconds (default 1)")
     s.add_argument("--socket-send-buffer", type=_positive_int, default=262144, metavar="BYTES",
                    help="SO_SNDBUF per connection, bounding the kernel's buffer for a client that stops reading (default 262144)")  # fmt: skip
+    s.add_argument("--workers", type=_positive_int, default=1, metavar="N",
+                   help="serve from N processes, each with its own pools, sharing the port (SO_REUSEPORT, Linux): the kernel spreads "
+                   "the connections; /stats answers for the worker that took the request (its pid and index in it); SIGINT/SIGTERM "
+                   "stops and flushes every worker; a worker that dies is replaced (default 1)")  # fmt: skip
     s.add_argument("--step-thread", action="store_true", help="run the batched step in one worker thread instead of the event loop's (see docs/serving.md)")
     s.add_argument("--no-page", dest="page", action="store_false", help="do not serve the live page at /")
     s.add_argument("--quiet", action="store_true", help="do not log connections and errors")
@@ -103,27 +107,14 @@ def run(args: argparse.Namespace) -> int:
             f"the mel spectrogram options ({', '.join('--' + k.replace('_', '-') for k in core)}) configure the plain mel spectrogram; "
             "a preset fixes its own: drop them, or drop --preset"
         )
-    threads = server_mod.limit_threads()
-    if not args.quiet:
-        import logging
+    if args.workers > 1:
+        from ._serve_workers import run_workers
 
-        logging.basicConfig(level=logging.INFO, format="supermel serve: %(message)s", stream=sys.stderr)
-        logging.getLogger("websockets").setLevel(logging.WARNING)
-    server = server_mod.Server(
-        args.preset, core=core if (core or not args.preset) else None, host=args.host, port=args.port, device=args.device,
-        max_clients=args.max_clients, max_frames_per_step=args.max_frames_per_step, step_interval=args.step_interval, max_backlog_seconds=args.max_backlog,
-        max_send_seconds=args.max_send_backlog, max_chunk_seconds=args.max_chunk, socket_send_buffer=args.socket_send_buffer,
-        step_thread=args.step_thread, page=args.page,
-    )  # fmt: skip
-    # What the start created (torch, the pools: ~200k objects) leaves the garbage collector's reach: a full
-    # collection traversing it stops the event loop for ~100 ms, a stall every client would see.
-    gc.freeze()
+        return run_workers(args)
+    server, threads = _build(args, server_mod)
 
     async def main() -> None:
-        try:
-            await server.start()
-        except OSError as exc:
-            raise ParameterError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}; choose another --port (0: any free port)") from None
+        await _start(server, args)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, server.request_shutdown)
@@ -136,3 +127,32 @@ def run(args: argparse.Namespace) -> int:
 
     asyncio.run(main())
     return 0
+
+
+def _build(args: argparse.Namespace, server_mod: Any, *, log_prefix: str = "supermel serve") -> Any:
+    """The server of these options, warmed up and out of the collector's reach; and the thread-pool line."""
+    core = _core_kwargs(args)
+    threads = server_mod.limit_threads()
+    if not args.quiet:
+        import logging
+
+        logging.basicConfig(level=logging.INFO, format=f"{log_prefix}: %(message)s", stream=sys.stderr)
+        logging.getLogger("websockets").setLevel(logging.WARNING)
+    server = server_mod.Server(
+        args.preset, core=core if (core or not args.preset) else None, host=args.host, port=args.port, device=args.device,
+        max_clients=args.max_clients, max_frames_per_step=args.max_frames_per_step, step_interval=args.step_interval, max_backlog_seconds=args.max_backlog,
+        max_send_seconds=args.max_send_backlog, max_chunk_seconds=args.max_chunk, socket_send_buffer=args.socket_send_buffer,
+        step_thread=args.step_thread, page=args.page,
+    )  # fmt: skip
+    server.warm_up()  # the first use of the pools and the resampler, before the first client (and before gc.freeze)
+    # What the start created (torch, the pools: ~200k objects) leaves the garbage collector's reach: a full
+    # collection traversing it stops the event loop for ~100 ms, a stall every client would see.
+    gc.freeze()
+    return server, threads
+
+
+async def _start(server: Any, args: argparse.Namespace) -> None:
+    try:
+        await server.start()
+    except OSError as exc:
+        raise ParameterError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}; choose another --port (0: any free port)") from None

@@ -24,13 +24,17 @@ import itertools
 import json
 import logging
 import socket
+import time
 from typing import Any, Callable, Dict, Optional, Union
 
 import numpy as np
 
 from . import protocol as P
+from ._memory import malloc_trim
 from ._state import CLOSING, ENDING, NEW, STREAMING, Close, Conn, PoolState, Recording
-from ._ws import ConnectionClosed, ServerConnection
+from ._ws import ConnectionClosed, ServerConnection, State
+
+_CLOSED = State.CLOSED
 from .resample import StreamResampler
 
 log = logging.getLogger("supermel.serve")
@@ -39,6 +43,8 @@ log = logging.getLogger("supermel.serve")
 TEXT_LIMIT = 65536
 #: websockets' write buffer high-water mark per connection.
 WRITE_LIMIT = 65536
+#: Seconds after a connection closes before the freed heap is returned to the system (at most one trim per this interval).
+TRIM_DELAY = 5.0
 
 
 class Sessions:
@@ -63,6 +69,7 @@ class Sessions:
     _closing: bool
     hello: Callable[[], Dict[str, Any]]
     _kick: Callable[..., None]  # wake the stepper (:mod:`._step`)
+    _trim_timer: Optional[asyncio.TimerHandle]
 
     async def _handler(self, ws: ServerConnection) -> None:
         conn = Conn(next(self._ids), ws)
@@ -95,6 +102,10 @@ class Sessions:
         finally:
             self._conns.pop(conn.id, None)
             self._detach(conn)
+        # the client closed or dropped: nothing more can be sent, so the sender (waiting for frames that will
+        # not come) is woken to finish now, not after the close timeout (the handler, its buffers and
+        # resampler were held close_timeout + 1 s, 6 s by default, per client gone without end)
+        conn.out_event.set()
         try:
             await asyncio.wait_for(asyncio.shield(conn.sender), timeout=self.close_timeout + 1.0)
         except (asyncio.TimeoutError, ConnectionClosed):
@@ -103,6 +114,15 @@ class Sessions:
         self.stats["close_codes"][code] += 1
         if conn.record is not None:
             conn.record.close_code, conn.record.close_reason = code, ws.close_reason or ""
+        if self._trim_timer is None:  # the connection's memory is free: give it back to the system soon (see _memory.py)
+            self._trim_timer = asyncio.get_running_loop().call_later(TRIM_DELAY, self._trim)
+
+    def _trim(self) -> None:
+        self._trim_timer = None
+        t0 = time.perf_counter()
+        if malloc_trim():
+            self.stats["memory_trims"] += 1
+            self.stats["trim_seconds"] += time.perf_counter() - t0
 
     async def _receive(self, conn: Conn) -> None:
         ws = conn.ws
@@ -256,6 +276,8 @@ class Sessions:
         try:
             while True:
                 while not conn.outq:
+                    if ws.state is _CLOSED:  # nothing more can go out
+                        return
                     conn.out_event.clear()
                     await conn.out_event.wait()
                 item = conn.outq.popleft()

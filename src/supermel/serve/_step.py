@@ -47,6 +47,37 @@ class Stepper:
     _kick_timer: Optional[asyncio.TimerHandle]
     _fail: Callable[..., None]  # send an error to one client and close it (:mod:`._session`)
 
+    def warm_up(self) -> None:
+        """Run each pool and the resampler once on noise before serving (``supermel serve`` calls it at start).
+
+        What the first clients would otherwise pay (first use of the kernels and
+        workspaces, soxr's library and filters) is paid here, before the first
+        connection: the first round trips are not slow, and the memory figures after
+        start-up are the server's steady state (benchmarks/serve.py ``--churn``).
+        """
+        from .resample import StreamResampler
+
+        noise = (np.random.default_rng(0).standard_normal(48000) * 0.1).astype(np.float32)
+        for ps in self._pools.values():
+            sr = int(ps.info["sr"])
+            for rate in {44100, 48000, 16000} - {sr}:
+                rs = StreamResampler(rate, sr)
+                rs.process(noise[: rate // 50])
+                rs.flush()
+            pool = ps.pool
+            fps = 25.0 if ps.wav2lip else None
+            sids = [pool.open(fps=fps) for _ in range(2)]
+            try:
+                for k in range(3):
+                    pool.push_many(sids, [noise[k * sr // 50 : (k + 1) * sr // 50 + 3200 * i] for i in range(len(sids))])
+                    pool.step()
+            finally:
+                for sid in sids:
+                    try:
+                        pool.close(sid)
+                    except ParameterError:  # (a configuration refusing so short a stream, e.g. center=False: warmed anyway)
+                        pass
+
     def _kick(self, *, now: bool = False) -> None:
         """Wake the stepper: at once, or ``step_interval`` after the last cycle's start if that is later (``now``: at once)."""
         assert self._wake is not None and self._loop is not None
@@ -87,6 +118,7 @@ class Stepper:
                 self.stats["step_seconds"] += time.perf_counter() - t0
                 for w in works:
                     self._dispatch(w)
+            works = []  # (the last cycle's connections are not kept alive while the stepper waits)
             if any(ps.more for ps in self._pools.values()):
                 self._wake.set()
             await asyncio.sleep(0)  # let the receivers run before the next cycle

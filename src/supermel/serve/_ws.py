@@ -13,7 +13,8 @@ try:
     from websockets.datastructures import Headers
     from websockets.exceptions import ConnectionClosed
     from websockets.http11 import Request, Response
+    from websockets.protocol import State
 except ImportError as _exc:  # pragma: no cover - exercised without the extra
     raise ImportError(f"supermel.serve needs the optional module 'websockets' (>= 14): pip install 'supermel[serve]' ({_exc})") from None
 
-__all__ = ["WsServer", "ServerConnection", "ws_serve", "Headers", "ConnectionClosed", "Request", "Response"]
+__all__ = ["WsServer", "ServerConnection", "ws_serve", "Headers", "ConnectionClosed", "Request", "Response", "State"]

@@ -32,15 +32,22 @@ from . import protocol as P
 try:
     from websockets.asyncio.client import ClientConnection
     from websockets.asyncio.client import connect as _ws_connect
-    from websockets.exceptions import ConnectionClosed
+    from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+    from websockets.uri import parse_uri
 except ImportError as _exc:  # pragma: no cover - exercised without the extra
     raise ImportError(f"supermel.serve needs the optional module 'websockets' (>= 14): pip install 'supermel[serve]' ({_exc})") from None
 
-__all__ = ["Client", "ServerError", "stream_audio", "stream_sync"]
+__all__ = ["Client", "ServerError", "ServerUnreachable", "ConnectionLost", "ServerUnresponsive", "check_url", "stream_audio", "stream_sync"]
 
 
 class ServerError(Exception):
-    """The server refused the stream: its ``error`` code and message, and the close code.
+    """The stream failed on the server's side: the server's ``error`` code and message, and the close code.
+
+    Subclasses say what happened to the connection itself: :class:`ServerUnreachable`
+    (nobody answered), :class:`ConnectionLost` (it broke mid-stream),
+    :class:`ServerUnresponsive` (the server stopped answering pings). A plain
+    ``ServerError`` is the server's own refusal (``error`` is its code: ``server-full``,
+    ``bad-rate``, ... or ``closed`` for a close without an ``error`` message).
 
     Examples
     --------
@@ -57,6 +64,34 @@ class ServerError(Exception):
     def __init__(self, error: str, message: str, close_code: Optional[int] = None) -> None:
         super().__init__(f"{error}: {message}" + (f" (closed with {close_code})" if close_code else ""))
         self.error, self.message, self.close_code = error, message, close_code
+
+
+class ServerUnreachable(ServerError):
+    """No server answered at the URL (connection refused, unknown host, handshake refused)."""
+
+
+class ConnectionLost(ServerError):
+    """The connection broke mid-stream without a closing handshake (the server died, or the network dropped)."""
+
+
+class ServerUnresponsive(ServerError):
+    """The server stopped answering: no pong within ``ping_timeout``, or no handshake within ``open_timeout``."""
+
+
+def check_url(url: Any) -> str:
+    """``url`` if it is a ``ws://`` or ``wss://`` URL, else :class:`~supermel.ParameterError` naming it and the fix."""
+    fix = "use ws://HOST:PORT/ (wss:// with TLS), e.g. ws://127.0.0.1:8000/"
+    if not isinstance(url, str):
+        raise ParameterError(f"url={url!r} must be a string: {fix}")
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme in ("http", "https"):
+        guess = ("wss" if scheme == "https" else "ws") + url[len(scheme) :]
+        raise ParameterError(f"url {url!r} is an HTTP address; a stream needs the WebSocket URL: {guess!r} (ws://HOST:PORT/, or wss:// with TLS)")
+    try:
+        parse_uri(url)
+    except (InvalidURI, ValueError) as exc:
+        raise ParameterError(f"url {url!r} is not a WebSocket URL ({exc}): {fix}") from None
+    return url
 
 
 def _pcm(chunk: Any, fmt: str) -> Tuple[bytes, int]:
@@ -133,6 +168,8 @@ class Client:
         self._ready: "asyncio.Future[Dict[str, Any]]" = loop.create_future()
         self._ended: "asyncio.Future[Dict[str, Any]]" = loop.create_future()
         self._error: Optional[ServerError] = None
+        self.url = ""
+        self._keepalive_task: Optional["asyncio.Task[None]"] = None
         self._task = asyncio.create_task(self._receive())
 
     # ------------------------------------------------------------------ set-up
@@ -149,6 +186,8 @@ class Client:
         on_message: Optional[Callable[[P.FrameMessage], None]] = None,
         max_in_flight: Optional[float] = None,
         open_timeout: float = 10.0,
+        ping_interval: Optional[float] = 5.0,
+        ping_timeout: float = 10.0,
         **connect_kwargs: Any,
     ) -> "Client":
         """Connect, send ``start``, and return once the server is ``ready``.
@@ -171,16 +210,50 @@ class Client:
         max_in_flight : float, optional
             Flow control: :meth:`send` waits while more than this many seconds of
             audio are unacknowledged (sending a file faster than real time).
+        open_timeout : float
+            Seconds for the connection, the WebSocket handshake, ``hello`` and ``ready``
+            each; past it: :class:`ServerUnresponsive` (:class:`ServerUnreachable` when
+            nothing accepts the connection).
+        ping_interval, ping_timeout : float
+            Keepalive: a ping every ``ping_interval`` seconds (``None``: none); a pong
+            later than ``ping_timeout`` seconds drops the connection and every call
+            raises :class:`ServerUnresponsive` (a hung server is found within
+            ``ping_interval + ping_timeout`` seconds; ``supermel stream`` uses 2 and 3 s).
         **connect_kwargs
             Passed to ``websockets.asyncio.client.connect`` (compression is off).
         """
         if sample_format not in P.FORMATS:
             raise ParameterError(f"sample_format={sample_format!r}: use 'float32' or 'int16'")
-        kw: Dict[str, Any] = dict(compression=None, max_size=None, open_timeout=open_timeout)
+        check_url(url)
+        for name, value in (("open_timeout", open_timeout), ("ping_timeout", ping_timeout), ("ping_interval", ping_interval)):
+            if value is None and name == "ping_interval":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+                raise ParameterError(f"{name}={value!r} must be a positive number of seconds")
+        # keepalive is this client's own (_keepalive): it drops the connection at once on a missed pong
+        kw: Dict[str, Any] = dict(compression=None, max_size=None, open_timeout=open_timeout, ping_interval=None, close_timeout=min(5.0, open_timeout))
         kw.update(connect_kwargs)
-        ws = await _ws_connect(url, **kw)
         try:
-            first = await asyncio.wait_for(ws.recv(), timeout=open_timeout)
+            ws = await _ws_connect(url, **kw)
+        except InvalidStatus as exc:
+            status = exc.response.status_code
+            raise ServerUnreachable("handshake-refused", f"{url} answered HTTP {status} {exc.response.reason_phrase} to the WebSocket handshake: "
+                                    "not a supermel server, or it refused this client") from None  # fmt: skip
+        except InvalidHandshake as exc:
+            raise ServerUnreachable("bad-handshake", f"{url} did not complete a WebSocket handshake ({exc}): is it a supermel server?") from None
+        except asyncio.TimeoutError:
+            raise ServerUnresponsive("unresponsive", f"{url} accepted the connection but did not complete the handshake within {open_timeout:g} s: the server is hung or overloaded") from None
+        except OSError as exc:
+            raise ServerUnreachable("unreachable", f"cannot reach {url}: {exc.strerror or exc}; is `supermel serve` running there?") from None
+        try:
+            try:
+                first = await asyncio.wait_for(ws.recv(), timeout=open_timeout)
+            except asyncio.TimeoutError:
+                raise ServerUnresponsive("unresponsive", f"{url} sent no hello within {open_timeout:g} s of connecting: the server is hung or overloaded") from None
+            except ConnectionClosed as exc:
+                if exc.rcvd is None:
+                    raise ConnectionLost("connection-lost", f"the connection to {url} broke before the server's hello (no closing handshake)") from None
+                raise ServerError("closed", f"the server closed the connection before its hello: {exc.rcvd.code} {exc.rcvd.reason}".strip(), exc.rcvd.code) from None
             hello = json.loads(first) if isinstance(first, str) else {}
             if hello.get("type") == "error":
                 raise ServerError(hello.get("error", "?"), hello.get("message", ""), hello.get("close"))
@@ -196,8 +269,14 @@ class Client:
             await ws.close()
             raise
         self = cls(ws, hello, sample_rate=sample_rate, sample_format=sample_format, keep=keep, on_message=on_message, max_in_flight=max_in_flight)
+        self.url = url
+        if ping_interval is not None:
+            self._keepalive_task = asyncio.create_task(self._keepalive(float(ping_interval), float(ping_timeout)))
         try:
-            self.ready = await asyncio.wait_for(asyncio.shield(self._ready), timeout=open_timeout)
+            try:
+                self.ready = await asyncio.wait_for(asyncio.shield(self._ready), timeout=open_timeout)
+            except asyncio.TimeoutError:
+                raise ServerUnresponsive("unresponsive", f"{url} did not answer start within {open_timeout:g} s: the server is hung or overloaded") from None
         except BaseException:
             await self.close()
             raise
@@ -233,8 +312,7 @@ class Client:
         try:
             await self.ws.send(data)
         except ConnectionClosed:
-            self._raise()
-            raise
+            await self._raise_closed()
 
     async def end(self, timeout: float = 60.0) -> Dict[str, Any]:
         """Send ``end``; wait for the last frames and the totals (returned; also :attr:`totals`)."""
@@ -242,8 +320,7 @@ class Client:
         try:
             await self.ws.send(json.dumps({"type": "end"}))
         except ConnectionClosed:
-            self._raise()
-            raise
+            await self._raise_closed()
         return await self.wait_end(timeout)
 
     async def wait_end(self, timeout: float = 60.0) -> Dict[str, Any]:
@@ -257,6 +334,8 @@ class Client:
 
     async def close(self) -> None:
         """Close the connection (without ``end``: the server discards the stream)."""
+        if self._keepalive_task is not None:
+            self._keepalive_task.cancel()
         await self.ws.close()
         if not self._task.done():
             self._task.cancel()
@@ -269,6 +348,36 @@ class Client:
         if self._error is not None:
             raise self._error
 
+    async def _raise_closed(self) -> None:
+        """A send found the connection closed: raise what the receive task made of it."""
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), timeout=5.0)
+        except (asyncio.TimeoutError, ConnectionClosed):
+            pass
+        self._raise()
+        raise ConnectionLost("connection-lost", f"the connection to {self.url or 'the server'} closed while sending")
+
+    async def _keepalive(self, interval: float, timeout: float) -> None:
+        """A ping every ``interval`` s; no pong within ``timeout`` s: the server is hung, drop the connection."""
+        ws = self.ws
+
+        async def ping() -> None:
+            waiter = await ws.ping()  # (may wait on a full socket buffer: inside the timeout)
+            await waiter
+
+        try:
+            while True:
+                await asyncio.sleep(interval)
+                try:
+                    await asyncio.wait_for(ping(), timeout=timeout)
+                except asyncio.TimeoutError:
+                    if self._error is None and not self._ended.done():
+                        self._error = ServerUnresponsive("unresponsive", f"the server at {self.url} did not answer a ping within {timeout:g} s: it is hung or overloaded")
+                    ws.transport.abort()
+                    return
+        except (ConnectionClosed, asyncio.CancelledError):
+            return
+
     # ------------------------------------------------------------------ receiving
     async def _receive(self) -> None:
         try:
@@ -280,9 +389,15 @@ class Client:
         except ConnectionClosed:
             pass
         finally:
+            if self._keepalive_task is not None:
+                self._keepalive_task.cancel()
             code, reason = self.ws.close_code, self.ws.close_reason
             if self._error is None and not self._ended.done():
-                self._error = ServerError("closed", f"the connection closed before the end of the stream: {code} {reason}".strip(), code)
+                if self.ws.protocol.close_rcvd is None:  # no close frame: the server died, or the network dropped
+                    self._error = ConnectionLost("connection-lost", f"the connection to {self.url or 'the server'} broke mid-stream, without a closing "
+                                                 "handshake: the server stopped or the network dropped", code)  # fmt: skip
+                else:
+                    self._error = ServerError("closed", f"the server closed the connection before the end of the stream: {code} {reason}".strip(), code)
             elif self._error is not None and self._error.close_code is None:
                 self._error.close_code = code
             for fut in (self._ready, self._ended):

@@ -47,6 +47,7 @@ import concurrent.futures
 import itertools
 import logging
 import math
+import os
 import threading
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -206,8 +207,9 @@ class Server(HttpEndpoints, Sessions, Stepper):
         self.recordings: "collections.OrderedDict[int, Recording]" = collections.OrderedDict()
         self.stats: Dict[str, Any] = {
             "connections": 0, "steps": 0, "frames": 0, "max_step_frames": 0, "step_seconds": 0.0,
-            "errors": collections.Counter(), "close_codes": collections.Counter(),
+            "errors": collections.Counter(), "close_codes": collections.Counter(), "memory_trims": 0, "trim_seconds": 0.0,
         }  # fmt: skip
+        self._trim_timer: Optional[asyncio.TimerHandle] = None  # (_session.py: malloc_trim after connections close)
         self._ws: Optional[WsServer] = None
         self._wake: Optional[asyncio.Event] = None
         self._next_cycle = 0.0
@@ -218,6 +220,8 @@ class Server(HttpEndpoints, Sessions, Stepper):
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._shutdown_task: Optional["asyncio.Future[None]"] = None
         self.port: Optional[int] = None
+        self.reuse_port = False  # SO_REUSEPORT (``supermel serve --workers N``: the workers share the port)
+        self.worker: Optional[int] = None  # this process's index among the workers (reported in /stats)
 
     # ------------------------------------------------------------------ public
     @property
@@ -247,10 +251,11 @@ class Server(HttpEndpoints, Sessions, Stepper):
         }  # fmt: skip
 
     def snapshot_stats(self) -> Dict[str, Any]:
-        """Counters (JSON-ready): connections, open streams, steps, frames, step time, errors and close codes."""
+        """Counters (JSON-ready): connections, open streams, steps, frames, step time, errors and close codes;
+        this process's ``pid`` and ``worker`` index (``supermel serve --workers N``: the worker that answered)."""
         s = dict(self.stats)
         s["errors"], s["close_codes"] = dict(s["errors"]), {str(k): v for k, v in s["close_codes"].items()}
-        s.update(clients=len(self._conns), streams=self.open_streams, closing=self._closing)
+        s.update(clients=len(self._conns), streams=self.open_streams, closing=self._closing, pid=os.getpid(), worker=self.worker)
         return s
 
     async def start(self) -> "Server":
@@ -264,7 +269,7 @@ class Server(HttpEndpoints, Sessions, Stepper):
         self._ws = await ws_serve(
             self._handler, self.host, self.requested_port, compression=None, max_size=max(2 * biggest, 2 * TEXT_LIMIT),
             max_queue=16, write_limit=WRITE_LIMIT, close_timeout=self.close_timeout, process_request=self._process_request,
-            server_header=f"supermel/{__version__}",
+            server_header=f"supermel/{__version__}", **({"reuse_port": True} if self.reuse_port else {}),
         )  # fmt: skip
         self.port = int(self._ws.sockets[0].getsockname()[1])
         self._stepper = asyncio.create_task(self._step_loop(), name="supermel-stepper")
@@ -318,6 +323,8 @@ class Server(HttpEndpoints, Sessions, Stepper):
                 pass
         if self._kick_timer is not None:
             self._kick_timer.cancel()
+        if self._trim_timer is not None:
+            self._trim_timer.cancel()
         if self._executor is not None:
             self._executor.shutdown(wait=True)
         assert self._stopped is not None
