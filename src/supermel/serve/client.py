@@ -67,19 +67,79 @@ class ServerError(Exception):
 
 
 class ServerUnreachable(ServerError):
-    """No server answered at the URL (connection refused, unknown host, handshake refused)."""
+    """No server answered at the URL (connection refused, unknown host, handshake refused).
+
+    ``supermel stream`` exits 3 on it.
+
+    Examples
+    --------
+    >>> import socket, numpy as np
+    >>> from supermel.serve import ServerUnreachable, stream_sync
+    >>> with socket.socket() as s:  # a free port with nobody listening
+    ...     s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
+    >>> try:
+    ...     stream_sync(f"ws://127.0.0.1:{port}/", np.zeros(160, np.float32), 16000)
+    ... except ServerUnreachable as e:
+    ...     print(type(e).__name__)
+    ServerUnreachable
+    """
 
 
 class ConnectionLost(ServerError):
-    """The connection broke mid-stream without a closing handshake (the server died, or the network dropped)."""
+    """The connection broke mid-stream without a closing handshake (the server died, or the network dropped).
+
+    ``supermel stream`` exits 4 on it. A subclass of :class:`ServerError`.
+
+    Examples
+    --------
+    >>> from supermel.serve import ConnectionLost, ServerError
+    >>> issubclass(ConnectionLost, ServerError)
+    True
+    """
 
 
 class ServerUnresponsive(ServerError):
-    """The server stopped answering: no pong within ``ping_timeout``, or no handshake within ``open_timeout``."""
+    """The server stopped answering: no pong within ``ping_timeout``, or no handshake within ``open_timeout``.
+
+    ``supermel stream`` exits 5 on it. A subclass of :class:`ServerError`.
+
+    Examples
+    --------
+    >>> from supermel.serve import ServerUnresponsive, ServerError
+    >>> issubclass(ServerUnresponsive, ServerError)
+    True
+    """
 
 
 def check_url(url: Any) -> str:
-    """``url`` if it is a ``ws://`` or ``wss://`` URL, else :class:`~supermel.ParameterError` naming it and the fix."""
+    """``url`` if it is a ``ws://`` or ``wss://`` URL, else :class:`~supermel.ParameterError` naming it and the fix.
+
+    Parameters
+    ----------
+    url : str
+        The server's WebSocket URL.
+
+    Returns
+    -------
+    str
+        ``url`` unchanged.
+
+    Raises
+    ------
+    supermel.ParameterError
+        Not a string, an ``http(s)://`` address (the message gives the ``ws(s)://`` one), or not a
+        WebSocket URL.
+
+    Examples
+    --------
+    >>> from supermel.serve import check_url
+    >>> check_url("ws://127.0.0.1:8000/")
+    'ws://127.0.0.1:8000/'
+    >>> check_url("http://127.0.0.1:8000/")
+    Traceback (most recent call last):
+    ...
+    supermel._errors.ParameterError: url 'http://127.0.0.1:8000/' is an HTTP address; a stream needs the WebSocket URL: 'ws://127.0.0.1:8000/' (ws://HOST:PORT/, or wss:// with TLS)
+    """
     fix = "use ws://HOST:PORT/ (wss:// with TLS), e.g. ws://127.0.0.1:8000/"
     if not isinstance(url, str):
         raise ParameterError(f"url={url!r} must be a string: {fix}")
