@@ -435,7 +435,7 @@ def _fmt_ratio(e: Dict[str, Any]) -> str:
 
 def render_native_markdown(results: Any) -> str:
     """The issue-19 table of a ``--suite native`` run (CPU rows at the run's thread count)."""
-    from .report import _header_md, _md_cell
+    from ._markdown import _header_md, _md_cell
 
     meta = results.meta
     threads = meta.get("threads", 1)

@@ -26,7 +26,6 @@ which (``pid``, ``worker``). Linux only (elsewhere ``SO_REUSEPORT`` does not bal
 from __future__ import annotations
 
 import argparse
-import asyncio
 import collections
 import ctypes
 import multiprocessing
@@ -36,7 +35,7 @@ import signal
 import socket
 import sys
 import time
-from typing import Any, Deque, Dict, Optional
+from typing import Any, Callable, Deque, Dict, Optional
 
 from .._errors import ParameterError
 
@@ -58,31 +57,6 @@ def _die_with_parent(parent: int) -> None:
         pass
     if os.getppid() != parent:
         os._exit(0)
-
-
-def _worker_main(args: argparse.Namespace, index: int, parent: int, queue: Any) -> None:
-    """One worker: a whole ``supermel serve`` on the shared port (runs in a spawned process)."""
-    _die_with_parent(parent)
-    from ..serve import server as server_mod
-    from . import serve_cmd
-
-    try:
-        server, threads = serve_cmd._build(args, server_mod, log_prefix=f"supermel serve [worker {index}]")
-        server.reuse_port = True
-        server.worker = index
-
-        async def main() -> None:
-            await serve_cmd._start(server, args)
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, server.request_shutdown)
-            queue.put(("ready", index, os.getpid(), str(threads)))
-            await server.serve_forever()
-
-        asyncio.run(main())
-    except ParameterError as exc:
-        queue.put(("error", index, os.getpid(), str(exc)))
-        sys.exit(2)
 
 
 def _reserve_port(host: str, port: int) -> socket.socket:
@@ -108,8 +82,12 @@ def _reserve_port(host: str, port: int) -> socket.socket:
     return sock
 
 
-def run_workers(args: argparse.Namespace) -> int:
-    """``supermel serve --workers N``: start, supervise and stop the workers; the exit status."""
+def run_workers(args: argparse.Namespace, worker_main: Callable[[argparse.Namespace, int, int, Any], None]) -> int:
+    """``supermel serve --workers N``: start, supervise and stop the workers; the exit status.
+
+    ``worker_main(args, index, parent_pid, queue)`` runs one worker in a spawned process
+    (:func:`supermel.cli.serve_cmd._worker_main`: passed in, so that this module does not import the command's).
+    """
     if not sys.platform.startswith("linux") or not hasattr(socket, "SO_REUSEPORT"):
         raise ParameterError(
             f"--workers {args.workers} needs Linux (SO_REUSEPORT spreads the connections over the processes); "
@@ -129,7 +107,7 @@ def run_workers(args: argparse.Namespace) -> int:
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
 
     def start(i: int) -> None:
-        p = ctx.Process(target=_worker_main, args=(args, i, os.getpid(), queue), name=f"supermel-serve-{i}", daemon=False)
+        p = ctx.Process(target=worker_main, args=(args, i, os.getpid(), queue), name=f"supermel-serve-{i}", daemon=False)
         p.start()
         procs[i] = p
 

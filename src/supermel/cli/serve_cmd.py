@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import os
 import signal
 import sys
 from typing import Any, Dict
@@ -110,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     if args.workers > 1:
         from ._serve_workers import run_workers
 
-        return run_workers(args)
+        return run_workers(args, _worker_main)
     server, threads = _build(args, server_mod)
 
     async def main() -> None:
@@ -156,3 +157,29 @@ async def _start(server: Any, args: argparse.Namespace) -> None:
         await server.start()
     except OSError as exc:
         raise ParameterError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}; choose another --port (0: any free port)") from None
+
+
+def _worker_main(args: argparse.Namespace, index: int, parent: int, queue: Any) -> None:
+    """One worker: a whole ``supermel serve`` on the shared port (runs in a spawned process)."""
+    from ._serve_workers import _die_with_parent
+
+    _die_with_parent(parent)  # before the slow imports
+    from ..serve import server as server_mod
+
+    try:
+        server, threads = _build(args, server_mod, log_prefix=f"supermel serve [worker {index}]")
+        server.reuse_port = True
+        server.worker = index
+
+        async def main() -> None:
+            await _start(server, args)
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, server.request_shutdown)
+            queue.put(("ready", index, os.getpid(), str(threads)))
+            await server.serve_forever()
+
+        asyncio.run(main())
+    except ParameterError as exc:
+        queue.put(("error", index, os.getpid(), str(exc)))
+        sys.exit(2)
