@@ -35,6 +35,9 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
     p.add_argument("--chunk-ms", type=_positive_int, default=20, metavar="MS", help="chunk length in milliseconds (default 20)")
     p.add_argument("--realtime", action="store_true", help="pace the chunks in real time, as a live source would")
     p.add_argument("--json", action="store_true", help="print the totals and round-trip figures as JSON")
+    p.add_argument("--token", default=None, metavar="TOKEN",
+                   help="the server's bearer token (default: the environment variable SUPERMEL_TOKEN); wss:// URLs use TLS, "
+                   "verified against the system's CAs or the file in SSL_CERT_FILE")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     y, sr = load(args.file)
     try:
         client = client_mod.stream_sync(args.url, y, sr, chunk_seconds=args.chunk_ms / 1000.0, sample_format=args.sample_format,
-                                        preset=args.preset, fps=args.fps, realtime=args.realtime)  # fmt: skip
+                                        preset=args.preset, fps=args.fps, realtime=args.realtime, token=args.token)  # fmt: skip
     except client_mod.ServerError as exc:
         raise ParameterError(f"the server refused the stream: {exc}") from None
     except OSError as exc:

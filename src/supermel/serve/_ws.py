@@ -14,6 +14,6 @@ try:
     from websockets.exceptions import ConnectionClosed
     from websockets.http11 import Request, Response
 except ImportError as _exc:  # pragma: no cover - exercised without the extra
-    raise ImportError(f"supermel.serve needs the optional module 'websockets' (>= 14): pip install 'supermel[serve]' ({_exc})") from None
+    raise ImportError(f"supermel.serve needs the optional module 'websockets' (>= 14): pip install 'supermel[serve]' ({_exc})", name=_exc.name or "websockets") from None
 
 __all__ = ["WsServer", "ServerConnection", "ws_serve", "Headers", "ConnectionClosed", "Request", "Response"]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import os
 import time
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
@@ -32,9 +33,9 @@ from . import protocol as P
 try:
     from websockets.asyncio.client import ClientConnection
     from websockets.asyncio.client import connect as _ws_connect
-    from websockets.exceptions import ConnectionClosed
+    from websockets.exceptions import ConnectionClosed, InvalidStatus
 except ImportError as _exc:  # pragma: no cover - exercised without the extra
-    raise ImportError(f"supermel.serve needs the optional module 'websockets' (>= 14): pip install 'supermel[serve]' ({_exc})") from None
+    raise ImportError(f"supermel.serve needs the optional module 'websockets' (>= 14): pip install 'supermel[serve]' ({_exc})", name=_exc.name or "websockets") from None
 
 __all__ = ["Client", "ServerError", "stream_audio", "stream_sync"]
 
@@ -126,6 +127,7 @@ class Client:
         on_message: Optional[Callable[[P.FrameMessage], None]] = None,
         max_in_flight: Optional[float] = None,
         open_timeout: float = 10.0,
+        token: Optional[str] = None,
         **connect_kwargs: Any,
     ) -> "Client":
         """Connect, send ``start``, and return once the server is ``ready``.
@@ -148,14 +150,26 @@ class Client:
         max_in_flight : float, optional
             Flow control: :meth:`send` waits while more than this many seconds of
             audio are unacknowledged (sending a file faster than real time).
+        token : str, optional
+            The server's bearer token (``supermel serve --token``), sent as
+            ``Authorization: Bearer TOKEN``; default: the environment variable
+            ``SUPERMEL_TOKEN`` when set.
         **connect_kwargs
-            Passed to ``websockets.asyncio.client.connect`` (compression is off).
+            Passed to ``websockets.asyncio.client.connect`` (compression is off; ``ssl=``
+            an ``ssl.SSLContext`` for a ``wss://`` server with a private certificate).
         """
         if sample_format not in P.FORMATS:
             raise ParameterError(f"sample_format={sample_format!r}: use 'float32' or 'int16'")
         kw: Dict[str, Any] = dict(compression=None, max_size=None, open_timeout=open_timeout)
         kw.update(connect_kwargs)
-        ws = await _ws_connect(url, **kw)
+        token = token if token is not None else (os.environ.get("SUPERMEL_TOKEN") or None)
+        if token is not None:
+            kw["additional_headers"] = {**dict(kw.get("additional_headers") or {}), "Authorization": f"Bearer {token}"}
+        try:
+            ws = await _ws_connect(url, **kw)
+        except InvalidStatus as exc:  # refused before the upgrade (401 token, 403 Origin/Host, 429 per-address cap)
+            body = (exc.response.body or b"").decode("utf-8", "replace").strip()
+            raise ServerError(f"http-{exc.response.status_code}", body or exc.response.reason_phrase) from None
         try:
             first = await asyncio.wait_for(ws.recv(), timeout=open_timeout)
             hello = json.loads(first) if isinstance(first, str) else {}
