@@ -435,3 +435,51 @@ def test_docs_document_access_control_and_the_new_codes():
     for word in ("--token", "SUPERMEL_TOKEN", "#token=", "--allow-origin", "--allow-host", "--certfile", "--keyfile", "wss://", "--insecure",
                  "--idle-timeout", "--max-per-address", "--max-half-open", "--handshake-timeout", "fd_limit", "`idle`", "`overflow`", "429", "403", "401"):  # fmt: skip
         assert word in doc, word
+
+
+# --------------------------------------------------------------------------- the page in chromium: token, favicon, colour bar
+CHROMIUM = os.environ.get("SUPERMEL_CHROMIUM", "/usr/bin/chromium")
+
+
+def test_the_page_with_a_token_in_chromium(tmp_path):
+    """The token from the URL's fragment (then out of the address bar), or typed into the field the page shows on 401."""
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)")
+        pytest.skip(f"needs {CHROMIUM}: apt-get install chromium")
+    from playwright.sync_api import sync_playwright
+
+    y, sr = supermel.audio.example_audio()
+    wav = tmp_path / "mic.wav"
+    soundfile.write(wav, np.stack([y, y], axis=1), sr, subtype="PCM_16")
+    flags = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream", f"--use-file-for-fake-audio-capture={wav}",
+             "--autoplay-policy=no-user-gesture-required", "--no-sandbox"]  # fmt: skip
+    with ServerThread(Server(core=CORE, port=0, token=TOKEN)) as srv, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=flags)
+        try:
+            results = {}
+            for how in ("fragment", "typed"):
+                page = browser.new_page()
+                missing: list = []
+                page.on("response", lambda r: missing.append(r.url) if r.status == 404 else None)
+                page.goto(f"http://127.0.0.1:{srv.port}/" + (f"#token={TOKEN}" if how == "fragment" else ""))
+                if how == "typed":
+                    page.wait_for_selector("#token:not([hidden])", timeout=20000)
+                    page.fill("#token", TOKEN)
+                else:
+                    page.wait_for_function("window.supermel.hello !== null", timeout=20000)
+                ticks = page.evaluate("window.supermel.colourTicks")  # before Start
+                page.click("#start")
+                page.wait_for_function("window.supermel.frames >= 50 || window.supermel.error !== null", timeout=60000)
+                page.click("#stop")
+                page.wait_for_function("window.supermel.state === 'closed'", timeout=30000)
+                results[how] = dict(ticks=ticks, url=page.url, missing=missing, error=page.evaluate("window.supermel.error"),
+                                    end=page.evaluate("window.supermel.end"))  # fmt: skip
+                page.close()
+        finally:
+            browser.close()
+    for how, r in results.items():
+        assert r["error"] is None and r["end"]["frames"] > 0, (how, r)
+        assert r["ticks"] == ["0 dB", "-20", "-40", "-60", "-80"], (how, r["ticks"])
+        assert TOKEN not in r["url"] and r["missing"] == [], (how, r)
+    assert srv.stats["refused"]["token"] >= 1  # the typed case's first /hello
