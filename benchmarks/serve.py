@@ -6,6 +6,7 @@
     python benchmarks/serve.py --step-modes loop,thread --step-interval 0.002,0 --wait-quiet 600 --rerun-busy 0.3 \
         --pool-bench --markdown-file BENCHMARKS.md               # the run BENCHMARKS.md quotes
     python benchmarks/serve.py --clients 8 --seconds 3 --ramp 0.5   # a quick check
+    python benchmarks/serve.py --attack                           # honest clients under attack (benchmarks/serve_attack.py)
 
 What runs (all on this machine, 127.0.0.1 only):
 
@@ -119,7 +120,8 @@ def server_stats(port: int) -> Dict[str, Any]:
 def start_server(step_thread: bool, max_clients: int, interval: Optional[float] = None, profile: Optional[str] = None, src: Optional[str] = None) -> Tuple["subprocess.Popen[str]", str, str]:
     """``supermel serve`` in a subprocess (under cProfile, writing ``profile``, when given): the process, its URL and its thread-pool line."""
     prof = ["-m", "cProfile", "-o", profile] if profile else []
-    cmd = [sys.executable, *prof, "-m", "supermel", "serve", "--port", "0", "--no-page", "--quiet", "--max-clients", str(max_clients)]
+    # (every client is 127.0.0.1: no per-address cap)
+    cmd = [sys.executable, *prof, "-m", "supermel", "serve", "--port", "0", "--no-page", "--quiet", "--max-clients", str(max_clients), "--max-per-address", "0"]
     for k, v in CORE.items():
         cmd += [f"--{k.replace('_', '-')}", f"{v:g}" if isinstance(v, float) else str(v)]
     if step_thread:
@@ -435,6 +437,11 @@ def write_section(path: str, text: str) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    if "--attack" in (argv if argv is not None else sys.argv[1:]):  # honest clients under attack: benchmarks/serve_attack.py
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import serve_attack
+
+        return serve_attack.main(argv)
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("--clients", default="64,256", help="client counts, comma-separated (default 64,256)")
     p.add_argument("--step-modes", default="loop", help="loop (the step in the event loop, the default), thread (--step-thread), or loop,thread")
