@@ -504,3 +504,47 @@ def test_the_attack_benchmark_short_run(tmp_path):
     assert r["server"]["errors"].get("idle", 0) >= 8 and r["server"]["fd_limit"] > 0
     text = md.read_text(encoding="utf-8")
     assert "\n\nold\n" in text and "## Live serving under attack (supermel serve)" in text and "| honest p99 round trip |" in text
+
+
+def test_half_open_flood_at_a_low_descriptor_limit_never_exhausts_the_server():
+    """`supermel serve` under a hard limit of 256 descriptors, 300 connections that never send a request: the bound keeps
+    descriptors free (no EMFILE), an honest client streams, /stats reports the limit."""
+    import resource
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (128, 256))  # the server raises its soft limit to this hard one
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT / "src")}
+    cmd = [*_supermel(), "serve", "--port", "0", "--sr", "16000", "--max-half-open", "64", "--handshake-timeout", "30"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=limit)
+    socks = []
+    try:
+        line = proc.stdout.readline()
+        port = int(line.split("ws://127.0.0.1:")[1].split("/")[0])
+        for _ in range(300):
+            socks.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+
+        async def main():
+            for _ in range(2000):  # until the server has accepted (and dropped) the flood: its counters, bounded
+                stats = json.loads(_http(port, "/stats")[1])
+                if stats["tcp_connections"] >= 300:
+                    break
+                await asyncio.sleep(0.01)
+            c = await stream_audio(f"ws://127.0.0.1:{port}/", _tone(0.5), 16000)
+            return stats, c
+
+        stats, c = run(main(), timeout=120)
+        final = json.loads(_http(port, "/stats")[1])
+    finally:
+        for s in socks:
+            s.close()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            _, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+    assert c.totals["frames"] == c.frame_count > 0
+    assert (final["fd_limit"], final["fd_hard_limit"]) == (256, 256)
+    assert final["half_open_dropped"] >= 300 - 64 - 2 and final["fds_open"] < 256 and stats["half_open"] <= 64
+    assert "Too many open files" not in err and "out of system resource" not in err, err[-2000:]

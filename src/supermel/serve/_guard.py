@@ -54,6 +54,25 @@ log = logging.getLogger("supermel.serve")
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"})
 #: Addresses meaning "every interface".
 WILDCARDS = frozenset({"", "0.0.0.0", "::", "*"})
+#: Connections asyncio accepts in one go (its ``backlog`` argument; the kernel's queue is :data:`LISTEN_BACKLOG`).
+#: Up to three batches are in flight before their connections are counted (accepted, transport made, counted).
+ACCEPT_BATCH = 32
+#: The kernel's queue of connections not yet accepted (``listen()``): a burst waits there without a descriptor.
+LISTEN_BACKLOG = 1024
+#: Descriptors kept free besides one accept batch (files, the stats' /proc listing, new honest connections).
+FD_RESERVE = 32
+
+
+def deepen_listen_queue(sockets: Iterable[Any], backlog: int = LISTEN_BACKLOG) -> None:
+    """``listen(backlog)`` on the server's sockets: asyncio uses one number for the kernel's queue and its accept batch."""
+    import socket as _socket
+
+    for ts in sockets:
+        dup = _socket.socket(fileno=os.dup(ts.fileno()))
+        try:
+            dup.listen(backlog)
+        finally:
+            dup.close()
 
 
 def _ip(name: str) -> Optional[Any]:
@@ -257,6 +276,7 @@ class Guard:
         self._idle_task: Optional["asyncio.Task[None]"] = None
         self._log_client = LogLimiter()
         self.fd_limits = (-1, -1)
+        self._base_fds = 0  # descriptors open when the server started listening
         self.stats.update(refused=collections.Counter(), half_open_dropped=0, tcp_connections=0)
 
     # ------------------------------------------------------------------ what the server knows about itself
@@ -278,7 +298,11 @@ class Guard:
         self._per_address[addr] += 1
         self.stats["tcp_connections"] += 1
         self._half_open[conn] = None
-        while len(self._half_open) > self.max_half_open:
+        bound = self.max_half_open
+        if self.fd_limits[0] > 0:  # never let half-open connections take the descriptors the others need (no EMFILE)
+            settled = sum(self._per_address.values()) - len(self._half_open)
+            bound = min(bound, max(8, self.fd_limits[0] - self._base_fds - settled - 3 * ACCEPT_BATCH - FD_RESERVE))
+        while len(self._half_open) > bound:
             oldest, _ = self._half_open.popitem(last=False)
             self.stats["half_open_dropped"] += 1
             oldest.transport.abort()

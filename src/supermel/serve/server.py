@@ -57,7 +57,7 @@ from .._errors import ParameterError
 from .._version import __version__
 from ..pool import StreamPool
 from . import protocol as P
-from ._guard import Guard, connection_class, raise_fd_limit
+from ._guard import ACCEPT_BATCH, Guard, connection_class, deepen_listen_queue, open_descriptors, raise_fd_limit
 from ._http import HttpEndpoints, load_static
 from ._session import TEXT_LIMIT, WRITE_LIMIT, Sessions
 from ._state import NEW, STREAMING, Close, Conn, PoolState, Recording, pool_state
@@ -309,8 +309,10 @@ class Server(Guard, HttpEndpoints, Sessions, Stepper):
             self._handler, self.host, self.requested_port, compression=None, max_size=max(2 * biggest, 2 * TEXT_LIMIT),
             max_queue=16, write_limit=WRITE_LIMIT, close_timeout=self.close_timeout, process_request=self._process_request,
             server_header=f"supermel/{__version__}", open_timeout=self.handshake_timeout, create_connection=connection_class(self),
-            ssl=self._ssl, backlog=1024,
+            ssl=self._ssl, backlog=ACCEPT_BATCH,
         )  # fmt: skip
+        deepen_listen_queue(self._ws.sockets)
+        self._base_fds = open_descriptors()
         self.port = int(self._ws.sockets[0].getsockname()[1])
         self._stepper = asyncio.create_task(self._step_loop(), name="supermel-stepper")
         if self.idle_timeout is not None:
