@@ -101,7 +101,7 @@ async def _idle(url: str, n: int, until: float, out: "collections.Counter[str]",
                 out[f"HTTP {exc.response.status_code}"] += 1
                 await asyncio.sleep(1.0)
                 continue
-            except (OSError, asyncio.TimeoutError) as exc:
+            except Exception as exc:  # (OSError, TimeoutError, a handshake the server dropped: InvalidMessage)
                 out[f"connect failed ({type(exc).__name__})"] += 1
                 await asyncio.sleep(1.0)
                 continue
@@ -140,7 +140,7 @@ async def _churn(url: str, rate: float, until: float, out: "collections.Counter[
             out[f"HTTP {exc.response.status_code}"] += 1
         except ConnectionClosed as exc:
             out[f"{exc.rcvd.code if exc.rcvd else 'no code'} (server)"] += 1
-        except (OSError, asyncio.TimeoutError) as exc:
+        except Exception as exc:  # (OSError, TimeoutError, a handshake the server dropped: InvalidMessage)
             out[f"failed ({type(exc).__name__})"] += 1
 
     tasks = set()
@@ -284,7 +284,8 @@ def section(r: Dict[str, Any], args: argparse.Namespace, command: str) -> str:
         "```",
         "",
         f"- **Date**: {datetime.now(timezone.utc).isoformat(timespec='seconds')}; **machine**: {bench.machine()}, shared: the server, the honest "
-        "clients and the attackers run on the same cores, and other jobs ran on this machine at the same time (their CPU is in the table)",
+        f"clients and the attackers run on the same cores, and other jobs ran on this machine at the same time (their CPU is in the table; load "
+        f"average (1 min) {r['load_before'][0]:.2f} before the run, {r['load_after'][0]:.2f} after; waited {r['waited_s']:g} s for a quieter machine first)",
         f"- **Server**: `{r['command']}` - the defaults (`--max-half-open 512`, `--handshake-timeout 5`) except `--max-per-address "
         f"{args.max_per_address}` (every client here is 127.0.0.1; the default cap of 64 per address would refuse the honest clients behind "
         f"the attackers: raise it this way for any load test from one machine), `--max-clients {args.max_clients}` and `--idle-timeout {args.idle_timeout:g}`",
@@ -335,13 +336,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--idle-timeout", type=float, default=10.0, help="the server's --idle-timeout (default 10)")
     p.add_argument("--max-per-address", type=int, default=4096, help="the server's --max-per-address (default 4096: every client is 127.0.0.1)")
     p.add_argument("--max-clients", type=int, default=1024, help="the server's --max-clients (default 1024)")
+    p.add_argument("--wait-quiet", type=float, default=0.0, metavar="S", help="first wait (at most S seconds) until other processes use under 0.2 cores over 5 s")
     p.add_argument("--markdown-file", metavar="FILE", help=f"(re)write the section {SECTION!r} of this file")
     p.add_argument("--json", metavar="FILE", help="write the figures as JSON")
     args = p.parse_args(argv)
+    waited = bench.wait_quiet(args.wait_quiet)
     command = "python benchmarks/serve.py " + " ".join(a for a in (argv if argv is not None else sys.argv[1:]))
     print(f"serve attack: {args.honest} honest clients, {args.half_open} half-open, {args.idle} idle, {args.churn_rate:g} churn/s, {args.seconds:g} s ...",
           file=sys.stderr, flush=True)  # fmt: skip
+    load_before = os.getloadavg()
     r = run(args)
+    r.update(waited_s=round(waited, 1), load_before=load_before, load_after=os.getloadavg())
     text = section(r, args, command.strip())
     print(text)
     if args.json:

@@ -224,6 +224,8 @@ def test_tls_wss_with_the_client_the_stream_command_and_the_page(certificate, tm
         assert _err(np.load(out), _offline_core(x, 22050), "peak") <= BOUNDS["stream-core"][1]
         assert cli_main(["stream", str(wav), "--url", srv.url, "-o", str(tmp_path / "refused.npy")]) == 2
         assert "http-401" in capsys.readouterr().err and not (tmp_path / "refused.npy").exists()
+        monkeypatch.setenv("SUPERMEL_TOKEN", TOKEN)  # the token from the environment
+        assert cli_main(["stream", str(wav), "--url", srv.url, "-o", str(tmp_path / "env.npy")]) == 0
     with pytest.raises(supermel.ParameterError, match="certificate"):
         Server(core=CORE, port=0, certfile=str(tmp_path / "missing.pem"))
 
