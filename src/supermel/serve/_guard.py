@@ -161,7 +161,7 @@ class LogLimiter:
             args = (*args, self.suppressed)
             self.suppressed = 0
         text = msg % args if args else msg
-        log.log(level, "%s", text.replace("\n", " ")[:300])
+        log.log(level, "%s", "".join(ch if ch.isprintable() else " " for ch in text[:300]))  # one line, whatever a client sent
 
 
 def connection_class(guard: "Guard") -> type:
