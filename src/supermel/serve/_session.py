@@ -129,6 +129,7 @@ class Sessions:
                 except P.ProtocolError:
                     raise
                 except Exception as exc:  # whatever a text message could still trip: its sender's error, never 1011
+                    log.debug("connection %d: a text message tripped %s", conn.id, type(exc).__name__, exc_info=True)
                     raise P.ProtocolError("bad-request", f"could not process this message ({type(exc).__name__}); see docs/serving.md for the messages") from None
             elif conn.state == NEW:
                 raise P.ProtocolError("not-started", 'audio before start: send {"type": "start", "sample_rate": ...} as a text message first')
