@@ -272,6 +272,7 @@ class Guard:
         self.max_half_open = int(max_half_open)
         self.handshake_timeout = float(handshake_timeout)
         self._per_address: "collections.Counter[str]" = collections.Counter()
+        self._tcp_open_n = 0  # sum of _per_address
         self._half_open: "collections.OrderedDict[ServerConnection, None]" = collections.OrderedDict()
         self._idle_task: Optional["asyncio.Task[None]"] = None
         self._log_client = LogLimiter()
@@ -286,7 +287,7 @@ class Guard:
 
     def _guard_stats(self) -> Dict[str, Any]:
         return {
-            "refused": dict(self.stats["refused"]), "tcp_open": sum(self._per_address.values()), "half_open": len(self._half_open),
+            "refused": dict(self.stats["refused"]), "tcp_open": self._tcp_open_n, "half_open": len(self._half_open),
             "addresses": len(self._per_address), "fd_limit": self.fd_limits[0], "fd_hard_limit": self.fd_limits[1],
             "fds_open": open_descriptors(), "log_suppressed": self._log_client.total_suppressed,
         }  # fmt: skip
@@ -296,11 +297,12 @@ class Guard:
         peer = transport.get_extra_info("peername")
         conn._supermel_addr = addr = str(peer[0]) if peer else "?"  # type: ignore[attr-defined]
         self._per_address[addr] += 1
+        self._tcp_open_n += 1
         self.stats["tcp_connections"] += 1
         self._half_open[conn] = None
         bound = self.max_half_open
         if self.fd_limits[0] > 0:  # never let half-open connections take the descriptors the others need (no EMFILE)
-            settled = sum(self._per_address.values()) - len(self._half_open)
+            settled = self._tcp_open_n - len(self._half_open)
             bound = min(bound, max(8, self.fd_limits[0] - self._base_fds - settled - 3 * ACCEPT_BATCH - FD_RESERVE))
         while len(self._half_open) > bound:
             oldest, _ = self._half_open.popitem(last=False)
@@ -312,6 +314,7 @@ class Guard:
         if addr is not None:
             conn._supermel_addr = None  # type: ignore[attr-defined]
             self._per_address[addr] -= 1
+            self._tcp_open_n -= 1
             if self._per_address[addr] <= 0:
                 del self._per_address[addr]
         self._half_open.pop(conn, None)
