@@ -24,7 +24,8 @@ connection is counted per address from accept to close; connections that have no
 their HTTP request yet (*half-open*) are bounded by ``max_half_open``: past it the
 oldest one is dropped; the handshake (and TLS) must finish within ``handshake_timeout``.
 After ``start``, a stream with no audio for ``idle_timeout`` seconds is closed 1008
-``idle`` (:meth:`Guard._idle_loop`, a sweep once per second at most: no per-message cost).
+``idle`` (:meth:`Guard._idle_loop`, a sweep every 0.25 s, no per-message cost; at most
+:data:`IDLE_CLOSES_PER_SWEEP` closes per sweep, so that a crowd going idle together is not closed in one burst).
 
 Log lines about clients go through :class:`LogLimiter`: one line each, at most
 ``burst`` per ``period``, the rest counted and reported with the next line.
@@ -59,6 +60,8 @@ WILDCARDS = frozenset({"", "0.0.0.0", "::", "*"})
 ACCEPT_BATCH = 32
 #: The kernel's queue of connections not yet accepted (``listen()``): a burst waits there without a descriptor.
 LISTEN_BACKLOG = 1024
+#: Idle streams closed per sweep at most (a sweep every 0.25 s).
+IDLE_CLOSES_PER_SWEEP = 32
 #: Descriptors kept free besides one accept batch (files, the stats' /proc listing, new honest connections).
 FD_RESERVE = 32
 
@@ -385,17 +388,19 @@ class Guard:
     async def _idle_loop(self) -> None:
         """Close streams that received no audio for ``idle_timeout`` seconds (a sweep, no per-message cost)."""
         assert self.idle_timeout is not None
-        period = min(1.0, self.idle_timeout / 4)
+        period = min(0.25, self.idle_timeout / 4)
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(period)
             now = loop.time()
+            closed = 0
             for conn in list(self._conns.values()):
                 if conn.state != STREAMING:
                     continue
                 if conn.idle_mark != conn.samples_in or conn.idle_since is None:
                     conn.idle_mark, conn.idle_since = conn.samples_in, now
-                elif now - conn.idle_since >= self.idle_timeout:
+                elif now - conn.idle_since >= self.idle_timeout and closed < IDLE_CLOSES_PER_SWEEP:
+                    closed += 1  # (a crowd that went idle together is closed over a few sweeps: no burst of closes stalls the loop)
                     self._fail(conn, P.ProtocolError("idle", f"no audio for {self.idle_timeout:g} s after start; send audio, or end the stream"))
 
 
