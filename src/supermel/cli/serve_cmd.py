@@ -105,8 +105,8 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
                    help="close a started stream that sends no audio for S seconds, with 1008 idle (default 30; 0: never)")  # fmt: skip
     s.add_argument("--max-per-address", type=_count_or_off, default=64, metavar="N",
                    help="open connections per client address; more are refused with HTTP 429 (default 64; 0: no cap)")  # fmt: skip
-    s.add_argument("--max-half-open", type=_positive_int, default=512, metavar="N",
-                   help="connections that have not sent their request yet; past N the oldest is dropped (default 512)")  # fmt: skip
+    s.add_argument("--max-half-open", type=_positive_int, default=2048, metavar="N",
+                   help="connections that have not sent their request yet; past N the oldest is dropped (default 2048; lower where the descriptor limit is low)")  # fmt: skip
     s.add_argument("--handshake-timeout", type=_seconds, default=5.0, metavar="S", help="seconds the TLS and WebSocket handshakes may take (default 5)")
     s.add_argument("--quiet", action="store_true", help="do not log connections and errors")
     a = p.add_argument_group("access control (docs/serving.md, 'Access control')")

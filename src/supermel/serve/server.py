@@ -187,7 +187,7 @@ class Server(Guard, HttpEndpoints, Sessions, Stepper):
         insecure: bool = False,
         idle_timeout: Optional[float] = 30.0,
         max_per_address: Optional[int] = 64,
-        max_half_open: int = 512,
+        max_half_open: int = 2048,
         handshake_timeout: float = 5.0,
         raise_fd_limit: bool = True,
     ) -> None:
