@@ -192,7 +192,8 @@ def _attacker(port: int, url: str, args: Dict[str, Any], start: float, until: fl
 
 # --------------------------------------------------------------------------- one run
 def start_server(args: argparse.Namespace) -> "tuple[subprocess.Popen[str], str]":
-    cmd = [sys.executable, "-m", "supermel", "serve", "--port", "0", "--no-page", "--quiet", "--max-clients", str(args.max_clients),
+    prof = ["-m", "cProfile", "-o", args.profile_server] if args.profile_server else []
+    cmd = [sys.executable, *prof, "-m", "supermel", "serve", "--port", "0", "--no-page", "--quiet", "--max-clients", str(args.max_clients),
            "--max-per-address", str(args.max_per_address), "--idle-timeout", f"{args.idle_timeout:g}"]  # fmt: skip
     for k, v in bench.CORE.items():
         cmd += [f"--{k.replace('_', '-')}", f"{v:g}" if isinstance(v, float) else str(v)]
@@ -326,11 +327,16 @@ def section(r: Dict[str, Any], args: argparse.Namespace, command: str) -> str:
         other = {k: v for k, v in got.items() if k not in DOCUMENTED[kind]}
         lines.append(f"| {name}: every ending documented | {_codes(got)} | {want} | {'yes' if not other else '**no**: ' + _codes(other)} |")
     if r["others_cpu"] > 0.3:
+        symptoms = []
+        if any("behind" in str(e) for e in r["errors"]):
+            symptoms.append("it fell behind real-time clients (1013 `behind` past `--max-backlog` 2 s)")
+        if any("InvalidMessage" in k for a in r["attackers"].values() for k in a):
+            symptoms.append("it could not finish some handshakes within `--handshake-timeout` (`InvalidMessage`)")
+        if (r["server"]["errors"] or {}).get("server-full"):
+            symptoms.append("it filled up with connections it had no time to serve (`server-full`)")
         lines += ["", f"**This run does not measure the defences alone**: other jobs on this shared machine used {r['others_cpu']:.2f} of its "
-                      f"{os.cpu_count()} cores during it, and the server got {r['server_cpu']:.2f} of a core (it is single-threaded: it could use one). "
-                      "Starved of CPU for seconds at a time, it fell behind the real-time clients (1013 `behind` past `--max-backlog` 2 s), "
-                      "could not finish handshakes within `--handshake-timeout` (the churn's `InvalidMessage`) and filled up with connections "
-                      "it had no time to serve (`server-full`). Rerun on a quiet machine (`--wait-quiet 600`) for the acceptance figures."]
+                      f"{os.cpu_count()} cores during it, and the server got {r['server_cpu']:.2f} of a core (it is single-threaded: it could use one)"
+                      + (": " + "; ".join(symptoms) if symptoms else "") + ". Rerun on a quiet machine (`--wait-quiet 600`) for the acceptance figures."]
     return "\n".join(lines) + "\n"
 
 
@@ -348,6 +354,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--idle-timeout", type=float, default=10.0, help="the server's --idle-timeout (default 10)")
     p.add_argument("--max-per-address", type=int, default=4096, help="the server's --max-per-address (default 4096: every client is 127.0.0.1)")
     p.add_argument("--max-clients", type=int, default=1024, help="the server's --max-clients (default 1024)")
+    p.add_argument("--profile-server", metavar="FILE", help="run the server under cProfile, writing FILE (slows it: for finding where the time goes)")
     p.add_argument("--wait-quiet", type=float, default=0.0, metavar="S", help="first wait (at most S seconds) until other processes use under 0.2 cores over 5 s")
     p.add_argument("--markdown-file", metavar="FILE", help=f"(re)write the section {SECTION!r} of this file")
     p.add_argument("--json", metavar="FILE", help="write the figures as JSON")

@@ -257,6 +257,7 @@ class Guard:
                 raise ParameterError(f"allow_hosts: {h!r} must be a host name or address without a port, e.g. mel.example.org (or * for any)")
             hosts.add(name)
         self._allow_hosts = frozenset(hosts)
+        self._host_cache: Dict[str, bool] = {}
         if (certfile is None) != (keyfile is None) and keyfile is not None:
             raise ParameterError("keyfile given without certfile: pass both (or certfile alone when it holds the key too)")
         self._ssl: Optional[ssl.SSLContext] = None
@@ -329,6 +330,15 @@ class Guard:
         return status, text
 
     def _host_allowed(self, name: str) -> bool:
+        ok = self._host_cache.get(name)
+        if ok is None:
+            ok = self._host_check(name)
+            if len(self._host_cache) >= 1024:
+                self._host_cache.clear()
+            self._host_cache[name] = ok
+        return ok
+
+    def _host_check(self, name: str) -> bool:
         if self._any_host or name in self._allow_hosts or is_loopback(name):
             return True
         bound = self.host.strip("[]").lower()

@@ -62,6 +62,7 @@ class Sessions:
     _ids: "itertools.count[int]"
     _closing: bool
     hello: Callable[[], Dict[str, Any]]
+    _hello_text: Callable[[], str]  # hello() as JSON, built once
     _log_client: Callable[..., None]  # one line per event, rate-limited (:class:`._guard.LogLimiter`)
     _kick: Callable[..., None]  # wake the stepper (:mod:`._step`)
 
@@ -85,7 +86,7 @@ class Sessions:
             self._fail(conn, P.ProtocolError("server-full", f"the server serves {self.max_clients} clients at most; try again later"))
         else:
             self._conns[conn.id] = conn
-            conn.put(json.dumps(self.hello()))
+            conn.put(self._hello_text())
         try:
             await self._receive(conn)  # (a refused connection: reads, and ignores, until the close completes)
         except ConnectionClosed:
