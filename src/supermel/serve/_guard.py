@@ -22,7 +22,11 @@ handler, so that it covers the page, ``/stats`` and ``/hello`` too):
 Connections (:func:`connection_class`, websockets' ``create_connection``): every TCP
 connection is counted per address from accept to close; connections that have not sent
 their HTTP request yet (*half-open*) are bounded by ``max_half_open``: past it the
-oldest one is dropped; the handshake (and TLS) must finish within ``handshake_timeout``.
+oldest one is dropped; a connection must send its request within ``handshake_timeout``
+(:meth:`Guard._handshake_loop` drops the late ones oldest first, at most
+:data:`HANDSHAKE_DROPS_PER_SWEEP` every 0.05 s, so that a crowd opened together is not
+dropped in one burst; websockets' own handshake timeout, 5 s later, and the TLS handshake
+timeout, ``handshake_timeout``, stay as backstops).
 After ``start``, a stream with no audio for ``idle_timeout`` seconds is closed 1008
 ``idle`` (:meth:`Guard._idle_loop`, a sweep every 0.25 s, no per-message cost; at most
 :data:`IDLE_CLOSES_PER_SWEEP` closes per sweep, so that a crowd going idle together is not closed in one burst).
@@ -62,6 +66,9 @@ ACCEPT_BATCH = 32
 LISTEN_BACKLOG = 1024
 #: Idle streams closed per sweep at most (a sweep every 0.25 s).
 IDLE_CLOSES_PER_SWEEP = 32
+#: Half-open connections dropped at their handshake timeout per sweep at most (a sweep every 0.05 s): a thousand
+#: connections opened together time out together, and dropping them in one go stalled the loop for ~0.3 s.
+HANDSHAKE_DROPS_PER_SWEEP = 32
 #: Descriptors kept free besides one accept batch (files, the stats' /proc listing, new honest connections).
 FD_RESERVE = 32
 
@@ -277,12 +284,13 @@ class Guard:
         self.handshake_timeout = float(handshake_timeout)
         self._per_address: "collections.Counter[str]" = collections.Counter()
         self._tcp_open_n = 0  # sum of _per_address
-        self._half_open: "collections.OrderedDict[ServerConnection, None]" = collections.OrderedDict()
+        self._half_open: "collections.OrderedDict[ServerConnection, float]" = collections.OrderedDict()  # -> accept time
         self._idle_task: Optional["asyncio.Task[None]"] = None
+        self._handshake_task: Optional["asyncio.Task[None]"] = None
         self._log_client = LogLimiter()
         self.fd_limits = (-1, -1)
         self._base_fds = 0  # descriptors open when the server started listening
-        self.stats.update(refused=collections.Counter(), half_open_dropped=0, tcp_connections=0)
+        self.stats.update(refused=collections.Counter(), half_open_dropped=0, handshake_timeouts=0, tcp_connections=0)
 
     # ------------------------------------------------------------------ what the server knows about itself
     @property
@@ -303,7 +311,7 @@ class Guard:
         self._per_address[addr] += 1
         self._tcp_open_n += 1
         self.stats["tcp_connections"] += 1
-        self._half_open[conn] = None
+        self._half_open[conn] = conn.loop.time()
         bound = self.max_half_open
         if self.fd_limits[0] > 0:  # never let half-open connections take the descriptors the others need (no EMFILE)
             settled = self._tcp_open_n - len(self._half_open)
@@ -393,6 +401,22 @@ class Guard:
             if self._per_address[addr] > self.max_per_address:
                 return self._refuse(connection, 429, "per-address", f"too many connections from {addr}: at most {self.max_per_address} (--max-per-address)\n")
         return None
+
+    async def _handshake_loop(self) -> None:
+        """Drop the connections that sent no request within ``handshake_timeout``, oldest first, a few per sweep."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(0.05)
+            deadline = loop.time() - self.handshake_timeout
+            for _ in range(HANDSHAKE_DROPS_PER_SWEEP):
+                if not self._half_open:
+                    break
+                conn, t = next(iter(self._half_open.items()))
+                if t > deadline:
+                    break
+                del self._half_open[conn]
+                self.stats["handshake_timeouts"] += 1
+                conn.transport.abort()
 
     # ------------------------------------------------------------------ idle streams
     async def _idle_loop(self) -> None:

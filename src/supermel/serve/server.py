@@ -316,8 +316,8 @@ class Server(Guard, HttpEndpoints, Sessions, Stepper):
         self._ws = await ws_serve(
             self._handler, self.host, self.requested_port, compression=None, max_size=max(2 * biggest, 2 * TEXT_LIMIT),
             max_queue=16, write_limit=WRITE_LIMIT, close_timeout=self.close_timeout, process_request=self._process_request,
-            server_header=f"supermel/{__version__}", open_timeout=self.handshake_timeout, create_connection=connection_class(self),
-            ssl=self._ssl, backlog=ACCEPT_BATCH, logger=logging.getLogger("websockets.server"),  # (else a getLogger call per connection)
+            server_header=f"supermel/{__version__}", open_timeout=self.handshake_timeout + 5.0, create_connection=connection_class(self),
+            ssl=self._ssl, **({"ssl_handshake_timeout": self.handshake_timeout} if self._ssl is not None else {}), backlog=ACCEPT_BATCH, logger=logging.getLogger("websockets.server"),  # (else a getLogger call per connection)
         )  # fmt: skip
         deepen_listen_queue(self._ws.sockets)
         self._base_fds = open_descriptors()
@@ -325,6 +325,7 @@ class Server(Guard, HttpEndpoints, Sessions, Stepper):
         self._stepper = asyncio.create_task(self._step_loop(), name="supermel-stepper")
         if self.idle_timeout is not None:
             self._idle_task = asyncio.create_task(self._idle_loop(), name="supermel-idle")
+        self._handshake_task = asyncio.create_task(self._handshake_loop(), name="supermel-handshakes")
         log.debug("listening on %s", self.url)
         return self
 
@@ -367,7 +368,7 @@ class Server(Guard, HttpEndpoints, Sessions, Stepper):
             log.warning("shutdown: some connections did not close in time; dropping them")
             for conn in list(self._conns.values()):
                 conn.ws.transport.abort()
-        for task in (self._stepper, self._idle_task):
+        for task in (self._stepper, self._idle_task, self._handshake_task):
             if task is not None:
                 task.cancel()
                 try:
