@@ -264,7 +264,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         server_cpu=(sb - sa) / wall, attacker_cpu=(ab - aa) / wall, honest_cpu=(hb - ha) / wall,
         others_cpu=max(0.0, (mb - ma) - (sb - sa) - (ab - aa) - (hb - ha)) / wall,
         attackers={k: a[k] for k in ("half_open", "idle", "churn")}, held_p50_s=a["held_p50_s"],
-        server={k: final.get(k) for k in ("close_codes", "errors", "refused", "half_open_dropped", "tcp_connections", "fd_limit", "connections")},
+        server={k: final.get(k) for k in ("close_codes", "errors", "refused", "half_open_dropped", "handshake_timeouts", "tcp_connections", "fd_limit", "connections")},
         server_mid={k: mid.get(k) for k in ("tcp_open", "half_open", "clients", "streams", "fds_open")}, command=proc.command,  # type: ignore[attr-defined]
     )  # fmt: skip
 
@@ -310,7 +310,7 @@ def section(r: Dict[str, Any], args: argparse.Namespace, command: str) -> str:
         f"| churn ({args.churn_rate:g}/s) | {_codes(churn)} | - | 1000, closed by the attacker after `hello` |",
         "",
         f"Server counters (`/stats` at the end): close codes {_codes(r['server']['close_codes'] or {})}; errors {_codes(r['server']['errors'] or {})}; "
-        f"refused before the upgrade {_codes(r['server']['refused'] or {})}; half-open connections dropped {r['server']['half_open_dropped']}; "
+        f"refused before the upgrade {_codes(r['server']['refused'] or {})}; half-open connections dropped past `--max-half-open` {r['server']['half_open_dropped']}, at `--handshake-timeout` {r['server'].get('handshake_timeouts')}; "
         f"TCP connections accepted {r['server']['tcp_connections']}; descriptor limit {r['server']['fd_limit']}. "
         f"Mid-run: {_codes(r['server_mid'])}.",
         "",
