@@ -185,6 +185,10 @@ def connection_class(guard: "Guard") -> type:
         def connection_lost(self, exc: Optional[Exception]) -> None:
             guard._tcp_lost(self)
             super().connection_lost(exc)
+            # A failed handshake's exception (kept by the protocol, read by nothing on the server side once the
+            # connection is lost) holds the request parser's frames, which hold the protocol: a reference cycle of ~100
+            # objects per half-open connection, freed only by a full garbage collection (a stall of the event loop).
+            self.protocol.handshake_exc = None
 
     return GuardedConnection
 
