@@ -7,6 +7,7 @@
         --pool-bench --markdown-file BENCHMARKS.md               # the run BENCHMARKS.md quotes
     python benchmarks/serve.py --clients 8 --seconds 3 --ramp 0.5   # a quick check
     python benchmarks/serve.py --routes native,0                 # each client count with the native core and with SUPERMEL_NATIVE=0
+    python benchmarks/serve.py --attack                           # honest clients under attack (benchmarks/serve_attack.py)
 
 What runs (all on this machine, 127.0.0.1 only):
 
@@ -190,7 +191,8 @@ def start_server(
     """``supermel serve`` in a subprocess (under cProfile, writing ``profile``, when given; with
     ``SUPERMEL_NATIVE`` set for ``route``; ``--workers`` when > 1): the process, its URL and its thread-pool line."""
     prof = ["-m", "cProfile", "-o", profile] if profile else []
-    cmd = [sys.executable, *prof, "-m", "supermel", "serve", "--port", "0", "--no-page", "--quiet", "--max-clients", str(max_clients)]
+    # (every client is 127.0.0.1: no per-address cap)
+    cmd = [sys.executable, *prof, "-m", "supermel", "serve", "--port", "0", "--no-page", "--quiet", "--max-clients", str(max_clients), "--max-per-address", "0"]
     for k, v in CORE.items():
         cmd += [f"--{k.replace('_', '-')}", f"{v:g}" if isinstance(v, float) else str(v)]
     if step_thread:
@@ -620,6 +622,11 @@ def churn_report(r: Dict[str, Any]) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    if "--attack" in (argv if argv is not None else sys.argv[1:]):  # honest clients under attack: benchmarks/serve_attack.py
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import serve_attack
+
+        return serve_attack.main(argv)
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("--clients", default="64,256", help="client counts, comma-separated (default 64,256)")
     p.add_argument("--step-modes", default="loop", help="loop (the step in the event loop, the default), thread (--step-thread), or loop,thread")

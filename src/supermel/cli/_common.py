@@ -259,6 +259,8 @@ def _import_optional(module: str, what: str, extra: str) -> Any:
     except ImportError as exc:
         if exc.name == module:
             raise ParameterError(f"{module} ({what}) is not part of this installation of supermel {__version__}") from None
+        if exc.name is None:  # an ImportError raised by hand, without the module's name: its own message says which
+            raise ParameterError(f"{what} needs an optional module that is not installed ({exc}): pip install 'supermel[{extra}]'") from None
         raise ParameterError(f"{what} needs the optional module {exc.name!r}, which is not installed: pip install 'supermel[{extra}]'") from None
 
 

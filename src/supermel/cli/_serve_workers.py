@@ -144,8 +144,9 @@ def run_workers(args: argparse.Namespace, worker_main: Callable[[argparse.Namesp
             raise ParameterError(error)
         if not stopping[0]:
             host = f"[{args.host}]" if ":" in args.host else args.host
-            page = f"; page: http://{host}:{args.port}/" if args.page else ""
-            print(f"supermel serve: listening on ws://{host}:{args.port}/{page}", flush=True)
+            tls = bool(getattr(args, "certfile", None))
+            page = f"; page: {'https' if tls else 'http'}://{host}:{args.port}/" + ("#token=..." if getattr(args, "token", None) else "") if args.page else ""
+            print(f"supermel serve: listening on {'wss' if tls else 'ws'}://{host}:{args.port}/{page}", flush=True)
             pids = ", ".join(str(procs[i].pid) for i in range(n))
             print(f"supermel serve: {n} workers (pids {pids}) sharing the port (SO_REUSEPORT); threads per worker: {threads[0]}", flush=True)
         deaths: Deque[float] = collections.deque()

@@ -45,6 +45,23 @@ def _interval(text: str) -> float:
     return value
 
 
+def _seconds_or_off(text: str) -> float:
+    value = _number(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a number of seconds (0: off)")
+    return value
+
+
+def _count_or_off(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 (no cap) or more")
+    return value
+
+
 def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     """Add ``supermel serve`` and its options to the subcommands ``sub``."""
     p = sub.add_parser(
@@ -88,7 +105,26 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
                    "stops and flushes every worker; a worker that dies is replaced (default 1)")  # fmt: skip
     s.add_argument("--step-thread", action="store_true", help="run the batched step in one worker thread instead of the event loop's (see docs/serving.md)")
     s.add_argument("--no-page", dest="page", action="store_false", help="do not serve the live page at /")
+    s.add_argument("--idle-timeout", type=_seconds_or_off, default=30.0, metavar="S",
+                   help="close a started stream that sends no audio for S seconds, with 1008 idle (default 30; 0: never)")  # fmt: skip
+    s.add_argument("--max-per-address", type=_count_or_off, default=64, metavar="N",
+                   help="open connections per client address; more are refused with HTTP 429 (default 64; 0: no cap)")  # fmt: skip
+    s.add_argument("--max-half-open", type=_positive_int, default=2048, metavar="N",
+                   help="connections that have not sent their request yet; past N the oldest is dropped (default 2048; lower where the descriptor limit is low)")  # fmt: skip
+    s.add_argument("--handshake-timeout", type=_seconds, default=5.0, metavar="S", help="seconds the TLS and WebSocket handshakes may take (default 5)")
     s.add_argument("--quiet", action="store_true", help="do not log connections and errors")
+    a = p.add_argument_group("access control (docs/serving.md, 'Access control')")
+    a.add_argument("--token", default=os.environ.get("SUPERMEL_TOKEN") or None, metavar="TOKEN",
+                   help="clients must send this bearer token (Authorization: Bearer TOKEN, or ?token=TOKEN; the page: URL#token=TOKEN); "
+                   "default: the environment variable SUPERMEL_TOKEN, which keeps it out of the process list")  # fmt: skip
+    a.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                   help="accept WebSocket connections from pages of this origin (scheme://host[:port]; repeatable; * for any) "
+                   "besides the page's own; browsers' other origins (and null) get HTTP 403")  # fmt: skip
+    a.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="answer to this Host name (repeatable; * for any) besides the bound address and localhost: DNS rebinding defence")  # fmt: skip
+    a.add_argument("--certfile", metavar="PEM", help="TLS certificate chain (PEM): serve wss:// and https://")
+    a.add_argument("--keyfile", metavar="PEM", help="TLS private key (PEM), when not in --certfile")
+    a.add_argument("--insecure", action="store_true", help="allow a non-loopback --host without a token")
 
 
 def _core_kwargs(args: argparse.Namespace) -> Dict[str, Any]:
@@ -102,6 +138,7 @@ def _core_kwargs(args: argparse.Namespace) -> Dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     """Run ``supermel serve`` until SIGINT/SIGTERM; the exit status."""
     server_mod = _import_optional("supermel.serve.server", "supermel serve", "serve")
+    guard_mod = _import_optional("supermel.serve._guard", "supermel serve", "serve")
     core = _core_kwargs(args)
     if args.preset and core:
         raise ParameterError(
@@ -120,8 +157,10 @@ def run(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, server.request_shutdown)
         served = ", ".join(f"{name} ({info['sr']} Hz, {info['bands']} bands)" for name, info in server.hello()["presets"].items())
-        page = f"; page: http://{args.host}:{server.port}/" if args.page else ""
+        host = f"[{args.host}]" if ":" in args.host else args.host
+        page = f"; page: {'https' if server.tls else 'http'}://{host}:{server.port}/" + ("#token=..." if server.token else "") if args.page else ""
         print(f"supermel serve: listening on {server.url}{page}", flush=True)
+        print(f"supermel serve: access: {guard_mod.describe(server)}; descriptors: {server.fd_limits[0]}", flush=True)
         print(f"supermel serve: serving {served}; threads: {threads}", flush=True)
         await server.serve_forever()
         print("supermel serve: stopped (every stream flushed)", flush=True)
@@ -143,7 +182,9 @@ def _build(args: argparse.Namespace, server_mod: Any, *, log_prefix: str = "supe
         args.preset, core=core if (core or not args.preset) else None, host=args.host, port=args.port, device=args.device,
         max_clients=args.max_clients, max_frames_per_step=args.max_frames_per_step, step_interval=args.step_interval, max_backlog_seconds=args.max_backlog,
         max_send_seconds=args.max_send_backlog, max_chunk_seconds=args.max_chunk, socket_send_buffer=args.socket_send_buffer,
-        step_thread=args.step_thread, page=args.page,
+        step_thread=args.step_thread, page=args.page, token=args.token, allow_origins=args.allow_origin, allow_hosts=args.allow_host,
+        certfile=args.certfile, keyfile=args.keyfile, insecure=args.insecure, idle_timeout=args.idle_timeout or None,
+        max_per_address=args.max_per_address or None, max_half_open=args.max_half_open, handshake_timeout=args.handshake_timeout,
     )  # fmt: skip
     server.warm_up()  # the first use of the pools and the resampler, before the first client (and before gc.freeze)
     # What the start created (torch, the pools: ~200k objects) leaves the garbage collector's reach: a full

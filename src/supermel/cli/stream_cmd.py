@@ -17,7 +17,8 @@ from ._common import _atomic_open, _check_input_file, _check_output, _import_opt
 EXIT_OK, EXIT_LOST_FRAMES, EXIT_INVALID = 0, 1, 2
 EXIT_UNREACHABLE, EXIT_CONNECTION_LOST, EXIT_UNRESPONSIVE, EXIT_REFUSED = 3, 4, 5, 6
 #: The server's error codes that mean "your request is invalid" (exit 2, as a local invalid parameter).
-_INVALID_CODES = {"bad-json", "bad-request", "unknown-preset", "bad-rate", "bad-format", "not-started", "bad-length", "not-finite", "too-large"}
+_INVALID_CODES = {"bad-json", "bad-request", "unknown-preset", "bad-rate", "bad-format", "not-started", "bad-length", "not-finite", "too-large",
+                  "http-401", "http-403"}  # (a missing or wrong --token, a refused Origin/Host: invalid parameters)
 
 _EXIT_HELP = (
     "exit status: 0 done; 1 frames lost or reordered on the way, or the output could not be written; 2 invalid parameters "
@@ -63,6 +64,9 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
                    "a hung server is reported within --ping-interval + --ping-timeout)")  # fmt: skip
     p.add_argument("--connect-timeout", type=_seconds, default=10.0, metavar="S",
                    help="seconds for the connection, the handshake and each of the server's replies to hello/start (default 10)")  # fmt: skip
+    p.add_argument("--token", default=None, metavar="TOKEN",
+                   help="the server's bearer token (default: the environment variable SUPERMEL_TOKEN); wss:// URLs use TLS, "
+                   "verified against the system's CAs or the file in SSL_CERT_FILE")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -86,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         client = client_mod.stream_sync(args.url, y, sr, chunk_seconds=args.chunk_ms / 1000.0, sample_format=args.sample_format,
                                         preset=args.preset, fps=args.fps, realtime=args.realtime, open_timeout=args.connect_timeout,
-                                        ping_interval=args.ping_interval, ping_timeout=args.ping_timeout)  # fmt: skip
+                                        ping_interval=args.ping_interval, ping_timeout=args.ping_timeout, token=args.token)  # fmt: skip
     except client_mod.ServerUnreachable as exc:
         return _fail(f"server unreachable: {exc.message}", EXIT_UNREACHABLE)
     except client_mod.ConnectionLost as exc:

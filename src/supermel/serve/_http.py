@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import http
 import json
 from importlib import resources
 from typing import Any, Callable, Dict, Optional, Tuple
@@ -37,11 +38,19 @@ class HttpEndpoints:
     _static: Dict[str, Tuple[bytes, str]]
     hello: Callable[[], Dict[str, Any]]
     snapshot_stats: Callable[[], Dict[str, Any]]
+    _guard_request: Callable[..., Optional[Tuple[int, str]]]  # (:mod:`._guard`)
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Optional[Response]:
-        if request.headers.get("Upgrade", "").lower() == "websocket":
-            return None
+        upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
         path = request.path.split("?", 1)[0]
+        # Host, Origin, token and per-address checks first (:mod:`._guard`): the page and its worklet are public, the rest needs the token
+        refused = self._guard_request(connection, request, upgrade=upgrade, needs_token=upgrade or path in ("/stats", "/hello"))
+        if refused is not None:
+            return self._http(refused[0], refused[1].encode(), "text/plain; charset=utf-8")
+        if upgrade:
+            return None
+        if path == "/favicon.ico" and self.page:
+            return self._http(204, b"", "image/x-icon")  # (the page links a data: icon; this is for tools that ask anyway)
         if path == "/stats":
             return self._http(200, json.dumps(self.snapshot_stats()).encode(), "application/json")
         if path == "/hello":
@@ -54,4 +63,6 @@ class HttpEndpoints:
     @staticmethod
     def _http(status: int, body: bytes, ctype: str) -> Response:
         headers = Headers([("Content-Type", ctype), ("Content-Length", str(len(body))), ("Cache-Control", "no-cache"), ("Connection", "close")])
-        return Response(status, "OK" if status == 200 else "Not Found", headers, body)
+        if status == 401:
+            headers["WWW-Authenticate"] = 'Bearer realm="supermel"'
+        return Response(status, http.HTTPStatus(status).phrase, headers, body)

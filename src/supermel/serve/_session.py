@@ -68,6 +68,8 @@ class Sessions:
     _ids: "itertools.count[int]"
     _closing: bool
     hello: Callable[[], Dict[str, Any]]
+    _hello_text: Callable[[], str]  # hello() as JSON, built once
+    _log_client: Callable[..., None]  # one line per event, rate-limited (:class:`._guard.LogLimiter`)
     _kick: Callable[..., None]  # wake the stepper (:mod:`._step`)
     _trim_timer: Optional[asyncio.TimerHandle]
 
@@ -91,13 +93,14 @@ class Sessions:
             self._fail(conn, P.ProtocolError("server-full", f"the server serves {self.max_clients} clients at most; try again later"))
         else:
             self._conns[conn.id] = conn
-            conn.put(json.dumps(self.hello()))
+            conn.put(self._hello_text())
         try:
             await self._receive(conn)  # (a refused connection: reads, and ignores, until the close completes)
         except ConnectionClosed:
             pass
-        except Exception:  # a bug: this client only
-            log.exception("connection %d: internal error", conn.id)
+        except Exception as exc:  # a bug: this client only (one line, rate-limited; the traceback at DEBUG level)
+            self._log_client(logging.ERROR, "connection %d: internal error: %s: %s", conn.id, type(exc).__name__, exc)
+            log.debug("connection %d: internal error", conn.id, exc_info=True)
             self._fail(conn, P.ProtocolError("flush-failed", "internal server error"))
         finally:
             self._conns.pop(conn.id, None)
@@ -142,7 +145,13 @@ class Sessions:
             return  # closing: what is still in flight is dropped
         try:
             if isinstance(message, str):
-                self._on_text(conn, message)
+                try:
+                    self._on_text(conn, message)
+                except P.ProtocolError:
+                    raise
+                except Exception as exc:  # whatever a text message could still trip: its sender's error, never 1011
+                    log.debug("connection %d: a text message tripped %s", conn.id, type(exc).__name__, exc_info=True)
+                    raise P.ProtocolError("bad-request", f"could not process this message ({type(exc).__name__}); see docs/serving.md for the messages") from None
             elif conn.state == NEW:
                 raise P.ProtocolError("not-started", 'audio before start: send {"type": "start", "sample_rate": ...} as a text message first')
             else:
@@ -164,7 +173,7 @@ class Sessions:
                 raise P.ProtocolError("bad-request", "end before start: nothing to end")
             self._end(conn, reason="client")
         else:
-            raise P.ProtocolError("bad-request", f"unknown message type {kind!r}: a client sends start, binary audio chunks and end")
+            raise P.ProtocolError("bad-request", f"unknown message type {P._short(kind)}: a client sends start, binary audio chunks and end")
 
     def _start(self, conn: Conn, req: P.StartRequest) -> None:
         if self._closing:
@@ -247,7 +256,7 @@ class Sessions:
         if conn.close_code is not None:
             return
         self.stats["errors"][err.error] += 1
-        log.info("connection %d: %s: %s", conn.id, err.error, err.message)
+        self._log_client(logging.INFO, "connection %d: %s: %s", conn.id, err.error, err.message)
         if conn.record is not None:
             conn.record.error = {"error": err.error, "message": err.message}
         self._detach(conn)

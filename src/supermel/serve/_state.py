@@ -175,6 +175,8 @@ class Conn:
         self.sender: Optional["asyncio.Task[None]"] = None
         self.record: Optional[Recording] = None
         self.close_code: Optional[int] = None
+        self.idle_mark = -1  # samples_in when the idle sweep last saw it change (:mod:`._guard`)
+        self.idle_since: Optional[float] = None
 
     def __hash__(self) -> int:
         return self.id

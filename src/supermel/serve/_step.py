@@ -213,7 +213,8 @@ class Stepper:
                 continue
             self._finish(conn, res)
 
-    def _send_frames(self, conn: Conn, pf: PoolFrames, *, final: bool) -> None:
+    def _send_frames(self, conn: Conn, pf: PoolFrames, *, final: bool) -> bool:
+        """Queue a stream's frames (and windows) for sending; False when the client was failed instead."""
         ps = conn.ps
         assert ps is not None
         flags = P.FLAG_FINAL if final else 0
@@ -222,10 +223,13 @@ class Stepper:
         k = int(frames.shape[ps.pool.time_axis])
         if k:
             tm = frames.T if ps.pool.time_axis == -1 else frames
+            if not np.isfinite(tm).all():  # finite audio far outside [-1, 1] overflowed float32 (the library warns; a client is refused)
+                self._fail(conn, P.ProtocolError("overflow", "these features are not finite: the audio's amplitude overflows float32 in the power spectrum; scale the samples to about [-1, 1]"))
+                return False
             if not final and conn.queued_frames > conn.max_queued_frames:  # (one step's frames always fit: the backlog bounds them)
                 msg = f"the client does not read its frames: {conn.queued_frames} frames wait to be sent (limit {self.max_send_seconds:g} s)"
                 self._fail(conn, P.ProtocolError("not-reading", msg), stuck=True)
-                return
+                return False
             conn.put(P.encode_frames(P.KIND_FRAMES, pf.start, tm, acked=acked, flags=flags), k)
             conn.frames_sent = pf.start + k
             if conn.record is not None:
@@ -236,6 +240,7 @@ class Stepper:
             conn.windows_sent = pf.window_start + len(win)
             if conn.record is not None:
                 conn.record.window_blocks.append((pf.window_start, np.array(win, dtype=np.float32)))
+        return True
 
     def _finish(self, conn: Conn, res: Union[PoolFrames, Exception, None]) -> None:
         """After the pool's close: the last frames, ``end`` with the totals, close (1000; 1001 at shutdown)."""
@@ -246,8 +251,8 @@ class Stepper:
                 self._fail(conn, P.ProtocolError("flush-failed", f"end: {res}"))
                 return
             res = None  # no audio at all: an empty stream, zero frames
-        if res is not None:
-            self._send_frames(conn, res, final=True)
+        if res is not None and not self._send_frames(conn, res, final=True):
+            return
         end = {"type": "end", "reason": conn.end_reason, "frames": conn.frames_sent, "windows": conn.windows_sent,
                "samples": conn.samples_in, "resampled": conn.resampled, "sample_rate": conn.rate, "server_rate": ps.info["sr"]}  # fmt: skip
         if conn.record is not None:

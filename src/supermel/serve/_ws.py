@@ -15,6 +15,6 @@ try:
     from websockets.http11 import Request, Response
     from websockets.protocol import State
 except ImportError as _exc:  # pragma: no cover - exercised without the extra
-    raise ImportError(f"supermel.serve needs the optional module 'websockets' (>= 14): pip install 'supermel[serve]' ({_exc})") from None
+    raise ImportError(f"supermel.serve needs the optional module 'websockets' (>= 14): pip install 'supermel[serve]' ({_exc})", name=_exc.name or "websockets") from None
 
 __all__ = ["WsServer", "ServerConnection", "ws_serve", "Headers", "ConnectionClosed", "Request", "Response", "State"]

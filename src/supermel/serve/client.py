@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import os
 import time
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
@@ -35,7 +36,7 @@ try:
     from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
     from websockets.uri import parse_uri
 except ImportError as _exc:  # pragma: no cover - exercised without the extra
-    raise ImportError(f"supermel.serve needs the optional module 'websockets' (>= 14): pip install 'supermel[serve]' ({_exc})") from None
+    raise ImportError(f"supermel.serve needs the optional module 'websockets' (>= 14): pip install 'supermel[serve]' ({_exc})", name=_exc.name or "websockets") from None
 
 __all__ = ["Client", "ServerError", "ServerUnreachable", "ConnectionLost", "ServerUnresponsive", "check_url", "stream_audio", "stream_sync"]
 
@@ -248,6 +249,7 @@ class Client:
         open_timeout: float = 10.0,
         ping_interval: Optional[float] = 5.0,
         ping_timeout: float = 10.0,
+        token: Optional[str] = None,
         **connect_kwargs: Any,
     ) -> "Client":
         """Connect, send ``start``, and return once the server is ``ready``.
@@ -279,8 +281,13 @@ class Client:
             later than ``ping_timeout`` seconds drops the connection and every call
             raises :class:`ServerUnresponsive` (a hung server is found within
             ``ping_interval + ping_timeout`` seconds; ``supermel stream`` uses 2 and 3 s).
+        token : str, optional
+            The server's bearer token (``supermel serve --token``), sent as
+            ``Authorization: Bearer TOKEN``; default: the environment variable
+            ``SUPERMEL_TOKEN`` when set.
         **connect_kwargs
-            Passed to ``websockets.asyncio.client.connect`` (compression is off).
+            Passed to ``websockets.asyncio.client.connect`` (compression is off; ``ssl=``
+            an ``ssl.SSLContext`` for a ``wss://`` server with a private certificate).
         """
         if sample_format not in P.FORMATS:
             raise ParameterError(f"sample_format={sample_format!r}: use 'float32' or 'int16'")
@@ -293,10 +300,16 @@ class Client:
         # keepalive is this client's own (_keepalive): it drops the connection at once on a missed pong
         kw: Dict[str, Any] = dict(compression=None, max_size=None, open_timeout=open_timeout, ping_interval=None, close_timeout=min(5.0, open_timeout))
         kw.update(connect_kwargs)
+        token = token if token is not None else (os.environ.get("SUPERMEL_TOKEN") or None)
+        if token is not None:
+            kw["additional_headers"] = {**dict(kw.get("additional_headers") or {}), "Authorization": f"Bearer {token}"}
         try:
             ws = await _ws_connect(url, **kw)
         except InvalidStatus as exc:
             status = exc.response.status_code
+            if status in (401, 403, 429):  # a supermel server refusing before the upgrade: token, Origin/Host, per-address cap
+                body = (exc.response.body or b"").decode("utf-8", "replace").strip()
+                raise ServerError(f"http-{status}", body or exc.response.reason_phrase) from None
             raise ServerUnreachable("handshake-refused", f"{url} answered HTTP {status} {exc.response.reason_phrase} to the WebSocket handshake: "
                                     "not a supermel server, or it refused this client") from None  # fmt: skip
         except InvalidHandshake as exc:

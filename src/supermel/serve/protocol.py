@@ -94,6 +94,8 @@ ERRORS: Dict[str, int] = {
     "not-finite": 1007,  # NaN or Inf float32 samples
     "too-large": 1009,  # a message over the size limit
     "timeout": 1008,  # no start within the server's start timeout
+    "idle": 1008,  # no audio for the server's idle timeout after start
+    "overflow": 1007,  # finite audio whose features are not finite (float32 overflow: samples far outside [-1, 1])
     "server-full": 1013,  # the server's maximum connection count is reached
     "behind": 1013,  # more audio waiting to be computed than the backlog allows
     "not-reading": 1013,  # the client does not read its frames fast enough
@@ -203,34 +205,54 @@ def parse_json(text: str) -> Dict[str, Any]:
     try:
         obj = json.loads(text)
     except ValueError as exc:
-        raise ProtocolError("bad-json", f"a text message must be a JSON object; could not parse it ({exc})") from None
+        raise ProtocolError("bad-json", f"a text message must be a JSON object; could not parse it ({str(exc)[:120]})") from None
+    except RecursionError:  # thousands of nested brackets
+        raise ProtocolError("bad-json", "a text message must be a JSON object; this one nests too deeply to parse") from None
     if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
         raise ProtocolError("bad-json", 'a text message must be a JSON object with a "type", e.g. {"type": "end"}')
     return obj
+
+
+def _short(x: Any) -> str:
+    """``repr(x)``, at most 40 characters (a client's value quoted in an error message)."""
+    try:
+        r = repr(x)
+    except ValueError:  # an integer past Python's digit limit
+        return "<a huge integer>"
+    return r if len(r) <= 40 else r[:37] + "..."
+
+
+def _finite_number(x: Any) -> bool:
+    """An int or float that is finite and within float range (a 400-digit integer is not: ``math.isfinite`` overflows on it)."""
+    if isinstance(x, bool):
+        return False
+    if isinstance(x, int):
+        return abs(x) < 1 << 64
+    return isinstance(x, float) and math.isfinite(x)
 
 
 def parse_start(obj: Mapping[str, Any], presets: Mapping[str, Any]) -> StartRequest:
     """Validate a ``start`` message against the presets served (:class:`ProtocolError` naming the field and the fix)."""
     unknown = sorted(set(obj) - set(_START_FIELDS))
     if unknown:
-        raise ProtocolError("bad-request", f"start: unknown field(s) {unknown}; the fields are {list(_START_FIELDS)}")
+        raise ProtocolError("bad-request", f"start: unknown field(s) {_short(unknown)}; the fields are {list(_START_FIELDS)}")
     rate = obj.get("sample_rate")
     if rate is None:
         raise ProtocolError("bad-request", 'start: "sample_rate" (Hz) is required, e.g. {"type": "start", "sample_rate": 48000}')
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not math.isfinite(rate) or rate != int(rate):
-        raise ProtocolError("bad-rate", f"start: sample_rate={rate!r} must be a whole number of Hz between {MIN_RATE} and {MAX_RATE}")
+    if not _finite_number(rate) or rate != int(rate):
+        raise ProtocolError("bad-rate", f"start: sample_rate={_short(rate)} must be a whole number of Hz between {MIN_RATE} and {MAX_RATE}")
     if not MIN_RATE <= rate <= MAX_RATE:
-        raise ProtocolError("bad-rate", f"start: sample_rate={rate!r} is not supported; send audio at {MIN_RATE} to {MAX_RATE} Hz")
+        raise ProtocolError("bad-rate", f"start: sample_rate={_short(rate)} is not supported; send audio at {MIN_RATE} to {MAX_RATE} Hz")
     fmt = obj.get("format", "float32")
-    if fmt not in FORMATS:
-        raise ProtocolError("bad-format", f"start: format={fmt!r} is not supported; use 'float32' or 'int16' (little-endian, mono)")
+    if not isinstance(fmt, str) or fmt not in FORMATS:
+        raise ProtocolError("bad-format", f"start: format={_short(fmt)} is not supported; use 'float32' or 'int16' (little-endian, mono)")
     preset = obj.get("preset")
     if preset is not None and (not isinstance(preset, str) or preset not in presets):
-        raise ProtocolError("unknown-preset", f"start: preset={preset!r} is not served here; this server serves {sorted(presets)}")
+        raise ProtocolError("unknown-preset", f"start: preset={_short(preset)} is not served here; this server serves {sorted(presets)}")
     fps = obj.get("fps")
     if fps is not None:
-        if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not math.isfinite(fps) or not 0 < fps <= 1000:
-            raise ProtocolError("bad-request", f"start: fps={fps!r} must be a video frame rate in (0, 1000]")
+        if not _finite_number(fps) or not 0 < fps <= 1000:
+            raise ProtocolError("bad-request", f"start: fps={_short(fps)} must be a video frame rate in (0, 1000]")
         fps = float(fps)
     return StartRequest(int(rate), str(fmt), preset, fps)
 

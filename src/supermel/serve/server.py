@@ -33,6 +33,7 @@ Where the code lives
 ``_session.py``        a connection: receive loop, checks and limits, sender (mixin)
 ``_step.py``           the stepper: pool cycles, frames to the send queues (mixin)
 ``_http.py``           the page and ``/stats``, ``/hello`` (mixin)
+``_guard.py``          access control (Host, Origin, token), connection bounds, idle timeout (mixin)
 ``_state.py``          per-pool, per-connection and per-cycle state; :class:`Recording`
 ``_threads.py``        :func:`limit_threads`
 ``_ws.py``             the ``websockets`` names used (one place for the missing-extra error)
@@ -45,6 +46,7 @@ import asyncio
 import collections
 import concurrent.futures
 import itertools
+import json
 import logging
 import math
 import os
@@ -57,6 +59,7 @@ from .._errors import ParameterError
 from .._version import __version__
 from ..pool import StreamPool
 from . import protocol as P
+from ._guard import ACCEPT_BATCH, Guard, connection_class, deepen_listen_queue, open_descriptors, raise_fd_limit
 from ._http import HttpEndpoints, load_static
 from ._session import TEXT_LIMIT, WRITE_LIMIT, Sessions
 from ._state import NEW, STREAMING, Close, Conn, PoolState, Recording, pool_state
@@ -73,7 +76,7 @@ CORE_NAME = "mel"
 
 
 # --------------------------------------------------------------------------- the server
-class Server(HttpEndpoints, Sessions, Stepper):
+class Server(Guard, HttpEndpoints, Sessions, Stepper):
     """A WebSocket server streaming mel features of many live clients (``supermel serve``).
 
     Parameters
@@ -121,6 +124,32 @@ class Server(HttpEndpoints, Sessions, Stepper):
         and the last 64 connections.
     page : bool
         Serve the live page at ``/`` (and ``/worklet.js``).
+    token : str, optional
+        Bearer token the WebSocket, ``/stats`` and ``/hello`` need (``Authorization:
+        Bearer TOKEN`` or ``?token=TOKEN``; compared in constant time). Required to listen
+        on a non-loopback address, unless ``insecure``.
+    allow_origins : sequence of str
+        ``Origin`` values accepted on the WebSocket besides the page's own
+        (``scheme://host[:port]``; ``"*"``: any). Browsers send ``Origin``; a foreign one
+        (``null`` included) is refused with HTTP 403 before the upgrade.
+    allow_hosts : sequence of str
+        ``Host`` names accepted besides the bound address and the loopback names (any
+        IP address when bound to a wildcard address; ``"*"``: any): DNS rebinding defence.
+    certfile, keyfile : str, optional
+        TLS certificate chain and key (PEM): the server speaks ``wss://`` and ``https://``.
+    insecure : bool
+        Allow a non-loopback address without a token.
+    idle_timeout : float or None
+        Seconds a started stream may go without audio before it is closed 1008 ``idle``.
+    max_per_address : int or None
+        Open TCP connections per client address; past it the upgrade is refused with HTTP 429.
+    max_half_open : int
+        Connections that have not sent their HTTP request yet; past it the oldest is dropped.
+    handshake_timeout : float
+        Seconds the TLS and WebSocket handshakes may take.
+    raise_fd_limit : bool
+        At :meth:`start`, raise the process's soft descriptor limit to its hard limit
+        (reported in :meth:`snapshot_stats`).
 
     Examples
     --------
@@ -152,6 +181,17 @@ class Server(HttpEndpoints, Sessions, Stepper):
         record: bool = False,
         max_record_seconds: float = 600.0,
         page: bool = True,
+        token: Optional[str] = None,
+        allow_origins: Sequence[str] = (),
+        allow_hosts: Sequence[str] = (),
+        certfile: Optional[str] = None,
+        keyfile: Optional[str] = None,
+        insecure: bool = False,
+        idle_timeout: Optional[float] = 30.0,
+        max_per_address: Optional[int] = 64,
+        max_half_open: int = 2048,
+        handshake_timeout: float = 5.0,
+        raise_fd_limit: bool = True,
     ) -> None:
         def positive(name: str, value: Any, integer: bool = False) -> None:
             ok = isinstance(value, (int, np.integer)) if integer else isinstance(value, (int, float))
@@ -210,6 +250,10 @@ class Server(HttpEndpoints, Sessions, Stepper):
             "errors": collections.Counter(), "close_codes": collections.Counter(), "memory_trims": 0, "trim_seconds": 0.0,
         }  # fmt: skip
         self._trim_timer: Optional[asyncio.TimerHandle] = None  # (_session.py: malloc_trim after connections close)
+        self._init_guard(token=token, allow_origins=allow_origins, allow_hosts=allow_hosts, certfile=certfile, keyfile=keyfile, insecure=insecure,
+                         idle_timeout=idle_timeout, max_per_address=max_per_address, max_half_open=max_half_open, handshake_timeout=handshake_timeout)  # fmt: skip
+        self._raise_fd_limit = bool(raise_fd_limit)
+        self._hello_cache: Optional[str] = None
         self._ws: Optional[WsServer] = None
         self._wake: Optional[asyncio.Event] = None
         self._next_cycle = 0.0
@@ -231,11 +275,11 @@ class Server(HttpEndpoints, Sessions, Stepper):
 
     @property
     def url(self) -> str:
-        """``ws://host:port/`` (after :meth:`start`)."""
+        """``ws://host:port/`` (``wss://`` with TLS; after :meth:`start`)."""
         if self.port is None:
             raise ParameterError("the server has not started yet: await server.start() (or use `async with server`)")
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"ws://{host}:{self.port}/"
+        return f"{'wss' if self.tls else 'ws'}://{host}:{self.port}/"
 
     @property
     def open_streams(self) -> int:
@@ -250,12 +294,18 @@ class Server(HttpEndpoints, Sessions, Stepper):
             "formats": sorted(P.FORMATS), "rates": [P.MIN_RATE, P.MAX_RATE], "max_chunk_seconds": self.max_chunk_seconds,
         }  # fmt: skip
 
+    def _hello_text(self) -> str:
+        """:meth:`hello` as JSON, built once (the presets and limits do not change; 0.2 ms a connection otherwise)."""
+        if self._hello_cache is None:
+            self._hello_cache = json.dumps(self.hello())
+        return self._hello_cache
+
     def snapshot_stats(self) -> Dict[str, Any]:
         """Counters (JSON-ready): connections, open streams, steps, frames, step time, errors and close codes;
         this process's ``pid`` and ``worker`` index (``supermel serve --workers N``: the worker that answered)."""
         s = dict(self.stats)
         s["errors"], s["close_codes"] = dict(s["errors"]), {str(k): v for k, v in s["close_codes"].items()}
-        s.update(clients=len(self._conns), streams=self.open_streams, closing=self._closing, pid=os.getpid(), worker=self.worker)
+        s.update(clients=len(self._conns), streams=self.open_streams, closing=self._closing, pid=os.getpid(), worker=self.worker, **self._guard_stats())
         return s
 
     async def start(self) -> "Server":
@@ -265,15 +315,23 @@ class Server(HttpEndpoints, Sessions, Stepper):
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self._stopped = asyncio.Event()
+        if self._raise_fd_limit:
+            self.fd_limits = raise_fd_limit()
         biggest = int(P.MAX_RATE * 4 * self.max_chunk_seconds)
         self._ws = await ws_serve(
             self._handler, self.host, self.requested_port, compression=None, max_size=max(2 * biggest, 2 * TEXT_LIMIT),
             max_queue=16, write_limit=WRITE_LIMIT, close_timeout=self.close_timeout, process_request=self._process_request,
-            server_header=f"supermel/{__version__}", **({"reuse_port": True} if self.reuse_port else {}),
+            server_header=f"supermel/{__version__}", **({"reuse_port": True} if self.reuse_port else {}), open_timeout=self.handshake_timeout + 5.0, create_connection=connection_class(self),
+            ssl=self._ssl, **({"ssl_handshake_timeout": self.handshake_timeout} if self._ssl is not None else {}), backlog=ACCEPT_BATCH, logger=logging.getLogger("websockets.server"),  # (else a getLogger call per connection)
         )  # fmt: skip
+        deepen_listen_queue(self._ws.sockets)
+        self._base_fds = open_descriptors()
         self.port = int(self._ws.sockets[0].getsockname()[1])
         self._stepper = asyncio.create_task(self._step_loop(), name="supermel-stepper")
-        log.info("listening on %s", self.url)
+        if self.idle_timeout is not None:
+            self._idle_task = asyncio.create_task(self._idle_loop(), name="supermel-idle")
+        self._handshake_task = asyncio.create_task(self._handshake_loop(), name="supermel-handshakes")
+        log.debug("listening on %s", self.url)
         return self
 
     async def serve_forever(self) -> None:
@@ -315,12 +373,13 @@ class Server(HttpEndpoints, Sessions, Stepper):
             log.warning("shutdown: some connections did not close in time; dropping them")
             for conn in list(self._conns.values()):
                 conn.ws.transport.abort()
-        if self._stepper is not None:
-            self._stepper.cancel()
-            try:
-                await self._stepper
-            except asyncio.CancelledError:
-                pass
+        for task in (self._stepper, self._idle_task, self._handshake_task):
+            if task is not None:
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
         if self._kick_timer is not None:
             self._kick_timer.cancel()
         if self._trim_timer is not None:
