@@ -765,7 +765,7 @@ class StreamPool:
         Raises :class:`~supermel.ParameterError` when the stream received no samples
         (the offline call refuses empty audio too; the stream is closed anyway).
 
-        When at most a quarter of the ring's rows stay in use, the ring shrinks (see :meth:`_shrink`).
+        When at most a quarter of the ring's rows stay in use, the ring shrinks (its memory is given back).
 
         Parameters
         ----------
