@@ -506,3 +506,67 @@ def test_cpp_refuses_overflowing_and_misaligned_calls():
     mis_out = np.frombuffer(memoryview(out_raw)[1:], dtype=np.float32).reshape(1, 40, 1)
     with pytest.raises(ValueError, match="aligned"):
         plan.strided(x, 0, 160, 1, mis_out)
+
+
+# --------------------------------------------------------------------------- the one-crossing fast path
+@needs_native
+@pytest.mark.parametrize("pad_mode", ["constant", "reflect", "edge"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fast_path_equals_the_padded_route(pad_mode, dtype):
+    """MelSpectrogram.native_call (C++ padding, checks in one crossing) == pad_input + native_from_padded, bit for bit."""
+    rng = np.random.default_rng(11)
+    tdt = torch.float64 if dtype == np.float64 else torch.float32
+    with _native.use_native(True):
+        for center in (True, False):
+            mod = supermel.MelSpectrogram(sr=16000, n_fft=400, hop_length=160, n_mels=40, center=center, pad_mode=pad_mode, dtype=tdt)
+            for shape in [(400,), (401,), (3, 1000), (1, 16000)]:
+                y = rng.standard_normal(shape).astype(dtype)
+                fast = mod.native_call(y, True)
+                assert fast is not None and isinstance(fast, np.ndarray) and fast.dtype == dtype
+                t = torch.from_numpy(y.reshape(-1, shape[-1]))
+                want = mod.native_from_padded(mod.spectrogram.pad_input(t, mod.n_mels)).numpy().reshape(shape[:-1] + (40, -1))
+                assert np.array_equal(fast, want)
+                ft = mod(torch.from_numpy(y))
+                assert isinstance(ft, torch.Tensor) and np.array_equal(ft.numpy(), want)
+                if len(shape) == 1 and center:
+                    assert np.array_equal(supermel.melspectrogram(y=y, sr=16000, n_fft=400, hop_length=160, n_mels=40, pad_mode=pad_mode), want)
+
+
+@needs_native
+def test_fast_path_declines_and_the_general_path_answers():
+    """Where the fast path does not apply, the general path's results, errors and warnings hold."""
+    mod = supermel.MelSpectrogram(sr=16000, n_fft=400, hop_length=160, n_mels=40)
+    y = np.random.default_rng(2).standard_normal(4000).astype(np.float32)
+    with _native.use_native(True):
+        bad = y.copy()
+        bad[3999] = np.nan  # the last sample: inside the padded signal's last frame only
+        assert mod.native_call(bad, True) is None
+        with pytest.raises(supermel.ParameterError, match="not finite"):
+            mod(bad)
+        with pytest.raises(supermel.ParameterError, match="not finite"):
+            supermel.melspectrogram(y=bad, sr=16000, n_fft=400, hop_length=160, n_mels=40)
+        huge = y * np.float32(1e20)  # finite audio whose power overflows float32
+        assert mod.native_call(huge, True) is None
+        with pytest.warns(RuntimeWarning, match="overflow"):
+            mod(huge)
+        assert mod.native_call(y[:100], True) is None  # shorter than n_fft: librosa's warning on the general path
+        with pytest.warns(UserWarning, match="too large"):
+            mod(y[:100])
+        assert mod.native_call(y.astype(">f4"), True) is None  # byte-swapped: converted by the general path
+        assert np.array_equal(mod(y.astype(">f4")), mod(y))
+        assert mod.native_call(y[::2], True) is None  # non-contiguous
+        assert mod.native_call(torch.from_numpy(y).requires_grad_(True), True) is None
+        prev = supermel.set_memory_limit(10_000)
+        try:
+            assert mod.native_call(y, True) is None
+            with pytest.raises(supermel.ParameterError, match="working memory"):
+                mod(y)
+        finally:
+            supermel.set_memory_limit(prev)
+        before = mod(y)
+        with torch.no_grad():
+            mod.mel_scale.fb.mul_(2)  # in place: the fast path's state follows
+        assert np.array_equal(mod(y), mod.native_from_padded(mod.spectrogram.pad_input(torch.from_numpy(y)[None], 40))[0].numpy())
+        assert not np.array_equal(mod(y), before)
+    with _native.use_native(False):
+        assert mod.native_call(y, True) is None

@@ -72,11 +72,30 @@ bool is(const nb::dlpack::dtype& d) { return d == nb::dtype<T>(); }
 // pointer a kernel forms is base + an offset in [0, extent).
 int64_t extent(int64_t n, int64_t stride) { return n > 0 ? (n - 1) * stride : 0; }
 
+// Whether n values from p are all finite: exponent bits not all ones (integer test: vectorises,
+// independent of -ffast-math). The caller guarantees p .. p + n lies in one array.
+inline bool finite_run(const float* p, int64_t n) {
+    const uint32_t* u = reinterpret_cast<const uint32_t*>(p);
+    uint32_t bad = 0;
+    for (int64_t i = 0; i < n; ++i) bad |= static_cast<uint32_t>((u[i] & 0x7f800000u) == 0x7f800000u);
+    return bad == 0;
+}
+inline bool finite_run(const double* p, int64_t n) {
+    const uint64_t* u = reinterpret_cast<const uint64_t*>(p);
+    uint64_t bad = 0;
+    for (int64_t i = 0; i < n; ++i) bad |= static_cast<uint64_t>((u[i] & 0x7ff0000000000000ull) == 0x7ff0000000000000ull);
+    return bad == 0;
+}
+
+//: Padding of the offline call (librosa's np.pad modes the native route takes).
+enum PadMode : int { PAD_CONSTANT = 0, PAD_REFLECT = 1, PAD_EDGE = 2 };
+
 struct PlanBase {
     virtual ~PlanBase() = default;
     virtual void strided(const InArray& x, int64_t offset, int64_t hop, int64_t n_frames, OutArray& out, int threads) = 0;
     virtual void gather(const InArray& x, const InArray& rows, const InArray& offsets, OutArray& out, int threads) = 0;
     virtual void rfft(const InArray& x, OutArray& out) = 0;
+    virtual int signal(const InArray& x, int64_t pad, int mode, int64_t hop, OutArray& out, int threads, bool check) = 0;
     int n_fft = 0, n_bins = 0, n_out = 0;
     bool f64 = false, w64 = false;
 };
@@ -237,6 +256,79 @@ struct PlanImpl final : PlanBase {
         });
     }
 
+    // The offline call in one crossing: rows of an unpadded signal x (rows, n) -> padded by `pad`
+    // samples on each side (mode: PadMode; reflect needs n > pad) -> every frame at `hop` ->
+    // out (rows, n_out, n_frames), n_frames = (n + 2 pad - n_fft) / hop + 1. With `check`:
+    // returns 1 (nothing computed) when x has a NaN/Inf, 2 when the result has one, else 0.
+    int signal(const InArray& x, int64_t pad, int mode, int64_t hop, OutArray& out, int threads, bool check) override {
+        check_in(x);
+        check_out(out, 3);
+        const int64_t rows = static_cast<int64_t>(x.shape(0)), n = static_cast<int64_t>(x.shape(1));
+        if (x.stride(0) < 0) fail("frames must have non-negative strides");
+        if (pad < 0 || hop < 1 || mode < PAD_CONSTANT || mode > PAD_EDGE) fail("pad >= 0, hop >= 1 and a known pad mode required");
+        if (n < 1 || (mode == PAD_REFLECT && n <= pad)) fail("the signal is too short for this padding");
+        if (pad > (INT64_MAX / 4 - n) / 2) fail("pad too large");
+        const int64_t len = n + 2 * pad;
+        if (len < n_fft) fail("the padded signal is shorter than n_fft");
+        const int64_t n_frames = (len - n_fft) / hop + 1;
+        if (static_cast<int64_t>(out.shape(0)) != rows || static_cast<int64_t>(out.shape(1)) != n_out || static_cast<int64_t>(out.shape(2)) != n_frames)
+            fail("out must have shape (rows, n_out, (n + 2 pad - n_fft) // hop + 1)");
+        if (rows == 0) return 0;
+        const T* xp = static_cast<const T*>(x.data());
+        const int64_t xs = static_cast<int64_t>(x.stride(0));
+        nb::gil_scoped_release release;
+        if (check)
+            for (int64_t r = 0; r < rows; ++r)
+                if (!finite_run(xp + r * xs, n)) return 1;
+        std::vector<T> padded;
+        const T* src = xp;
+        int64_t src_stride = xs;
+        if (pad > 0) {
+            padded.resize(static_cast<size_t>(rows * len));
+            for (int64_t r = 0; r < rows; ++r) {
+                const T* y = xp + r * xs;
+                T* z = padded.data() + r * len;
+                std::copy(y, y + n, z + pad);
+                for (int64_t i = 0; i < pad; ++i) {
+                    if (mode == PAD_CONSTANT) {
+                        z[i] = T(0);
+                        z[pad + n + i] = T(0);
+                    } else if (mode == PAD_REFLECT) {
+                        z[i] = y[pad - i];
+                        z[pad + n + i] = y[n - 2 - i];
+                    } else {
+                        z[i] = y[0];
+                        z[pad + n + i] = y[n - 1];
+                    }
+                }
+            }
+            src = padded.data();
+            src_stride = len;
+        }
+        const StridedArgs a{src, src_stride, 0, hop, rows, n_frames,
+                            out.data(), static_cast<int64_t>(out.stride(0)), static_cast<int64_t>(out.stride(2)), static_cast<int64_t>(out.stride(1)),
+                            0, rows * n_frames};
+        parallel(rows * n_frames, threads, [&](int64_t b, int64_t e, const Work& w) {
+            StridedArgs part = a;
+            part.begin = b;
+            part.end = e;
+            SM_DISPATCH(mel_strided, view, part, w);
+        });
+        if (check) {
+            const W* o = static_cast<const W*>(out.data());
+            const int64_t s0 = out.stride(0), s1 = out.stride(1), s2 = out.stride(2);
+            if (s2 == 1 && s1 == n_frames && s0 == n_out * n_frames) {
+                if (!finite_run(o, rows * n_out * n_frames)) return 2;
+            } else {
+                for (int64_t r = 0; r < rows; ++r)
+                    for (int64_t j = 0; j < n_out; ++j)
+                        for (int64_t t = 0; t < n_frames; ++t)
+                            if (!finite_run(o + r * s0 + j * s1 + t * s2, 1)) return 2;
+            }
+        }
+        return 0;
+    }
+
     void rfft(const InArray& x, OutArray& out) override {
         check_in(x);
         if (!is<T>(out.dtype()) || out.ndim() != 3 || out.stride(2) != 1 || out.stride(1) != 2 || out.stride(0) < 0)
@@ -301,6 +393,33 @@ NB_MODULE(_native_ext, m) {
                 fail("isa must be 'baseline' or 'avx2'");
         },
         "Force an instruction set (tests; not thread-safe against running calls).");
+    m.def(
+        "all_finite",
+        [](const InArray& x) {
+            if (x.ndim() < 1 || x.ndim() > 2) fail("all_finite takes a 1-D or 2-D array");
+            const int64_t rows = x.ndim() == 2 ? static_cast<int64_t>(x.shape(0)) : 1;
+            const int64_t n = static_cast<int64_t>(x.shape(x.ndim() - 1));
+            if (rows == 0 || n == 0) return true;
+            if (n > 1 && x.stride(x.ndim() - 1) != 1) fail("all_finite needs unit stride along the last axis");
+            const int64_t rs = x.ndim() == 2 ? static_cast<int64_t>(x.stride(0)) : 0;
+            if (rs < 0) fail("all_finite needs non-negative strides");
+            if (is<float>(x.dtype())) {
+                if (reinterpret_cast<std::uintptr_t>(x.data()) % alignof(float)) fail("misaligned");
+                const float* p = static_cast<const float*>(x.data());
+                for (int64_t r = 0; r < rows; ++r)
+                    if (!finite_run(p + r * rs, n)) return false;
+                return true;
+            }
+            if (is<double>(x.dtype())) {
+                if (reinterpret_cast<std::uintptr_t>(x.data()) % alignof(double)) fail("misaligned");
+                const double* p = static_cast<const double*>(x.data());
+                for (int64_t r = 0; r < rows; ++r)
+                    if (!finite_run(p + r * rs, n)) return false;
+                return true;
+            }
+            fail("all_finite takes float32 or float64");
+        },
+        nb::arg("x"), "Whether every value of a float32/float64 array (unit stride along its last axis) is finite.");
     m.attr("POST_NONE") = static_cast<int>(POST_NONE);
     m.attr("POST_LN_FLOOR") = static_cast<int>(POST_LN_FLOOR);
     m.attr("POST_LOG10_FLOOR") = static_cast<int>(POST_LOG10_FLOOR);
@@ -324,6 +443,13 @@ NB_MODULE(_native_ext, m) {
              },
              nb::arg("x"), nb::arg("rows"), nb::arg("offsets"), nb::arg("out"), nb::arg("threads") = 1,
              "Frames x[rows[i], offsets[i] : ... + n_fft] -> out[i, :] (large calls split over `threads`).")
+        .def("signal",
+             [](Plan& p, const InArray& x, int64_t pad, int mode, int64_t hop, OutArray out, int threads, bool check) {
+                 return p.impl->signal(x, pad, mode, hop, out, std::max(1, threads), check);
+             },
+             nb::arg("x"), nb::arg("pad"), nb::arg("mode"), nb::arg("hop"), nb::arg("out"), nb::arg("threads") = 1, nb::arg("check") = false,
+             "Rows of an unpadded signal, padded here (0 constant, 1 reflect, 2 edge) -> every frame -> out (rows, n_out, n_frames); "
+             "with check: 1 when x is not finite (nothing computed), 2 when out is not, else 0.")
         .def("rfft", [](Plan& p, const InArray& x, OutArray out) { p.impl->rfft(x, out); }, nb::arg("x"), nb::arg("out"),
              "The bare real FFT (no window): x (count, n_fft) -> out (count, n_bins, 2).");
 }
