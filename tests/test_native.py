@@ -570,3 +570,22 @@ def test_fast_path_declines_and_the_general_path_answers():
         assert not np.array_equal(mod(y), before)
     with _native.use_native(False):
         assert mod.native_call(y, True) is None
+
+
+@needs_native
+@pytest.mark.parametrize("chunk_size", [None, 200])
+def test_native_push_refuses_nan_and_keeps_the_stream(chunk_size):
+    """The one-call push (copy, finiteness check, frames in C++): a NaN chunk raises and leaves the
+    ring as it was; the pushes after it equal the offline call bit for bit."""
+    y = np.random.default_rng(5).standard_normal(8000).astype(np.float32)
+    kw = dict(sr=16000, n_fft=800, hop_length=200, n_mels=80)
+    with _native.use_native(True):
+        s = supermel.StreamingMelSpectrogram(chunk_size=chunk_size, **kw)
+        outs = [s.push(y[i : i + 200]) for i in range(0, 4000, 200)]
+        bad = y[4000:4200].copy()
+        bad[7] = np.inf
+        with pytest.raises(supermel.ParameterError, match="not finite"):
+            s.push(bad)
+        outs += [s.push(y[i : i + 200]) for i in range(4000, 8000, 200)]
+        outs.append(s.flush())
+        assert np.array_equal(np.concatenate(outs, axis=-1), supermel.MelSpectrogram(**kw)(y))

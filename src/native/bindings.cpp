@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -96,6 +97,7 @@ struct PlanBase {
     virtual void gather(const InArray& x, const InArray& rows, const InArray& offsets, OutArray& out, int threads) = 0;
     virtual void rfft(const InArray& x, OutArray& out) = 0;
     virtual int signal(const InArray& x, int64_t pad, int mode, int64_t hop, OutArray& out, int threads, bool check) = 0;
+    virtual int ring(OutArray& buf, int64_t fill, const InArray& chunk, int64_t offset, int64_t hop, OutArray& out, bool check) = 0;
     int n_fft = 0, n_bins = 0, n_out = 0;
     bool f64 = false, w64 = false;
 };
@@ -329,6 +331,41 @@ struct PlanImpl final : PlanBase {
         return 0;
     }
 
+    // A streaming push in one crossing: with `check`, returns 1 (the ring untouched) when the
+    // chunk (rows, n) has a NaN/Inf; else copies it into buf[:, fill : fill + n] and computes
+    // frames offset + t hop of buf (t < out.shape(2)) into out (rows, n_out, k); returns 0.
+    int ring(OutArray& buf, int64_t fill, const InArray& chunk, int64_t offset, int64_t hop, OutArray& out, bool check) override {
+        check_in(chunk);
+        if (!is<T>(buf.dtype()) || buf.ndim() != 2 || (buf.shape(1) > 1 && buf.stride(1) != 1) || buf.stride(0) < 0 ||
+            reinterpret_cast<std::uintptr_t>(buf.data()) % alignof(T) != 0)
+            fail("the ring must be an aligned 2-D array of the frames' dtype, unit stride along its last axis");
+        check_out(out, 3);
+        const int64_t rows = static_cast<int64_t>(buf.shape(0)), cap = static_cast<int64_t>(buf.shape(1));
+        const int64_t n = static_cast<int64_t>(chunk.shape(1)), k = static_cast<int64_t>(out.shape(2));
+        if (static_cast<int64_t>(chunk.shape(0)) != rows || chunk.stride(0) < 0) fail("the chunk must have the ring's rows");
+        if (fill < 0 || fill > cap || n > cap - fill) fail("the chunk does not fit in the ring");
+        if (offset < 0 || hop < 1 || k < 0) fail("offset >= 0, hop >= 1 required");
+        const int64_t len = fill + n;
+        if (k > 0 && (len < n_fft || offset > len - n_fft || k - 1 > (len - n_fft - offset) / hop)) fail("frames run past the ring's samples");
+        if (static_cast<int64_t>(out.shape(0)) != rows || static_cast<int64_t>(out.shape(1)) != n_out) fail("out must have shape (rows, n_out, k)");
+        if (rows == 0) return 0;
+        const T* cp = static_cast<const T*>(chunk.data());
+        T* bp = static_cast<T*>(buf.data());
+        const int64_t cs = static_cast<int64_t>(chunk.stride(0)), bs = static_cast<int64_t>(buf.stride(0));
+        nb::gil_scoped_release release;
+        if (check && n > 0)
+            for (int64_t r = 0; r < rows; ++r)
+                if (!finite_run(cp + r * cs, n)) return 1;
+        if (n > 0)
+            for (int64_t r = 0; r < rows; ++r) std::memmove(bp + r * bs + fill, cp + r * cs, static_cast<size_t>(n) * sizeof(T));
+        if (k == 0) return 0;
+        const StridedArgs a{bp, bs, offset, hop, rows, k,
+                            out.data(), static_cast<int64_t>(out.stride(0)), static_cast<int64_t>(out.stride(2)), static_cast<int64_t>(out.stride(1)),
+                            0, rows * k};
+        with_work([&](const Work& w) { SM_DISPATCH(mel_strided, view, a, w); });
+        return 0;
+    }
+
     void rfft(const InArray& x, OutArray& out) override {
         check_in(x);
         if (!is<T>(out.dtype()) || out.ndim() != 3 || out.stride(2) != 1 || out.stride(1) != 2 || out.stride(0) < 0)
@@ -450,6 +487,13 @@ NB_MODULE(_native_ext, m) {
              nb::arg("x"), nb::arg("pad"), nb::arg("mode"), nb::arg("hop"), nb::arg("out"), nb::arg("threads") = 1, nb::arg("check") = false,
              "Rows of an unpadded signal, padded here (0 constant, 1 reflect, 2 edge) -> every frame -> out (rows, n_out, n_frames); "
              "with check: 1 when x is not finite (nothing computed), 2 when out is not, else 0.")
+        .def("ring",
+             [](Plan& p, OutArray buf, int64_t fill, const InArray& chunk, int64_t offset, int64_t hop, OutArray out, bool check) {
+                 return p.impl->ring(buf, fill, chunk, offset, hop, out, check);
+             },
+             nb::arg("buf"), nb::arg("fill"), nb::arg("chunk"), nb::arg("offset"), nb::arg("hop"), nb::arg("out"), nb::arg("check") = false,
+             "A streaming push: chunk -> buf[:, fill : fill + n], frames offset + t hop -> out (rows, n_out, k); "
+             "with check: 1 (the ring untouched) when the chunk is not finite, else 0.")
         .def("rfft", [](Plan& p, const InArray& x, OutArray out) { p.impl->rfft(x, out); }, nb::arg("x"), nb::arg("out"),
              "The bare real FFT (no window): x (count, n_fft) -> out (count, n_bins, 2).");
 }

@@ -275,12 +275,30 @@ class RingCall:
 
     def __init__(self, plan: Plan, x: np.ndarray, *, hop: int, dtype: Any, out_dtype: Any) -> None:
         if not isinstance(x, np.ndarray) or x.dtype != np.dtype(dtype) or x.ndim != 2 or (x.size and x.strides[1] != x.itemsize) \
-                or x.strides[0] < 0 or x.strides[0] % x.itemsize or not x.flags.aligned:
-            raise ParameterError("a ring buffer must be an aligned 2-D array of the plan's dtype, unit stride along its last axis")
+                or x.strides[0] < 0 or x.strides[0] % x.itemsize or not x.flags.aligned or not x.flags.writeable:
+            raise ParameterError("a ring buffer must be a writeable, aligned 2-D array of the plan's dtype, unit stride along its last axis")
         self.plan, self.x, self.hop = plan, x, int(hop)
         self.out_dtype = np.dtype(out_dtype)
         self.n_fft, self.n_out = plan.n_fft, plan.n_out
         self.rows, self.length = x.shape
+
+    def push(self, fill: int, chunk: np.ndarray, offset: int, n_frames: int, check: bool) -> Optional[np.ndarray]:
+        """A streaming push in one native call: ``chunk`` ``(rows, n)`` (the buffer's dtype; copied
+        here when not C-contiguous and aligned) into ``x[:, fill : fill + n]``, then
+        ``(rows, n_out, n_frames)`` of frames ``offset + t hop`` (a new array). ``check``: ``None``,
+        and the buffer untouched, when the chunk has a NaN/Inf."""
+        flags = chunk.flags
+        if not (flags.c_contiguous and flags.aligned):
+            chunk = np.ascontiguousarray(chunk)
+        if chunk.dtype != self.x.dtype or chunk.ndim != 2 or chunk.shape[0] != self.rows:
+            raise ParameterError(f"a chunk of shape {chunk.shape} and dtype {chunk.dtype} does not fit the ring ({self.rows} rows of {self.x.dtype})")
+        n = chunk.shape[1]
+        if fill < 0 or fill + n > self.length or offset < 0 or n_frames < 0 or (n_frames and offset + (n_frames - 1) * self.hop + self.n_fft > fill + n):
+            raise ParameterError(f"ring push out of bounds: fill={fill}, {n} samples, offset={offset}, n_frames={n_frames}, buffer length {self.length}")
+        out = np.empty((self.rows, self.n_out, n_frames), dtype=self.out_dtype)
+        if self.plan.ring(self.x, fill, chunk, offset, self.hop, out, check):
+            return None
+        return out
 
     def __call__(self, offset: int, n_frames: int) -> np.ndarray:
         """``(rows, n_out, n_frames)`` of frames ``offset + t hop`` (a new array)."""
