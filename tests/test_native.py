@@ -589,3 +589,26 @@ def test_native_push_refuses_nan_and_keeps_the_stream(chunk_size):
         outs += [s.push(y[i : i + 200]) for i in range(4000, 8000, 200)]
         outs.append(s.flush())
         assert np.array_equal(np.concatenate(outs, axis=-1), supermel.MelSpectrogram(**kw)(y))
+
+
+@needs_native
+def test_ring_write_wraps_keeps_the_mirror_and_refuses_bad_writes():
+    C, L = 10, 4
+    ring = np.zeros((3, C + L), np.float32)
+    x = np.arange(1, 13, dtype=np.float32)
+    # row 1: 5 samples from sample 8 (wraps: 8, 9 then 0, 1, 2); row 2: 3 samples from sample 14 (position 4)
+    _native.ring_write(ring, np.array([1, 2]), np.array([8, 14]), x, np.array([0, 5]), np.array([5, 3]), C=C, L=L)
+    want = np.zeros((3, C + L), np.float32)
+    want[1, [8, 9, 0, 1, 2]] = x[:5]
+    want[1, C:] = want[1, :L]
+    want[2, 4:7] = x[5:8]
+    assert np.array_equal(ring, want)
+    for bad in [dict(slots=[3]), dict(ats=[-1]), dict(lengths=[C + 1]), dict(starts=[10], lengths=[5])]:
+        args = dict(slots=[0], ats=[0], starts=[0], lengths=[2]) | bad
+        with pytest.raises(supermel.ParameterError):
+            _native.ring_write(ring, *(np.array(args[k]) for k in ("slots", "ats")), x, np.array(args["starts"]), np.array(args["lengths"]), C=C, L=L)
+        with pytest.raises(ValueError):  # the C++ checks on their own
+            _native._ext.ring_write(ring, *(np.array(args[k], np.int64) for k in ("slots", "ats")), x, np.array(args["starts"], np.int64),
+                                    np.array(args["lengths"], np.int64), C, L)
+    with pytest.raises(supermel.ParameterError):
+        _native.ring_write(ring[:, :-1], np.array([0]), np.array([0]), x, np.array([0]), np.array([1]), C=C, L=L)

@@ -91,6 +91,57 @@ inline bool finite_run(const double* p, int64_t n) {
 //: Padding of the offline call (librosa's np.pad modes the native route takes).
 enum PadMode : int { PAD_CONSTANT = 0, PAD_REFLECT = 1, PAD_EDGE = 2 };
 
+// StreamPool.push_many's writes in one call: chunk i (x[starts[i] : starts[i] + lengths[i]]) goes
+// to samples ats[i] .. of ring row slots[i] (position ats[i] mod C, wrapping around), and the
+// row's mirror (its last L values, a copy of its first L) follows when its head changed.
+template <class T>
+void ring_write_impl(OutArray& ring, const int64_t* slots, const int64_t* ats, const T* x, int64_t x_len, const int64_t* starts, const int64_t* lengths,
+                     int64_t count, int64_t C, int64_t L) {
+    const int64_t rows = static_cast<int64_t>(ring.shape(0)), rs = static_cast<int64_t>(ring.stride(0));
+    for (int64_t i = 0; i < count; ++i)
+        if (slots[i] < 0 || slots[i] >= rows || ats[i] < 0 || lengths[i] < 0 || lengths[i] > C || starts[i] < 0 || starts[i] > x_len ||
+            lengths[i] > x_len - starts[i])
+            fail("a ring write lies outside the ring or the samples");
+    T* base = static_cast<T*>(ring.data());
+    nb::gil_scoped_release release;
+    for (int64_t i = 0; i < count; ++i) {
+        T* row = base + slots[i] * rs;
+        const T* y = x + starts[i];
+        const int64_t m = lengths[i], p = ats[i] % C, e = p + m;
+        if (e <= C) {
+            std::memcpy(row + p, y, static_cast<size_t>(m) * sizeof(T));
+        } else {
+            std::memcpy(row + p, y, static_cast<size_t>(C - p) * sizeof(T));
+            std::memcpy(row, y + (C - p), static_cast<size_t>(e - C) * sizeof(T));
+        }
+        if (p < L || e > C) std::memcpy(row + C, row, static_cast<size_t>(L) * sizeof(T));
+    }
+}
+
+void ring_write(OutArray ring, const InArray& slots, const InArray& ats, const InArray& x, const InArray& starts, const InArray& lengths, int64_t C,
+                int64_t L) {
+    if (ring.ndim() != 2 || ring.stride(1) != 1 || ring.stride(0) < 0 || C < 1 || L < 0 || L > C || static_cast<int64_t>(ring.shape(1)) != C + L)
+        fail("the ring must be a 2-D (rows, C + L) array with unit stride along its rows");
+    for (const InArray* a : {&slots, &ats, &starts, &lengths})
+        if (!is<int64_t>(a->dtype()) || a->ndim() != 1 || (a->shape(0) > 1 && a->stride(0) != 1) || a->shape(0) != slots.shape(0))
+            fail("slots, ats, starts and lengths must be contiguous 1-D int64 arrays of one length");
+    if (x.ndim() != 1 || (x.shape(0) > 1 && x.stride(0) != 1) || x.dtype() != ring.dtype()) fail("x must be a contiguous 1-D array of the ring's dtype");
+    const int64_t count = static_cast<int64_t>(slots.shape(0)), n = static_cast<int64_t>(x.shape(0));
+    const auto* sl = static_cast<const int64_t*>(slots.data());
+    const auto* at = static_cast<const int64_t*>(ats.data());
+    const auto* st = static_cast<const int64_t*>(starts.data());
+    const auto* ln = static_cast<const int64_t*>(lengths.data());
+    if (is<float>(ring.dtype())) {
+        if (reinterpret_cast<std::uintptr_t>(ring.data()) % alignof(float) || reinterpret_cast<std::uintptr_t>(x.data()) % alignof(float)) fail("misaligned");
+        ring_write_impl<float>(ring, sl, at, static_cast<const float*>(x.data()), n, st, ln, count, C, L);
+    } else if (is<double>(ring.dtype())) {
+        if (reinterpret_cast<std::uintptr_t>(ring.data()) % alignof(double) || reinterpret_cast<std::uintptr_t>(x.data()) % alignof(double)) fail("misaligned");
+        ring_write_impl<double>(ring, sl, at, static_cast<const double*>(x.data()), n, st, ln, count, C, L);
+    } else {
+        fail("the ring must be float32 or float64");
+    }
+}
+
 struct PlanBase {
     virtual ~PlanBase() = default;
     virtual void strided(const InArray& x, int64_t offset, int64_t hop, int64_t n_frames, OutArray& out, int threads) = 0;
@@ -457,6 +508,8 @@ NB_MODULE(_native_ext, m) {
             fail("all_finite takes float32 or float64");
         },
         nb::arg("x"), "Whether every value of a float32/float64 array (unit stride along its last axis) is finite.");
+    m.def("ring_write", &ring_write, nb::arg("ring"), nb::arg("slots"), nb::arg("ats"), nb::arg("x"), nb::arg("starts"), nb::arg("lengths"), nb::arg("C"),
+          nb::arg("L"), "StreamPool.push_many's writes: x[starts[i] : starts[i] + lengths[i]] -> ring row slots[i] from sample ats[i] (mod C), mirror kept.");
     m.attr("POST_NONE") = static_cast<int>(POST_NONE);
     m.attr("POST_LN_FLOOR") = static_cast<int>(POST_LN_FLOOR);
     m.attr("POST_LOG10_FLOOR") = static_cast<int>(POST_LOG10_FLOOR);

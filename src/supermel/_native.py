@@ -53,7 +53,7 @@ def _load() -> Any:
 
 _ext = _load()
 
-__all__ = ["available", "enabled", "use_native", "isa", "Plan", "make_plan", "run_strided", "run_gather", "rfft", "cached_plan", "RingCall", "POST"]
+__all__ = ["available", "enabled", "use_native", "isa", "Plan", "make_plan", "run_strided", "run_gather", "ring_write", "rfft", "cached_plan", "RingCall", "POST"]
 
 #: Post-steps the kernels apply to each output value (``a``, ``b`` the plan's constants).
 POST = {"none": 0, "ln_floor": 1, "log10_floor": 2, "ln_add": 3, "db": 4}
@@ -209,6 +209,27 @@ def run_gather(plan: Plan, x: np.ndarray, rows: np.ndarray, offsets: np.ndarray,
     if out.size:
         plan.gather(x, rows, offsets, out, int(threads))
     return out
+
+
+def ring_write(ring: np.ndarray, slots: np.ndarray, ats: np.ndarray, x: np.ndarray, starts: np.ndarray, lengths: np.ndarray, *, C: int, L: int) -> None:
+    """``StreamPool.push_many``'s writes in one native call: ``x[starts[i] : starts[i] + lengths[i]]``
+    into ring row ``slots[i]`` from sample ``ats[i]`` (position ``ats[i] % C``, wrapping around),
+    the row's mirror (its last ``L`` values, a copy of its first ``L``) kept. ``ring``
+    ``(rows, C + L)``, writeable, C-contiguous; ``x`` 1-D contiguous of the ring's dtype; the index
+    arrays int64 of one length; every write is bounds-checked (here and in C++)."""
+    if not (isinstance(ring, np.ndarray) and ring.ndim == 2 and ring.flags.c_contiguous and ring.flags.aligned and ring.flags.writeable
+            and ring.shape[1] == C + L and 0 <= L <= C and C >= 1):
+        raise ParameterError(f"a pool ring must be a writeable C-contiguous (rows, C + L) array; got {getattr(ring, 'shape', None)} for C={C}, L={L}")
+    if not (isinstance(x, np.ndarray) and x.dtype == ring.dtype and x.ndim == 1 and x.flags.c_contiguous and x.flags.aligned):
+        x = np.ascontiguousarray(x, dtype=ring.dtype).reshape(-1)
+    idx = [np.ascontiguousarray(a, dtype=np.int64).reshape(-1) for a in (slots, ats, starts, lengths)]
+    if len({a.size for a in idx}) != 1:
+        raise ParameterError("slots, ats, starts and lengths must have one length")
+    slots, ats, starts, lengths = idx
+    if slots.size and (slots.min() < 0 or slots.max() >= ring.shape[0] or ats.min() < 0 or lengths.min() < 0 or lengths.max() > C
+                       or starts.min() < 0 or (starts + lengths).max() > x.size):
+        raise ParameterError("a ring write lies outside the ring or the samples")
+    _ext.ring_write(ring, slots, ats, x, starts, lengths, int(C), int(L))
 
 
 def rfft(plan: Plan, x: np.ndarray) -> np.ndarray:

@@ -412,13 +412,14 @@ class StreamPool:
         if not distinct:
             raise ParameterError("push_many() takes each stream id at most once (its errors are keyed by id); concatenate a stream's chunks")
         errors: Dict[int, ParameterError] = {}
-        dt = self.np_dtype
+        dt = np.dtype(self.np_dtype)
         fast = self._identity_pre and self._trim_at is None
+        sizes: List[int] = []
         if fast:
-            for c in chunks:
-                if type(c) is not np.ndarray or c.ndim != 1 or c.dtype != dt:
-                    fast = False
-                    break
+            nd = np.ndarray
+            # (builtin dtypes are singletons: an equal dtype that is another object takes the general path)
+            sizes = [c.shape[0] if type(c) is nd and c.ndim == 1 and c.dtype is dt else -1 for c in chunks]
+            fast = -1 not in sizes
         if not fast:
             for sid, c in zip(ids, chunks):
                 try:
@@ -434,14 +435,15 @@ class StreamPool:
                     errors[ids[i]] = ParameterError(f"stream {ids[i]!r} is not open in this pool (open() returns the ids; a closed stream's id is gone)")
                 else:
                     keep.append(i)
-            ids, chunks, sts = [ids[i] for i in keep], [chunks[i] for i in keep], [sts[i] for i in keep]
+            ids, chunks, sts, sizes = [ids[i] for i in keep], [chunks[i] for i in keep], [sts[i] for i in keep], [sizes[i] for i in keep]
         if not sts:
             return errors
-        m = np.fromiter([c.shape[0] for c in chunks], dtype=np.int64, count=len(chunks))
-        slots = np.fromiter([st.slot for st in sts], dtype=np.int64, count=len(sts))
+        m = np.array(sizes, dtype=np.int64)
+        slots = np.array([st.slot for st in sts], dtype=np.int64)
         ok = m > 0
-        x = (np.concatenate(chunks) if len(chunks) > 1 else chunks[0]) if self.check_finite else None
-        if x is not None and x.size and not _finite_1d(x):
+        native_write = _native.available()  # the writes in one native call (any route: it is a copy)
+        x = (np.concatenate(chunks) if len(chunks) > 1 else chunks[0]) if (self.check_finite or native_write) else None
+        if self.check_finite and x is not None and x.size and not _finite_1d(x):
             nonfinite = np.concatenate([[0], np.cumsum(~np.isfinite(x))])
             ends = np.cumsum(m)
             bad = nonfinite[ends] - nonfinite[ends - m]
@@ -456,6 +458,11 @@ class StreamPool:
         for i in np.flatnonzero(over):
             errors[ids[i]] = self._over_backlog(ids[i], int(waiting[i]))
         ok &= ~over
+        if native_write:
+            ends = np.cumsum(m)
+            _native.ring_write(self._ring, slots[ok], n[ok], x, (ends - m)[ok], m[ok], C=C, L=lay.L)
+            self._n[slots[ok]] = (n + m)[ok]
+            return errors
         # a chunk that neither wraps around its ring row nor touches the row's mirrored head
         # (all but about one in C / chunk): one slice assignment; the others through _write
         p = n % C
