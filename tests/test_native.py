@@ -612,3 +612,24 @@ def test_ring_write_wraps_keeps_the_mirror_and_refuses_bad_writes():
                                     np.array(args["lengths"], np.int64), C, L)
     with pytest.raises(supermel.ParameterError):
         _native.ring_write(ring[:, :-1], np.array([0]), np.array([0]), x, np.array([0]), np.array([1]), C=C, L=L)
+
+
+@needs_native
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kaldi_prep_matches_process_frames(dtype):
+    """The native Kaldi pre-step (DC removal, pre-emphasis, placement in the n_fft slot) against the
+    torch steps (process_frames + pad), on a strided view of a signal; bad arguments refused."""
+    from supermel.presets.kaldi import extract_frames, process_frames
+
+    y = torch.from_numpy(np.random.default_rng(4).standard_normal((2, 4000)).astype(dtype) * 1000)
+    frames = extract_frames(y, window_size=400, window_shift=160, snip_edges=True)
+    for dc, c in [(True, 0.97), (False, 0.97), (True, 0.0)]:
+        got = _native.kaldi_prep(frames.numpy(), n_fft=512, lo=56, remove_dc=dc, preemph=c)
+        want = torch.nn.functional.pad(process_frames(frames, remove_dc_offset=dc, preemphasis_coefficient=c), (56, 56)).reshape(2, -1).numpy()
+        assert got.shape == want.shape and np.all(got[:, :56] == 0)
+        tol = 1e-3 if dtype == np.float32 else 1e-9  # the mean: summed in double here, by torch's reduction there
+        assert np.max(np.abs(got - want)) <= tol
+    with pytest.raises(supermel.ParameterError):
+        _native.kaldi_prep(frames.numpy(), n_fft=512, lo=200, remove_dc=True, preemph=0.97)
+    with pytest.raises(ValueError):
+        _native._ext.kaldi_prep(frames.numpy(), np.empty((2, 10), dtype), 512, 56, True, 0.97)

@@ -142,6 +142,65 @@ void ring_write(OutArray ring, const InArray& slots, const InArray& ats, const I
     }
 }
 
+// Kaldi's per-frame steps before the window (the kaldi-fbank preset on the native route): frame
+// (b, t) of `frames` (B, T, W; any non-negative strides, unit along samples) -> out[b, t n_fft +
+// lo + j] (out (B, T n_fft), C-contiguous), zeros elsewhere in the frame's n_fft slots; with
+// remove_dc the frame's mean (summed in double) is subtracted, then pre-emphasis y[j] = s[j] - c
+// s[j - 1], y[0] = s[0] (1 - c) (c = 0: none). Per frame, in a fixed order: a frame's values do
+// not depend on the call it comes in (offline, streaming and pool equal bit for bit).
+template <class T>
+void kaldi_prep_impl(const InArray& frames, OutArray& out, int64_t n_fft, int64_t lo, bool remove_dc, double preemph) {
+    const int64_t B = static_cast<int64_t>(frames.shape(0)), Tn = static_cast<int64_t>(frames.shape(1)), W = static_cast<int64_t>(frames.shape(2));
+    const int64_t s0 = static_cast<int64_t>(frames.stride(0)), s1 = static_cast<int64_t>(frames.stride(1));
+    const T* x = static_cast<const T*>(frames.data());
+    T* o = static_cast<T*>(out.data());
+    const T c = static_cast<T>(preemph), one_minus_c = static_cast<T>(1.0 - preemph);
+    nb::gil_scoped_release release;
+    std::vector<T> v(static_cast<size_t>(W));
+    for (int64_t b = 0; b < B; ++b)
+        for (int64_t t = 0; t < Tn; ++t) {
+            const T* src = x + b * s0 + t * s1;
+            T* dst = o + (b * Tn + t) * n_fft;
+            std::fill(dst, dst + lo, T(0));
+            std::fill(dst + lo + W, dst + n_fft, T(0));
+            if (remove_dc) {
+                double sum = 0;
+                for (int64_t j = 0; j < W; ++j) sum += static_cast<double>(src[j]);
+                const T mean = static_cast<T>(sum / static_cast<double>(W));
+                for (int64_t j = 0; j < W; ++j) v[static_cast<size_t>(j)] = src[j] - mean;
+            } else {
+                std::copy(src, src + W, v.begin());
+            }
+            T* d = dst + lo;
+            if (preemph != 0.0) {
+                d[0] = v[0] * one_minus_c;
+                for (int64_t j = 1; j < W; ++j) d[j] = v[static_cast<size_t>(j)] - c * v[static_cast<size_t>(j - 1)];
+            } else {
+                std::copy(v.begin(), v.end(), d);
+            }
+        }
+}
+
+void kaldi_prep(const InArray& frames, OutArray out, int64_t n_fft, int64_t lo, bool remove_dc, double preemph) {
+    if (frames.ndim() != 3 || out.ndim() != 2 || frames.dtype() != out.dtype()) fail("frames (B, T, W) and out (B, T n_fft) of one dtype required");
+    const int64_t B = static_cast<int64_t>(frames.shape(0)), Tn = static_cast<int64_t>(frames.shape(1)), W = static_cast<int64_t>(frames.shape(2));
+    if (W < 1 || lo < 0 || n_fft < 1 || W > n_fft || lo > n_fft - W) fail("the frames must fit their n_fft slots at lo");
+    if (frames.stride(0) < 0 || frames.stride(1) < 0 || (W > 1 && frames.stride(2) != 1)) fail("frames need non-negative strides, unit along samples");
+    if (static_cast<int64_t>(out.shape(0)) != B || static_cast<int64_t>(out.shape(1)) != Tn * n_fft || (Tn * n_fft > 1 && out.stride(1) != 1) ||
+        (B > 1 && out.stride(0) != Tn * n_fft))
+        fail("out must be a C-contiguous (B, T n_fft) array");
+    if (B == 0 || Tn == 0) return;
+    if (is<float>(frames.dtype())) {
+        if (reinterpret_cast<std::uintptr_t>(frames.data()) % alignof(float) || reinterpret_cast<std::uintptr_t>(out.data()) % alignof(float)) fail("misaligned");
+        kaldi_prep_impl<float>(frames, out, n_fft, lo, remove_dc, preemph);
+    } else if (is<double>(frames.dtype())) {
+        if (reinterpret_cast<std::uintptr_t>(frames.data()) % alignof(double) || reinterpret_cast<std::uintptr_t>(out.data()) % alignof(double)) fail("misaligned");
+        kaldi_prep_impl<double>(frames, out, n_fft, lo, remove_dc, preemph);
+    } else {
+        fail("frames must be float32 or float64");
+    }
+}
+
 struct PlanBase {
     virtual ~PlanBase() = default;
     virtual void strided(const InArray& x, int64_t offset, int64_t hop, int64_t n_frames, OutArray& out, int threads) = 0;
@@ -510,6 +569,8 @@ NB_MODULE(_native_ext, m) {
         nb::arg("x"), "Whether every value of a float32/float64 array (unit stride along its last axis) is finite.");
     m.def("ring_write", &ring_write, nb::arg("ring"), nb::arg("slots"), nb::arg("ats"), nb::arg("x"), nb::arg("starts"), nb::arg("lengths"), nb::arg("C"),
           nb::arg("L"), "StreamPool.push_many's writes: x[starts[i] : starts[i] + lengths[i]] -> ring row slots[i] from sample ats[i] (mod C), mirror kept.");
+    m.def("kaldi_prep", &kaldi_prep, nb::arg("frames"), nb::arg("out"), nb::arg("n_fft"), nb::arg("lo"), nb::arg("remove_dc"), nb::arg("preemph"),
+          "Kaldi's per-frame DC removal and pre-emphasis: frames (B, T, W) -> out (B, T n_fft), each frame at lo in its n_fft slot.");
     m.attr("POST_NONE") = static_cast<int>(POST_NONE);
     m.attr("POST_LN_FLOOR") = static_cast<int>(POST_LN_FLOOR);
     m.attr("POST_LOG10_FLOOR") = static_cast<int>(POST_LOG10_FLOOR);

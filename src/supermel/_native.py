@@ -53,7 +53,7 @@ def _load() -> Any:
 
 _ext = _load()
 
-__all__ = ["available", "enabled", "use_native", "isa", "Plan", "make_plan", "run_strided", "run_gather", "ring_write", "rfft", "cached_plan", "RingCall", "POST"]
+__all__ = ["available", "enabled", "use_native", "isa", "Plan", "make_plan", "run_strided", "run_gather", "ring_write", "kaldi_prep", "rfft", "cached_plan", "RingCall", "POST"]
 
 #: Post-steps the kernels apply to each output value (``a``, ``b`` the plan's constants).
 POST = {"none": 0, "ln_floor": 1, "log10_floor": 2, "ln_add": 3, "db": 4}
@@ -230,6 +230,26 @@ def ring_write(ring: np.ndarray, slots: np.ndarray, ats: np.ndarray, x: np.ndarr
                        or starts.min() < 0 or (starts + lengths).max() > x.size):
         raise ParameterError("a ring write lies outside the ring or the samples")
     _ext.ring_write(ring, slots, ats, x, starts, lengths, int(C), int(L))
+
+
+def kaldi_prep(frames: np.ndarray, *, n_fft: int, lo: int, remove_dc: bool, preemph: float) -> np.ndarray:
+    """Kaldi's per-frame steps before the window, in C++: raw frames ``(B, T, W)`` (float32/float64,
+    any non-negative whole-element strides with unit stride along samples, e.g. a strided view
+    of the signal; other layouts are copied) -> ``(B, T n_fft)`` with frame ``t`` at
+    ``t n_fft + lo`` (zeros around it), its mean removed (``remove_dc``, summed in double) and
+    pre-emphasised (``preemph``; 0: none). Rows of the result are what
+    :func:`run_strided` frames at ``hop = n_fft``."""
+    if not isinstance(frames, np.ndarray) or frames.dtype not in (np.float32, np.float64) or frames.ndim != 3:
+        raise ParameterError(f"frames must be a 3-D float32/float64 array (B, T, W); got {type(frames).__name__}")
+    B, T, W = frames.shape
+    if not frames.flags.aligned or any(st < 0 or st % frames.itemsize for st in frames.strides) or (W > 1 and frames.strides[2] != frames.itemsize):
+        frames = np.ascontiguousarray(frames)
+    n_fft, lo = int(n_fft), int(lo)
+    if W < 1 or lo < 0 or lo + W > n_fft:
+        raise ParameterError(f"frames of {W} samples at {lo} do not fit n_fft={n_fft}")
+    out = np.empty((B, T * n_fft), dtype=frames.dtype)
+    _ext.kaldi_prep(frames, out, n_fft, lo, bool(remove_dc), float(preemph))
+    return out
 
 
 def rfft(plan: Plan, x: np.ndarray) -> np.ndarray:

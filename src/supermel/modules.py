@@ -240,7 +240,7 @@ class Spectrogram(nn.Module):
             return _core._pad_signal_op(y, self.pad, self.pad_mode, self.n_fft, self.hop_length)
         return _core.pad_signal(y, pad=self.pad, mode=self.pad_mode, n_fft=self.n_fft, hop_length=self.hop_length)
 
-    def native_route(self, z: torch.Tensor, *consts: Optional[torch.Tensor]) -> bool:
+    def native_route(self, z: torch.Tensor, *consts: Optional[torch.Tensor], framed: bool = False) -> bool:
         """Whether frames of ``z`` go through the native CPU core (:mod:`supermel._native`): built
         and enabled, a CPU float tensor, the FFT backend, nothing for autograd to record, not
         compiling or tracing, no torch function or dispatch mode active (tools that watch torch's
@@ -253,8 +253,7 @@ class Spectrogram(nn.Module):
             and type(z) is torch.Tensor
             and z.device.type == "cpu"
             and z.dtype in _NP_DTYPE
-            and z.ndim == 2
-            and z.shape[-1] >= self.n_fft
+            and (framed or (z.ndim == 2 and z.shape[-1] >= self.n_fft))  # framed: frames the caller checks
             and not torch.jit.is_tracing()
             and not (torch.is_grad_enabled() and _core._needs_grad(z, self._buffers["window"], *consts))
         )
