@@ -225,11 +225,10 @@ def ring_write(ring: np.ndarray, slots: np.ndarray, ats: np.ndarray, x: np.ndarr
     idx = [np.ascontiguousarray(a, dtype=np.int64).reshape(-1) for a in (slots, ats, starts, lengths)]
     if len({a.size for a in idx}) != 1:
         raise ParameterError("slots, ats, starts and lengths must have one length")
-    slots, ats, starts, lengths = idx
-    if slots.size and (slots.min() < 0 or slots.max() >= ring.shape[0] or ats.min() < 0 or lengths.min() < 0 or lengths.max() > C
-                       or starts.min() < 0 or (starts + lengths).max() > x.size):
-        raise ParameterError("a ring write lies outside the ring or the samples")
-    _ext.ring_write(ring, slots, ats, x, starts, lengths, int(C), int(L))
+    try:  # every write's bounds: checked in C++ before any is made (one pass, not seven reductions here)
+        _ext.ring_write(ring, *idx[:2], x, *idx[2:], int(C), int(L))
+    except ValueError as exc:
+        raise ParameterError(f"a ring write lies outside the ring or the samples ({exc})") from None
 
 
 def kaldi_prep(frames: np.ndarray, *, n_fft: int, lo: int, remove_dc: bool, preemph: float) -> np.ndarray:
