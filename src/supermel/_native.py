@@ -274,10 +274,8 @@ _PLANS_PER_OWNER = 8
 def _tensor_key(t: Any) -> Any:
     if t is None:
         return None
-    try:
-        version = t._version  # bumped by every in-place change (load_state_dict, copy_)
-    except RuntimeError:  # an inference tensor has no version counter
-        version = -1
+    # bumped by every in-place change (load_state_dict, copy_); an inference tensor has none
+    version = -1 if t.is_inference() else t._version
     return (t.data_ptr(), version, tuple(t.shape), t.dtype)
 
 

@@ -666,10 +666,8 @@ class _FastMel:
 
     @staticmethod
     def _key(w: torch.Tensor, fb: torch.Tensor) -> tuple:
-        try:
-            return (w.data_ptr(), w._version, fb.data_ptr(), fb._version)
-        except RuntimeError:  # inference tensors have no version counter (and cannot change in place)
-            return (w.data_ptr(), -1, fb.data_ptr(), -1)
+        # inference tensors have no version counter (reading it raises: ~10 us of exception)
+        return (w.data_ptr(), -1 if w.is_inference() else w._version, fb.data_ptr(), -1 if fb.is_inference() else fb._version)
 
     def valid(self, w: torch.Tensor, fb: torch.Tensor) -> bool:
         return self.w is w and self.fb is fb and self.key == self._key(w, fb)
