@@ -96,7 +96,7 @@ _NP_TORCH = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.fl
 def _native_where(y: Any) -> Optional[Tuple[torch.dtype, torch.device]]:
     """``(dtype, device)`` of the module a native fast-path call takes for ``y`` (a float32/float64
     numpy array or CPU tensor, the native route on), else ``None``."""
-    if not _native.enabled():
+    if torch.compiler.is_compiling() or not _native.enabled():
         return None
     if type(y) is np.ndarray:
         dt = _NP_TORCH.get(y.dtype)

@@ -570,6 +570,9 @@ class MelSpectrogram(nn.Module):
         raises or warns, as without this path. Bit-identical to :meth:`mel_from_padded`'s
         native route.
         """
+        # first: dynamo traces nothing of this path; jit tracing and torch modes see torch operators
+        if torch.compiler.is_compiling() or not _native.enabled() or _torch_mode_active() or torch.jit.is_tracing():
+            return None
         if type(y) is np.ndarray:
             arr = y
         elif type(y) is torch.Tensor:
@@ -580,8 +583,6 @@ class MelSpectrogram(nn.Module):
             except (RuntimeError, TypeError):  # a view numpy cannot share (negative bit, ...)
                 return None
         else:
-            return None
-        if torch.compiler.is_compiling() or not _native.enabled() or _torch_mode_active() or torch.jit.is_tracing():
             return None
         states = _FAST.get(self)
         if states is None:
