@@ -633,3 +633,15 @@ def test_kaldi_prep_matches_process_frames(dtype):
         _native.kaldi_prep(frames.numpy(), n_fft=512, lo=200, remove_dc=True, preemph=0.97)
     with pytest.raises(ValueError):
         _native._ext.kaldi_prep(frames.numpy(), np.empty((2, 10), dtype), 512, 56, True, 0.97)
+
+
+@needs_native
+def test_fast_path_declining_warns_once():
+    """A call the fast path declines replays the filterbank's warnings once, as before it."""
+    import warnings
+
+    y = np.zeros(30, np.float32)  # shorter than n_fft: the general path (and librosa's short-signal warning)
+    with _native.use_native(True), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        supermel.melspectrogram(y=y, sr=8000, n_fft=64, n_mels=128)  # 33 bins for 128 bands: empty filters
+    assert sum("Empty filters" in str(w.message) for w in caught) == 1

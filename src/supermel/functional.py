@@ -336,17 +336,21 @@ def melspectrogram(
     if y is None:
         raise ParameterError("melspectrogram needs y (audio) or S (a spectrogram)")
     where = _native_where(y)
+    fast_mod = None
     if where is not None:  # the native CPU core's one-crossing fast path (MelSpectrogram.native_call)
-        mod = _module_for(
+        fast_mod = _module_for(
             "mel", where, window, sr=sr, n_fft=n_fft, hop_length=hop_length, win_length=win_length, center=center, pad_mode=pad_mode, power=power, **mk
         )
-        out = mod.native_call(y, check_finite)  # type: ignore[operator]
+        out = fast_mod.native_call(y, check_finite)  # type: ignore[operator]
         if out is not None:
             return out
     t, shape, was_numpy = _core.as_batch(y, check_finite=check_finite)
-    mod = _module_for(
-        "mel", t, window, sr=sr, n_fft=n_fft, hop_length=hop_length, win_length=win_length, center=center, pad_mode=pad_mode, power=power, **mk
-    )
+    if fast_mod is not None and where == (t.dtype, t.device):
+        mod = fast_mod  # (its filterbank warnings already replayed for this call)
+    else:
+        mod = _module_for(
+            "mel", t, window, sr=sr, n_fft=n_fft, hop_length=hop_length, win_length=win_length, center=center, pad_mode=pad_mode, power=power, **mk
+        )
     out = mod.mel_tf(t)
     if check_finite:
         _core.warn_overflow(out, t)
