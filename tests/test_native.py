@@ -506,3 +506,142 @@ def test_cpp_refuses_overflowing_and_misaligned_calls():
     mis_out = np.frombuffer(memoryview(out_raw)[1:], dtype=np.float32).reshape(1, 40, 1)
     with pytest.raises(ValueError, match="aligned"):
         plan.strided(x, 0, 160, 1, mis_out)
+
+
+# --------------------------------------------------------------------------- the one-crossing fast path
+@needs_native
+@pytest.mark.parametrize("pad_mode", ["constant", "reflect", "edge"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fast_path_equals_the_padded_route(pad_mode, dtype):
+    """MelSpectrogram.native_call (C++ padding, checks in one crossing) == pad_input + native_from_padded, bit for bit."""
+    rng = np.random.default_rng(11)
+    tdt = torch.float64 if dtype == np.float64 else torch.float32
+    with _native.use_native(True):
+        for center in (True, False):
+            mod = supermel.MelSpectrogram(sr=16000, n_fft=400, hop_length=160, n_mels=40, center=center, pad_mode=pad_mode, dtype=tdt)
+            for shape in [(400,), (401,), (3, 1000), (1, 16000)]:
+                y = rng.standard_normal(shape).astype(dtype)
+                fast = mod.native_call(y, True)
+                assert fast is not None and isinstance(fast, np.ndarray) and fast.dtype == dtype
+                t = torch.from_numpy(y.reshape(-1, shape[-1]))
+                want = mod.native_from_padded(mod.spectrogram.pad_input(t, mod.n_mels)).numpy().reshape(shape[:-1] + (40, -1))
+                assert np.array_equal(fast, want)
+                ft = mod(torch.from_numpy(y))
+                assert isinstance(ft, torch.Tensor) and np.array_equal(ft.numpy(), want)
+                if len(shape) == 1 and center:
+                    assert np.array_equal(supermel.melspectrogram(y=y, sr=16000, n_fft=400, hop_length=160, n_mels=40, pad_mode=pad_mode), want)
+
+
+@needs_native
+def test_fast_path_declines_and_the_general_path_answers():
+    """Where the fast path does not apply, the general path's results, errors and warnings hold."""
+    mod = supermel.MelSpectrogram(sr=16000, n_fft=400, hop_length=160, n_mels=40)
+    y = np.random.default_rng(2).standard_normal(4000).astype(np.float32)
+    with _native.use_native(True):
+        bad = y.copy()
+        bad[3999] = np.nan  # the last sample: inside the padded signal's last frame only
+        assert mod.native_call(bad, True) is None
+        with pytest.raises(supermel.ParameterError, match="not finite"):
+            mod(bad)
+        with pytest.raises(supermel.ParameterError, match="not finite"):
+            supermel.melspectrogram(y=bad, sr=16000, n_fft=400, hop_length=160, n_mels=40)
+        huge = y * np.float32(1e20)  # finite audio whose power overflows float32
+        assert mod.native_call(huge, True) is None
+        with pytest.warns(RuntimeWarning, match="overflow"):
+            mod(huge)
+        assert mod.native_call(y[:100], True) is None  # shorter than n_fft: librosa's warning on the general path
+        with pytest.warns(UserWarning, match="too large"):
+            mod(y[:100])
+        assert mod.native_call(y.astype(">f4"), True) is None  # byte-swapped: converted by the general path
+        assert np.array_equal(mod(y.astype(">f4")), mod(y))
+        assert mod.native_call(y[::2], True) is None  # non-contiguous
+        assert mod.native_call(torch.from_numpy(y).requires_grad_(True), True) is None
+        prev = supermel.set_memory_limit(10_000)
+        try:
+            assert mod.native_call(y, True) is None
+            with pytest.raises(supermel.ParameterError, match="working memory"):
+                mod(y)
+        finally:
+            supermel.set_memory_limit(prev)
+        before = mod(y)
+        with torch.no_grad():
+            mod.mel_scale.fb.mul_(2)  # in place: the fast path's state follows
+        assert np.array_equal(mod(y), mod.native_from_padded(mod.spectrogram.pad_input(torch.from_numpy(y)[None], 40))[0].numpy())
+        assert not np.array_equal(mod(y), before)
+    with _native.use_native(False):
+        assert mod.native_call(y, True) is None
+
+
+@needs_native
+@pytest.mark.parametrize("chunk_size", [None, 200])
+def test_native_push_refuses_nan_and_keeps_the_stream(chunk_size):
+    """The one-call push (copy, finiteness check, frames in C++): a NaN chunk raises and leaves the
+    ring as it was; the pushes after it equal the offline call bit for bit."""
+    y = np.random.default_rng(5).standard_normal(8000).astype(np.float32)
+    kw = dict(sr=16000, n_fft=800, hop_length=200, n_mels=80)
+    with _native.use_native(True):
+        s = supermel.StreamingMelSpectrogram(chunk_size=chunk_size, **kw)
+        outs = [s.push(y[i : i + 200]) for i in range(0, 4000, 200)]
+        bad = y[4000:4200].copy()
+        bad[7] = np.inf
+        with pytest.raises(supermel.ParameterError, match="not finite"):
+            s.push(bad)
+        outs += [s.push(y[i : i + 200]) for i in range(4000, 8000, 200)]
+        outs.append(s.flush())
+        assert np.array_equal(np.concatenate(outs, axis=-1), supermel.MelSpectrogram(**kw)(y))
+
+
+@needs_native
+def test_ring_write_wraps_keeps_the_mirror_and_refuses_bad_writes():
+    C, L = 10, 4
+    ring = np.zeros((3, C + L), np.float32)
+    x = np.arange(1, 13, dtype=np.float32)
+    # row 1: 5 samples from sample 8 (wraps: 8, 9 then 0, 1, 2); row 2: 3 samples from sample 14 (position 4)
+    _native.ring_write(ring, np.array([1, 2]), np.array([8, 14]), x, np.array([0, 5]), np.array([5, 3]), C=C, L=L)
+    want = np.zeros((3, C + L), np.float32)
+    want[1, [8, 9, 0, 1, 2]] = x[:5]
+    want[1, C:] = want[1, :L]
+    want[2, 4:7] = x[5:8]
+    assert np.array_equal(ring, want)
+    for bad in [dict(slots=[3]), dict(ats=[-1]), dict(lengths=[C + 1]), dict(starts=[10], lengths=[5])]:
+        args = dict(slots=[0], ats=[0], starts=[0], lengths=[2]) | bad
+        with pytest.raises(supermel.ParameterError):
+            _native.ring_write(ring, *(np.array(args[k]) for k in ("slots", "ats")), x, np.array(args["starts"]), np.array(args["lengths"]), C=C, L=L)
+        with pytest.raises(ValueError):  # the C++ checks on their own
+            _native._ext.ring_write(ring, *(np.array(args[k], np.int64) for k in ("slots", "ats")), x, np.array(args["starts"], np.int64),
+                                    np.array(args["lengths"], np.int64), C, L)
+    with pytest.raises(supermel.ParameterError):
+        _native.ring_write(ring[:, :-1], np.array([0]), np.array([0]), x, np.array([0]), np.array([1]), C=C, L=L)
+
+
+@needs_native
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kaldi_prep_matches_process_frames(dtype):
+    """The native Kaldi pre-step (DC removal, pre-emphasis, placement in the n_fft slot) against the
+    torch steps (process_frames + pad), on a strided view of a signal; bad arguments refused."""
+    from supermel.presets.kaldi import extract_frames, process_frames
+
+    y = torch.from_numpy(np.random.default_rng(4).standard_normal((2, 4000)).astype(dtype) * 1000)
+    frames = extract_frames(y, window_size=400, window_shift=160, snip_edges=True)
+    for dc, c in [(True, 0.97), (False, 0.97), (True, 0.0)]:
+        got = _native.kaldi_prep(frames.numpy(), n_fft=512, lo=56, remove_dc=dc, preemph=c)
+        want = torch.nn.functional.pad(process_frames(frames, remove_dc_offset=dc, preemphasis_coefficient=c), (56, 56)).reshape(2, -1).numpy()
+        assert got.shape == want.shape and np.all(got[:, :56] == 0)
+        tol = 1e-3 if dtype == np.float32 else 1e-9  # the mean: summed in double here, by torch's reduction there
+        assert np.max(np.abs(got - want)) <= tol
+    with pytest.raises(supermel.ParameterError):
+        _native.kaldi_prep(frames.numpy(), n_fft=512, lo=200, remove_dc=True, preemph=0.97)
+    with pytest.raises(ValueError):
+        _native._ext.kaldi_prep(frames.numpy(), np.empty((2, 10), dtype), 512, 56, True, 0.97)
+
+
+@needs_native
+def test_fast_path_declining_warns_once():
+    """A call the fast path declines replays the filterbank's warnings once, as before it."""
+    import warnings
+
+    y = np.zeros(30, np.float32)  # shorter than n_fft: the general path (and librosa's short-signal warning)
+    with _native.use_native(True), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        supermel.melspectrogram(y=y, sr=8000, n_fft=64, n_mels=128)  # 33 bins for 128 bands: empty filters
+    assert sum("Empty filters" in str(w.message) for w in caught) == 1

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -72,11 +73,141 @@ bool is(const nb::dlpack::dtype& d) { return d == nb::dtype<T>(); }
 // pointer a kernel forms is base + an offset in [0, extent).
 int64_t extent(int64_t n, int64_t stride) { return n > 0 ? (n - 1) * stride : 0; }
 
+// Whether n values from p are all finite: exponent bits not all ones (integer test: vectorises,
+// independent of -ffast-math). The caller guarantees p .. p + n lies in one array.
+inline bool finite_run(const float* p, int64_t n) {
+    const uint32_t* u = reinterpret_cast<const uint32_t*>(p);
+    uint32_t bad = 0;
+    for (int64_t i = 0; i < n; ++i) bad |= static_cast<uint32_t>((u[i] & 0x7f800000u) == 0x7f800000u);
+    return bad == 0;
+}
+inline bool finite_run(const double* p, int64_t n) {
+    const uint64_t* u = reinterpret_cast<const uint64_t*>(p);
+    uint64_t bad = 0;
+    for (int64_t i = 0; i < n; ++i) bad |= static_cast<uint64_t>((u[i] & 0x7ff0000000000000ull) == 0x7ff0000000000000ull);
+    return bad == 0;
+}
+
+//: Padding of the offline call (librosa's np.pad modes the native route takes).
+enum PadMode : int { PAD_CONSTANT = 0, PAD_REFLECT = 1, PAD_EDGE = 2 };
+
+// StreamPool.push_many's writes in one call: chunk i (x[starts[i] : starts[i] + lengths[i]]) goes
+// to samples ats[i] .. of ring row slots[i] (position ats[i] mod C, wrapping around), and the
+// row's mirror (its last L values, a copy of its first L) follows when its head changed.
+template <class T>
+void ring_write_impl(OutArray& ring, const int64_t* slots, const int64_t* ats, const T* x, int64_t x_len, const int64_t* starts, const int64_t* lengths,
+                     int64_t count, int64_t C, int64_t L) {
+    const int64_t rows = static_cast<int64_t>(ring.shape(0)), rs = static_cast<int64_t>(ring.stride(0));
+    for (int64_t i = 0; i < count; ++i)
+        if (slots[i] < 0 || slots[i] >= rows || ats[i] < 0 || lengths[i] < 0 || lengths[i] > C || starts[i] < 0 || starts[i] > x_len ||
+            lengths[i] > x_len - starts[i])
+            fail("a ring write lies outside the ring or the samples");
+    T* base = static_cast<T*>(ring.data());
+    nb::gil_scoped_release release;
+    for (int64_t i = 0; i < count; ++i) {
+        T* row = base + slots[i] * rs;
+        const T* y = x + starts[i];
+        const int64_t m = lengths[i], p = ats[i] % C, e = p + m;
+        if (e <= C) {
+            std::memcpy(row + p, y, static_cast<size_t>(m) * sizeof(T));
+        } else {
+            std::memcpy(row + p, y, static_cast<size_t>(C - p) * sizeof(T));
+            std::memcpy(row, y + (C - p), static_cast<size_t>(e - C) * sizeof(T));
+        }
+        if (p < L || e > C) std::memcpy(row + C, row, static_cast<size_t>(L) * sizeof(T));
+    }
+}
+
+void ring_write(OutArray ring, const InArray& slots, const InArray& ats, const InArray& x, const InArray& starts, const InArray& lengths, int64_t C,
+                int64_t L) {
+    if (ring.ndim() != 2 || ring.stride(1) != 1 || ring.stride(0) < 0 || C < 1 || L < 0 || L > C || static_cast<int64_t>(ring.shape(1)) != C + L)
+        fail("the ring must be a 2-D (rows, C + L) array with unit stride along its rows");
+    for (const InArray* a : {&slots, &ats, &starts, &lengths})
+        if (!is<int64_t>(a->dtype()) || a->ndim() != 1 || (a->shape(0) > 1 && a->stride(0) != 1) || a->shape(0) != slots.shape(0))
+            fail("slots, ats, starts and lengths must be contiguous 1-D int64 arrays of one length");
+    if (x.ndim() != 1 || (x.shape(0) > 1 && x.stride(0) != 1) || x.dtype() != ring.dtype()) fail("x must be a contiguous 1-D array of the ring's dtype");
+    const int64_t count = static_cast<int64_t>(slots.shape(0)), n = static_cast<int64_t>(x.shape(0));
+    const auto* sl = static_cast<const int64_t*>(slots.data());
+    const auto* at = static_cast<const int64_t*>(ats.data());
+    const auto* st = static_cast<const int64_t*>(starts.data());
+    const auto* ln = static_cast<const int64_t*>(lengths.data());
+    if (is<float>(ring.dtype())) {
+        if (reinterpret_cast<std::uintptr_t>(ring.data()) % alignof(float) || reinterpret_cast<std::uintptr_t>(x.data()) % alignof(float)) fail("misaligned");
+        ring_write_impl<float>(ring, sl, at, static_cast<const float*>(x.data()), n, st, ln, count, C, L);
+    } else if (is<double>(ring.dtype())) {
+        if (reinterpret_cast<std::uintptr_t>(ring.data()) % alignof(double) || reinterpret_cast<std::uintptr_t>(x.data()) % alignof(double)) fail("misaligned");
+        ring_write_impl<double>(ring, sl, at, static_cast<const double*>(x.data()), n, st, ln, count, C, L);
+    } else {
+        fail("the ring must be float32 or float64");
+    }
+}
+
+// Kaldi's per-frame steps before the window (the kaldi-fbank preset on the native route): frame
+// (b, t) of `frames` (B, T, W; any non-negative strides, unit along samples) -> out[b, t n_fft +
+// lo + j] (out (B, T n_fft), C-contiguous), zeros elsewhere in the frame's n_fft slots; with
+// remove_dc the frame's mean (summed in double) is subtracted, then pre-emphasis y[j] = s[j] - c
+// s[j - 1], y[0] = s[0] (1 - c) (c = 0: none). Per frame, in a fixed order: a frame's values do
+// not depend on the call it comes in (offline, streaming and pool equal bit for bit).
+template <class T>
+void kaldi_prep_impl(const InArray& frames, OutArray& out, int64_t n_fft, int64_t lo, bool remove_dc, double preemph) {
+    const int64_t B = static_cast<int64_t>(frames.shape(0)), Tn = static_cast<int64_t>(frames.shape(1)), W = static_cast<int64_t>(frames.shape(2));
+    const int64_t s0 = static_cast<int64_t>(frames.stride(0)), s1 = static_cast<int64_t>(frames.stride(1));
+    const T* x = static_cast<const T*>(frames.data());
+    T* o = static_cast<T*>(out.data());
+    const T c = static_cast<T>(preemph), one_minus_c = static_cast<T>(1.0 - preemph);
+    nb::gil_scoped_release release;
+    std::vector<T> v(static_cast<size_t>(W));
+    for (int64_t b = 0; b < B; ++b)
+        for (int64_t t = 0; t < Tn; ++t) {
+            const T* src = x + b * s0 + t * s1;
+            T* dst = o + (b * Tn + t) * n_fft;
+            std::fill(dst, dst + lo, T(0));
+            std::fill(dst + lo + W, dst + n_fft, T(0));
+            if (remove_dc) {
+                double sum = 0;
+                for (int64_t j = 0; j < W; ++j) sum += static_cast<double>(src[j]);
+                const T mean = static_cast<T>(sum / static_cast<double>(W));
+                for (int64_t j = 0; j < W; ++j) v[static_cast<size_t>(j)] = src[j] - mean;
+            } else {
+                std::copy(src, src + W, v.begin());
+            }
+            T* d = dst + lo;
+            if (preemph != 0.0) {
+                d[0] = v[0] * one_minus_c;
+                for (int64_t j = 1; j < W; ++j) d[j] = v[static_cast<size_t>(j)] - c * v[static_cast<size_t>(j - 1)];
+            } else {
+                std::copy(v.begin(), v.end(), d);
+            }
+        }
+}
+
+void kaldi_prep(const InArray& frames, OutArray out, int64_t n_fft, int64_t lo, bool remove_dc, double preemph) {
+    if (frames.ndim() != 3 || out.ndim() != 2 || frames.dtype() != out.dtype()) fail("frames (B, T, W) and out (B, T n_fft) of one dtype required");
+    const int64_t B = static_cast<int64_t>(frames.shape(0)), Tn = static_cast<int64_t>(frames.shape(1)), W = static_cast<int64_t>(frames.shape(2));
+    if (W < 1 || lo < 0 || n_fft < 1 || W > n_fft || lo > n_fft - W) fail("the frames must fit their n_fft slots at lo");
+    if (frames.stride(0) < 0 || frames.stride(1) < 0 || (W > 1 && frames.stride(2) != 1)) fail("frames need non-negative strides, unit along samples");
+    if (static_cast<int64_t>(out.shape(0)) != B || static_cast<int64_t>(out.shape(1)) != Tn * n_fft || (Tn * n_fft > 1 && out.stride(1) != 1) ||
+        (B > 1 && out.stride(0) != Tn * n_fft))
+        fail("out must be a C-contiguous (B, T n_fft) array");
+    if (B == 0 || Tn == 0) return;
+    if (is<float>(frames.dtype())) {
+        if (reinterpret_cast<std::uintptr_t>(frames.data()) % alignof(float) || reinterpret_cast<std::uintptr_t>(out.data()) % alignof(float)) fail("misaligned");
+        kaldi_prep_impl<float>(frames, out, n_fft, lo, remove_dc, preemph);
+    } else if (is<double>(frames.dtype())) {
+        if (reinterpret_cast<std::uintptr_t>(frames.data()) % alignof(double) || reinterpret_cast<std::uintptr_t>(out.data()) % alignof(double)) fail("misaligned");
+        kaldi_prep_impl<double>(frames, out, n_fft, lo, remove_dc, preemph);
+    } else {
+        fail("frames must be float32 or float64");
+    }
+}
+
 struct PlanBase {
     virtual ~PlanBase() = default;
     virtual void strided(const InArray& x, int64_t offset, int64_t hop, int64_t n_frames, OutArray& out, int threads) = 0;
     virtual void gather(const InArray& x, const InArray& rows, const InArray& offsets, OutArray& out, int threads) = 0;
     virtual void rfft(const InArray& x, OutArray& out) = 0;
+    virtual int signal(const InArray& x, int64_t pad, int mode, int64_t hop, OutArray& out, int threads, bool check) = 0;
+    virtual int ring(OutArray& buf, int64_t fill, const InArray& chunk, int64_t offset, int64_t hop, OutArray& out, bool check) = 0;
     int n_fft = 0, n_bins = 0, n_out = 0;
     bool f64 = false, w64 = false;
 };
@@ -237,6 +368,114 @@ struct PlanImpl final : PlanBase {
         });
     }
 
+    // The offline call in one crossing: rows of an unpadded signal x (rows, n) -> padded by `pad`
+    // samples on each side (mode: PadMode; reflect needs n > pad) -> every frame at `hop` ->
+    // out (rows, n_out, n_frames), n_frames = (n + 2 pad - n_fft) / hop + 1. With `check`:
+    // returns 1 (nothing computed) when x has a NaN/Inf, 2 when the result has one, else 0.
+    int signal(const InArray& x, int64_t pad, int mode, int64_t hop, OutArray& out, int threads, bool check) override {
+        check_in(x);
+        check_out(out, 3);
+        const int64_t rows = static_cast<int64_t>(x.shape(0)), n = static_cast<int64_t>(x.shape(1));
+        if (x.stride(0) < 0) fail("frames must have non-negative strides");
+        if (pad < 0 || hop < 1 || mode < PAD_CONSTANT || mode > PAD_EDGE) fail("pad >= 0, hop >= 1 and a known pad mode required");
+        if (n < 1 || (mode == PAD_REFLECT && n <= pad)) fail("the signal is too short for this padding");
+        if (pad > (INT64_MAX / 4 - n) / 2) fail("pad too large");
+        const int64_t len = n + 2 * pad;
+        if (len < n_fft) fail("the padded signal is shorter than n_fft");
+        const int64_t n_frames = (len - n_fft) / hop + 1;
+        if (static_cast<int64_t>(out.shape(0)) != rows || static_cast<int64_t>(out.shape(1)) != n_out || static_cast<int64_t>(out.shape(2)) != n_frames)
+            fail("out must have shape (rows, n_out, (n + 2 pad - n_fft) // hop + 1)");
+        if (rows == 0) return 0;
+        const T* xp = static_cast<const T*>(x.data());
+        const int64_t xs = static_cast<int64_t>(x.stride(0));
+        nb::gil_scoped_release release;
+        if (check)
+            for (int64_t r = 0; r < rows; ++r)
+                if (!finite_run(xp + r * xs, n)) return 1;
+        std::vector<T> padded;
+        const T* src = xp;
+        int64_t src_stride = xs;
+        if (pad > 0) {
+            padded.resize(static_cast<size_t>(rows * len));
+            for (int64_t r = 0; r < rows; ++r) {
+                const T* y = xp + r * xs;
+                T* z = padded.data() + r * len;
+                std::copy(y, y + n, z + pad);
+                for (int64_t i = 0; i < pad; ++i) {
+                    if (mode == PAD_CONSTANT) {
+                        z[i] = T(0);
+                        z[pad + n + i] = T(0);
+                    } else if (mode == PAD_REFLECT) {
+                        z[i] = y[pad - i];
+                        z[pad + n + i] = y[n - 2 - i];
+                    } else {
+                        z[i] = y[0];
+                        z[pad + n + i] = y[n - 1];
+                    }
+                }
+            }
+            src = padded.data();
+            src_stride = len;
+        }
+        const StridedArgs a{src, src_stride, 0, hop, rows, n_frames,
+                            out.data(), static_cast<int64_t>(out.stride(0)), static_cast<int64_t>(out.stride(2)), static_cast<int64_t>(out.stride(1)),
+                            0, rows * n_frames};
+        parallel(rows * n_frames, threads, [&](int64_t b, int64_t e, const Work& w) {
+            StridedArgs part = a;
+            part.begin = b;
+            part.end = e;
+            SM_DISPATCH(mel_strided, view, part, w);
+        });
+        if (check) {
+            const W* o = static_cast<const W*>(out.data());
+            const int64_t s0 = out.stride(0), s1 = out.stride(1), s2 = out.stride(2);
+            if (s2 == 1 && s1 == n_frames && s0 == n_out * n_frames) {
+                if (!finite_run(o, rows * n_out * n_frames)) return 2;
+            } else {
+                for (int64_t r = 0; r < rows; ++r)
+                    for (int64_t j = 0; j < n_out; ++j)
+                        for (int64_t t = 0; t < n_frames; ++t)
+                            if (!finite_run(o + r * s0 + j * s1 + t * s2, 1)) return 2;
+            }
+        }
+        return 0;
+    }
+
+    // A streaming push in one crossing: with `check`, returns 1 (the ring untouched) when the
+    // chunk (rows, n) has a NaN/Inf; else copies it into buf[:, fill : fill + n] and computes
+    // frames offset + t hop of buf (t < out.shape(2)) into out (rows, n_out, k); returns 0.
+    int ring(OutArray& buf, int64_t fill, const InArray& chunk, int64_t offset, int64_t hop, OutArray& out, bool check) override {
+        check_in(chunk);
+        if (!is<T>(buf.dtype()) || buf.ndim() != 2 || (buf.shape(1) > 1 && buf.stride(1) != 1) || buf.stride(0) < 0 ||
+            reinterpret_cast<std::uintptr_t>(buf.data()) % alignof(T) != 0)
+            fail("the ring must be an aligned 2-D array of the frames' dtype, unit stride along its last axis");
+        check_out(out, 3);
+        const int64_t rows = static_cast<int64_t>(buf.shape(0)), cap = static_cast<int64_t>(buf.shape(1));
+        const int64_t n = static_cast<int64_t>(chunk.shape(1)), k = static_cast<int64_t>(out.shape(2));
+        if (static_cast<int64_t>(chunk.shape(0)) != rows || chunk.stride(0) < 0) fail("the chunk must have the ring's rows");
+        if (fill < 0 || fill > cap || n > cap - fill) fail("the chunk does not fit in the ring");
+        if (offset < 0 || hop < 1 || k < 0) fail("offset >= 0, hop >= 1 required");
+        const int64_t len = fill + n;
+        if (k > 0 && (len < n_fft || offset > len - n_fft || k - 1 > (len - n_fft - offset) / hop)) fail("frames run past the ring's samples");
+        if (static_cast<int64_t>(out.shape(0)) != rows || static_cast<int64_t>(out.shape(1)) != n_out) fail("out must have shape (rows, n_out, k)");
+        if (rows == 0) return 0;
+        const T* cp = static_cast<const T*>(chunk.data());
+        T* bp = static_cast<T*>(buf.data());
+        const int64_t cs = static_cast<int64_t>(chunk.stride(0)), bs = static_cast<int64_t>(buf.stride(0));
+        nb::gil_scoped_release release;
+        if (check && n > 0)
+            for (int64_t r = 0; r < rows; ++r)
+                if (!finite_run(cp + r * cs, n)) return 1;
+        if (n > 0)
+            for (int64_t r = 0; r < rows; ++r) std::memmove(bp + r * bs + fill, cp + r * cs, static_cast<size_t>(n) * sizeof(T));
+        if (k == 0) return 0;
+        const StridedArgs a{bp, bs, offset, hop, rows, k,
+                            out.data(), static_cast<int64_t>(out.stride(0)), static_cast<int64_t>(out.stride(2)), static_cast<int64_t>(out.stride(1)),
+                            0, rows * k};
+        with_work([&](const Work& w) { SM_DISPATCH(mel_strided, view, a, w); });
+        return 0;
+    }
+
     void rfft(const InArray& x, OutArray& out) override {
         check_in(x);
         if (!is<T>(out.dtype()) || out.ndim() != 3 || out.stride(2) != 1 || out.stride(1) != 2 || out.stride(0) < 0)
@@ -301,6 +540,37 @@ NB_MODULE(_native_ext, m) {
                 fail("isa must be 'baseline' or 'avx2'");
         },
         "Force an instruction set (tests; not thread-safe against running calls).");
+    m.def(
+        "all_finite",
+        [](const InArray& x) {
+            if (x.ndim() < 1 || x.ndim() > 2) fail("all_finite takes a 1-D or 2-D array");
+            const int64_t rows = x.ndim() == 2 ? static_cast<int64_t>(x.shape(0)) : 1;
+            const int64_t n = static_cast<int64_t>(x.shape(x.ndim() - 1));
+            if (rows == 0 || n == 0) return true;
+            if (n > 1 && x.stride(x.ndim() - 1) != 1) fail("all_finite needs unit stride along the last axis");
+            const int64_t rs = x.ndim() == 2 ? static_cast<int64_t>(x.stride(0)) : 0;
+            if (rs < 0) fail("all_finite needs non-negative strides");
+            if (is<float>(x.dtype())) {
+                if (reinterpret_cast<std::uintptr_t>(x.data()) % alignof(float)) fail("misaligned");
+                const float* p = static_cast<const float*>(x.data());
+                for (int64_t r = 0; r < rows; ++r)
+                    if (!finite_run(p + r * rs, n)) return false;
+                return true;
+            }
+            if (is<double>(x.dtype())) {
+                if (reinterpret_cast<std::uintptr_t>(x.data()) % alignof(double)) fail("misaligned");
+                const double* p = static_cast<const double*>(x.data());
+                for (int64_t r = 0; r < rows; ++r)
+                    if (!finite_run(p + r * rs, n)) return false;
+                return true;
+            }
+            fail("all_finite takes float32 or float64");
+        },
+        nb::arg("x"), "Whether every value of a float32/float64 array (unit stride along its last axis) is finite.");
+    m.def("ring_write", &ring_write, nb::arg("ring"), nb::arg("slots"), nb::arg("ats"), nb::arg("x"), nb::arg("starts"), nb::arg("lengths"), nb::arg("C"),
+          nb::arg("L"), "StreamPool.push_many's writes: x[starts[i] : starts[i] + lengths[i]] -> ring row slots[i] from sample ats[i] (mod C), mirror kept.");
+    m.def("kaldi_prep", &kaldi_prep, nb::arg("frames"), nb::arg("out"), nb::arg("n_fft"), nb::arg("lo"), nb::arg("remove_dc"), nb::arg("preemph"),
+          "Kaldi's per-frame DC removal and pre-emphasis: frames (B, T, W) -> out (B, T n_fft), each frame at lo in its n_fft slot.");
     m.attr("POST_NONE") = static_cast<int>(POST_NONE);
     m.attr("POST_LN_FLOOR") = static_cast<int>(POST_LN_FLOOR);
     m.attr("POST_LOG10_FLOOR") = static_cast<int>(POST_LOG10_FLOOR);
@@ -324,6 +594,20 @@ NB_MODULE(_native_ext, m) {
              },
              nb::arg("x"), nb::arg("rows"), nb::arg("offsets"), nb::arg("out"), nb::arg("threads") = 1,
              "Frames x[rows[i], offsets[i] : ... + n_fft] -> out[i, :] (large calls split over `threads`).")
+        .def("signal",
+             [](Plan& p, const InArray& x, int64_t pad, int mode, int64_t hop, OutArray out, int threads, bool check) {
+                 return p.impl->signal(x, pad, mode, hop, out, std::max(1, threads), check);
+             },
+             nb::arg("x"), nb::arg("pad"), nb::arg("mode"), nb::arg("hop"), nb::arg("out"), nb::arg("threads") = 1, nb::arg("check") = false,
+             "Rows of an unpadded signal, padded here (0 constant, 1 reflect, 2 edge) -> every frame -> out (rows, n_out, n_frames); "
+             "with check: 1 when x is not finite (nothing computed), 2 when out is not, else 0.")
+        .def("ring",
+             [](Plan& p, OutArray buf, int64_t fill, const InArray& chunk, int64_t offset, int64_t hop, OutArray out, bool check) {
+                 return p.impl->ring(buf, fill, chunk, offset, hop, out, check);
+             },
+             nb::arg("buf"), nb::arg("fill"), nb::arg("chunk"), nb::arg("offset"), nb::arg("hop"), nb::arg("out"), nb::arg("check") = false,
+             "A streaming push: chunk -> buf[:, fill : fill + n], frames offset + t hop -> out (rows, n_out, k); "
+             "with check: 1 (the ring untouched) when the chunk is not finite, else 0.")
         .def("rfft", [](Plan& p, const InArray& x, OutArray out) { p.impl->rfft(x, out); }, nb::arg("x"), nb::arg("out"),
              "The bare real FFT (no window): x (count, n_fft) -> out (count, n_bins, 2).");
 }

@@ -53,7 +53,7 @@ def _load() -> Any:
 
 _ext = _load()
 
-__all__ = ["available", "enabled", "use_native", "isa", "Plan", "make_plan", "run_strided", "run_gather", "rfft", "cached_plan", "RingCall", "POST"]
+__all__ = ["available", "enabled", "use_native", "isa", "Plan", "make_plan", "run_strided", "run_gather", "ring_write", "kaldi_prep", "rfft", "cached_plan", "RingCall", "POST"]
 
 #: Post-steps the kernels apply to each output value (``a``, ``b`` the plan's constants).
 POST = {"none": 0, "ln_floor": 1, "log10_floor": 2, "ln_add": 3, "db": 4}
@@ -211,6 +211,46 @@ def run_gather(plan: Plan, x: np.ndarray, rows: np.ndarray, offsets: np.ndarray,
     return out
 
 
+def ring_write(ring: np.ndarray, slots: np.ndarray, ats: np.ndarray, x: np.ndarray, starts: np.ndarray, lengths: np.ndarray, *, C: int, L: int) -> None:
+    """``StreamPool.push_many``'s writes in one native call: ``x[starts[i] : starts[i] + lengths[i]]``
+    into ring row ``slots[i]`` from sample ``ats[i]`` (position ``ats[i] % C``, wrapping around),
+    the row's mirror (its last ``L`` values, a copy of its first ``L``) kept. ``ring``
+    ``(rows, C + L)``, writeable, C-contiguous; ``x`` 1-D contiguous of the ring's dtype; the index
+    arrays int64 of one length; every write is bounds-checked (here and in C++)."""
+    if not (isinstance(ring, np.ndarray) and ring.ndim == 2 and ring.flags.c_contiguous and ring.flags.aligned and ring.flags.writeable
+            and ring.shape[1] == C + L and 0 <= L <= C and C >= 1):
+        raise ParameterError(f"a pool ring must be a writeable C-contiguous (rows, C + L) array; got {getattr(ring, 'shape', None)} for C={C}, L={L}")
+    if not (isinstance(x, np.ndarray) and x.dtype == ring.dtype and x.ndim == 1 and x.flags.c_contiguous and x.flags.aligned):
+        x = np.ascontiguousarray(x, dtype=ring.dtype).reshape(-1)
+    idx = [np.ascontiguousarray(a, dtype=np.int64).reshape(-1) for a in (slots, ats, starts, lengths)]
+    if len({a.size for a in idx}) != 1:
+        raise ParameterError("slots, ats, starts and lengths must have one length")
+    try:  # every write's bounds: checked in C++ before any is made (one pass, not seven reductions here)
+        _ext.ring_write(ring, *idx[:2], x, *idx[2:], int(C), int(L))
+    except ValueError as exc:
+        raise ParameterError(f"a ring write lies outside the ring or the samples ({exc})") from None
+
+
+def kaldi_prep(frames: np.ndarray, *, n_fft: int, lo: int, remove_dc: bool, preemph: float) -> np.ndarray:
+    """Kaldi's per-frame steps before the window, in C++: raw frames ``(B, T, W)`` (float32/float64,
+    any non-negative whole-element strides with unit stride along samples, e.g. a strided view
+    of the signal; other layouts are copied) -> ``(B, T n_fft)`` with frame ``t`` at
+    ``t n_fft + lo`` (zeros around it), its mean removed (``remove_dc``, summed in double) and
+    pre-emphasised (``preemph``; 0: none). Rows of the result are what
+    :func:`run_strided` frames at ``hop = n_fft``."""
+    if not isinstance(frames, np.ndarray) or frames.dtype not in (np.float32, np.float64) or frames.ndim != 3:
+        raise ParameterError(f"frames must be a 3-D float32/float64 array (B, T, W); got {type(frames).__name__}")
+    B, T, W = frames.shape
+    if not frames.flags.aligned or any(st < 0 or st % frames.itemsize for st in frames.strides) or (W > 1 and frames.strides[2] != frames.itemsize):
+        frames = np.ascontiguousarray(frames)
+    n_fft, lo = int(n_fft), int(lo)
+    if W < 1 or lo < 0 or lo + W > n_fft:
+        raise ParameterError(f"frames of {W} samples at {lo} do not fit n_fft={n_fft}")
+    out = np.empty((B, T * n_fft), dtype=frames.dtype)
+    _ext.kaldi_prep(frames, out, n_fft, lo, bool(remove_dc), float(preemph))
+    return out
+
+
 def rfft(plan: Plan, x: np.ndarray) -> np.ndarray:
     """The plan's bare real FFT (no window) of ``x`` ``(count, n_fft)``: complex ``(count, n_fft // 2 + 1)``
     (tests and benchmarks)."""
@@ -234,10 +274,8 @@ _PLANS_PER_OWNER = 8
 def _tensor_key(t: Any) -> Any:
     if t is None:
         return None
-    try:
-        version = t._version  # bumped by every in-place change (load_state_dict, copy_)
-    except RuntimeError:  # an inference tensor has no version counter
-        version = -1
+    # bumped by every in-place change (load_state_dict, copy_); an inference tensor has none
+    version = -1 if t.is_inference() else t._version
     return (t.data_ptr(), version, tuple(t.shape), t.dtype)
 
 
@@ -275,12 +313,30 @@ class RingCall:
 
     def __init__(self, plan: Plan, x: np.ndarray, *, hop: int, dtype: Any, out_dtype: Any) -> None:
         if not isinstance(x, np.ndarray) or x.dtype != np.dtype(dtype) or x.ndim != 2 or (x.size and x.strides[1] != x.itemsize) \
-                or x.strides[0] < 0 or x.strides[0] % x.itemsize or not x.flags.aligned:
-            raise ParameterError("a ring buffer must be an aligned 2-D array of the plan's dtype, unit stride along its last axis")
+                or x.strides[0] < 0 or x.strides[0] % x.itemsize or not x.flags.aligned or not x.flags.writeable:
+            raise ParameterError("a ring buffer must be a writeable, aligned 2-D array of the plan's dtype, unit stride along its last axis")
         self.plan, self.x, self.hop = plan, x, int(hop)
         self.out_dtype = np.dtype(out_dtype)
         self.n_fft, self.n_out = plan.n_fft, plan.n_out
         self.rows, self.length = x.shape
+
+    def push(self, fill: int, chunk: np.ndarray, offset: int, n_frames: int, check: bool) -> Optional[np.ndarray]:
+        """A streaming push in one native call: ``chunk`` ``(rows, n)`` (the buffer's dtype; copied
+        here when not C-contiguous and aligned) into ``x[:, fill : fill + n]``, then
+        ``(rows, n_out, n_frames)`` of frames ``offset + t hop`` (a new array). ``check``: ``None``,
+        and the buffer untouched, when the chunk has a NaN/Inf."""
+        flags = chunk.flags
+        if not (flags.c_contiguous and flags.aligned):
+            chunk = np.ascontiguousarray(chunk)
+        if chunk.dtype != self.x.dtype or chunk.ndim != 2 or chunk.shape[0] != self.rows:
+            raise ParameterError(f"a chunk of shape {chunk.shape} and dtype {chunk.dtype} does not fit the ring ({self.rows} rows of {self.x.dtype})")
+        n = chunk.shape[1]
+        if fill < 0 or fill + n > self.length or offset < 0 or n_frames < 0 or (n_frames and offset + (n_frames - 1) * self.hop + self.n_fft > fill + n):
+            raise ParameterError(f"ring push out of bounds: fill={fill}, {n} samples, offset={offset}, n_frames={n_frames}, buffer length {self.length}")
+        out = np.empty((self.rows, self.n_out, n_frames), dtype=self.out_dtype)
+        if self.plan.ring(self.x, fill, chunk, offset, self.hop, out, check):
+            return None
+        return out
 
     def __call__(self, offset: int, n_frames: int) -> np.ndarray:
         """``(rows, n_out, n_frames)`` of frames ``offset + t hop`` (a new array)."""

@@ -16,7 +16,7 @@ from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Union
 import numpy as np
 import torch
 
-from . import _core
+from . import _core, _native
 from ._inputs import all_finite_np
 from .presets import Frontend, KaldiFbank
 from .presets import kaldi as _kaldi
@@ -188,10 +188,14 @@ def _finite_1d(x: np.ndarray) -> bool:
     """Whether a 1-D float chunk is finite everywhere. Short chunks (what a server pushes):
     ``np.isfinite(x).all()``, 1.3 us for 320 samples against 1.7 us for the sum of squares
     of :func:`supermel._inputs.all_finite_np` inside its ``np.errstate``; longer ones: that."""
+    ext = _native._ext
+    if ext is not None and x.ndim == 1 and x.dtype in _NATIVE_FLOATS and x.flags.c_contiguous and x.flags.aligned:
+        return bool(ext.all_finite(x))  # one C++ pass (exact; any length)
     if x.size <= _SHORT_CHUNK:
         return bool(np.isfinite(x).all())
     return all_finite_np(np.ascontiguousarray(x))
 
 
+_NATIVE_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 #: Samples up to which :func:`_finite_1d` tests each sample rather than the sum of squares.
 _SHORT_CHUNK = 2048

@@ -164,9 +164,19 @@ class _Step:
         self.i = 1 - i
         return out
 
-    def run_numpy(self, rows: np.ndarray) -> np.ndarray:
-        """:meth:`run` of the numpy executor on a numpy chunk ``(S, chunk_size)``."""
+    def run_numpy(self, rows: np.ndarray, check: bool = False) -> Optional[np.ndarray]:
+        """:meth:`run` of the numpy executor on a numpy chunk ``(S, chunk_size)``; ``check``:
+        ``None`` (the state unchanged) when the chunk has a NaN/Inf."""
         i = self.i
+        if self.native is not None and _native.enabled():  # copy, check and compute in one native call
+            out = self.native[i].push(self.held, rows, self.native_args[0], self.native_args[1], check)
+            if out is None:
+                return None
+            self.heads[1 - i][...] = self.kept[i]
+            self.i = 1 - i
+            return out
+        if check and not _core.all_finite_np(rows):
+            return None
         self.tails[i][...] = rows
         out = self.compute(i)
         self.i = 1 - i
@@ -233,10 +243,23 @@ class _RingStep:
     def run(self, rows: torch.Tensor, event: Any = None) -> torch.Tensor:
         return torch.from_numpy(self.run_numpy(rows.numpy()))
 
-    def run_numpy(self, rows: np.ndarray) -> np.ndarray:
+    def run_numpy(self, rows: np.ndarray, check: bool = False) -> Optional[np.ndarray]:
+        """The step on a chunk ``rows`` ``(streams, n)``; ``check``: ``None`` (the ring unchanged)
+        when the chunk has a NaN/Inf (tested here: the caller need not)."""
         n_streams, n = rows.shape
         if self.fill + n > self.buf.shape[1]:
             self._compact(n)
+        if self.native is not None and _native.enabled():  # copy, check and compute in one native call
+            avail = self.fill + n - self.fs
+            k = (avail - self.n_fft) // self.hop + 1 if avail >= self.n_fft else 0
+            out = self.native.push(self.fill, rows, self.fs, k, check)
+            if out is None:
+                return None
+            self.fill += n
+            self.fs += k * self.hop
+            return out
+        if check and not _core.all_finite_np(rows):
+            return None
         self.buf[:, self.fill : self.fill + n] = rows
         self.fill += n
         avail = self.fill - self.fs

@@ -18,7 +18,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from . import _core
+from . import _core, _native
 from ._errors import ParameterError, unknown_keywords
 from .filters import WindowSpec, _window_key
 from ._db import RefSpec, _check_empty, _Const, _power_to_db_tensor, _ref_value
@@ -72,7 +72,9 @@ def _cached_module(kind: str, window: _Key, dtype: torch.dtype, device: torch.de
     return mod
 
 
-def _module_for(kind: str, y: torch.Tensor, window: WindowSpec, **kwargs: Any) -> torch.nn.Module:
+def _module_for(kind: str, y: Any, window: WindowSpec, **kwargs: Any) -> torch.nn.Module:
+    """The cached module of ``kind`` for audio ``y`` (a tensor, or ``(dtype, device)``)."""
+    dtype, device = (y.dtype, y.device) if isinstance(y, torch.Tensor) else y
     for k, v in kwargs.items():
         if isinstance(v, (np.ndarray, torch.Tensor, list)):
             raise ParameterError(f"{k} must be a scalar, not {type(v).__name__}")
@@ -81,10 +83,27 @@ def _module_for(kind: str, y: torch.Tensor, window: WindowSpec, **kwargs: Any) -
         hash(items)
     except TypeError:
         raise ParameterError(f"unhashable parameter in {kwargs!r}") from None
-    mod = _cached_module(kind, _Key(window), y.dtype, y.device, items, tuple(type(v) for _, v in items))
+    mod = _cached_module(kind, _Key(window), dtype, device, items, tuple(type(v) for _, v in items))
     for message, category in mod._supermel_warnings:
         warnings.warn(message, category, stacklevel=3)
     return mod
+
+
+_CPU = torch.device("cpu")
+_NP_TORCH = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}  # native byte order only
+
+
+def _native_where(y: Any) -> Optional[Tuple[torch.dtype, torch.device]]:
+    """``(dtype, device)`` of the module a native fast-path call takes for ``y`` (a float32/float64
+    numpy array or CPU tensor, the native route on), else ``None``."""
+    if torch.compiler.is_compiling() or not _native.enabled():
+        return None
+    if type(y) is np.ndarray:
+        dt = _NP_TORCH.get(y.dtype)
+        return None if dt is None else (dt, _CPU)
+    if type(y) is torch.Tensor and y.device.type == "cpu" and y.dtype in (torch.float32, torch.float64):
+        return y.dtype, y.device
+    return None
 
 
 _MEL_KEYS = ("n_mels", "fmin", "fmax", "htk", "norm", "dtype")
@@ -316,10 +335,22 @@ def melspectrogram(
         return out.cpu().numpy() if was_numpy else out
     if y is None:
         raise ParameterError("melspectrogram needs y (audio) or S (a spectrogram)")
+    where = _native_where(y)
+    fast_mod = None
+    if where is not None:  # the native CPU core's one-crossing fast path (MelSpectrogram.native_call)
+        fast_mod = _module_for(
+            "mel", where, window, sr=sr, n_fft=n_fft, hop_length=hop_length, win_length=win_length, center=center, pad_mode=pad_mode, power=power, **mk
+        )
+        out = fast_mod.native_call(y, check_finite)  # type: ignore[operator]
+        if out is not None:
+            return out
     t, shape, was_numpy = _core.as_batch(y, check_finite=check_finite)
-    mod = _module_for(
-        "mel", t, window, sr=sr, n_fft=n_fft, hop_length=hop_length, win_length=win_length, center=center, pad_mode=pad_mode, power=power, **mk
-    )
+    if fast_mod is not None and where == (t.dtype, t.device):
+        mod = fast_mod  # (its filterbank warnings already replayed for this call)
+    else:
+        mod = _module_for(
+            "mel", t, window, sr=sr, n_fft=n_fft, hop_length=hop_length, win_length=win_length, center=center, pad_mode=pad_mode, power=power, **mk
+        )
     out = mod.mel_tf(t)
     if check_finite:
         _core.warn_overflow(out, t)

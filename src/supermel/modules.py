@@ -27,6 +27,7 @@ when it runs.
 from __future__ import annotations
 
 import functools
+import weakref
 from typing import Any, List, Optional, Tuple, Union
 
 import numpy as np
@@ -35,6 +36,7 @@ from torch import nn
 
 from . import _core, _native
 from ._db import _power_to_db_tensor
+from . import _limits
 from ._limits import check_memory
 from ._errors import ParameterError
 from .filters import WindowSpec, check_lifter, dct_matrix, get_window, liftered, mel_filters, pad_center
@@ -238,7 +240,7 @@ class Spectrogram(nn.Module):
             return _core._pad_signal_op(y, self.pad, self.pad_mode, self.n_fft, self.hop_length)
         return _core.pad_signal(y, pad=self.pad, mode=self.pad_mode, n_fft=self.n_fft, hop_length=self.hop_length)
 
-    def native_route(self, z: torch.Tensor, *consts: Optional[torch.Tensor]) -> bool:
+    def native_route(self, z: torch.Tensor, *consts: Optional[torch.Tensor], framed: bool = False) -> bool:
         """Whether frames of ``z`` go through the native CPU core (:mod:`supermel._native`): built
         and enabled, a CPU float tensor, the FFT backend, nothing for autograd to record, not
         compiling or tracing, no torch function or dispatch mode active (tools that watch torch's
@@ -251,8 +253,7 @@ class Spectrogram(nn.Module):
             and type(z) is torch.Tensor
             and z.device.type == "cpu"
             and z.dtype in _NP_DTYPE
-            and z.ndim == 2
-            and z.shape[-1] >= self.n_fft
+            and (framed or (z.ndim == 2 and z.shape[-1] >= self.n_fft))  # framed: frames the caller checks
             and not torch.jit.is_tracing()
             and not (torch.is_grad_enabled() and _core._needs_grad(z, self._buffers["window"], *consts))
         )
@@ -555,13 +556,122 @@ class MelSpectrogram(nn.Module):
             native=_NativeMel(self) if _native.available() else None,
         )
 
+    def native_call(self, y: Any, check_finite: bool) -> Optional[Array]:
+        """The whole call on the native CPU core in one crossing, or ``None`` where this fast path
+        does not apply (the general path then runs, raises or warns).
+
+        Taken for a C-contiguous, aligned float32/float64 numpy array or CPU tensor of 1 or 2
+        dimensions, at least ``n_fft`` samples long, on the route :meth:`Spectrogram.native_route`
+        describes, with ``constant``, ``reflect`` or ``edge`` padding (done in C++). The plan, the
+        padding mode and the constants are looked up once per module and dtype
+        (:class:`_FastMel`); per call: the layout checks here, the memory estimate, then one
+        native call that checks finiteness (``check_finite``), pads, computes and checks the
+        result. NaN/Inf audio or an overflowing result returns ``None``: the general path then
+        raises or warns, as without this path. Bit-identical to :meth:`mel_from_padded`'s
+        native route.
+        """
+        # first: dynamo traces nothing of this path; jit tracing and torch modes see torch operators
+        if torch.compiler.is_compiling() or not _native.enabled() or _torch_mode_active() or torch.jit.is_tracing():
+            return None
+        if type(y) is np.ndarray:
+            arr = y
+        elif type(y) is torch.Tensor:
+            if y.device.type != "cpu" or (y.requires_grad and torch.is_grad_enabled()) or not y.is_contiguous():
+                return None
+            try:
+                arr = (y.detach() if y.requires_grad else y).numpy()
+            except (RuntimeError, TypeError):  # a view numpy cannot share (negative bit, ...)
+                return None
+        else:
+            return None
+        states = _FAST.get(self)
+        if states is None:
+            states = _FAST[self] = {}
+        st = states.get(arr.dtype)
+        spec: Spectrogram = self._modules["spectrogram"]  # type: ignore[assignment]
+        w = spec._buffers["window"]
+        fb = self._modules["mel_scale"]._buffers["fb"]  # type: ignore[union-attr]
+        if st is None or not st.valid(w, fb):
+            st = states[arr.dtype] = _FastMel(self, arr.dtype, w, fb)
+        if st.plan is None or w.requires_grad or fb.requires_grad:  # type: ignore[union-attr]
+            return None
+        ndim = arr.ndim
+        if ndim == 2:
+            rows, n = arr.shape
+            x = arr
+        elif ndim == 1:
+            rows, n = 1, arr.shape[0]
+            x = arr.reshape(1, n)
+        else:
+            return None
+        flags = arr.flags
+        if rows < 1 or n < st.min_len or not (flags.c_contiguous and flags.aligned):
+            return None
+        n_frames = (n + 2 * st.pad - st.n_fft) // st.hop + 1
+        limit = _limits._limit
+        if limit is not None and st.itemsize * (rows * (n + 2 * st.pad) + min(rows * n_frames, st.block) * st.frame_cost + rows * n_frames * st.n_out) > limit:
+            return None  # the general path raises the memory guard's error
+        out = np.empty((rows, st.n_out, n_frames), dtype=st.out_dtype)
+        if st.plan.signal(x, st.pad, st.mode, st.hop, out, torch.get_num_threads() if rows * n_frames >= 512 else 1, check_finite):
+            return None  # NaN/Inf in the audio or the result: the general path raises or warns
+        if ndim == 1:
+            out = out[0]
+        return out if arr is y else torch.from_numpy(out)
+
     def forward(self, y: Array) -> Array:
         """``(..., n_samples)`` -> ``(..., n_mels, n_frames)``."""
+        fast = self.native_call(y, self.spectrogram.check_finite)
+        if fast is not None:
+            return fast
         t, shape, was_numpy = _core.as_batch(y, check_finite=self.spectrogram.check_finite, device=self.spectrogram.window.device)
         out = self.mel_tf(t)
         if self.spectrogram.check_finite:
             _core.warn_overflow(out, t)
         return _core.from_batch(out, shape, was_numpy)
+
+
+#: module -> {numpy dtype: _FastMel}: the fast path's per-module state (weak keys: it never
+#: travels with the module through deepcopy or pickle, as the plans of supermel._native).
+_FAST: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+_PAD_CODES = {"constant": 0, "reflect": 1, "edge": 2}
+
+
+class _FastMel:
+    """What :meth:`MelSpectrogram.native_call` needs per call, built once per module and dtype;
+    ``plan`` is None where the fast path does not apply (matmul backend, another device, another
+    padding mode). Valid while the window and filterbank are the same tensors, unchanged
+    (identity, address and version counter: ``load_state_dict``, ``.to()``, ``copy_`` rebuild it)."""
+
+    __slots__ = ("w", "fb", "key", "plan", "pad", "mode", "hop", "n_fft", "n_out", "out_dtype", "itemsize", "min_len", "block", "frame_cost")
+
+    def __init__(self, module: "MelSpectrogram", dtype: np.dtype, w: torch.Tensor, fb: torch.Tensor) -> None:
+        spec = module.spectrogram
+        self.w, self.fb, self.key = w, fb, self._key(w, fb)
+        self.plan: Any = None
+        self.n_fft, self.hop, self.pad = spec.n_fft, spec.hop_length, spec.pad
+        self.mode = _PAD_CODES.get(spec.pad_mode, -1) if self.pad else 0
+        tdt = torch.float32 if dtype == np.float32 else torch.float64 if dtype == np.float64 else None
+        if tdt is None or spec.dft is not None or w.device.type != "cpu" or fb.device.type != "cpu" or self.mode < 0:
+            return
+        out_t = module.native_out_dtype(tdt)
+        self.out_dtype = _NP_DTYPE[out_t]
+        self.plan = _native.cached_plan(
+            spec, n_fft=spec.n_fft, window=w, fb=fb, dtype=_NP_DTYPE[tdt], weights=self.out_dtype, power=spec.power, mag_eps=spec.mag_eps,
+        )
+        self.n_out = self.plan.n_out
+        self.itemsize = np.dtype(dtype).itemsize
+        # shorter signals take the general path (its errors and librosa's short-signal warning)
+        self.min_len = max(self.n_fft, self.pad + 1 if self.mode == 1 else 1)
+        self.block = _core.block_frames(self.n_fft)
+        self.frame_cost = self.n_fft + 3 * (self.n_fft // 2 + 1)
+
+    @staticmethod
+    def _key(w: torch.Tensor, fb: torch.Tensor) -> tuple:
+        # inference tensors have no version counter (reading it raises: ~10 us of exception)
+        return (w.data_ptr(), -1 if w.is_inference() else w._version, fb.data_ptr(), -1 if fb.is_inference() else fb._version)
+
+    def valid(self, w: torch.Tensor, fb: torch.Tensor) -> bool:
+        return self.w is w and self.fb is fb and self.key == self._key(w, fb)
 
 
 class _NativeMel:

@@ -54,6 +54,7 @@ import functools
 import heapq
 import inspect
 import itertools
+import operator
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar, Union
@@ -72,6 +73,14 @@ __all__ = ["StreamPool", "PoolFrames", "PoolStep"]
 
 Array = Union[np.ndarray, torch.Tensor]
 _F = TypeVar("_F", bound=Callable[..., Any])
+
+
+_NDARRAY = {np.ndarray}
+_ONE = {1}
+_DTYPE_OF = operator.attrgetter("dtype")
+_NDIM_OF = operator.attrgetter("ndim")
+_SIZE_OF = operator.attrgetter("size")
+_SLOT_OF = operator.attrgetter("slot")
 
 
 def _locked(method: _F) -> _F:
@@ -412,13 +421,14 @@ class StreamPool:
         if not distinct:
             raise ParameterError("push_many() takes each stream id at most once (its errors are keyed by id); concatenate a stream's chunks")
         errors: Dict[int, ParameterError] = {}
-        dt = self.np_dtype
+        dt = np.dtype(self.np_dtype)
         fast = self._identity_pre and self._trim_at is None
-        if fast:
-            for c in chunks:
-                if type(c) is not np.ndarray or c.ndim != 1 or c.dtype != dt:
-                    fast = False
-                    break
+        sizes: List[int] = []
+        if fast and chunks:
+            # 1-D numpy chunks of the pool's dtype (attribute reads mapped in C: a few us for 256 chunks)
+            fast = set(map(type, chunks)) == _NDARRAY and set(map(_DTYPE_OF, chunks)) == {dt} and set(map(_NDIM_OF, chunks)) == _ONE
+            if fast:
+                sizes = list(map(_SIZE_OF, chunks))
         if not fast:
             for sid, c in zip(ids, chunks):
                 try:
@@ -427,21 +437,22 @@ class StreamPool:
                     errors[sid] = e
             return errors
         sts = list(map(self._streams.get, ids))
-        if any(st is None for st in sts):
+        if None in sts:  # (_Stream compares by identity)
             keep = []
             for i, st in enumerate(sts):
                 if st is None:
                     errors[ids[i]] = ParameterError(f"stream {ids[i]!r} is not open in this pool (open() returns the ids; a closed stream's id is gone)")
                 else:
                     keep.append(i)
-            ids, chunks, sts = [ids[i] for i in keep], [chunks[i] for i in keep], [sts[i] for i in keep]
+            ids, chunks, sts, sizes = [ids[i] for i in keep], [chunks[i] for i in keep], [sts[i] for i in keep], [sizes[i] for i in keep]
         if not sts:
             return errors
-        m = np.fromiter([c.shape[0] for c in chunks], dtype=np.int64, count=len(chunks))
-        slots = np.fromiter([st.slot for st in sts], dtype=np.int64, count=len(sts))
+        m = np.array(sizes, dtype=np.int64)
+        slots = np.array(list(map(_SLOT_OF, sts)), dtype=np.int64)
         ok = m > 0
-        x = (np.concatenate(chunks) if len(chunks) > 1 else chunks[0]) if self.check_finite else None
-        if x is not None and x.size and not _finite_1d(x):
+        native_write = _native.available()  # the writes in one native call (any route: it is a copy)
+        x = (np.concatenate(chunks) if len(chunks) > 1 else chunks[0]) if (self.check_finite or native_write) else None
+        if self.check_finite and x is not None and x.size and not _finite_1d(x):
             nonfinite = np.concatenate([[0], np.cumsum(~np.isfinite(x))])
             ends = np.cumsum(m)
             bad = nonfinite[ends] - nonfinite[ends - m]
@@ -453,9 +464,19 @@ class StreamPool:
         keep_from = np.where(t < lay.head, 0, np.maximum(0, np.minimum(lay.s0 + t * lay.hop, n - self._tail_keep)))
         waiting = n + m - keep_from
         over = ok & (waiting > C - lay.L)
-        for i in np.flatnonzero(over):
-            errors[ids[i]] = self._over_backlog(ids[i], int(waiting[i]))
-        ok &= ~over
+        if over.any():
+            for i in np.flatnonzero(over):
+                errors[ids[i]] = self._over_backlog(ids[i], int(waiting[i]))
+            ok &= ~over
+        if native_write:
+            starts = np.cumsum(m) - m
+            if ok.all():  # (the usual tick: no empty, refused or over-backlog chunk)
+                _native.ring_write(self._ring, slots, n, x, starts, m, C=C, L=lay.L)
+                self._n[slots] = n + m
+            else:
+                _native.ring_write(self._ring, slots[ok], n[ok], x, starts[ok], m[ok], C=C, L=lay.L)
+                self._n[slots[ok]] = (n + m)[ok]
+            return errors
         # a chunk that neither wraps around its ring row nor touches the row's mirrored head
         # (all but about one in C / chunk): one slice assignment; the others through _write
         p = n % C

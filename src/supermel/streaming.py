@@ -651,9 +651,11 @@ class StreamingMelSpectrogram:
         if chunk.ndim != (1 if self.num_streams is None else 2):
             return None
         rows = chunk if self.num_streams is not None else chunk.reshape(1, -1)
-        if not step.accepts(rows.shape) or (self.check_finite and not _core.all_finite_np(rows)):
+        if not step.accepts(rows.shape):
             return None
-        out = step.run_numpy(rows)
+        out = step.run_numpy(rows, self.check_finite)  # None: NaN/Inf, the stream unchanged
+        if out is None:
+            return None
         g.n += rows.shape[1]
         g.t += out.shape[-1]
         g.start += rows.shape[1]

@@ -24,6 +24,7 @@ from typing import Any, ClassVar, List, Optional, Tuple
 import numpy as np
 import torch
 
+from .. import _native
 from .._errors import ParameterError
 from ..filters import kaldi_mel_filters
 from ..modules import MelSpectrogram
@@ -352,11 +353,19 @@ class KaldiFbank(Frontend):
         """
         c = self.config
         n_fft, w = self.core.spectrogram.n_fft, self.core.spectrogram.win_length
+        lo = (n_fft - w) // 2  # where the core placed the window (pad_center)
+        if (
+            c.dither == 0.0 and not c.use_energy and type(frames) is torch.Tensor and frames.dim() == 3 and frames.shape[0] * frames.shape[1] > 0
+            and frames.shape[-1] == w and self.core.spectrogram.native_route(frames, self.core.mel_scale.fb, framed=True)
+        ):
+            # the native route: DC removal, pre-emphasis and the frame's place in its n_fft slot in
+            # C++ (supermel._native.kaldi_prep), then the core's kernel at hop n_fft
+            z = _native.kaldi_prep(frames.detach().numpy(), n_fft=n_fft, lo=lo, remove_dc=c.remove_dc_offset, preemph=c.preemphasis_coefficient)
+            return self.core.mel_from_padded(torch.from_numpy(z))
         raw: Optional[List[torch.Tensor]] = [] if c.use_energy and c.raw_energy else None
         x = process_frames(
             frames, dither=c.dither, remove_dc_offset=c.remove_dc_offset, preemphasis_coefficient=c.preemphasis_coefficient, raw_energy=raw
         )
-        lo = (n_fft - w) // 2  # where the core placed the window (pad_center)
         x = torch.nn.functional.pad(x, (lo, n_fft - w - lo))  # (B, T, n_fft)
         mel = self.core.mel_from_padded(x.reshape(x.shape[0], -1))
         if not c.use_energy:
