@@ -380,7 +380,13 @@ def test_random_configurations_against_the_torch_route(n_fft, hop, win_frac, bat
     y = torch.randn(batch, n * step, generator=g, dtype=dtype)[:, ::step]  # a strided input when step > 1
     a, b = _both_routes(lambda: mod(y))
     assert a.shape == b.shape and a.dtype == b.dtype
-    assert _peak_err(a, b) <= NATIVE_VS_TORCH[np.dtype(np.float64 if f64 else np.float32)] * 10  # tiny n_fft: few bins, larger relative rounding
+    bound = NATIVE_VS_TORCH[np.dtype(np.float64 if f64 else np.float32)] * 10  # tiny n_fft: few bins, larger relative rounding
+    if power < 1:
+        # |X|**power is Hoelder-continuous with exponent `power`, not Lipschitz: a bin at rounding level
+        # (|X| ~ bound * peak) differs by up to ~(bound)**power of the peak between two routes that round
+        # differently (hypothesis found n_fft=5, n=1, reflect, power 0.7, float64: 2.6e-12 of the peak).
+        bound = bound**power
+    assert _peak_err(a, b) <= bound
 
 
 # --------------------------------------------------------------------------- fallback
