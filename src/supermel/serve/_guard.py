@@ -189,6 +189,14 @@ def connection_class(guard: "Guard") -> type:
             # connection is lost) holds the request parser's frames, which hold the protocol: a reference cycle of ~100
             # objects per half-open connection, freed only by a full garbage collection (a stall of the event loop).
             self.protocol.handshake_exc = None
+            # Likewise the parser's exception (EOFError of a connection dropped mid-stream: kept as the close exception's
+            # cause): its traceback holds the parser's frame, which holds the protocol. The exception stays, its frames go.
+            if self.protocol.parser_exc is not None:
+                self.protocol.parser_exc.__traceback__ = None
+            # asyncio's socket transport keeps its read callback, a bound method of itself, until it is freed: a reference
+            # cycle (transport, socket, buffers) per connection (CPython 3.11; harmless once the transport is closed).
+            if getattr(self.transport, "_read_ready_cb", None) is not None:
+                self.transport._read_ready_cb = None
 
     return GuardedConnection
 
