@@ -197,7 +197,7 @@ def start_server(args: argparse.Namespace) -> "tuple[subprocess.Popen[str], str]
            "--max-per-address", str(args.max_per_address), "--idle-timeout", f"{args.idle_timeout:g}"]  # fmt: skip
     for k, v in bench.CORE.items():
         cmd += [f"--{k.replace('_', '-')}", f"{v:g}" if isinstance(v, float) else str(v)]
-    env = dict(os.environ, PYTHONPATH=os.path.join(bench.ROOT, "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = dict(os.environ, PYTHONPATH=(args.server_src or os.path.join(bench.ROOT, "src")) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env, cwd=bench.ROOT)
     url = ""
     assert proc.stdout is not None
@@ -354,6 +354,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--idle-timeout", type=float, default=10.0, help="the server's --idle-timeout (default 10)")
     p.add_argument("--max-per-address", type=int, default=4096, help="the server's --max-per-address (default 4096: every client is 127.0.0.1)")
     p.add_argument("--max-clients", type=int, default=1024, help="the server's --max-clients (default 1024)")
+    p.add_argument("--server-src", metavar="DIR", help="run the server from this source tree (its src/ folder) instead of this checkout's: A/B of server changes")
     p.add_argument("--profile-server", metavar="FILE", help="run the server under cProfile, writing FILE (slows it: for finding where the time goes)")
     p.add_argument("--wait-quiet", type=float, default=0.0, metavar="S", help="first wait (at most S seconds) until other processes use under 0.2 cores over 5 s")
     p.add_argument("--markdown-file", metavar="FILE", help=f"(re)write the section {SECTION!r} of this file")
