@@ -244,3 +244,40 @@ def test_connections_leave_no_reference_cycles(server, kind):
         gc.enable()
     connections = 2 * N + 2 if kind == "refused" else N
     assert garbage <= SLACK + PER_CONNECTION * connections, f"{kind}: {garbage} objects in reference cycles after {connections} connections"
+
+
+# --------------------------------------------------------------------------- full collections at quiet moments
+def test_full_collections_at_idle_moments_and_at_the_interval(monkeypatch):
+    """``full_gc_interval``: no automatic full collection while serving; one when the server is idle, one at the
+    interval while a client is connected; the collector's thresholds restored at shutdown."""
+    from supermel.serve import _gc
+
+    monkeypatch.setattr(_gc, "SWEEP", 0.02)
+    monkeypatch.setattr(_gc, "IDLE_GAP", 0.05)
+    before = gc.get_threshold()
+    srv = Server(core=CORE, port=0, page=False, full_gc_interval=0.3)
+    with ServerThread(srv):
+        assert gc.get_threshold()[2] == _gc.NO_AUTO_FULL
+        s, buf = _open(srv.port)
+        _junk = [[i] for i in range(3000)]  # young collections happen: the idle pass has something to do
+        del _junk
+        n = srv.stats["gc_full"]
+        for _ in range(500):  # a client is connected: not idle, so only the interval's collection
+            if srv.stats["gc_full"] > n:
+                break
+            time.sleep(0.01)
+        assert srv.stats["gc_full"] > n, "no full collection at the interval while a client was connected"
+        srv.full_gc_interval = 1e6  # from here on, only an idle moment brings a full collection
+        time.sleep(0.1)
+        assert _close(s, buf) == 1000
+        _settled(srv)
+        n = srv.stats["gc_full"]
+        for _ in range(2000):
+            _junk = [[i] for i in range(3000)]
+            del _junk
+            if srv.stats["gc_full"] > n:
+                break
+            time.sleep(0.005)
+        assert srv.stats["gc_full"] > n, "no full collection while idle"
+        assert srv.snapshot_stats()["gc_full_max_s"] > 0
+    assert gc.get_threshold() == before
