@@ -182,7 +182,7 @@ def drop_tracebacks(ws: ServerConnection) -> None:
     holds ``send_data``'s frame, which holds the connection: reference cycles freed only by the garbage collector.
     Called when the connection is lost and again when its handler ends (a write may fail in between).
     """
-    for exc in (ws.protocol.parser_exc, ws.connection_exc):
+    for exc in (getattr(ws.protocol, "parser_exc", None), getattr(ws, "connection_exc", None)):
         if exc is not None:
             exc.__traceback__ = None
 
