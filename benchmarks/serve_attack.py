@@ -8,7 +8,7 @@
 What runs (all on this machine, 127.0.0.1 only, the same cores):
 
 * **the server**: ``supermel serve`` in its own process, the reference configuration of
-  ``benchmarks/serve.py``, its defaults (``--max-half-open 2048``, ``--handshake-timeout 5``)
+  ``benchmarks/serve.py``, its defaults (``--max-half-open 2048``, ``--handshake-timeout 5``, ``--full-gc-interval 600``)
   except: ``--max-per-address 4096`` (every client of this benchmark comes from 127.0.0.1:
   the default cap of 64 per address would refuse them), ``--max-clients 1024`` (honest +
   idle + churning connections at once) and ``--idle-timeout`` (``--idle-timeout``, default 10 s,
@@ -293,7 +293,7 @@ def section(r: Dict[str, Any], args: argparse.Namespace, command: str) -> str:
         f"- **Date**: {datetime.now(timezone.utc).isoformat(timespec='seconds')}; **machine**: {bench.machine()}, shared: the server, the honest "
         f"clients and the attackers run on the same cores, and other jobs ran on this machine at the same time (their CPU is in the table; load "
         f"average (1 min) {r['load_before'][0]:.2f} before the run, {r['load_after'][0]:.2f} after; waited {r['waited_s']:g} s for a quieter machine first)",
-        f"- **Server**: `{r['command']}` - the defaults (`--max-half-open 2048`, `--handshake-timeout 5`) except `--max-per-address "
+        f"- **Server**: `{r['command']}` - the defaults (`--max-half-open 2048`, `--handshake-timeout 5`, `--full-gc-interval 600`: full garbage collections only when idle or every 10 min) except `--max-per-address "
         f"{args.max_per_address}` (every client here is 127.0.0.1; the default cap of 64 per address would refuse the honest clients behind "
         f"the attackers: raise it this way for any load test from one machine), `--max-clients {args.max_clients}` and `--idle-timeout {args.idle_timeout:g}`",
         "",
