@@ -8,7 +8,7 @@
 What runs (all on this machine, 127.0.0.1 only, the same cores):
 
 * **the server**: ``supermel serve`` in its own process, the reference configuration of
-  ``benchmarks/serve.py``, its defaults (``--max-half-open 2048``, ``--handshake-timeout 5``)
+  ``benchmarks/serve.py``, its defaults (``--max-half-open 2048``, ``--handshake-timeout 5``, ``--full-gc-interval 600``)
   except: ``--max-per-address 4096`` (every client of this benchmark comes from 127.0.0.1:
   the default cap of 64 per address would refuse them), ``--max-clients 1024`` (honest +
   idle + churning connections at once) and ``--idle-timeout`` (``--idle-timeout``, default 10 s,
@@ -197,7 +197,7 @@ def start_server(args: argparse.Namespace) -> "tuple[subprocess.Popen[str], str]
            "--max-per-address", str(args.max_per_address), "--idle-timeout", f"{args.idle_timeout:g}"]  # fmt: skip
     for k, v in bench.CORE.items():
         cmd += [f"--{k.replace('_', '-')}", f"{v:g}" if isinstance(v, float) else str(v)]
-    env = dict(os.environ, PYTHONPATH=os.path.join(bench.ROOT, "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = dict(os.environ, PYTHONPATH=(args.server_src or os.path.join(bench.ROOT, "src")) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env, cwd=bench.ROOT)
     url = ""
     assert proc.stdout is not None
@@ -293,7 +293,7 @@ def section(r: Dict[str, Any], args: argparse.Namespace, command: str) -> str:
         f"- **Date**: {datetime.now(timezone.utc).isoformat(timespec='seconds')}; **machine**: {bench.machine()}, shared: the server, the honest "
         f"clients and the attackers run on the same cores, and other jobs ran on this machine at the same time (their CPU is in the table; load "
         f"average (1 min) {r['load_before'][0]:.2f} before the run, {r['load_after'][0]:.2f} after; waited {r['waited_s']:g} s for a quieter machine first)",
-        f"- **Server**: `{r['command']}` - the defaults (`--max-half-open 2048`, `--handshake-timeout 5`) except `--max-per-address "
+        f"- **Server**: `{r['command']}` - the defaults (`--max-half-open 2048`, `--handshake-timeout 5`, `--full-gc-interval 600`: full garbage collections only when idle or every 10 min) except `--max-per-address "
         f"{args.max_per_address}` (every client here is 127.0.0.1; the default cap of 64 per address would refuse the honest clients behind "
         f"the attackers: raise it this way for any load test from one machine), `--max-clients {args.max_clients}` and `--idle-timeout {args.idle_timeout:g}`",
         "",
@@ -354,6 +354,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--idle-timeout", type=float, default=10.0, help="the server's --idle-timeout (default 10)")
     p.add_argument("--max-per-address", type=int, default=4096, help="the server's --max-per-address (default 4096: every client is 127.0.0.1)")
     p.add_argument("--max-clients", type=int, default=1024, help="the server's --max-clients (default 1024)")
+    p.add_argument("--server-src", metavar="DIR", help="run the server from this source tree (its src/ folder) instead of this checkout's: A/B of server changes")
     p.add_argument("--profile-server", metavar="FILE", help="run the server under cProfile, writing FILE (slows it: for finding where the time goes)")
     p.add_argument("--wait-quiet", type=float, default=0.0, metavar="S", help="first wait (at most S seconds) until other processes use under 0.2 cores over 5 s")
     p.add_argument("--markdown-file", metavar="FILE", help=f"(re)write the section {SECTION!r} of this file")

@@ -112,6 +112,9 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
     s.add_argument("--max-half-open", type=_positive_int, default=2048, metavar="N",
                    help="connections that have not sent their request yet; past N the oldest is dropped (default 2048; lower where the descriptor limit is low)")  # fmt: skip
     s.add_argument("--handshake-timeout", type=_seconds, default=5.0, metavar="S", help="seconds the TLS and WebSocket handshakes may take (default 5)")
+    s.add_argument("--full-gc-interval", type=_seconds_or_off, default=600.0, metavar="S",
+                   help="the garbage collector's full collections: when the server is idle, and at least every S seconds, instead of "
+                   "whenever Python's counts say (each stops the event loop; default 600; 0: Python's own policy)")  # fmt: skip
     s.add_argument("--quiet", action="store_true", help="do not log connections and errors")
     a = p.add_argument_group("access control (docs/serving.md, 'Access control')")
     a.add_argument("--token", default=os.environ.get("SUPERMEL_TOKEN") or None, metavar="TOKEN",
@@ -185,6 +188,7 @@ def _build(args: argparse.Namespace, server_mod: Any, *, log_prefix: str = "supe
         step_thread=args.step_thread, page=args.page, token=args.token, allow_origins=args.allow_origin, allow_hosts=args.allow_host,
         certfile=args.certfile, keyfile=args.keyfile, insecure=args.insecure, idle_timeout=args.idle_timeout or None,
         max_per_address=args.max_per_address or None, max_half_open=args.max_half_open, handshake_timeout=args.handshake_timeout,
+        full_gc_interval=args.full_gc_interval or None,
     )  # fmt: skip
     server.warm_up()  # the first use of the pools and the resampler, before the first client (and before gc.freeze)
     # What the start created (torch, the pools: ~200k objects) leaves the garbage collector's reach: a full

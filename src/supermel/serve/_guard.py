@@ -174,6 +174,19 @@ class LogLimiter:
         log.log(level, "%s", "".join(ch if ch.isprintable() else " " for ch in text[:300]))  # one line, whatever a client sent
 
 
+def drop_tracebacks(ws: ServerConnection) -> None:
+    """Drop the tracebacks of the exceptions a closed connection keeps (the exceptions stay, their frames go).
+
+    The parser's exception (EOFError of a connection dropped mid-stream, kept as the close exception's cause) holds the
+    parser's frame, which holds the protocol; a failed write's exception (``connection_exc``: ConnectionResetError)
+    holds ``send_data``'s frame, which holds the connection: reference cycles freed only by the garbage collector.
+    Called when the connection is lost and again when its handler ends (a write may fail in between).
+    """
+    for exc in (getattr(ws.protocol, "parser_exc", None), getattr(ws, "connection_exc", None)):
+        if exc is not None:
+            exc.__traceback__ = None
+
+
 def connection_class(guard: "Guard") -> type:
     """The ``ServerConnection`` subclass counting TCP connections per address and bounding the half-open ones."""
 
@@ -189,6 +202,11 @@ def connection_class(guard: "Guard") -> type:
             # connection is lost) holds the request parser's frames, which hold the protocol: a reference cycle of ~100
             # objects per half-open connection, freed only by a full garbage collection (a stall of the event loop).
             self.protocol.handshake_exc = None
+            drop_tracebacks(self)
+            # asyncio's socket transport keeps its read callback, a bound method of itself, until it is freed: a reference
+            # cycle (transport, socket, buffers) per connection (CPython 3.11; harmless once the transport is closed).
+            if getattr(self.transport, "_read_ready_cb", None) is not None:
+                self.transport._read_ready_cb = None
 
     return GuardedConnection
 

@@ -30,6 +30,7 @@ from typing import Any, Callable, Dict, Optional, Union
 import numpy as np
 
 from . import protocol as P
+from ._guard import drop_tracebacks
 from ._memory import malloc_trim
 from ._state import CLOSING, ENDING, NEW, STREAMING, Close, Conn, PoolState, Recording
 from ._ws import ConnectionClosed, ServerConnection, State
@@ -113,6 +114,7 @@ class Sessions:
             await asyncio.wait_for(asyncio.shield(conn.sender), timeout=self.close_timeout + 1.0)
         except (asyncio.TimeoutError, ConnectionClosed):
             conn.sender.cancel()
+        drop_tracebacks(ws)  # (no reference cycles left behind: see _guard.drop_tracebacks)
         code = ws.close_code if ws.close_code is not None else conn.close_code
         self.stats["close_codes"][code] += 1
         if conn.record is not None:
@@ -128,17 +130,19 @@ class Sessions:
             self.stats["trim_seconds"] += time.perf_counter() - t0
 
     async def _receive(self, conn: Conn) -> None:
-        ws = conn.ws
+        # The start timeout is a timer, not ``asyncio.wait_for(ws.recv())``: wait_for runs recv in a task of its own, and
+        # the ConnectionClosed that task ends with (its traceback holds wait_for's frame, which holds the task) is a
+        # reference cycle per connection, freed only by the garbage collector (a stall of the event loop; see _memory.py).
+        timer = asyncio.get_running_loop().call_later(self.start_timeout, self._start_timed_out, conn)
         try:
-            first = await asyncio.wait_for(ws.recv(), timeout=self.start_timeout)
-        except asyncio.TimeoutError:
-            if conn.state == NEW:
-                self._fail(conn, P.ProtocolError("timeout", f"no start message within {self.start_timeout:g} s of connecting"))
-            first = None
-        if first is not None:
-            self._on_message(conn, first)
-        async for message in ws:
-            self._on_message(conn, message)
+            async for message in conn.ws:
+                self._on_message(conn, message)
+        finally:
+            timer.cancel()
+
+    def _start_timed_out(self, conn: Conn) -> None:
+        if conn.state == NEW and not conn.gone:
+            self._fail(conn, P.ProtocolError("timeout", f"no start message within {self.start_timeout:g} s of connecting"))
 
     def _on_message(self, conn: Conn, message: Union[str, bytes]) -> None:
         if conn.state in (CLOSING, ENDING):

@@ -144,8 +144,8 @@ class Stepper:
             for conn in w.opens:
                 try:
                     sid = pool.open(fps=conn.fps)
-                except ParameterError as exc:
-                    w.opened.append((conn, exc))
+                except ParameterError as exc:  # (kept without its traceback: its frame holds w, a reference cycle)
+                    w.opened.append((conn, exc.with_traceback(None)))
                     continue
                 sids[conn.id] = sid
                 w.opened.append((conn, sid))
@@ -177,8 +177,8 @@ class Stepper:
                 sids[conn.id] = None
                 try:
                     w.closed.append((conn, pool.close(sid)))
-                except ParameterError as exc:
-                    w.closed.append((conn, exc))
+                except ParameterError as exc:  # (a stream closed before any audio; kept without its traceback, as above)
+                    w.closed.append((conn, exc.with_traceback(None)))
 
     def _dispatch(self, w: Work) -> None:
         """Hand a cycle's results to the connections (event loop)."""

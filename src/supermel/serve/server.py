@@ -34,6 +34,7 @@ Where the code lives
 ``_step.py``           the stepper: pool cycles, frames to the send queues (mixin)
 ``_http.py``           the page and ``/stats``, ``/hello`` (mixin)
 ``_guard.py``          access control (Host, Origin, token), connection bounds, idle timeout (mixin)
+``_gc.py``             full garbage collections at quiet moments (``full_gc_interval``; mixin)
 ``_state.py``          per-pool, per-connection and per-cycle state; :class:`Recording`
 ``_threads.py``        :func:`limit_threads`
 ``_ws.py``             the ``websockets`` names used (one place for the missing-extra error)
@@ -59,6 +60,7 @@ from .._errors import ParameterError
 from .._version import __version__
 from ..pool import StreamPool
 from . import protocol as P
+from ._gc import GcSchedule
 from ._guard import ACCEPT_BATCH, Guard, connection_class, deepen_listen_queue, open_descriptors, raise_fd_limit
 from ._http import HttpEndpoints, load_static
 from ._session import TEXT_LIMIT, WRITE_LIMIT, Sessions
@@ -76,7 +78,7 @@ CORE_NAME = "mel"
 
 
 # --------------------------------------------------------------------------- the server
-class Server(Guard, HttpEndpoints, Sessions, Stepper):
+class Server(Guard, GcSchedule, HttpEndpoints, Sessions, Stepper):
     """A WebSocket server streaming mel features of many live clients (``supermel serve``).
 
     Parameters
@@ -150,6 +152,12 @@ class Server(Guard, HttpEndpoints, Sessions, Stepper):
     raise_fd_limit : bool
         At :meth:`start`, raise the process's soft descriptor limit to its hard limit
         (reported in :meth:`snapshot_stats`).
+    full_gc_interval : float or None
+        Take the garbage collector's full collections over (they stopped the event loop for
+        100-160 ms every few seconds under many connections, finding nothing to free): none
+        automatic, one when the server is idle, and one at least every this many seconds.
+        ``None`` (default): Python's own policy (the collector's settings are the process's;
+        ``supermel serve`` sets 600). See ``_gc.py``.
 
     Examples
     --------
@@ -192,6 +200,7 @@ class Server(Guard, HttpEndpoints, Sessions, Stepper):
         max_half_open: int = 2048,
         handshake_timeout: float = 5.0,
         raise_fd_limit: bool = True,
+        full_gc_interval: Optional[float] = None,
     ) -> None:
         def positive(name: str, value: Any, integer: bool = False) -> None:
             ok = isinstance(value, (int, np.integer)) if integer else isinstance(value, (int, float))
@@ -207,6 +216,8 @@ class Server(Guard, HttpEndpoints, Sessions, Stepper):
             positive(name, value)
         if max_chunk_seconds >= max_backlog_seconds:
             raise ParameterError(f"max_chunk_seconds={max_chunk_seconds} must be below max_backlog_seconds={max_backlog_seconds}: one chunk must fit the backlog")
+        if full_gc_interval is not None:
+            positive("full_gc_interval", full_gc_interval)
         if socket_send_buffer is not None:
             positive("socket_send_buffer", socket_send_buffer, integer=True)
         if isinstance(step_interval, bool) or not isinstance(step_interval, (int, float)) or not 0 <= step_interval < 1:
@@ -253,6 +264,7 @@ class Server(Guard, HttpEndpoints, Sessions, Stepper):
         self._init_guard(token=token, allow_origins=allow_origins, allow_hosts=allow_hosts, certfile=certfile, keyfile=keyfile, insecure=insecure,
                          idle_timeout=idle_timeout, max_per_address=max_per_address, max_half_open=max_half_open, handshake_timeout=handshake_timeout)  # fmt: skip
         self._raise_fd_limit = bool(raise_fd_limit)
+        self._init_gc(None if full_gc_interval is None else float(full_gc_interval))
         self._hello_cache: Optional[str] = None
         self._ws: Optional[WsServer] = None
         self._wake: Optional[asyncio.Event] = None
@@ -331,6 +343,7 @@ class Server(Guard, HttpEndpoints, Sessions, Stepper):
         if self.idle_timeout is not None:
             self._idle_task = asyncio.create_task(self._idle_loop(), name="supermel-idle")
         self._handshake_task = asyncio.create_task(self._handshake_loop(), name="supermel-handshakes")
+        self._gc_start()
         log.debug("listening on %s", self.url)
         return self
 
@@ -373,13 +386,14 @@ class Server(Guard, HttpEndpoints, Sessions, Stepper):
             log.warning("shutdown: some connections did not close in time; dropping them")
             for conn in list(self._conns.values()):
                 conn.ws.transport.abort()
-        for task in (self._stepper, self._idle_task, self._handshake_task):
+        for task in (self._stepper, self._idle_task, self._handshake_task, self._gc_task):
             if task is not None:
                 task.cancel()
                 try:
                     await task
                 except asyncio.CancelledError:
                     pass
+        self._gc_stop()
         if self._kick_timer is not None:
             self._kick_timer.cancel()
         if self._trim_timer is not None:
