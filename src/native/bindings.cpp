@@ -527,6 +527,11 @@ struct Plan {
 
 NB_MODULE(_native_ext, m) {
     m.doc() = "supermel's native CPU core (see supermel._native)";
+    // Plans live in module-level caches and in objects a server moves out of the collector's reach
+    // (gc.freeze): at interpreter exit some are still alive by design, and nanobind's leak report
+    // would print a screen of false alarms after every `supermel serve`. Real leaks are the
+    // sanitizers' job (tools/asan.sh).
+    nb::set_leak_warnings(false);
     m.def("isa", []() { return std::string(g_avx2 ? "avx2" : "baseline"); }, "The kernels' instruction set in use.");
     m.def("avx2_supported", []() { return cpu_has_avx2(); });
     m.def(
