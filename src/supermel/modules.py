@@ -564,7 +564,7 @@ class MelSpectrogram(nn.Module):
         dimensions, at least ``n_fft`` samples long, on the route :meth:`Spectrogram.native_route`
         describes, with ``constant``, ``reflect`` or ``edge`` padding (done in C++). The plan, the
         padding mode and the constants are looked up once per module and dtype
-        (:class:`_FastMel`); per call: the layout checks here, the memory estimate, then one
+        (``_FastMel``); per call: the layout checks here, the memory estimate, then one
         native call that checks finiteness (``check_finite``), pads, computes and checks the
         result. NaN/Inf audio or an overflowing result returns ``None``: the general path then
         raises or warns, as without this path. Bit-identical to :meth:`mel_from_padded`'s
