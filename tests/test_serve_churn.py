@@ -108,3 +108,49 @@ def test_a_client_gone_without_end_releases_its_handler_at_once(how):
             await srv.shutdown()
 
     asyncio.run(asyncio.wait_for(main(), 120))
+
+
+def test_churn_leaves_no_protocol_for_the_collector():
+    """With the collector off, 300 connections (every way of ending) leave no websockets protocol behind.
+
+    websockets' parser generator stays suspended at its last ``yield`` once the stream has ended,
+    holding its protocol (``protocol.parser`` -> the generator's frame -> the protocol): a cycle
+    per connection that only the collector frees (by closing the generator, so ``gc.collect()``
+    returns 0 for it). Under churn, with the full collections held back (``full_gc_interval``),
+    those that had reached the oldest generation piled up until the next full collection
+    (docs/serving.md, "Connection churn"). The server closes the generator when a connection goes.
+    """
+    from websockets.server import ServerProtocol
+
+    def alive(cls) -> int:
+        return sum(1 for o in gc.get_objects() if type(o) is cls or (type(o).__name__ == "GuardedConnection" and cls is None))
+
+    async def main():
+        srv = Server(core=CORE, port=0, close_timeout=30.0, max_clients=64)
+        await srv.start()
+        try:
+            await asyncio.gather(*(_cycle(srv.url, i) for i in range(16)))  # warm: first-use objects not counted
+            await until(lambda: _released(srv), "the warm-up connections released", limit=10.0)
+            gc.collect()
+            before_p, before_c = alive(ServerProtocol), alive(None)
+            gc.disable()
+            try:
+                sem = asyncio.Semaphore(16)
+
+                async def one(i):
+                    async with sem:
+                        await _cycle(srv.url, i)
+
+                await asyncio.gather(*(one(i) for i in range(300)))
+                await until(lambda: _released(srv), "every handler released", limit=10.0)
+                await asyncio.sleep(0.2)  # (the last transports' connection_lost callbacks)
+                protocols, connections = alive(ServerProtocol) - before_p, alive(None) - before_c
+            finally:
+                gc.enable()
+            # before: one protocol per connection (300), each with its reader, buffers and logger adapter
+            assert protocols <= 4, protocols
+            assert connections <= 4, connections
+        finally:
+            await srv.shutdown()
+
+    asyncio.run(asyncio.wait_for(main(), 300))
