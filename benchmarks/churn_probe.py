@@ -219,7 +219,7 @@ def server_main(argv: Any) -> None:
 
     def probe() -> None:
         n[0] += 1
-        if os.environ.get("PROBE_GARBAGE") and n[0] == 1:
+        if os.environ.get("PROBE_GARBAGE") and n[0] == 2:
             garbage_report(f"{out}.garbage.txt")
         counts = collections.Counter(type(o).__name__ for o in gc.get_objects())
         info = dict(rss_mb=rss_mb(), status=proc_status(), pymalloc=pymalloc(), mallinfo=mallinfo(), gc_count=gc.get_count(), stats=server.snapshot_stats(), objects=dict(counts),
@@ -284,14 +284,18 @@ def main() -> int:
 
     results = []
     try:
-        for k, n in enumerate((a.cycles, 3 * a.cycles), 1):
+        time.sleep(2.0)
+        start = take(1)
+        print(f"probe 0 (before any connection): RSS {start['rss_mb']:.1f} MB, malloc {json.dumps({x: round(y, 1) for x, y in start['mallinfo'].items()})}, "
+              f"pymalloc {start['pymalloc']}, status {start['status']}", flush=True)
+        for k, n in enumerate((a.cycles, 3 * a.cycles), 2):
             t0 = time.time()
             outcome = asyncio.run(bench._churn_load(url, n, a.concurrency, lambda d: None))
             print(f"{n} cycles in {time.time() - t0:.0f} s: {dict(outcome)}; RSS {rss_mb(proc.pid):.1f} MB", flush=True)
             time.sleep(a.settle)
             results.append(take(k))
             r = results[-1]
-            print(f"probe {k}: RSS {r['rss_mb']:.1f} MB, traced {r['traced_mb']}, malloc {json.dumps({x: round(y, 1) for x, y in r['mallinfo'].items()})}, "
+            print(f"probe {k - 1}: RSS {r['rss_mb']:.1f} MB, traced {r['traced_mb']}, malloc {json.dumps({x: round(y, 1) for x, y in r['mallinfo'].items()})}, "
                   f"gc objects {r['gc_objects']}, trims {r['stats']['memory_trims']}, gc_full {r['stats'].get('gc_full')}", flush=True)  # fmt: skip
     finally:
         proc.send_signal(signal.SIGINT)
@@ -300,8 +304,12 @@ def main() -> int:
         except subprocess.TimeoutExpired:
             proc.kill()
     r1, r2 = results
-    for r in results:
+    for r in (start, *results):
         print("  status", r["status"], "pymalloc", r["pymalloc"])
+    print(f"\nfrom the start to probe 1 (after {a.cycles} cycles): RSS {r1['rss_mb'] - start['rss_mb']:+.1f} MB; "
+          + ", ".join(f"{x} {r1['mallinfo'][x] - start['mallinfo'][x]:+.1f}" for x in start["mallinfo"])
+          + "".join(f", pymalloc {x} {r1['pymalloc'][x] - start['pymalloc'][x]:+g}" for x in start["pymalloc"] if x in r1["pymalloc"])
+          + (f", traced {r1['traced_mb'] - start['traced_mb']:+.2f} MB" if a.trace else ""))
     print(f"\nbetween probe 1 (after {a.cycles}) and probe 2 (after {4 * a.cycles} cycles):")
     print(f"  RSS {r2['rss_mb'] - r1['rss_mb']:+.1f} MB; " + ", ".join(f"{x} {r2['mallinfo'][x] - r1['mallinfo'][x]:+.1f}" for x in r1["mallinfo"]))
     if a.trace:
@@ -309,8 +317,8 @@ def main() -> int:
     diff = {t: r2["objects"].get(t, 0) - r1["objects"].get(t, 0) for t in set(r1["objects"]) | set(r2["objects"])}
     print("  objects (gc-tracked) by type, growth: " + ", ".join(f"{t} {d:+d}" for t, d in sorted(diff.items(), key=lambda kv: -abs(kv[1]))[:20]))
     if a.trace:
-        s1 = tracemalloc.Snapshot.load(f"{a.out}.1.snap")
-        s2 = tracemalloc.Snapshot.load(f"{a.out}.2.snap")
+        s1 = tracemalloc.Snapshot.load(f"{a.out}.2.snap")
+        s2 = tracemalloc.Snapshot.load(f"{a.out}.3.snap")
         filt = [tracemalloc.Filter(False, tracemalloc.__file__)]
         s1, s2 = s1.filter_traces(filt), s2.filter_traces(filt)
         for key in ("lineno", "traceback"):
