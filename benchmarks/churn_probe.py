@@ -21,7 +21,6 @@ import ctypes
 import gc
 import json
 import os
-import pickle
 import signal
 import subprocess
 import sys
@@ -152,7 +151,7 @@ def garbage_report(path: str) -> None:
         o = protos[len(protos) // 2]
         for depth in range(6):
             refs = [r for r in gc.get_referrers(o) if r is not protos and not isinstance(r, type(sys._getframe()))]
-            lines0.append(f"  held by: " + ", ".join(f"{_label(r)}{_name(r, o)}" for r in refs[:6]))
+            lines0.append("  held by: " + ", ".join(f"{_label(r)}{_name(r, o)}" for r in refs[:6]))
             if not refs:
                 break
             o = refs[0]
