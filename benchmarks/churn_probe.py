@@ -1,13 +1,17 @@
 """Where the memory of connection churn goes: a diagnostic for ``benchmarks/serve.py --churn``.
 
 Runs ``supermel serve`` (built as the CLI builds it: warm-up, ``gc.freeze()``, the given
-``--full-gc-interval``) in a child process that, on SIGUSR1, writes what it holds:
-RSS, tracemalloc's traced total and a snapshot (when ``--trace``), the objects the
-collector tracks counted by type, glibc's ``mallinfo2`` (arena, in use, free). The driver
-runs ``--cycles`` churn cycles (``benchmarks/serve.py``'s load), waits ``--settle`` s (past
-the server's 5 s ``malloc_trim``), takes a probe, runs ``3 x --cycles`` more, takes
-another and prints the growth between the two: RSS, heap, traced memory by traceback
-(``--trace``; slows the server) and object counts by type.
+``--full-gc-interval``) in a child process that, on SIGUSR1, writes what it holds: RSS and
+its anonymous and file-backed parts (``/proc``), pymalloc's arenas and live blocks
+(``sys._debugmallocstats``), glibc's heap (``mallinfo2``: arena, in use, free), the objects
+the collector tracks counted by type, and tracemalloc's traced total and a snapshot (with
+``--trace``, started after the warm-up; slows the server several times). The driver takes a
+probe before any connection, runs ``--cycles`` churn cycles (``benchmarks/serve.py``'s
+load), waits ``--settle`` s (past the server's 5 s ``malloc_trim``), takes a probe, runs
+``3 x --cycles`` more, takes another, and prints the growth from the start to the first and
+between the last two (traced memory by line and by traceback with ``--trace``).
+``PROBE_GARBAGE=1`` also writes ``OUT.garbage.txt`` at the first probe after the churn: the
+objects by generation, what young and full collections free, and the cycles found.
 
     python benchmarks/churn_probe.py --cycles 2500 [--trace] [--full-gc-interval 0]
 """
