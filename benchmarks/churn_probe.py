@@ -140,22 +140,28 @@ def _label(o: Any) -> str:
 def garbage_report(path: str) -> None:
     """The cyclic garbage now: counts by type, and one cycle through each of the commonest types."""
     lines0 = []
-    c0 = collections.Counter(type(o).__name__ for o in gc.get_objects())
+    c0 = collections.Counter(type(x).__name__ for x in gc.get_objects())
     g = [len(gc.get_objects(i)) for i in range(3)]
     lines0.append(f"before: {sum(c0.values())} objects by generation {g}, ServerProtocol {c0['ServerProtocol']}, count {gc.get_count()}")
     freed = gc.collect(0)
-    c1 = collections.Counter(type(o).__name__ for o in gc.get_objects())
+    c1 = collections.Counter(type(x).__name__ for x in gc.get_objects())
     lines0.append(f"gc.collect(0) -> {freed}; after: {sum(c1.values())} objects, ServerProtocol {c1['ServerProtocol']}")
     freed = gc.collect(1)
-    c1 = collections.Counter(type(o).__name__ for o in gc.get_objects())
+    c1 = collections.Counter(type(x).__name__ for x in gc.get_objects())
     lines0.append(f"gc.collect(1) -> {freed}; after: {sum(c1.values())} objects, ServerProtocol {c1['ServerProtocol']}")
-    protos = [o for o in gc.get_objects() if type(o).__name__ == "ServerProtocol"]
+    protos = [p for p in gc.get_objects() if type(p).__name__ == "ServerProtocol"]
     lines0.append(f"{len(protos)} ServerProtocol objects tracked before the collection")
     if protos:
         o = protos[len(protos) // 2]
         for depth in range(6):
-            refs = [r for r in gc.get_referrers(o) if r is not protos and not isinstance(r, type(sys._getframe()))]
-            lines0.append("  held by: " + ", ".join(f"{_label(r)}{_name(r, o)}" for r in refs[:6]))
+            refs = []  # (a loop, not a comprehension: that would make ``o`` a cell, one more referrer)
+            for r in gc.get_referrers(o):
+                if r is not protos and r is not refs and not isinstance(r, type(sys._getframe())):
+                    refs.append(r)
+            names = []
+            for r in refs[:6]:
+                names.append(_label(r) + _name(r, o))
+            lines0.append("  held by: " + ", ".join(names))
             if not refs:
                 break
             o = refs[0]
