@@ -536,8 +536,9 @@ def _opaque_under_compile(dft: Optional[torch.Tensor], *tensors: Optional[torch.
     """Whether the spectral core runs as custom ops in the graph being compiled.
 
     ``torch.compile`` of the FFT route (``dft is None``) without autograd: the
-    graph then holds ``supermel::pad_signal`` and ``supermel::mel_frames`` /
-    ``supermel::power_frames``, real tensors in and out, which run eagerly the
+    graph then holds ``supermel::mel_signal`` (a mel spectrogram: padding and
+    spectral core in one op, :func:`_op_mel_signal`) or ``supermel::pad_signal`` and
+    ``supermel::power_frames`` (a spectrogram), real tensors in and out, which run eagerly the
     kernels an eager call runs (the native CPU core where it applies,
     :func:`_native_frames`; else librosa's padding, cache-sized blocks,
     block-sparse filterbank, in-place buffers) bit for bit. Traced as torch operators instead, the graph

@@ -8,11 +8,13 @@ tensors; numpy in gives numpy out.
 Devices: CPU, CUDA · ``torch.compile(fullgraph=True)``, CUDA graphs (no complex
 tensors, no host synchronisation when ``check_finite=False`` or while compiling
 or capturing). Compiled without autograd, the FFT route's padding and spectral
-core are custom ops (``supermel::pad_signal``, ``supermel::mel_frames``,
-``supermel::power_frames``) that run the kernels the eager call runs (they run
-eagerly: the native CPU core where built and enabled): the graph holds real
-tensors only and takes eager's time plus torch.compile's per-call cost; with
-autograd (or ``backend="matmul"``) the graph traces torch's operators.
+core are custom ops that run the kernels the eager call runs (they run eagerly:
+the native CPU core where built and enabled): a mel spectrogram is one op,
+``supermel::mel_signal`` (the eager native call's single crossing, padding
+included), a spectrogram two (``supermel::pad_signal``, ``supermel::power_frames``).
+The graph holds real tensors only and takes eager's time plus torch.compile's
+fixed per-call cost (docs/compile.md); with autograd (or ``backend="matmul"``)
+the graph traces torch's operators.
 
 Precision: the float32 matrix products (the DFT of ``backend="matmul"``, the
 filterbank, the MFCC's DCT) run in full float32 precision whatever torch's
