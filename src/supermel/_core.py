@@ -623,9 +623,9 @@ def _native_signal(
         return None
     plan = _native.cached_plan(_OP_PLANS, n_fft=n_fft, window=window, fb=fb, dtype=_NP_DTYPES[dt], weights=_NP_DTYPES[wt], power=power, mag_eps=mag_eps)
     n_frames = (n + 2 * pad - n_fft) // hop_length + 1
-    out = torch.empty((rows, plan.n_out, n_frames), dtype=wt)
-    plan.signal(x, pad, code, hop_length, out.numpy(), torch.get_num_threads() if rows * n_frames >= 512 else 1, False)
-    return out
+    out = np.empty((rows, plan.n_out, n_frames), dtype=_NP_DTYPES[wt])  # allocated as the eager call allocates
+    plan.signal(x, pad, code, hop_length, out, torch.get_num_threads() if rows * n_frames >= 512 else 1, False)
+    return torch.from_numpy(out)
 
 
 def _op_mel_signal(y, window, fb, blocks, spans, n_fft, hop_length, pad, mode, power, mag_eps):  # type: ignore[no-untyped-def]
