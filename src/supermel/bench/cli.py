@@ -65,7 +65,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         settings.budget_s = args.budget
     devices = ("cpu", "cuda") if args.device == "all" else (args.device,)
     if not native and "cpu" in devices and not _native_on():
-        print(f"supermel bench: the native core is not in use ({native_status()[1]}; or SUPERMEL_NATIVE=0): "
+        built, why = native_status()
+        print(f"supermel bench: the native core is not in use ({'switched off: SUPERMEL_NATIVE=0' if built else why}): "
               "supermel's CPU rows time the torch/numpy route", file=sys.stderr)
     t0 = time.perf_counter()
     results = run_suite(suite, settings=settings, threads=args.threads, devices=devices, only=args.only)
