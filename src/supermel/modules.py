@@ -502,7 +502,7 @@ class MelSpectrogram(nn.Module):
         native call of the eager path (:meth:`native_call`), else eager's padding and kernels.
         """
         spec: Spectrogram = self._modules["spectrogram"]  # type: ignore[assignment]
-        if _core._opaque_under_compile(spec.dft, y, spec.window, self.mel_scale.fb):
+        if torch.compiler.is_compiling() and _core._opaque_under_compile(spec.dft, y, spec.window, self.mel_scale.fb):
             spec.check_length(y)
             kw = self.mel_function(y.dtype).keywords
             return _core._mel_signal_compiled(
