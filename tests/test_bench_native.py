@@ -201,6 +201,7 @@ def test_suite_names_and_cli(tmp_path, capsys, no_native):
     assert "<!-- supermel-bench:native:begin -->" in text and "### Native core (issue 19)" in text and "**Arithmetic floor**" in text
     doc = json.loads((tmp_path / "out" / "results.json").read_text(encoding="utf-8"))
     assert doc["meta"]["suite"] == "native" and doc["meta"]["core_peak_flops"] > 0
+    assert all(r["floor_s"] > 0 for r in doc["rows"])  # each row's floor, in results.json too
     assert any(e["workload"] == "one frame (800 samples, center=False)" for e in doc["acceptance"])
 
 

@@ -499,7 +499,7 @@ class MelSpectrogram(nn.Module):
 
         While ``torch.compile`` traces the FFT route without autograd, padding and spectral core
         are one custom op, ``supermel::mel_signal``: on the native CPU core it is the single
-        native call of the eager path (:meth:`native_call`), else eager's padding and kernels.
+        native call of the eager path (:meth:`MelSpectrogram.native_call`), else eager's padding and kernels.
         """
         spec: Spectrogram = self._modules["spectrogram"]  # type: ignore[assignment]
         if torch.compiler.is_compiling() and _core._opaque_under_compile(spec.dft, y, spec.window, self.mel_scale.fb):

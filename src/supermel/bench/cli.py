@@ -9,6 +9,7 @@ import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
+from .floor import floor_seconds, floors
 from .harness import Settings
 from .native import core_peak, native_status, native_workloads
 from .peers import peer_table
@@ -72,6 +73,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     results = run_suite(suite, settings=settings, threads=args.threads, devices=devices, only=args.only)
     peak, how = core_peak(args.peak_gflops)
     results.meta.update(native=native_status()[1], core_peak_flops=peak, core_peak_how=how)
+    table = floors()
+    for r in results.rows:  # results.json: each CPU row's floor (its workload's flops / its threads' peak)
+        if r["device"] == "cpu":
+            r["floor_s"] = floor_seconds(r["workload"], results.meta, threads=r["threads"], table=table)
     if native:
         results.meta["suite"] = "native"
     results.meta["command"] = "supermel bench " + " ".join(argv if argv is not None else sys.argv[1:])

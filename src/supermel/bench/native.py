@@ -365,7 +365,7 @@ def render_native_markdown(results: Any) -> str:
     lines += [
         f"- **Native extension**: {meta.get('native', 'unknown')}",
         floor_header(meta),
-        f"- **Routes**: `supermel native` runs as the process runs with the extension; `SUPERMEL_NATIVE=0 route` is the same call inside "
+        "- **Routes**: `supermel native` runs as the process runs with the extension; `SUPERMEL_NATIVE=0 route` is the same call inside "
         "`supermel._native.use_native(False)` (today's torch/numpy route); contenders of a workload timed round-robin in this one run",
         "",
         "| workload | threads | supermel native | supermel SUPERMEL_NATIVE=0 route | peers | ratios (issue 19 bound) | arithmetic floor |",
