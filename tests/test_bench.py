@@ -69,7 +69,8 @@ def test_results_structure_json_and_markdown(tmp_path):
         assert r["timer"] == "perf_counter"
         assert r["threads"] == 1 and r["device"] == "cpu"
     md = bench.render_markdown(res, "cpu", chart="chart.png")
-    assert "| workload | threads | peer | median | p99 | n | x supermel | audio h/s | rel. error | notes |" in md
+    assert "| workload | threads | peer | median | p99 | n | x supermel | x floor | audio h/s | rel. error | arithmetic floor | notes |" in md
+    assert "**Arithmetic floor**" in md and "**Native extension**" in md
     for name in ("supermel", "librosa", "wrong peer", "**Versions**", "**Threads**", "![median time"):
         assert name in md
     # the chart (matplotlib is optional)
@@ -168,6 +169,49 @@ def test_streaming_peers_emit_librosa_frames():
         out = c.output()
         assert bench.rel_error(out, ref[:, : out.shape[-1]]) < 1e-5, c.peer
         assert out.shape[-1] == (4000 + 400 - 800) // 200 + 1
+
+
+def test_default_suite_rows_have_the_floor_and_their_route(monkeypatch):
+    """The CPU tables: the floor of each workload (one core's peak x threads) on its first row, every
+    timed row's median / floor, and supermel's rows saying which route ran (checked, not assumed)."""
+    from supermel.bench import floor, native
+
+    monkeypatch.setenv("SUPERMEL_BENCH_PEAK_GFLOPS", "10")
+    wl = next(w for w in bench.default_workloads() if w.name == "offline 1 s")
+    monkeypatch.setattr(offline, "_offline_cases", lambda x, device, h2d=False: [c for c in _orig_cases(x, device, h2d) if c.peer in ("supermel", "librosa")])
+    res = _run([wl])
+    res.meta.update(core_peak_flops=10e9, core_peak_how="10 Gflop/s as given", native=native.native_status()[1])
+    md = bench.render_markdown(res, "cpu")
+    fl = floor.floors()["offline 1 s"]
+    lines = {ln.split(" | ")[2]: ln for ln in md.splitlines() if ln.startswith("| offline 1 s | 1 |")}
+    sm, lib = lines["supermel"], lines["librosa"]
+    rows = {r["peer"]: r for r in res.rows if r["threads"] == 1}
+    assert f"{harness._fmt_time(fl.flops / 10e9)} ({fl.flops / 1e6:.3g} Mflop, 81 frames)" in sm
+    assert f"| {rows['librosa']['median_s'] / (fl.flops / 10e9):.1f}x |" in lib and "Mflop" not in lib
+    enabled = native._enabled()
+    assert ("route: native extension" in rows["supermel"]["notes"]) is enabled
+    assert ("route: torch/numpy" in rows["supermel"]["notes"]) is not enabled
+    assert "route" not in rows["librosa"]["notes"]
+    two = [ln for ln in md.splitlines() if ln.startswith("| offline 1 s | 2 | supermel |")]
+    if two:  # the all-cores row is held to two cores' peak
+        assert f"{harness._fmt_time(fl.flops / 20e9)} (" in two[0]
+
+
+_orig_cases = offline._offline_cases
+
+
+def test_route_note_says_when_the_native_core_did_not_run():
+    """The check can fail: a supermel case whose output is the same on both routes is reported."""
+    from supermel.bench import native
+
+    if not native._enabled():
+        pytest.skip("needs the native extension, enabled")
+    y = harness._signal(16000)
+    mod = supermel.MelSpectrogram(**KW)
+    assert native.route_note(bench.Case("supermel", lambda: mod(torch.from_numpy(y)))).startswith("route: native extension")
+    with_grad = torch.from_numpy(y).requires_grad_()  # autograd: the torch route on both
+    note = native.route_note(bench.Case("supermel", lambda: mod(with_grad).detach()))
+    assert "native core not taken" in note, note
 
 
 def test_main_writes_files_and_markdown_section(tmp_path, capsys):

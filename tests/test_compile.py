@@ -1,8 +1,9 @@
 """``torch.compile`` of the modules: the traced graph is real-valued, compiled equals eager.
 
-On the FFT route without autograd the spectral core enters the graph as one
-custom op (``supermel::mel_frames`` / ``supermel::power_frames``) that runs the
-eager kernels; the graphs are inspected with a backend that records them (the
+On the FFT route without autograd a mel spectrogram enters the graph as one
+custom op (``supermel::mel_signal``: padding and spectral core, the single native
+call of the eager path where the native core runs), a spectrogram as two
+(``supermel::pad_signal``, ``supermel::power_frames``), running the eager kernels; the graphs are inspected with a backend that records them (the
 Dynamo graph and the ATen graph AOTAutograd hands to the compiler). Speed lives
 in ``supermel bench --only compile`` (no timed assertions here).
 """
@@ -128,8 +129,33 @@ def test_compiled_graph_is_real_valued_and_equals_eager(make, dtype, seconds):
     assert rec.dynamo and rec.aten, "the backend saw no graph"
     assert _complex_nodes(rec) == []
     assert any("supermel" in t for t in _targets(rec)), _targets(rec)
-    assert any("pad_signal" in t for t in _targets(rec)), _targets(rec)  # eager's padding (center=True), not inductor's
+    # eager's padding (center=True), not inductor's: inside the fused op (mel modules) or as its own op (Spectrogram)
+    assert any("mel_signal" in t or "pad_signal" in t for t in _targets(rec)), _targets(rec)
     assert got.dtype == eager.dtype and got.shape == eager.shape  # the same kernels on the same padded signal
+
+
+@pytest.mark.parametrize("center", [True, False], ids=["center", "uncentred"])
+@pytest.mark.parametrize("pad_mode", ["constant", "reflect"])
+def test_mel_graph_is_the_one_fused_op(center, pad_mode):
+    """A compiled MelSpectrogram's graph holds ``supermel::mel_signal`` once and nothing else of
+    supermel's: padding and spectral core in one op, as the eager native call does them in one crossing."""
+    module = supermel.MelSpectrogram(**REF, center=center, pad_mode=pad_mode)
+    rec = Recorder()
+    compiled = torch.compile(module, fullgraph=True, dynamic=False, backend=rec)
+    _both_routes(compiled, module, torch.from_numpy(_signal(5000, batch=(3,))))
+    ours = [str(n.target) for g in rec.aten for n in g.graph.nodes if n.op == "call_function" and "supermel" in str(n.target)]
+    assert ours == ["supermel.mel_signal.default"], ours
+    assert _complex_nodes(rec) == []
+
+
+def test_mel_frames_of_a_short_signal_take_the_torch_padding():
+    """Shorter than the native core pads (reflect, fewer samples than the padding: numpy's periodic
+    fold), the fused op pads on the torch route: compiled still equals eager."""
+    module = supermel.MelSpectrogram(sr=16000, n_fft=512, hop_length=128, n_mels=40, pad_mode="reflect")
+    compiled = torch.compile(module, fullgraph=True, dynamic=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # librosa's short-signal warning (eager)
+        _both_routes(compiled, module, torch.from_numpy(_signal(200, batch=(2,))))
 
 
 def test_without_the_custom_op_the_graph_held_a_complex_rfft(monkeypatch):
@@ -186,8 +212,16 @@ def test_custom_op_schema_and_fake_shapes():
     assert torch.equal(torch.ops.supermel.mel_frames.default(*args), fn(z))  # the route eager takes
     with _torch_route():
         assert torch.equal(torch.ops.supermel.mel_frames.default(*args), fn(z))
+    y = torch.from_numpy(_signal(3000, batch=(2,)))
+    for mode in ("constant", "reflect", "edge", "symmetric"):
+        args_s = (y, kw["window"], kw["fb"], args[3], args[4], 800, 200, 400, mode, 2.0, 0.0)
+        torch.library.opcheck(torch.ops.supermel.mel_signal.default, args_s, test_utils=("test_schema", "test_faketensor"))
+        z_m = _core.pad_signal(y, pad=400, mode=mode, n_fft=800, hop_length=200)
+        with _torch_route():  # the torch route: pad_signal then the spectral op, bit for bit
+            assert torch.equal(torch.ops.supermel.mel_signal.default(*args_s), fn(z_m))
+        # the route eager takes (the native core pads constant/reflect/edge itself): its bound against the torch route
+        assert rel_err(torch.ops.supermel.mel_signal.default(*args_s), fn(z_m)) <= 1e-6
     for mode in ("constant", "reflect", "edge"):
-        y = torch.from_numpy(_signal(3000, batch=(2,)))
         args_z = (y, 400, mode, 800, 200)
         torch.library.opcheck(torch.ops.supermel.pad_signal.default, args_z, test_utils=("test_schema", "test_faketensor"))
         assert torch.equal(torch.ops.supermel.pad_signal.default(*args_z), _core.pad_signal(y, pad=400, mode=mode, n_fft=800, hop_length=200))

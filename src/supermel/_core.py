@@ -536,8 +536,9 @@ def _opaque_under_compile(dft: Optional[torch.Tensor], *tensors: Optional[torch.
     """Whether the spectral core runs as custom ops in the graph being compiled.
 
     ``torch.compile`` of the FFT route (``dft is None``) without autograd: the
-    graph then holds ``supermel::pad_signal`` and ``supermel::mel_frames`` /
-    ``supermel::power_frames``, real tensors in and out, which run eagerly the
+    graph then holds ``supermel::mel_signal`` (a mel spectrogram: padding and
+    spectral core in one op, :func:`_op_mel_signal`) or ``supermel::pad_signal`` and
+    ``supermel::power_frames`` (a spectrogram), real tensors in and out, which run eagerly the
     kernels an eager call runs (the native CPU core where it applies,
     :func:`_native_frames`; else librosa's padding, cache-sized blocks,
     block-sparse filterbank, in-place buffers) bit for bit. Traced as torch operators instead, the graph
@@ -595,6 +596,68 @@ def _op_mel_frames(z, window, fb, blocks, spans, n_fft, hop_length, power, mag_e
     return mel_frames(z, n_fft=n_fft, hop_length=hop_length, window=window, power=power, fb=fb, fb_blocks=fb_blocks, mag_eps=mag_eps)
 
 
+#: Padding modes the native core pads itself (:meth:`supermel._native.Plan.signal`'s codes).
+_NATIVE_PAD_CODES = {"constant": 0, "reflect": 1, "edge": 2}
+
+
+def _native_signal(
+    y: torch.Tensor, window: torch.Tensor, fb: torch.Tensor, n_fft: int, hop_length: int, pad: int, mode: str, power: float, mag_eps: float
+) -> Optional[torch.Tensor]:
+    """``(B, L)`` unpadded -> ``(B, n_mels, T)`` in one native call that pads too (what
+    :meth:`supermel.MelSpectrogram.native_call` does eagerly), or ``None`` where that route does
+    not apply (not built, switched off, not a contiguous CPU float signal of at least ``n_fft``
+    samples, a padding mode the core does not do): the caller then pads and runs :func:`_op_mel_frames`."""
+    try:
+        from . import _native  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    code = _NATIVE_PAD_CODES.get(mode, -1) if pad else 0
+    dt, wt = y.dtype, fb.dtype
+    if code < 0 or not (_native.enabled() and y.device.type == "cpu" and dt in _NP_DTYPES and wt in _NP_DTYPES and y.ndim == 2 and y.is_contiguous()):
+        return None
+    rows, n = y.shape
+    if rows < 1 or n < max(n_fft, pad + 1 if code == 1 else 1):  # shorter: the general path (numpy's periodic fold)
+        return None
+    x = y.detach().numpy()
+    if not x.flags.aligned:
+        return None
+    plan = _native.cached_plan(_OP_PLANS, n_fft=n_fft, window=window, fb=fb, dtype=_NP_DTYPES[dt], weights=_NP_DTYPES[wt], power=power, mag_eps=mag_eps)
+    n_frames = (n + 2 * pad - n_fft) // hop_length + 1
+    out = np.empty((rows, plan.n_out, n_frames), dtype=_NP_DTYPES[wt])  # allocated as the eager call allocates
+    plan.signal(x, pad, code, hop_length, out, torch.get_num_threads() if rows * n_frames >= 512 else 1, False)
+    return torch.from_numpy(out)
+
+
+def _op_mel_signal(y, window, fb, blocks, spans, n_fft, hop_length, pad, mode, power, mag_eps):  # type: ignore[no-untyped-def]
+    """The whole mel spectrogram of an unpadded ``(B, L)`` signal as one operator: librosa's padding
+    and :func:`_op_mel_frames` -> ``(B, n_mels, T)``. On the native CPU core where it applies it is
+    the single crossing the module's eager call makes (:func:`_native_signal`); else the torch route."""
+    out = _native_signal(y, window, fb, n_fft, hop_length, pad, mode, power, mag_eps)
+    if out is not None:
+        return out
+    z = pad_signal(y, pad=pad, mode=mode, n_fft=n_fft, hop_length=hop_length)
+    return _op_mel_frames(z, window, fb, blocks, spans, n_fft, hop_length, power, mag_eps)
+
+
+def _mel_signal_compiled(
+    y: torch.Tensor,
+    *,
+    pad: int,
+    mode: str,
+    n_fft: int,
+    hop_length: int,
+    window: torch.Tensor,
+    power: float,
+    fb: torch.Tensor,
+    fb_blocks: Sequence[Tuple[int, int, torch.Tensor]],
+    mag_eps: float = 0.0,
+) -> torch.Tensor:
+    """``supermel::mel_signal`` (padding and spectral core as one custom op) for a graph being
+    compiled (:func:`_opaque_under_compile` true): ``(B, L)`` -> ``(B, n_mels, T)``."""
+    spans = [i for lo, hi, _ in fb_blocks for i in (lo, hi)]
+    return _mel_signal_op(y, window, fb, [w for _, _, w in fb_blocks], spans, n_fft, hop_length, int(pad), mode, float(power), float(mag_eps))
+
+
 def _op_pad_signal(y, pad, mode, n_fft, hop_length):  # type: ignore[no-untyped-def]
     """:func:`pad_signal` as one operator (inductor's generated padding kernel, measured on 60 s,
     left the spectral op that reads it ~0.5 ms slower than eager's ``torch.nn.functional.pad``)."""
@@ -619,6 +682,11 @@ _OPS = (
     ("mel_frames(Tensor z, Tensor window, Tensor fb, Tensor[] blocks, int[] spans, int n_fft, int hop_length, float power, float mag_eps) -> Tensor",
      _op_mel_frames,
      lambda z, window, fb, blocks, spans, n_fft, hop_length, power, mag_eps: z.new_empty((z.shape[0], fb.shape[0], _n_frames_fake(z, n_fft, hop_length)), dtype=fb.dtype)),
+    ("mel_signal(Tensor y, Tensor window, Tensor fb, Tensor[] blocks, int[] spans, int n_fft, int hop_length, int pad, str mode, "
+     "float power, float mag_eps) -> Tensor",
+     _op_mel_signal,
+     lambda y, window, fb, blocks, spans, n_fft, hop_length, pad, mode, power, mag_eps: y.new_empty(
+         (y.shape[0], fb.shape[0], (y.shape[-1] + 2 * pad - n_fft) // hop_length + 1), dtype=fb.dtype)),
     ("pad_signal(Tensor y, int pad, str mode, int n_fft, int hop_length) -> Tensor",
      _op_pad_signal,
      lambda y, pad, mode, n_fft, hop_length: y.new_empty(tuple(y.shape[:-1]) + (y.shape[-1] + 2 * pad,))),
@@ -641,6 +709,7 @@ if _HAS_CUSTOM_OP:
         torch.library.register_fake(f"supermel::{_name}", _fake, lib=_LIB)
     del _schema, _impl, _fake, _name
     _mel_frames_op = torch.ops.supermel.mel_frames.default
+    _mel_signal_op = torch.ops.supermel.mel_signal.default
     _pad_signal_op = torch.ops.supermel.pad_signal.default
     _power_frames_op = torch.ops.supermel.power_frames.default
 

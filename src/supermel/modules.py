@@ -8,11 +8,13 @@ tensors; numpy in gives numpy out.
 Devices: CPU, CUDA · ``torch.compile(fullgraph=True)``, CUDA graphs (no complex
 tensors, no host synchronisation when ``check_finite=False`` or while compiling
 or capturing). Compiled without autograd, the FFT route's padding and spectral
-core are custom ops (``supermel::pad_signal``, ``supermel::mel_frames``,
-``supermel::power_frames``) that run the kernels the eager call runs (they run
-eagerly: the native CPU core where built and enabled): the graph holds real
-tensors only and takes eager's time plus torch.compile's per-call cost; with
-autograd (or ``backend="matmul"``) the graph traces torch's operators.
+core are custom ops that run the kernels the eager call runs (they run eagerly:
+the native CPU core where built and enabled): a mel spectrogram is one op,
+``supermel::mel_signal`` (the eager native call's single crossing, padding
+included), a spectrogram two (``supermel::pad_signal``, ``supermel::power_frames``).
+The graph holds real tensors only and takes eager's time plus torch.compile's
+fixed per-call cost (docs/compile.md); with autograd (or ``backend="matmul"``)
+the graph traces torch's operators.
 
 Precision: the float32 matrix products (the DFT of ``backend="matmul"``, the
 filterbank, the MFCC's DCT) run in full float32 precision whatever torch's
@@ -223,12 +225,7 @@ class Spectrogram(nn.Module):
         (:func:`supermel.set_memory_limit`); ``out_rows`` is the output's rows
         per frame (``n_mels`` for a mel spectrogram; default the frequency bins).
         """
-        n = y.shape[-1]
-        if self.pad == 0 and n < self.n_fft:
-            raise ParameterError(
-                f"n_fft={self.n_fft} is too large for uncentered analysis of input signal of length={n}; "
-                "pass at least n_fft samples or use center=True"
-            )
+        n = self.check_length(y)
         if not torch.compiler.is_compiling():
             _core.check_call_memory(
                 y.shape[0], n, n_fft=self.n_fft, hop_length=self.hop_length, pad=self.pad,
@@ -239,6 +236,16 @@ class Spectrogram(nn.Module):
         if self.pad and _core._opaque_under_compile(self.dft, y, self.window):  # the spectral op follows: eager padding too
             return _core._pad_signal_op(y, self.pad, self.pad_mode, self.n_fft, self.hop_length)
         return _core.pad_signal(y, pad=self.pad, mode=self.pad_mode, n_fft=self.n_fft, hop_length=self.hop_length)
+
+    def check_length(self, y: torch.Tensor) -> int:
+        """The signal's length, checked: uncentred analysis needs at least ``n_fft`` samples."""
+        n = y.shape[-1]
+        if self.pad == 0 and n < self.n_fft:
+            raise ParameterError(
+                f"n_fft={self.n_fft} is too large for uncentered analysis of input signal of length={n}; "
+                "pass at least n_fft samples or use center=True"
+            )
+        return n
 
     def native_route(self, z: torch.Tensor, *consts: Optional[torch.Tensor], framed: bool = False) -> bool:
         """Whether frames of ``z`` go through the native CPU core (:mod:`supermel._native`): built
@@ -488,8 +495,21 @@ class MelSpectrogram(nn.Module):
         return self.mel_scale.n_mels
 
     def mel_tf(self, y: torch.Tensor) -> torch.Tensor:
-        """``(B, L)`` tensor -> ``(B, n_mels, T)`` tensor (no validation, no reshaping)."""
-        return self.mel_from_padded(self.spectrogram.pad_input(y, self.n_mels))
+        """``(B, L)`` tensor -> ``(B, n_mels, T)`` tensor (no validation, no reshaping).
+
+        While ``torch.compile`` traces the FFT route without autograd, padding and spectral core
+        are one custom op, ``supermel::mel_signal``: on the native CPU core it is the single
+        native call of the eager path (:meth:`MelSpectrogram.native_call`), else eager's padding and kernels.
+        """
+        spec: Spectrogram = self._modules["spectrogram"]  # type: ignore[assignment]
+        if torch.compiler.is_compiling() and _core._opaque_under_compile(spec.dft, y, spec.window, self.mel_scale.fb):
+            spec.check_length(y)
+            kw = self.mel_function(y.dtype).keywords
+            return _core._mel_signal_compiled(
+                y, pad=spec.pad, mode=spec.pad_mode if spec.pad else "constant", n_fft=spec.n_fft, hop_length=spec.hop_length, window=kw["window"], power=spec.power,
+                fb=kw["fb"], fb_blocks=kw["fb_blocks"], mag_eps=spec.mag_eps,
+            )
+        return self.mel_from_padded(spec.pad_input(y, self.n_mels))
 
     def mel_from_padded(self, z: torch.Tensor) -> torch.Tensor:
         """``(B, L_padded)`` already padded signal -> ``(B, n_mels, T)`` (the streaming entry point)."""

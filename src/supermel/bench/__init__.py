@@ -40,7 +40,10 @@ Modules, each importing only the ones above it:
 :mod:`.offline`,          the workloads of each group
 :mod:`.streaming`,
 :mod:`.frontends`
-:mod:`.workloads`         :func:`default_workloads`, the acceptance figures
+:mod:`.floor`             the arithmetic floor of every CPU workload (flops /
+                          one core's peak), shared by both suites' tables
+:mod:`.workloads`         :func:`default_workloads` (supermel's CPU rows checked
+                          for the route they run), the acceptance figures
 :mod:`.native`            ``--suite native``: the native core's table (issue
                           19): both supermel routes, peers, ratios, the
                           arithmetic floor

@@ -9,6 +9,7 @@ import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
+from .floor import floor_seconds, floors
 from .harness import Settings
 from .native import core_peak, native_status, native_workloads
 from .peers import peer_table
@@ -33,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--suite", choices=("default", "native"), default="default",
                    help="default: every workload and peer; native: the native core's acceptance table (issue 19: both supermel routes, "
                    "the peers, ratios and the arithmetic floor; CPU)")
-    p.add_argument("--peak-gflops", type=float, metavar="G", help="one core's float32 peak for the arithmetic floor (--suite native; default: estimated from /proc/cpuinfo)")
+    p.add_argument("--peak-gflops", type=float, metavar="G", help="one core's float32 peak for the arithmetic floor columns (default: estimated from /proc/cpuinfo)")
     p.add_argument("--list", action="store_true", help="list the workloads and peers, then exit")
     return p
 
@@ -64,11 +65,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.budget is not None:
         settings.budget_s = args.budget
     devices = ("cpu", "cuda") if args.device == "all" else (args.device,)
+    if not native and "cpu" in devices and not _native_on():
+        built, why = native_status()
+        print(f"supermel bench: the native core is not in use ({'switched off: SUPERMEL_NATIVE=0' if built else why}): "
+              "supermel's CPU rows time the torch/numpy route", file=sys.stderr)
     t0 = time.perf_counter()
     results = run_suite(suite, settings=settings, threads=args.threads, devices=devices, only=args.only)
+    peak, how = core_peak(args.peak_gflops)
+    results.meta.update(native=native_status()[1], core_peak_flops=peak, core_peak_how=how)
+    table = floors()
+    for r in results.rows:  # results.json: each CPU row's floor (its workload's flops / its threads' peak)
+        if r["device"] == "cpu":
+            r["floor_s"] = floor_seconds(r["workload"], results.meta, threads=r["threads"], table=table)
     if native:
-        peak, how = core_peak(args.peak_gflops)
-        results.meta.update(suite="native", native=native_status()[1], core_peak_flops=peak, core_peak_how=how)
+        results.meta["suite"] = "native"
     results.meta["command"] = "supermel bench " + " ".join(argv if argv is not None else sys.argv[1:])
     results.meta["wall_s"] = round(time.perf_counter() - t0, 1)
     if args.label:
@@ -96,6 +106,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if failed:
         _print_failures(failed)
     return 1 if failed else 0
+
+
+def _native_on() -> bool:
+    try:
+        from supermel import _native  # type: ignore[attr-defined]
+    except ImportError:
+        return False
+    return bool(_native.enabled())
 
 
 def _print_failures(rows: List[Dict[str, Any]]) -> None:

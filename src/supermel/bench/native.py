@@ -20,15 +20,13 @@ frames) divided by one core's peak (:func:`core_peak`).
 
 from __future__ import annotations
 
-import math
-import os
-import re
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+
+from .floor import Floor, _cpuinfo, core_peak, floor_cell, floor_header, floors, flops_per_frame  # noqa: F401 (re-exported)
 from .harness import _HOP, _NFFT, _SR, REFERENCE, Built, Case, Workload, _fmt_time, _signal
 from .peers import _case, _librosa_mel, _mel_basis
 
@@ -63,6 +61,39 @@ def use_route(native: bool) -> Iterator[None]:
         ctx = _native.use_native(native)
     with ctx:
         yield
+
+
+def _same_bits(a: Any, b: Any) -> bool:
+    from .harness import _to_numpy
+
+    try:
+        x, y = np.asarray(_to_numpy(a)), np.asarray(_to_numpy(b))
+    except Exception:
+        return False
+    return x.shape == y.shape and x.dtype == y.dtype and x.tobytes() == y.tobytes()
+
+
+def route_note(case: Case) -> str:
+    """Which route a supermel case of the default suite runs, checked: its output (``case.output``,
+    else ``case.fn``) as the process runs and inside ``use_native(False)``. The native core and the
+    torch route round differently, so the same bits on both mean the native core did not run."""
+    ok, why = native_status()
+    if not ok:
+        return f"route: torch/numpy, {why}"
+    if not _enabled():
+        return "route: torch/numpy (SUPERMEL_NATIVE=0)"
+    run = case.output or case.fn
+    if run is None:
+        return ""
+    try:
+        a = run()
+        with use_route(False):
+            b = run()
+    except Exception as exc:  # the timing reports the case's own errors
+        return f"route not checked: {type(exc).__name__}: {exc}"
+    if _same_bits(a, b):
+        return "route: torch/numpy (**native core not taken**: the same bits as SUPERMEL_NATIVE=0)"
+    return f"route: {why}"
 
 
 def _in_route(fn: Optional[Callable[[], Any]], native: bool) -> Optional[Callable[[], Any]]:
@@ -244,119 +275,6 @@ def native_workloads() -> List[Workload]:
     ]
 
 
-# =========================================================================== arithmetic floor
-def flops_per_frame(n_fft: int, nnz: int, *, win_length: Optional[int] = None, extra: float = 0.0) -> float:
-    """Floating-point operations of one frame, adds and multiplies counted separately.
-
-    window ``win_length`` + real FFT ``2.5 n log2 n`` + power ``3 (n/2 + 1)``
-    (two products, one sum per bin) + sparse mel product ``2 nnz`` + ``extra``
-    (a preset's own steps). The reference configuration: 800 + 19,290 + 1,203
-    + 1,478 = 22.8 kflop (docs/native.md).
-    """
-    return float((win_length or n_fft) + 2.5 * n_fft * math.log2(n_fft) + 3 * (n_fft // 2 + 1) + 2 * nnz + extra)
-
-
-def _nnz(**mel_kw: Any) -> int:
-    import supermel
-
-    return int(np.count_nonzero(supermel.mel_filters(**mel_kw)))
-
-
-def _preset_nnz(name: str, fallback: Dict[str, Any]) -> int:
-    """Non-zero weights of a preset's filterbank (its module's ``core.mel_scale.fb``), else of ``fallback``'s."""
-    try:
-        import supermel
-
-        fb = supermel.frontend(name).core.mel_scale.fb
-        return int((fb != 0).sum())
-    except Exception:
-        return _nnz(**fallback)
-
-
-@dataclass
-class Floor:
-    """Work of one timed call: ``frames`` frames of ``flop_frame`` flops each."""
-
-    frames: int
-    flop_frame: float
-    what: str
-
-    @property
-    def flops(self) -> float:
-        return self.frames * self.flop_frame
-
-
-def floors() -> Dict[str, Floor]:
-    """The arithmetic of each workload (by name)."""
-    ref = flops_per_frame(_NFFT, _nnz(sr=_SR, n_fft=_NFFT, n_mels=80, fmin=55.0, fmax=7600.0))
-    t1 = 1 + _SR // _HOP
-    t60 = 1 + 60 * _SR // _HOP
-    wh = flops_per_frame(400, _preset_nnz("whisper-80", dict(sr=_SR, n_fft=400, n_mels=80)), extra=4 * 80)  # + log10, max, clamp, scale per value
-    # Kaldi: 400-sample frames in a 512-point FFT; DC removal (2), pre-emphasis (2) and the window (1) per sample, log per value
-    kd = flops_per_frame(512, _preset_nnz("kaldi-fbank", dict(sr=_SR, n_fft=512, n_mels=80, fmin=20.0, fmax=8000.0, htk=True, norm=None)), win_length=400, extra=4 * 400 + 80)
-    return {
-        "offline 1 s": Floor(t1, ref, f"{t1} frames"),
-        "offline 60 s": Floor(t60, ref, f"{t60} frames"),
-        "one frame (800 samples, center=False)": Floor(1, ref, "1 frame"),
-        "one-hop push (200 samples)": Floor(1, ref, "1 frame"),
-        "StreamPool 256 out-of-step streams, 5 ticks (2,048 frames)": Floor(2048, ref, "2,048 frames"),
-        "whisper-80 30 s": Floor(1 + 30 * _SR // 160, wh, f"{1 + 30 * _SR // 160} frames of 400"),
-        "kaldi fbank 10 s": Floor(1 + (10 * _SR - 400) // 160, kd, f"{1 + (10 * _SR - 400) // 160} frames of 400 in 512"),
-        "torch.compile vs eager 1 s": Floor(t1, ref, f"{t1} frames"),
-        "torch.compile vs eager 60 s": Floor(t60, ref, f"{t60} frames"),
-    }
-
-
-def _cpuinfo() -> Dict[str, str]:
-    info: Dict[str, str] = {}
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if ":" in line:
-                    k, v = line.split(":", 1)
-                    info.setdefault(k.strip(), v.strip())
-                elif info:
-                    break
-    except OSError:
-        pass
-    return info
-
-
-def core_peak(override_gflops: Optional[float] = None) -> Tuple[float, str]:
-    """One core's float32 peak in flop/s and how it was derived.
-
-    ``clock x 2 FMA pipes x fp32 lanes per pipe x 2`` (a fused multiply-add is
-    two operations, as :func:`flops_per_frame` counts them): 8 lanes with AVX2
-    (and with AVX-512 on AMD, whose Zen 4 runs 512-bit operations as two
-    256-bit halves), 16 with AVX-512 on Intel, 4 with SSE only. The clock is
-    the nominal one (``cpu MHz`` of /proc/cpuinfo, else ``@ x GHz`` in the model
-    name, else 3 GHz). ``override_gflops`` (``--peak-gflops``, or env
-    ``SUPERMEL_BENCH_PEAK_GFLOPS``) replaces the estimate.
-    """
-    env = os.environ.get("SUPERMEL_BENCH_PEAK_GFLOPS")
-    if override_gflops is None and env:
-        override_gflops = float(env)
-    if override_gflops is not None:
-        return override_gflops * 1e9, f"{override_gflops:g} Gflop/s as given"
-    info = _cpuinfo()
-    flags = set(info.get("flags", "").split())
-    ghz, src = 3.0, "assumed"
-    if info.get("cpu MHz"):
-        ghz, src = float(info["cpu MHz"]) / 1000.0, "cpu MHz"
-    else:
-        m = re.search(r"@\s*([\d.]+)\s*GHz", info.get("model name", ""))
-        if m:
-            ghz, src = float(m.group(1)), "model name"
-    if "avx512f" in flags and "GenuineIntel" in info.get("vendor_id", ""):
-        lanes, isa = 16, "AVX-512"
-    elif "avx2" in flags or "avx512f" in flags:
-        lanes, isa = 8, "AVX2" if "avx512f" not in flags else "AVX-512 as 2x256 (AMD)"
-    else:
-        lanes, isa = 4, "SSE"
-    peak = ghz * 1e9 * 2 * lanes * 2
-    return peak, f"{peak / 1e9:.1f} Gflop/s = {ghz:.2f} GHz ({src}) x 2 FMA pipes x {lanes} fp32 lanes ({isa}) x 2 flop per FMA"
-
-
 # =========================================================================== ratios (the issue's acceptance figures)
 #: (workload, label, numerator peer, its statistic, denominator peer, its statistic, kind, bound).
 #: kind "le": numerator / denominator <= bound; "speedup": denominator / numerator >= bound.
@@ -441,17 +359,13 @@ def render_native_markdown(results: Any) -> str:
     threads = meta.get("threads", 1)
     rows = [r for r in results.rows if r["device"] == "cpu" and r["threads"] == threads]
     fl = floors()
-    peak = meta.get("core_peak_flops") or core_peak()[0]
-    how = meta.get("core_peak_how") or core_peak()[1]
     accept = acceptance(results.rows, threads)
     lines = ["### Native core (issue 19): both routes, the peers, the arithmetic floor", ""]
     lines += _header_md(meta, "cpu")
     lines += [
         f"- **Native extension**: {meta.get('native', 'unknown')}",
-        f"- **Arithmetic floor**: the workload's flops / one core's peak, {how}; flops per frame = window + 2.5 n log2 n (real FFT) "
-        "+ 3 (n/2 + 1) (power) + 2 x non-zero filterbank weights (+ a preset's own steps); the reference configuration: "
-        f"{flops_per_frame(_NFFT, _nnz(sr=_SR, n_fft=_NFFT, n_mels=80, fmin=55.0, fmax=7600.0)) / 1e3:.1f} kflop per frame",
-        f"- **Routes**: `supermel native` runs as the process runs with the extension; `SUPERMEL_NATIVE=0 route` is the same call inside "
+        floor_header(meta),
+        "- **Routes**: `supermel native` runs as the process runs with the extension; `SUPERMEL_NATIVE=0 route` is the same call inside "
         "`supermel._native.use_native(False)` (today's torch/numpy route); contenders of a workload timed round-robin in this one run",
         "",
         "| workload | threads | supermel native | supermel SUPERMEL_NATIVE=0 route | peers | ratios (issue 19 bound) | arithmetic floor |",
@@ -467,8 +381,7 @@ def render_native_markdown(results: Any) -> str:
         for p in peers:
             peer_cells.append(f"{p} {_cell_time(wrows[p], per)}")
         ratios = [_fmt_ratio(e) for e in accept if e["workload"] == wl]
-        f = fl.get(wl)
-        floor = f"{_fmt_time(f.flops / peak)} ({f.flops / 1e6:.3g} Mflop, {f.what})" if f else "-"
+        floor = floor_cell(wl, meta, threads=threads, table=fl)
         cells = [wl, str(threads), _cell_time(wrows.get(NATIVE), per), _cell_time(wrows.get(TORCH_ROUTE), per), "; ".join(peer_cells) or "-", "; ".join(ratios) or "-", floor]
         lines.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
     lines += ["", "Exactness (relative Frobenius error against each workload's reference) and notes, per row:", ""]

@@ -7,6 +7,7 @@ import re
 from typing import Any, Dict, List, Optional, Tuple
 
 from ._markdown import _header_md, _md_cell
+from .floor import floor_cell, floor_header, floor_seconds, floors
 from .harness import _fmt_time
 from .runner import Results
 from .workloads import targets
@@ -32,22 +33,40 @@ def _peers_md(peers: List[Dict[str, Any]]) -> List[str]:
     return lines
 
 
-def _rows_md(rows: List[Dict[str, Any]], group: str) -> List[str]:
+def _rows_md(rows: List[Dict[str, Any]], group: str, meta: Optional[Dict[str, Any]] = None) -> List[str]:
+    """One table row per peer; with ``meta`` (the CPU tables) the arithmetic floor: ``x floor``
+    (the row's median / the floor of its workload at its thread count) on every timed row, the
+    floor itself on the first row of each workload and thread count (:mod:`.floor`)."""
     tput = group == "offline"
+    table = floors() if meta is not None else {}
     cols = ["workload", "threads", "peer", "median" if group != "streaming" else "p50 / push", "p99", "n", "x supermel"]
+    cols += ["x floor"] if meta is not None else []
     cols += ["audio h/s"] if tput else []
-    cols += ["rel. error", "notes"]
+    cols += ["rel. error"]
+    cols += ["arithmetic floor"] if meta is not None else []
+    cols += ["notes"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    seen = set()
     for r in rows:
+        floor_s = floor_seconds(r["workload"], meta, threads=r["threads"], table=table) if meta is not None else None
+        key = (r["workload"], r["threads"])
+        floor_txt = floor_cell(r["workload"], meta, threads=r["threads"], table=table) if meta is not None and key not in seen else ""
+        seen.add(key)
         if r["status"] != "ok" or r.get("median_s") is None:
-            cells = [r["workload"], str(r["threads"]), r["peer"], f"**{r['status']}**", "", "", ""] + ([""] if tput else []) + ["", _md_cell(r.get("reason", ""))]
+            cells = [r["workload"], str(r["threads"]), r["peer"], f"**{r['status']}**", "", "", ""] + ([""] if meta is not None else [])
+            cells += ([""] if tput else []) + [""] + ([floor_txt] if meta is not None else []) + [_md_cell(r.get("reason", ""))]
         else:
             ratio = f"{r['ratio']:.2f}x" if r.get("ratio") is not None else "-"
             err = _fmt_err(r.get("rel_err"))
             cells = [r["workload"], str(r["threads"]), r["peer"], _fmt_time(r["median_s"]), _fmt_time(r["p99_s"]), str(r["n"]), ratio]
+            if meta is not None:
+                cells.append(f"{r['median_s'] / floor_s:.1f}x" if floor_s else "-")
             if tput:
                 cells.append(f"{r['audio_h_per_s']:.1f}" if r.get("audio_h_per_s") else "-")
-            cells += [err, _md_cell(r.get("notes", ""))]
+            cells.append(err)
+            if meta is not None:
+                cells.append(_md_cell(floor_txt))
+            cells.append(_md_cell(r.get("notes", "")))
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -82,14 +101,22 @@ def render_markdown(results: Results, device: str, chart: Optional[str] = None) 
     if skipped and not rows:
         lines += [f"Not run: {skipped[0]['reason']}.", ""]
         return "\n".join(lines)
-    lines += _header_md(results.meta, device) + [""]
+    lines += _header_md(results.meta, device)
+    if device == "cpu":
+        lines += [
+            f"- **Native extension**: {results.meta.get('native', 'unknown')}; supermel's rows time the route the process runs "
+            "(the native core where built and enabled) and each says which ran (its output compared bit for bit with the same call "
+            "under `SUPERMEL_NATIVE=0`: the routes round differently)",
+            floor_header(results.meta) + "; `x floor` = the row's median / its workload's floor",
+        ]
+    lines += [""]
     if device == "cpu":
         lines += ["#### Acceptance figures", ""] + _targets_md(targets(results.rows)) + [""]
     lines += ["#### Peers", ""] + _peers_md(results.peers) + [""]
     for group, gtitle in _GROUP_TITLES.items():
         grows = [r for r in rows if r["group"] == group]
         if grows:
-            lines += [f"#### {gtitle}", ""] + _rows_md(grows, group) + [""]
+            lines += [f"#### {gtitle}", ""] + _rows_md(grows, group, results.meta if device == "cpu" else None) + [""]
     if chart:
         lines += [f"![median time per workload, log scale]({chart})", ""]
     return "\n".join(lines)

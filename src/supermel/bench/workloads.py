@@ -2,19 +2,47 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List
+import dataclasses
+from typing import Any, Callable, Dict, List, Optional
 
 from .frontends import _hf_workload, _kaldi_workload, _whisper_workload
-from .harness import _HOP, _SR, BASELINE, Workload, _signal
+from .harness import _HOP, _SR, BASELINE, Built, Workload, _join, _signal
 from .offline import _offline_workload
 from .pool import pool_workload
 from .streaming import _streaming_workload
 
 
 # =========================================================================== the suite
+def route_checked(wl: Workload) -> Workload:
+    """``wl`` whose supermel cases on the CPU note the route they run (:func:`.native.route_note`,
+    checked after the exactness call): what the default suite times is the process's route, the
+    native core where it is built and enabled."""
+    from .native import route_note
+
+    def build(device: str) -> Built:
+        built = wl.build(device)
+        if device == "cpu":
+            for c in built.cases:
+                if c.peer.startswith(BASELINE) and c.status == "ok":
+                    c.own_check = _chain(c.own_check, lambda c=c: route_note(c))  # type: ignore[misc]
+        return built
+
+    return dataclasses.replace(wl, build=build)
+
+
+def _chain(first: Optional[Callable[[], str]], second: Callable[[], str]) -> Callable[[], str]:
+    def check() -> str:
+        return _join(second(), first() if first is not None else "")
+    return check
+
+
 def default_workloads() -> List[Workload]:
-    """The workloads of issue 5, in report order."""
+    """The workloads of issue 5, in report order (supermel's CPU rows checked for their route: :func:`route_checked`)."""
     frame30 = _SR // 30  # one 30 fps video frame: 533 samples
+    return [route_checked(w) for w in _default_workloads(frame30)]
+
+
+def _default_workloads(frame30: int) -> List[Workload]:
     return [
         _offline_workload("offline 1 s", lambda: _signal(_SR), 1.0),
         _offline_workload("offline 60 s", lambda: _signal(60 * _SR, seed=5), 60.0),
