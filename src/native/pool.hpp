@@ -144,8 +144,8 @@ nb::list pool_push_impl(OutArray& ring, OutArray& n_arr, const InArray& t_arr, P
 
 nb::list pool_push(OutArray ring, OutArray n_arr, const InArray& t_arr, nb::handle chunks, nb::handle slots, nb::handle ndarray_type, int64_t C,
                    int64_t L, int64_t head, int64_t s0, int64_t hop, int64_t tail_keep, bool check_finite) {
-    if (ring.ndim() != 2 || (ring.shape(1) > 1 && ring.stride(1) != 1) || ring.stride(0) < 0 || C < 1 || L < 0 || L > C ||
-        static_cast<int64_t>(ring.shape(1)) != C + L)
+    if (ring.ndim() != 2 || C < 1 || L < 0 || L > C || static_cast<int64_t>(ring.shape(1)) != C + L ||
+        (ring.shape(0) > 0 && ((ring.shape(1) > 1 && ring.stride(1) != 1) || ring.stride(0) < 0)))
         fail("the ring must be a 2-D (rows, C + L) array with unit stride along its rows");
     if (hop < 1 || head < 0 || tail_keep < 0) fail("hop >= 1, head >= 0, tail_keep >= 0 required");
     const int64_t rows = static_cast<int64_t>(ring.shape(0));

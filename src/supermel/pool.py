@@ -237,6 +237,12 @@ class StreamPool:
         self._stateful = 0  # open streams with per-stream output state (Wav2Lip windows)
         self._free: List[int] = []  # free slots, a heap: a new stream takes the lowest, so that the ring can shrink
         self._streams: Dict[int, _Stream] = {}
+        self._slot_of: Dict[int, int] = {}  # id -> slot of the open streams (push_many's native call reads it)
+        # the tick's bookkeeping in C++ (push_many's checks and writes, the step's due frames and gather);
+        # False: the Python bookkeeping of before (tests compare the two)
+        self._native_tick = True
+        # the front end's frame-local post-step is the identity (the core mel): the step's block is returned as computed
+        self._post_identity = type(fe).post_local is Frontend.post_local
         self._ids = itertools.count()
         self._rotation = 0
         self._pinned: Optional[torch.Tensor] = None
@@ -284,6 +290,7 @@ class StreamPool:
         sid = next(self._ids)
         k = max(1, self.frontend.pre_context)
         self._streams[sid] = _Stream(slot=slot, prev=np.zeros((1, k), dtype=self.np_dtype), chunker=chunker)
+        self._slot_of[sid] = slot
         self._stateful += chunker is not None
         self._order = None
         return sid
@@ -421,8 +428,10 @@ class StreamPool:
         if not distinct:
             raise ParameterError("push_many() takes each stream id at most once (its errors are keyed by id); concatenate a stream's chunks")
         errors: Dict[int, ParameterError] = {}
-        dt = np.dtype(self.np_dtype)
         fast = self._identity_pre and self._trim_at is None
+        if fast and self._native_tick and _native.enabled():
+            return self._push_many_native(ids, chunks, errors)
+        dt = np.dtype(self.np_dtype)
         sizes: List[int] = []
         if fast and chunks:
             # 1-D numpy chunks of the pool's dtype (attribute reads mapped in C: a few us for 256 chunks)
@@ -488,6 +497,31 @@ class StreamPool:
             else:
                 self._write(s, int(n[i]), chunks[i])
         self._n[slots[ok]] = (n + m)[ok]
+        return errors
+
+    def _push_many_native(self, ids: List[int], chunks: List[Array], errors: Dict[int, ParameterError]) -> Dict[int, ParameterError]:
+        """push_many in one native call (:func:`supermel._native.pool_push`): each 1-D contiguous numpy
+        chunk of the pool's dtype checked (finite, backlog) and written into its ring row straight from
+        its buffer; the refused ones reported as :meth:`push` raises, the other chunks (tensors, other
+        dtypes or layouts) pushed one by one."""
+        lay = self.layout
+        chunks = chunks if type(chunks) is list else list(chunks)
+        slots = list(map(self._slot_of.get, ids))
+        refused = _native.pool_push(self._ring, self._n, self._t, chunks, slots, C=self.capacity, L=lay.L, head=lay.head, s0=lay.s0, hop=lay.hop,
+                                    tail_keep=self._tail_keep, check_finite=self.check_finite)
+        for i, code, waiting in refused:
+            sid = ids[i]
+            if code == _native.PUSH_UNKNOWN:
+                errors[sid] = ParameterError(f"stream {sid!r} is not open in this pool (open() returns the ids; a closed stream's id is gone)")
+            elif code == _native.PUSH_NOT_FINITE:
+                errors[sid] = ParameterError("chunk is not finite everywhere (NaN or Inf samples); the stream was left unchanged")
+            elif code == _native.PUSH_OVER_BACKLOG:
+                errors[sid] = self._over_backlog(sid, waiting)
+            else:
+                try:
+                    self.push(sid, chunks[i])
+                except ParameterError as e:
+                    errors[sid] = e
         return errors
 
     def _as_samples(self, chunk: Array) -> np.ndarray:
@@ -568,6 +602,8 @@ class StreamPool:
         if self._order is None:
             self._order = (np.fromiter(self._streams, dtype=np.int64, count=len(self._streams)),
                            np.fromiter([st.slot for st in self._streams.values()], dtype=np.int64, count=len(self._streams)))
+        if self._native_plan is not None and self._native_tick and _native.enabled():
+            return self._step_native(time_major)
         ids, slots = self._order
         r = self._rotation % len(ids)
         self._rotation += 1
@@ -638,6 +674,45 @@ class StreamPool:
         starts_l = self._em[a_slots]
         self._em[a_slots] = starts_l + a_take
         return PoolStep(feats, a_ids.tolist(), starts_l.tolist(), a_off.tolist(), a_take.tolist(), time_major=time_major)
+
+    def _step_native(self, time_major: bool) -> PoolStep:
+        """The step on the native route: which frames of which stream (:func:`supermel._native.pool_due`),
+        the head frames of new streams (their left padding, built per stream as in :meth:`close`),
+        the steady frames gathered from the rings and computed in one call
+        (:func:`supermel._native.pool_gather`: the kernel of the Python bookkeeping's route, the same
+        values); the result holds the block and the per-stream table, its entries made when read."""
+        lay, plan, dt, odt = self.layout, self._native_plan, self.np_dtype, self._native_out
+        ids, slots = self._order  # type: ignore[misc]
+        m = ids.shape[0]
+        r = self._rotation % m
+        self._rotation += 1
+        table = np.empty((_native.POOL_ROWS, m), dtype=np.int64)
+        active, K, heads = _native.pool_due(ids, slots, r, self._n, self._t, table, max_frames=self.max_frames_per_step, L=lay.L, s0=lay.s0,
+                                            hop=lay.hop, ctx=lay.ctx, head=lay.head)
+        if not K:
+            return PoolStep(time_major=time_major)
+        out = np.empty((1, plan.n_out, K), dtype=odt)
+        cols = out[0].T  # (K, n_out): frame k's values go to column k
+        if heads:  # new streams' first frames (reading the left padding): built per stream
+            for a in np.flatnonzero(table[_native.POOL_HEAD, :active]).tolist():
+                s, t0, kh, o = (int(v) for v in table[[_native.POOL_SLOT, _native.POOL_T0, _native.POOL_HEAD, _native.POOL_OFF], a])
+                n = int(self._n[s])
+                y = torch.from_numpy(self._read(s, 0, n).copy())[None]
+                f = lay.edge_frames(y, 0, n, t0, t0 + kh, final=False)[0].numpy()
+                _native.run_gather(plan, f, np.arange(kh), np.zeros(kh, np.int64), out=cols[o : o + kh], dtype=dt, out_dtype=odt)
+        eager = bool(self._drop_last or self._stateful)
+        _native.pool_gather(plan, self._ring, table, active, cols, self._t, self._em, advance_em=not eager, C=self.capacity, hop=lay.hop, s0=lay.s0,
+                            dtype=dt, out_dtype=odt, threads=torch.get_num_threads())
+        feats = out[0] if self._post_identity else self.frontend.post_local(torch.from_numpy(out)).numpy()[0]
+        tab = table[:, :active]
+        if eager:  # per-stream output state: entries made now, stream by stream (as the Python bookkeeping does)
+            done: Dict[int, PoolFrames] = {}
+            for sid, a, k in zip(tab[_native.POOL_ID].tolist(), tab[_native.POOL_OFF].tolist(), tab[_native.POOL_TAKE].tolist()):
+                res = self._emit(sid, self._streams[sid], self._narrow(feats, a, k), final=False)
+                if res is not None:
+                    done[sid] = res
+            return PoolStep(time_major=time_major, eager=done)
+        return PoolStep(feats, tab[_native.POOL_ID], tab[_native.POOL_EM], tab[_native.POOL_OFF], tab[_native.POOL_TAKE], time_major=time_major)
 
     def _native_features(self, K: int, src_slot: Any, src_start: Any, dest: Any, head_parts: List[Tuple[int, torch.Tensor]], off: np.ndarray) -> torch.Tensor:
         """The step's ``K`` frames through the native core, ``(1, rows, K)`` after the front end's
@@ -839,6 +914,7 @@ class StreamPool:
     def _close(self, sid: int) -> PoolFrames:
         st = self._get(sid)
         del self._streams[sid]
+        del self._slot_of[sid]
         heapq.heappush(self._free, st.slot)
         self._stateful -= st.chunker is not None
         self._order = None
