@@ -42,6 +42,14 @@ bool native_format(const char* f) {
     return f[0] == want && f[1] == '\0';
 }
 
+#if defined(__GNUC__) || defined(__clang__)
+inline void sm_prefetch_read(const void* p) { __builtin_prefetch(p, 0, 3); }
+inline void sm_prefetch_write(const void* p) { __builtin_prefetch(p, 1, 3); }
+#else
+inline void sm_prefetch_read(const void*) {}
+inline void sm_prefetch_write(const void*) {}
+#endif
+
 struct PushItem {
     Py_buffer view;
     bool held = false;
@@ -114,9 +122,26 @@ nb::list pool_push_impl(OutArray& ring, OutArray& n_arr, const InArray& t_arr, P
     }
     if (any_write) {
         T* base = static_cast<T*>(ring.data());
+        std::vector<PushItem*> todo;
+        todo.reserve(items.size());
+        for (auto& it : items)
+            if (it.m > 0 && (it.code == PUSH_TAKEN || it.code == PUSH_OVER_BACKLOG)) todo.push_back(&it);
+        // A chunk and its place in the ring are seldom in the cache (a server's chunks arrive one by
+        // one; each row of the ring is written a little further on every tick): fetch the cache lines
+        // of the chunk PREFETCH_AHEAD places on while copying this one.
+        constexpr size_t PREFETCH_AHEAD = 2;
+        auto prefetch = [&](const PushItem& it) {
+            const char* src = static_cast<const char*>(it.view.buf);
+            const int64_t p = it.at % C, k = std::min<int64_t>(it.m, C - p);
+            const char* dst = reinterpret_cast<const char*>(base + it.slot * rs + p);
+            for (int64_t o = 0; o < it.m * static_cast<int64_t>(sizeof(T)); o += 64) sm_prefetch_read(src + o);
+            for (int64_t o = 0; o < k * static_cast<int64_t>(sizeof(T)); o += 64) sm_prefetch_write(dst + o);
+        };
         nb::gil_scoped_release unlock;
-        for (auto& it : items) {
-            if (it.m == 0 || (it.code != PUSH_TAKEN && it.code != PUSH_OVER_BACKLOG)) continue;
+        for (size_t q = 0; q < PREFETCH_AHEAD && q < todo.size(); ++q) prefetch(*todo[q]);
+        for (size_t q = 0; q < todo.size(); ++q) {
+            if (q + PREFETCH_AHEAD < todo.size()) prefetch(*todo[q + PREFETCH_AHEAD]);
+            PushItem& it = *todo[q];
             const T* y = static_cast<const T*>(it.view.buf);
             if (check_finite && !finite_run(y, it.m)) {
                 it.code = PUSH_NOT_FINITE;
