@@ -349,7 +349,7 @@ class RingCall:
 
 
 # --------------------------------------------------------------------------- StreamPool's tick (src/native/pool.hpp)
-__all__ += ["pool_push", "pool_due", "pool_gather"]
+__all__ += ["pool_push", "pool_due", "pool_gather", "PoolRing"]
 #: Codes of :func:`pool_push`'s refused chunks.
 PUSH_UNKNOWN, PUSH_NOT_FINITE, PUSH_OVER_BACKLOG, PUSH_OTHER = 1, 2, 3, 4
 #: Rows of the table :func:`pool_due` fills and :func:`pool_gather` reads (int64, ``(POOL_ROWS, streams)``).
@@ -436,3 +436,46 @@ def pool_gather(plan: Plan, ring: np.ndarray, table: np.ndarray, active: int, ou
         _ext.pool_gather(plan, ring, table, int(active), out, t, em, bool(advance_em), int(C), int(hop), int(s0), int(threads))
     except ValueError as exc:
         raise ParameterError(str(exc)) from None
+
+
+class PoolRing:
+    """A :class:`supermel.StreamPool`'s ring and per-slot counters, checked once (as
+    :class:`RingCall` checks a streaming ring), for the tick's three native calls without
+    their per-call Python checks: the pool passes its own arrays (``ids``/``slots`` of its
+    streams, a ``table`` and an ``out`` it has just allocated as :func:`pool_due` and
+    :func:`pool_gather` take them). Every shape, dtype, stride and index is checked again in C++
+    (a failure there raises :class:`~supermel.ParameterError`, never reaches a kernel); the
+    module-level :func:`pool_push`, :func:`pool_due` and :func:`pool_gather` are the checked
+    entry points for other callers. Valid while the pool keeps these arrays (:meth:`holds`)."""
+
+    __slots__ = ("ring", "n", "t", "em", "C", "L")
+
+    def __init__(self, ring: np.ndarray, n: np.ndarray, t: np.ndarray, em: np.ndarray, *, C: int, L: int) -> None:
+        _pool_ring(ring, C, L)
+        _pool_counters(ring.shape[0], n, t, em)
+        self.ring, self.n, self.t, self.em, self.C, self.L = ring, n, t, em, int(C), int(L)
+
+    def holds(self, ring: np.ndarray, n: np.ndarray, t: np.ndarray, em: np.ndarray) -> bool:
+        """Whether these are the arrays checked here (the pool replaces them when it grows or shrinks)."""
+        return ring is self.ring and n is self.n and t is self.t and em is self.em
+
+    def push(self, chunks: list, slots: list, *, head: int, s0: int, hop: int, tail_keep: int, check_finite: bool) -> list:
+        """:func:`pool_push` on these arrays (``chunks`` and ``slots``: lists of one length)."""
+        try:
+            return _ext.pool_push(self.ring, self.n, self.t, chunks, slots, np.ndarray, self.C, self.L, head, s0, hop, tail_keep, check_finite)
+        except (ValueError, TypeError) as exc:  # (TypeError: nanobind refused an argument's type, e.g. a read-only out)
+            raise ParameterError(str(exc)) from None
+
+    def due(self, ids: np.ndarray, slots: np.ndarray, r: int, table: np.ndarray, *, max_frames: int, s0: int, hop: int, ctx: int, head: int) -> tuple:
+        """:func:`pool_due` on these counters."""
+        try:
+            return _ext.pool_due(ids, slots, r, self.n, self.t, max_frames, self.L, s0, hop, ctx, head, table)
+        except (ValueError, TypeError) as exc:  # (TypeError: nanobind refused an argument's type, e.g. a read-only out)
+            raise ParameterError(str(exc)) from None
+
+    def gather(self, plan: Plan, table: np.ndarray, active: int, out: np.ndarray, *, advance_em: bool, hop: int, s0: int, threads: int = 1) -> None:
+        """:func:`pool_gather` from this ring into ``out`` ``(K, n_out)`` (the plan's output dtype)."""
+        try:
+            _ext.pool_gather(plan, self.ring, table, active, out, self.t, self.em, advance_em, self.C, hop, s0, threads)
+        except (ValueError, TypeError) as exc:  # (TypeError: nanobind refused an argument's type, e.g. a read-only out)
+            raise ParameterError(str(exc)) from None

@@ -241,6 +241,7 @@ class StreamPool:
         # the tick's bookkeeping in C++ (push_many's checks and writes, the step's due frames and gather);
         # False: the Python bookkeeping of before (tests compare the two)
         self._native_tick = True
+        self._pool_ring: Optional[_native.PoolRing] = None  # the ring and counters checked for the native calls (see _checked_ring)
         # the front end's frame-local post-step is the identity (the core mel): the step's block is returned as computed
         self._post_identity = type(fe).post_local is Frontend.post_local
         self._ids = itertools.count()
@@ -507,8 +508,7 @@ class StreamPool:
         lay = self.layout
         chunks = chunks if type(chunks) is list else list(chunks)
         slots = list(map(self._slot_of.get, ids))
-        refused = _native.pool_push(self._ring, self._n, self._t, chunks, slots, C=self.capacity, L=lay.L, head=lay.head, s0=lay.s0, hop=lay.hop,
-                                    tail_keep=self._tail_keep, check_finite=self.check_finite)
+        refused = self._checked_ring().push(chunks, slots, head=lay.head, s0=lay.s0, hop=lay.hop, tail_keep=self._tail_keep, check_finite=self.check_finite)
         for i, code, waiting in refused:
             sid = ids[i]
             if code == _native.PUSH_UNKNOWN:
@@ -523,6 +523,14 @@ class StreamPool:
                 except ParameterError as e:
                     errors[sid] = e
         return errors
+
+    def _checked_ring(self) -> "_native.PoolRing":
+        """The ring and per-slot counters for the native calls, checked once per set of arrays
+        (:meth:`open` and :meth:`_shrink` replace them)."""
+        pr = self._pool_ring
+        if pr is None or not pr.holds(self._ring, self._n, self._t, self._em):
+            pr = self._pool_ring = _native.PoolRing(self._ring, self._n, self._t, self._em, C=self.capacity, L=self.layout.L)
+        return pr
 
     def _as_samples(self, chunk: Array) -> np.ndarray:
         chunk, _ = check_chunk(chunk, num_streams=None, check_finite=self.check_finite)
@@ -687,8 +695,8 @@ class StreamPool:
         r = self._rotation % m
         self._rotation += 1
         table = np.empty((_native.POOL_ROWS, m), dtype=np.int64)
-        active, K, heads = _native.pool_due(ids, slots, r, self._n, self._t, table, max_frames=self.max_frames_per_step, L=lay.L, s0=lay.s0,
-                                            hop=lay.hop, ctx=lay.ctx, head=lay.head)
+        pr = self._checked_ring()
+        active, K, heads = pr.due(ids, slots, r, table, max_frames=self.max_frames_per_step, s0=lay.s0, hop=lay.hop, ctx=lay.ctx, head=lay.head)
         if not K:
             return PoolStep(time_major=time_major)
         out = np.empty((1, plan.n_out, K), dtype=odt)
@@ -701,8 +709,7 @@ class StreamPool:
                 f = lay.edge_frames(y, 0, n, t0, t0 + kh, final=False)[0].numpy()
                 _native.run_gather(plan, f, np.arange(kh), np.zeros(kh, np.int64), out=cols[o : o + kh], dtype=dt, out_dtype=odt)
         eager = bool(self._drop_last or self._stateful)
-        _native.pool_gather(plan, self._ring, table, active, cols, self._t, self._em, advance_em=not eager, C=self.capacity, hop=lay.hop, s0=lay.s0,
-                            dtype=dt, out_dtype=odt, threads=torch.get_num_threads())
+        pr.gather(plan, table, active, cols, advance_em=not eager, hop=lay.hop, s0=lay.s0, threads=torch.get_num_threads())
         feats = out[0] if self._post_identity else self.frontend.post_local(torch.from_numpy(out)).numpy()[0]
         tab = table[:, :active]
         if eager:  # per-stream output state: entries made now, stream by stream (as the Python bookkeeping does)
