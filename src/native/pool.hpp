@@ -50,6 +50,39 @@ inline void sm_prefetch_read(const void*) {}
 inline void sm_prefetch_write(const void*) {}
 #endif
 
+// Copy n values from src to dst (distinct arrays); with `check`, whether all are finite (the exponent
+// bits not all ones: the test of finite_run, on the same pass as the copy).
+inline bool copy_run(float* dst, const float* src, int64_t n, bool check) {
+    if (!check) {
+        std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
+        return true;
+    }
+    const uint32_t* u = reinterpret_cast<const uint32_t*>(src);
+    uint32_t* d = reinterpret_cast<uint32_t*>(dst);
+    uint32_t bad = 0;
+    for (int64_t i = 0; i < n; ++i) {
+        const uint32_t v = u[i];
+        bad |= static_cast<uint32_t>((v & 0x7f800000u) == 0x7f800000u);
+        d[i] = v;
+    }
+    return bad == 0;
+}
+inline bool copy_run(double* dst, const double* src, int64_t n, bool check) {
+    if (!check) {
+        std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(double));
+        return true;
+    }
+    const uint64_t* u = reinterpret_cast<const uint64_t*>(src);
+    uint64_t* d = reinterpret_cast<uint64_t*>(dst);
+    uint64_t bad = 0;
+    for (int64_t i = 0; i < n; ++i) {
+        const uint64_t v = u[i];
+        bad |= static_cast<uint64_t>((v & 0x7ff0000000000000ull) == 0x7ff0000000000000ull);
+        d[i] = v;
+    }
+    return bad == 0;
+}
+
 struct PushItem {
     Py_buffer view;
     bool held = false;
@@ -143,19 +176,26 @@ nb::list pool_push_impl(OutArray& ring, OutArray& n_arr, const InArray& t_arr, P
             if (q + PREFETCH_AHEAD < todo.size()) prefetch(*todo[q + PREFETCH_AHEAD]);
             PushItem& it = *todo[q];
             const T* y = static_cast<const T*>(it.view.buf);
-            if (check_finite && !finite_run(y, it.m)) {
-                it.code = PUSH_NOT_FINITE;
+            if (it.code != PUSH_TAKEN) {  // over the backlog: refused as not finite first, as push() does
+                if (check_finite && !finite_run(y, it.m)) it.code = PUSH_NOT_FINITE;
                 continue;
             }
-            if (it.code != PUSH_TAKEN) continue;
-            // m <= C - L < C here (the backlog test): at most one wrap
+            // m <= C - L < C here (the backlog test): at most one wrap. The chunk is copied and tested
+            // in one pass (it is read once); a chunk found not finite has then been written into the
+            // row's free space only (the samples from n on, which no frame reads; n is not advanced),
+            // and the row's mirror is left as it was.
             T* row = base + it.slot * rs;
             const int64_t m = it.m, p = it.at % C, e = p + m;
+            bool finite;
             if (e <= C) {
-                std::memcpy(row + p, y, static_cast<size_t>(m) * sizeof(T));
+                finite = copy_run(row + p, y, m, check_finite);
             } else {
-                std::memcpy(row + p, y, static_cast<size_t>(C - p) * sizeof(T));
-                std::memcpy(row, y + (C - p), static_cast<size_t>(e - C) * sizeof(T));
+                finite = copy_run(row + p, y, C - p, check_finite);
+                finite = copy_run(row, y + (C - p), e - C, check_finite) && finite;
+            }
+            if (!finite) {
+                it.code = PUSH_NOT_FINITE;
+                continue;
             }
             if (p < L || e > C) std::memcpy(row + C, row, static_cast<size_t>(L) * sizeof(T));
             n[it.slot] = it.at + m;
