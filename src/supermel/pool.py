@@ -22,6 +22,13 @@ stream with ``center=True``) and the last ones, which reach into the right paddi
 built per stream with the same padding code as the offline call
 (:mod:`supermel._core`, Kaldi's framing for the Kaldi presets).
 
+On the native route (:mod:`supermel._native`, src/native/pool.hpp) a tick's per-stream work is
+C++: :meth:`StreamPool.push_many` checks and writes every chunk in one call, and
+:meth:`StreamPool.step` finds each stream's due frames and computes them, gathered from the
+rings by (row, start), in two calls; the result holds one block and a table, its per-stream
+entries made when read. The frames are bit-identical to the Python bookkeeping's (the same
+kernel on the same frames; ``tests/test_pool_native.py``).
+
 What the frames equal
 ---------------------
 Every stream's frames equal the offline call on that stream's audio
