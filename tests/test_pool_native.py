@@ -310,3 +310,21 @@ def test_pool_due_and_gather_refuse_bad_arguments():
     # zero frames: nothing to do
     _native.pool_gather(plan, pool._ring, table, 0, np.empty((0, 40), np.float32), pool._t, pool._em, **gk)
     np.testing.assert_array_equal(pool._t, t0)
+
+
+def test_the_checked_ring_does_not_keep_a_replaced_ring_alive():
+    """open() grows and close() shrinks the ring: the native calls' checked arrays follow, and the old
+    ring's memory is not held by them (the churn of a server)."""
+    import weakref
+
+    pool = supermel.StreamPool(**CORE)
+    ids = [pool.open() for _ in range(32)]
+    pool.push_many(ids, [np.zeros(1000, np.float32)] * 32)
+    pool.step()
+    old = weakref.ref(pool._ring)
+    for sid in ids[4:]:
+        pool.close(sid)
+    assert pool._ring.shape[0] < 32 and old() is None
+    pool.push_many(ids[:4], [np.zeros(400, np.float32)] * 4)
+    assert pool._pool_ring.holds(pool._ring, pool._n, pool._t, pool._em)
+    assert sorted(pool.step()) == ids[:4]

@@ -293,6 +293,7 @@ class StreamPool:
             self._free.extend(range(slot + 1, rows))  # (ascending: a heap)
             self._ring = grown
             self._view = None
+            self._pool_ring = None  # (it holds the old arrays)
             self._n, self._t, self._em = (np.concatenate([a, np.zeros(rows - slot, dtype=np.int64)]) for a in (self._n, self._t, self._em))
         self._n[slot] = self._t[slot] = self._em[slot] = 0
         sid = next(self._ids)
@@ -923,6 +924,7 @@ class StreamPool:
         self._free = [s for s in self._free if s < new]
         heapq.heapify(self._free)
         self._view = None
+        self._pool_ring = None  # (it holds the old ring: its memory goes back now)
         self._order = None
 
     def _close(self, sid: int) -> PoolFrames:
