@@ -145,14 +145,14 @@ nb::list pool_push_impl(OutArray& ring, OutArray& n_arr, const InArray& t_arr, P
                 continue;
             }
             if (it.code != PUSH_TAKEN) continue;
-            // m <= C - L < C here (the backlog test): at most one wrap
+            // m <= C - L < C here (the backlog test): at most one wrap (memmove: a chunk may be a view of the ring)
             T* row = base + it.slot * rs;
             const int64_t m = it.m, p = it.at % C, e = p + m;
             if (e <= C) {
-                std::memcpy(row + p, y, static_cast<size_t>(m) * sizeof(T));
+                std::memmove(row + p, y, static_cast<size_t>(m) * sizeof(T));
             } else {
-                std::memcpy(row + p, y, static_cast<size_t>(C - p) * sizeof(T));
-                std::memcpy(row, y + (C - p), static_cast<size_t>(e - C) * sizeof(T));
+                std::memmove(row + p, y, static_cast<size_t>(C - p) * sizeof(T));
+                std::memmove(row, y + (C - p), static_cast<size_t>(e - C) * sizeof(T));
             }
             if (p < L || e > C) std::memcpy(row + C, row, static_cast<size_t>(L) * sizeof(T));
             n[it.slot] = it.at + m;
