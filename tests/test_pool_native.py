@@ -328,3 +328,20 @@ def test_the_checked_ring_does_not_keep_a_replaced_ring_alive():
     pool.push_many(ids[:4], [np.zeros(400, np.float32)] * 4)
     assert pool._pool_ring.holds(pool._ring, pool._n, pool._t, pool._em)
     assert sorted(pool.step()) == ids[:4]
+
+
+@pytest.mark.parametrize("center", [True, False])
+def test_native_tick_equals_the_python_bookkeeping_in_float64(center):
+    a, b = _pair(dtype=torch.float64, center=center, max_backlog_seconds=0.1, max_frames_per_step=9)
+    ids = [a.open() for _ in range(6)]
+    assert [b.open() for _ in range(6)] == ids
+    rng = np.random.default_rng(5)
+    for _ in range(30):
+        chunks = [rng.standard_normal(int(rng.integers(0, 500))) for _ in ids]
+        chunks[int(rng.integers(0, 6))] = np.full(3, np.inf)  # refused, float64 like the pool
+        _same_errors(a.push_many(ids, chunks), b.push_many(ids, chunks))
+        sa, sb = a.step(), b.step()
+        assert a.layout is not None and (not sa or sa.features.dtype == np.float64)
+        _same_step(sa, sb)
+    for sid in ids:
+        np.testing.assert_array_equal(a.close(sid).frames, b.close(sid).frames)
