@@ -651,3 +651,18 @@ def test_fast_path_declining_warns_once():
         warnings.simplefilter("always")
         supermel.melspectrogram(y=y, sr=8000, n_fft=64, n_mels=128)  # 33 bins for 128 bands: empty filters
     assert sum("Empty filters" in str(w.message) for w in caught) == 1
+
+
+@pytest.mark.parametrize("n", [512, 513, 520, 544, 545, 600])
+@pytest.mark.parametrize("n_fft,hop", [(64, 64), (64, 48), (400, 400)])
+def test_reflect_tail_shorter_than_the_padding_matches_librosa(n, n_fft, hop):
+    """librosa reflects the tail segment ``y[tail_k hop - pad:]`` on its own; when it holds at most
+    ``pad`` samples numpy's reflection folds back, which padding the whole signal does not: the
+    native one-crossing path must leave such inputs to the general path (found by
+    tests/test_pool.py's schedules: n=512, n_fft=hop=64)."""
+    y = np.random.default_rng(n).standard_normal(n)
+    kw = dict(sr=8000, n_fft=n_fft, hop_length=hop, n_mels=10, pad_mode="reflect", center=True)
+    want = librosa.feature.melspectrogram(y=y, **kw)
+    got = supermel.melspectrogram(y=y, **kw)
+    assert got.shape == want.shape
+    assert rel_err(got, want) < 1e-12

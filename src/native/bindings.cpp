@@ -525,6 +525,8 @@ struct Plan {
 
 }  // namespace
 
+#include "pool.hpp"  // StreamPool's push_many and step in C++ (register_pool below)
+
 NB_MODULE(_native_ext, m) {
     m.doc() = "supermel's native CPU core (see supermel._native)";
     // Plans live in module-level caches and in objects a server moves out of the collector's reach
@@ -615,4 +617,5 @@ NB_MODULE(_native_ext, m) {
              "with check: 1 (the ring untouched) when the chunk is not finite, else 0.")
         .def("rfft", [](Plan& p, const InArray& x, OutArray out) { p.impl->rfft(x, out); }, nb::arg("x"), nb::arg("out"),
              "The bare real FFT (no window): x (count, n_fft) -> out (count, n_bins, 2).");
+    register_pool(m);  // pool.hpp
 }

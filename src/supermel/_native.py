@@ -346,3 +346,136 @@ class RingCall:
         if out.size:
             self.plan.strided(self.x, offset, self.hop, n_frames, out)
         return out
+
+
+# --------------------------------------------------------------------------- StreamPool's tick (src/native/pool.hpp)
+__all__ += ["pool_push", "pool_due", "pool_gather", "PoolRing"]
+#: Codes of :func:`pool_push`'s refused chunks.
+PUSH_UNKNOWN, PUSH_NOT_FINITE, PUSH_OVER_BACKLOG, PUSH_OTHER = 1, 2, 3, 4
+#: Rows of the table :func:`pool_due` fills and :func:`pool_gather` reads (int64, ``(POOL_ROWS, streams)``).
+POOL_ID, POOL_SLOT, POOL_T0, POOL_TAKE, POOL_OFF, POOL_HEAD, POOL_EM, POOL_ROWS = range(8)
+
+
+def _pool_ring(ring: Any, C: int, L: int) -> None:
+    if not (type(ring) is np.ndarray and ring.ndim == 2 and ring.flags.c_contiguous and ring.flags.aligned and ring.flags.writeable
+            and ring.dtype in _POOL_FLOATS and ring.shape[1] == C + L and 0 <= L <= C and C >= 1):
+        raise ParameterError(f"a pool ring must be a writeable C-contiguous float32/float64 (rows, C + L) array; got {getattr(ring, 'shape', None)} for C={C}, L={L}")
+
+
+def _pool_counters(rows: int, *arrays: Any) -> None:
+    for a in arrays:
+        if not (type(a) is np.ndarray and a.dtype == np.int64 and a.ndim == 1 and a.flags.c_contiguous and a.flags.aligned and a.flags.writeable
+                and a.shape[0] >= rows):
+            raise ParameterError(f"a pool's per-slot counters must be writeable contiguous int64 arrays of at least {rows} values")
+
+
+_POOL_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def pool_push(ring: np.ndarray, n: np.ndarray, t: np.ndarray, chunks: list, slots: list, *, C: int, L: int, head: int, s0: int, hop: int,
+              tail_keep: int, check_finite: bool) -> list:
+    """``StreamPool.push_many``'s chunks in one native call: ``chunks[i]`` to ring row ``slots[i]``
+    (``None``: an unknown stream) from sample ``n[slots[i]]``, as :meth:`StreamPool.push` would
+    (finiteness with ``check_finite``, then the backlog: ``n + m - keep_from > C - L`` refused;
+    the write keeps the row's mirror; ``n`` advanced). Chunks are read through the buffer
+    protocol, never copied or concatenated; a chunk that is not a 1-D, contiguous, aligned
+    ``numpy.ndarray`` (exactly) of the ring's dtype is left for the caller. Returns
+    ``[(i, code, waiting)]`` of the chunks not taken (codes ``PUSH_*``; ``waiting``: the samples
+    that would wait, for ``PUSH_OVER_BACKLOG``); empty when every chunk was taken."""
+    _pool_ring(ring, C, L)
+    _pool_counters(ring.shape[0], n, t)
+    if type(chunks) is not list or type(slots) is not list or len(chunks) != len(slots):
+        raise ParameterError("pool_push takes a list of chunks and a list of slots of one length")
+    try:  # (the C++ checks again: a ValueError there is a bad argument)
+        return _ext.pool_push(ring, n, t, chunks, slots, np.ndarray, int(C), int(L), int(head), int(s0), int(hop), int(tail_keep), bool(check_finite))
+    except ValueError as exc:
+        raise ParameterError(str(exc)) from None
+
+
+def pool_due(ids: np.ndarray, slots: np.ndarray, r: int, n: np.ndarray, t: np.ndarray, table: np.ndarray, *, max_frames: int, L: int, s0: int,
+             hop: int, ctx: int, head: int) -> tuple:
+    """``StreamPool.step``'s frames: the open streams ``ids``/``slots`` (int64) from index ``r`` on
+    (the rotation), each its complete frames (``(n - L - s0) // hop + 1`` of ``n`` samples, none
+    below ``ctx`` samples) less the ``t`` computed, while the total stays within ``max_frames``.
+    Fills ``table[:, :active]`` (rows ``POOL_*``: id, slot, first frame, count, column, head
+    frames) for the streams that get frames; returns ``(active, K, heads)``."""
+    m = ids.shape[0] if type(ids) is np.ndarray else -1
+    for a in (ids, slots):
+        if not (type(a) is np.ndarray and a.dtype == np.int64 and a.ndim == 1 and a.flags.c_contiguous and a.shape[0] == m):
+            raise ParameterError("pool_due takes contiguous int64 ids and slots of one length")
+    if not (type(table) is np.ndarray and table.dtype == np.int64 and table.shape == (POOL_ROWS, m) and table.flags.c_contiguous and table.flags.writeable):
+        raise ParameterError(f"pool_due's table must be a writeable C-contiguous int64 array of shape ({POOL_ROWS}, {m})")
+    if not (0 <= r < max(m, 1)):
+        raise ParameterError(f"rotation r={r} must lie in [0, {m})")
+    _pool_counters(0, n, t)
+    try:  # (the C++ checks again: a ValueError there is a bad argument)
+        return _ext.pool_due(ids, slots, int(r), n, t, int(max_frames), int(L), int(s0), int(hop), int(ctx), int(head), table)
+    except ValueError as exc:
+        raise ParameterError(str(exc)) from None
+
+
+def pool_gather(plan: Plan, ring: np.ndarray, table: np.ndarray, active: int, out: np.ndarray, t: np.ndarray, em: np.ndarray, *, advance_em: bool,
+                C: int, hop: int, s0: int, dtype: Any, out_dtype: Any, threads: int = 1) -> None:
+    """The steady frames of ``table[:, :active]`` (:func:`pool_due`'s; a stream's head frames are
+    the caller's) gathered from ``ring`` (``dtype``, the plan's frames) and computed by the plan's
+    gather kernel (the kernel of :func:`run_gather`: the same values) into ``out`` ``(K, n_out)``
+    (``out_dtype``; any non-negative strides, e.g. ``.T`` of the step's ``(n_out, K)`` block);
+    then ``t[slot] += count`` and, with ``advance_em``, ``em[slot] += count`` (the old ``em`` into
+    the table's ``POOL_EM`` row). Every table entry is bounds-checked in C++."""
+    if type(ring) is not np.ndarray or ring.ndim != 2 or ring.dtype != np.dtype(dtype):
+        raise ParameterError(f"a pool ring must be a 2-D {np.dtype(dtype).name} array")
+    _pool_ring(ring, C, ring.shape[1] - C)
+    _pool_counters(ring.shape[0], t, em)
+    if not (type(table) is np.ndarray and table.dtype == np.int64 and table.ndim == 2 and table.shape[0] == POOL_ROWS and table.flags.c_contiguous
+            and table.flags.writeable and 0 <= active <= table.shape[1]):
+        raise ParameterError(f"pool_gather's table must be a writeable C-contiguous ({POOL_ROWS}, streams) int64 array, active <= streams")
+    if not (isinstance(out, np.ndarray) and out.ndim == 2):
+        raise ParameterError("out must be a 2-D (K, n_out) array")
+    _check_out(out, (out.shape[0], plan.n_out), np.dtype(out_dtype))
+    try:  # (the C++ checks again: a ValueError there is a bad argument)
+        _ext.pool_gather(plan, ring, table, int(active), out, t, em, bool(advance_em), int(C), int(hop), int(s0), int(threads))
+    except ValueError as exc:
+        raise ParameterError(str(exc)) from None
+
+
+class PoolRing:
+    """A :class:`supermel.StreamPool`'s ring and per-slot counters, checked once (as
+    :class:`RingCall` checks a streaming ring), for the tick's three native calls without
+    their per-call Python checks: the pool passes its own arrays (``ids``/``slots`` of its
+    streams, a ``table`` and an ``out`` it has just allocated as :func:`pool_due` and
+    :func:`pool_gather` take them). Every shape, dtype, stride and index is checked again in C++
+    (a failure there raises :class:`~supermel.ParameterError`, never reaches a kernel); the
+    module-level :func:`pool_push`, :func:`pool_due` and :func:`pool_gather` are the checked
+    entry points for other callers. Valid while the pool keeps these arrays (:meth:`holds`)."""
+
+    __slots__ = ("ring", "n", "t", "em", "C", "L")
+
+    def __init__(self, ring: np.ndarray, n: np.ndarray, t: np.ndarray, em: np.ndarray, *, C: int, L: int) -> None:
+        _pool_ring(ring, C, L)
+        _pool_counters(ring.shape[0], n, t, em)
+        self.ring, self.n, self.t, self.em, self.C, self.L = ring, n, t, em, int(C), int(L)
+
+    def holds(self, ring: np.ndarray, n: np.ndarray, t: np.ndarray, em: np.ndarray) -> bool:
+        """Whether these are the arrays checked here (the pool replaces them when it grows or shrinks)."""
+        return ring is self.ring and n is self.n and t is self.t and em is self.em
+
+    def push(self, chunks: list, slots: list, *, head: int, s0: int, hop: int, tail_keep: int, check_finite: bool) -> list:
+        """:func:`pool_push` on these arrays (``chunks`` and ``slots``: lists of one length)."""
+        try:
+            return _ext.pool_push(self.ring, self.n, self.t, chunks, slots, np.ndarray, self.C, self.L, head, s0, hop, tail_keep, check_finite)
+        except (ValueError, TypeError) as exc:  # (TypeError: nanobind refused an argument's type, e.g. a read-only out)
+            raise ParameterError(str(exc)) from None
+
+    def due(self, ids: np.ndarray, slots: np.ndarray, r: int, table: np.ndarray, *, max_frames: int, s0: int, hop: int, ctx: int, head: int) -> tuple:
+        """:func:`pool_due` on these counters."""
+        try:
+            return _ext.pool_due(ids, slots, r, self.n, self.t, max_frames, self.L, s0, hop, ctx, head, table)
+        except (ValueError, TypeError) as exc:  # (TypeError: nanobind refused an argument's type, e.g. a read-only out)
+            raise ParameterError(str(exc)) from None
+
+    def gather(self, plan: Plan, table: np.ndarray, active: int, out: np.ndarray, *, advance_em: bool, hop: int, s0: int, threads: int = 1) -> None:
+        """:func:`pool_gather` from this ring into ``out`` ``(K, n_out)`` (the plan's output dtype)."""
+        try:
+            _ext.pool_gather(plan, self.ring, table, active, out, self.t, self.em, advance_em, self.C, hop, s0, threads)
+        except (ValueError, TypeError) as exc:  # (TypeError: nanobind refused an argument's type, e.g. a read-only out)
+            raise ParameterError(str(exc)) from None

@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Union
+from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -70,7 +70,9 @@ class PoolStep(Mapping):  # Mapping[int, PoolFrames]
     ids, starts, offsets, counts : list of int
         For those streams: id, stream index of its first frame, column of
         ``features`` where its frames start, and how many (a vectorised
-        consumer's view of the same entries).
+        consumer's view of the same entries). The step keeps them as int64 arrays
+        (its table); the lists, and the id index of ``out[sid]``, are made on first
+        read, so a step whose entries nobody reads builds no per-stream object.
 
     Examples
     --------
@@ -85,37 +87,67 @@ class PoolStep(Mapping):  # Mapping[int, PoolFrames]
     [4, 14]
     """
 
-    __slots__ = ("features", "ids", "starts", "offsets", "counts", "_index", "_time_major", "_eager")
+    __slots__ = ("features", "_table", "_lists", "_index", "_time_major", "_eager")
 
-    def __init__(self, features: Any = None, ids: Optional[List[int]] = None, starts: Optional[List[int]] = None,
-                 offsets: Optional[List[int]] = None, counts: Optional[List[int]] = None, *, time_major: bool = False,
-                 eager: Optional[Dict[int, PoolFrames]] = None) -> None:
+    def __init__(self, features: Any = None, ids: Any = None, starts: Any = None, offsets: Any = None, counts: Any = None, *,
+                 time_major: bool = False, eager: Optional[Dict[int, PoolFrames]] = None) -> None:
         self.features = features
-        self.ids = ids or []
-        self.starts = starts or []
-        self.offsets = offsets or []
-        self.counts = counts or []
-        self._index = dict(zip(self.ids, range(len(self.ids))))
+        # (ids, starts, offsets, counts): lists, or int64 arrays (the native step's table rows) made lists when read
+        self._table = (ids if ids is not None else [], starts if starts is not None else [], offsets if offsets is not None else [],
+                       counts if counts is not None else [])
+        self._lists: Optional[Tuple[List[int], ...]] = None
+        self._index: Optional[Dict[int, int]] = None
         self._time_major = time_major
         self._eager = eager or {}
 
+    def _as_lists(self) -> Tuple[List[int], ...]:
+        if self._lists is None:
+            self._lists = tuple(v if isinstance(v, list) else np.asarray(v).tolist() for v in self._table)
+        return self._lists
+
+    @property
+    def ids(self) -> List[int]:
+        """Ids of the streams whose frames are in ``features`` (a list, made on first read)."""
+        return self._as_lists()[0]
+
+    @property
+    def starts(self) -> List[int]:
+        """Each stream's index of its first frame in ``features``."""
+        return self._as_lists()[1]
+
+    @property
+    def offsets(self) -> List[int]:
+        """The column of ``features`` where each stream's frames start."""
+        return self._as_lists()[2]
+
+    @property
+    def counts(self) -> List[int]:
+        """How many frames each stream has in ``features``."""
+        return self._as_lists()[3]
+
+    def _where(self, sid: object) -> Optional[int]:
+        if self._index is None:
+            self._index = dict(zip(self.ids, range(len(self.ids))))
+        return self._index.get(sid)  # type: ignore[call-overload]
+
     def __getitem__(self, sid: int) -> PoolFrames:
-        i = self._index.get(sid)
+        i = self._where(sid)
         if i is None:
             return self._eager[sid]
-        a, k = self.offsets[i], self.counts[i]
+        _, starts, offsets, counts = self._as_lists()
+        a, k = offsets[i], counts[i]
         f = self.features
-        return PoolFrames(self.starts[i], f[a : a + k] if self._time_major else f[:, a : a + k])
+        return PoolFrames(starts[i], f[a : a + k] if self._time_major else f[:, a : a + k])
 
     def __contains__(self, sid: object) -> bool:
-        return sid in self._index or sid in self._eager
+        return self._where(sid) is not None or sid in self._eager
 
     def __iter__(self) -> Iterator[int]:
         yield from self.ids
         yield from self._eager
 
     def __len__(self) -> int:
-        return len(self.ids) + len(self._eager)
+        return len(self._table[0]) + len(self._eager)
 
     def __repr__(self) -> str:
         return f"PoolStep({len(self)} streams, {sum(self.counts) + sum(int(np.shape(p.frames)[0 if self._time_major else -1]) for p in self._eager.values())} frames)"

@@ -627,6 +627,12 @@ class MelSpectrogram(nn.Module):
         flags = arr.flags
         if rows < 1 or n < st.min_len or not (flags.c_contiguous and flags.aligned):
             return None
+        if st.mode == 1:
+            # librosa reflects the tail segment y[start:] on its own: padding the whole signal equals that
+            # only when the segment holds more than pad samples (else numpy's reflection folds back)
+            start = _core.tail_start(n, n_fft=st.n_fft, hop_length=st.hop, pad=st.pad)
+            if start and n - start <= st.pad:
+                return None
         n_frames = (n + 2 * st.pad - st.n_fft) // st.hop + 1
         limit = _limits._limit
         if limit is not None and st.itemsize * (rows * (n + 2 * st.pad) + min(rows * n_frames, st.block) * st.frame_cost + rows * n_frames * st.n_out) > limit:

@@ -22,6 +22,13 @@ stream with ``center=True``) and the last ones, which reach into the right paddi
 built per stream with the same padding code as the offline call
 (:mod:`supermel._core`, Kaldi's framing for the Kaldi presets).
 
+On the native route (:mod:`supermel._native`, src/native/pool.hpp) a tick's per-stream work is
+C++: :meth:`StreamPool.push_many` checks and writes every chunk in one call, and
+:meth:`StreamPool.step` finds each stream's due frames and computes them, gathered from the
+rings by (row, start), in two calls; the result holds one block and a table, its per-stream
+entries made when read. The frames are bit-identical to the Python bookkeeping's (the same
+kernel on the same frames; ``tests/test_pool_native.py``).
+
 What the frames equal
 ---------------------
 Every stream's frames equal the offline call on that stream's audio
@@ -237,6 +244,13 @@ class StreamPool:
         self._stateful = 0  # open streams with per-stream output state (Wav2Lip windows)
         self._free: List[int] = []  # free slots, a heap: a new stream takes the lowest, so that the ring can shrink
         self._streams: Dict[int, _Stream] = {}
+        self._slot_of: Dict[int, int] = {}  # id -> slot of the open streams (push_many's native call reads it)
+        # the tick's bookkeeping in C++ (push_many's checks and writes, the step's due frames and gather);
+        # False: the Python bookkeeping of before (tests compare the two)
+        self._native_tick = True
+        self._pool_ring: Optional[_native.PoolRing] = None  # the ring and counters checked for the native calls (see _checked_ring)
+        # the front end's frame-local post-step is the identity (the core mel): the step's block is returned as computed
+        self._post_identity = type(fe).post_local is Frontend.post_local
         self._ids = itertools.count()
         self._rotation = 0
         self._pinned: Optional[torch.Tensor] = None
@@ -279,11 +293,13 @@ class StreamPool:
             self._free.extend(range(slot + 1, rows))  # (ascending: a heap)
             self._ring = grown
             self._view = None
+            self._pool_ring = None  # (it holds the old arrays)
             self._n, self._t, self._em = (np.concatenate([a, np.zeros(rows - slot, dtype=np.int64)]) for a in (self._n, self._t, self._em))
         self._n[slot] = self._t[slot] = self._em[slot] = 0
         sid = next(self._ids)
         k = max(1, self.frontend.pre_context)
         self._streams[sid] = _Stream(slot=slot, prev=np.zeros((1, k), dtype=self.np_dtype), chunker=chunker)
+        self._slot_of[sid] = slot
         self._stateful += chunker is not None
         self._order = None
         return sid
@@ -421,8 +437,10 @@ class StreamPool:
         if not distinct:
             raise ParameterError("push_many() takes each stream id at most once (its errors are keyed by id); concatenate a stream's chunks")
         errors: Dict[int, ParameterError] = {}
-        dt = np.dtype(self.np_dtype)
         fast = self._identity_pre and self._trim_at is None
+        if fast and self._native_tick and _native.enabled():
+            return self._push_many_native(ids, chunks, errors)
+        dt = np.dtype(self.np_dtype)
         sizes: List[int] = []
         if fast and chunks:
             # 1-D numpy chunks of the pool's dtype (attribute reads mapped in C: a few us for 256 chunks)
@@ -489,6 +507,38 @@ class StreamPool:
                 self._write(s, int(n[i]), chunks[i])
         self._n[slots[ok]] = (n + m)[ok]
         return errors
+
+    def _push_many_native(self, ids: List[int], chunks: List[Array], errors: Dict[int, ParameterError]) -> Dict[int, ParameterError]:
+        """push_many in one native call (:func:`supermel._native.pool_push`): each 1-D contiguous numpy
+        chunk of the pool's dtype checked (finite, backlog) and written into its ring row straight from
+        its buffer; the refused ones reported as :meth:`push` raises, the other chunks (tensors, other
+        dtypes or layouts) pushed one by one."""
+        lay = self.layout
+        chunks = chunks if type(chunks) is list else list(chunks)
+        slots = list(map(self._slot_of.get, ids))
+        refused = self._checked_ring().push(chunks, slots, head=lay.head, s0=lay.s0, hop=lay.hop, tail_keep=self._tail_keep, check_finite=self.check_finite)
+        for i, code, waiting in refused:
+            sid = ids[i]
+            if code == _native.PUSH_UNKNOWN:
+                errors[sid] = ParameterError(f"stream {sid!r} is not open in this pool (open() returns the ids; a closed stream's id is gone)")
+            elif code == _native.PUSH_NOT_FINITE:
+                errors[sid] = ParameterError("chunk is not finite everywhere (NaN or Inf samples); the stream was left unchanged")
+            elif code == _native.PUSH_OVER_BACKLOG:
+                errors[sid] = self._over_backlog(sid, waiting)
+            else:
+                try:
+                    self.push(sid, chunks[i])
+                except ParameterError as e:
+                    errors[sid] = e
+        return errors
+
+    def _checked_ring(self) -> "_native.PoolRing":
+        """The ring and per-slot counters for the native calls, checked once per set of arrays
+        (:meth:`open` and :meth:`_shrink` replace them)."""
+        pr = self._pool_ring
+        if pr is None or not pr.holds(self._ring, self._n, self._t, self._em):
+            pr = self._pool_ring = _native.PoolRing(self._ring, self._n, self._t, self._em, C=self.capacity, L=self.layout.L)
+        return pr
 
     def _as_samples(self, chunk: Array) -> np.ndarray:
         chunk, _ = check_chunk(chunk, num_streams=None, check_finite=self.check_finite)
@@ -568,6 +618,8 @@ class StreamPool:
         if self._order is None:
             self._order = (np.fromiter(self._streams, dtype=np.int64, count=len(self._streams)),
                            np.fromiter([st.slot for st in self._streams.values()], dtype=np.int64, count=len(self._streams)))
+        if self._native_plan is not None and self._native_tick and _native.enabled():
+            return self._step_native(time_major)
         ids, slots = self._order
         r = self._rotation % len(ids)
         self._rotation += 1
@@ -638,6 +690,44 @@ class StreamPool:
         starts_l = self._em[a_slots]
         self._em[a_slots] = starts_l + a_take
         return PoolStep(feats, a_ids.tolist(), starts_l.tolist(), a_off.tolist(), a_take.tolist(), time_major=time_major)
+
+    def _step_native(self, time_major: bool) -> PoolStep:
+        """The step on the native route: which frames of which stream (:func:`supermel._native.pool_due`),
+        the head frames of new streams (their left padding, built per stream as in :meth:`close`),
+        the steady frames gathered from the rings and computed in one call
+        (:func:`supermel._native.pool_gather`: the kernel of the Python bookkeeping's route, the same
+        values); the result holds the block and the per-stream table, its entries made when read."""
+        lay, plan, dt, odt = self.layout, self._native_plan, self.np_dtype, self._native_out
+        ids, slots = self._order  # type: ignore[misc]
+        m = ids.shape[0]
+        r = self._rotation % m
+        self._rotation += 1
+        table = np.empty((_native.POOL_ROWS, m), dtype=np.int64)
+        pr = self._checked_ring()
+        active, K, heads = pr.due(ids, slots, r, table, max_frames=self.max_frames_per_step, s0=lay.s0, hop=lay.hop, ctx=lay.ctx, head=lay.head)
+        if not K:
+            return PoolStep(time_major=time_major)
+        out = np.empty((1, plan.n_out, K), dtype=odt)
+        cols = out[0].T  # (K, n_out): frame k's values go to column k
+        if heads:  # new streams' first frames (reading the left padding): built per stream
+            for a in np.flatnonzero(table[_native.POOL_HEAD, :active]).tolist():
+                s, t0, kh, o = (int(v) for v in table[[_native.POOL_SLOT, _native.POOL_T0, _native.POOL_HEAD, _native.POOL_OFF], a])
+                n = int(self._n[s])
+                y = torch.from_numpy(self._read(s, 0, n).copy())[None]
+                f = lay.edge_frames(y, 0, n, t0, t0 + kh, final=False)[0].numpy()
+                _native.run_gather(plan, f, np.arange(kh), np.zeros(kh, np.int64), out=cols[o : o + kh], dtype=dt, out_dtype=odt)
+        eager = bool(self._drop_last or self._stateful)
+        pr.gather(plan, table, active, cols, advance_em=not eager, hop=lay.hop, s0=lay.s0, threads=torch.get_num_threads())
+        feats = out[0] if self._post_identity else self.frontend.post_local(torch.from_numpy(out)).numpy()[0]
+        tab = table[:, :active]
+        if eager:  # per-stream output state: entries made now, stream by stream (as the Python bookkeeping does)
+            done: Dict[int, PoolFrames] = {}
+            for sid, a, k in zip(tab[_native.POOL_ID].tolist(), tab[_native.POOL_OFF].tolist(), tab[_native.POOL_TAKE].tolist()):
+                res = self._emit(sid, self._streams[sid], self._narrow(feats, a, k), final=False)
+                if res is not None:
+                    done[sid] = res
+            return PoolStep(time_major=time_major, eager=done)
+        return PoolStep(feats, tab[_native.POOL_ID], tab[_native.POOL_EM], tab[_native.POOL_OFF], tab[_native.POOL_TAKE], time_major=time_major)
 
     def _native_features(self, K: int, src_slot: Any, src_start: Any, dest: Any, head_parts: List[Tuple[int, torch.Tensor]], off: np.ndarray) -> torch.Tensor:
         """The step's ``K`` frames through the native core, ``(1, rows, K)`` after the front end's
@@ -834,11 +924,13 @@ class StreamPool:
         self._free = [s for s in self._free if s < new]
         heapq.heapify(self._free)
         self._view = None
+        self._pool_ring = None  # (it holds the old ring: its memory goes back now)
         self._order = None
 
     def _close(self, sid: int) -> PoolFrames:
         st = self._get(sid)
         del self._streams[sid]
+        del self._slot_of[sid]
         heapq.heappush(self._free, st.slot)
         self._stateful -= st.chunker is not None
         self._order = None
