@@ -20,6 +20,7 @@
 
 #include "kernels.hpp"
 #include "plan.hpp"
+#include "single_plan.hpp"
 
 #if defined(_MSC_VER)
 #include <immintrin.h>
@@ -56,6 +57,9 @@ bool cpu_has_avx2() {
 }
 
 bool g_avx2 = cpu_has_avx2();
+//: Frames per call up to which plans built from now on take the single-frame path (single.hpp;
+//: 0: never, tests compare it with the batched kernel).
+int g_single_max = SINGLE_MAX_FRAMES;
 
 #if defined(SUPERMEL_HAVE_AVX2)
 #define SM_DISPATCH(fn, ...) (g_avx2 ? avx2::fn(__VA_ARGS__) : base::fn(__VA_ARGS__))
@@ -221,6 +225,7 @@ struct PlanImpl final : PlanBase {
     std::vector<W> weights;
     MelView<T, W> view;
     Workspace ws;
+    std::unique_ptr<SinglePlan<T, W>> single;  // the single-frame path's tables (single.hpp)
     std::mutex ws_lock;  // the plan's workspace: one call at a time, others allocate their own
 
     PlanImpl(int n, const double* win, const double* fb, int n_bands, double power, double mag_eps, int post, double post_a, double post_b)
@@ -259,6 +264,11 @@ struct PlanImpl final : PlanBase {
         view.post_a = static_cast<W>(post_a);
         view.post_b = static_cast<W>(post_b);
         ws = Workspace::make(fft.view);
+        single = std::make_unique<SinglePlan<T, W>>(fft.view, band_start, band_len, band_off, weights);
+        if (single->ok && g_single_max > 0) {
+            view.single = &single->view;
+            view.single_max = g_single_max;
+        }
     }
 
     // Split frames [0, total) over up to `threads` threads (at least MIN_FRAMES_PER_THREAD frames
@@ -615,4 +625,18 @@ NB_MODULE(_native_ext, m) {
              "with check: 1 (the ring untouched) when the chunk is not finite, else 0.")
         .def("rfft", [](Plan& p, const InArray& x, OutArray out) { p.impl->rfft(x, out); }, nb::arg("x"), nb::arg("out"),
              "The bare real FFT (no window): x (count, n_fft) -> out (count, n_bins, 2).");
+
+    // ------------------------------------------------------------------ the single-frame path
+    m.def(
+        "set_single_max",
+        [](int n) {
+            if (n < 0) fail("set_single_max needs n >= 0");
+            const int old = g_single_max;
+            g_single_max = n;
+            return old;
+        },
+        nb::arg("n"),
+        "Plans built from now on compute calls of up to n frames frame by frame, vectorised within the frame "
+        "(0: the batched kernels only); returns the previous value (tests).");
+    m.attr("SINGLE_MAX_FRAMES") = SINGLE_MAX_FRAMES;
 }
