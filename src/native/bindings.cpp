@@ -212,6 +212,9 @@ struct PlanBase {
     virtual void rfft(const InArray& x, OutArray& out) = 0;
     virtual int signal(const InArray& x, int64_t pad, int mode, int64_t hop, OutArray& out, int threads, bool check) = 0;
     virtual int ring(OutArray& buf, int64_t fill, const InArray& chunk, int64_t offset, int64_t hop, OutArray& out, bool check) = 0;
+    // frames of rows of x at offset + t hop (t < k) -> out, on raw pointers the caller checked (StepRing)
+    virtual void frames_raw(const void* x, int64_t row_stride, int64_t rows, int64_t offset, int64_t hop, int64_t k, void* out, int64_t out_row,
+                            int64_t out_frame, int64_t out_band) = 0;
     int n_fft = 0, n_bins = 0, n_out = 0;
     bool f64 = false, w64 = false;
 };
@@ -502,6 +505,12 @@ struct PlanImpl final : PlanBase {
         nb::gil_scoped_release release;
         with_work([&](const Work& w) { SM_DISPATCH(rfft, fft.view, xp, rs, count, op, os, w); });
     }
+
+    void frames_raw(const void* x, int64_t row_stride, int64_t rows, int64_t offset, int64_t hop, int64_t k, void* out, int64_t out_row,
+                    int64_t out_frame, int64_t out_band) override {
+        const StridedArgs a{x, row_stride, offset, hop, rows, k, out, out_row, out_frame, out_band, 0, rows * k};
+        with_work([&](const Work& w) { SM_DISPATCH(mel_strided, view, a, w); });
+    }
 };
 
 struct Plan {
@@ -530,6 +539,107 @@ struct Plan {
             impl = std::make_unique<PlanImpl<double, double>>(n_fft, w, f, n_bands, power, mag_eps, post, post_a, post_b);
         else
             fail("dtype/weights must be float32/float32, float32/float64 or float64/float64");
+    }
+};
+
+// ------------------------------------------------------------------------- StepRing
+// The streaming steady state's push in one call (supermel._stream_steps._Step on the native
+// route): two (rows, held + chunk) segments used in turn; a push copies the chunk behind the
+// held samples of segment i, computes the k frames at offset + t hop into a new numpy array,
+// copies the samples the next push keeps (the last `held`) to the head of the other segment and
+// flips i. Everything about the segments is checked once, here; a call checks only its chunk
+// (an exact numpy ndarray of the dtype, C-contiguous, aligned, of the expected shape) and returns
+// None, changing nothing, when the chunk does not qualify, has a NaN/Inf (with check), or the
+// native route is switched off: the caller's general path then runs (and raises its errors).
+bool g_enabled = true;  // supermel._native.enabled(), mirrored by _native.py
+
+struct StepRing {
+    PlanBase* plan = nullptr;
+    nb::object plan_ref, seg_ref[2], empty_fn, dtype_obj, shape2, shape3;
+    char* seg[2] = {nullptr, nullptr};
+    int64_t rows = 0, held = 0, chunk = 0, offset = 0, hop = 0, k = 0, width = 0;
+    int64_t item = 0, out_item = 0;
+    char fmt = 'f';
+    int i = 0;
+    PyTypeObject* ndarray_type = nullptr;
+
+    StepRing(nb::handle plan_obj, OutArray s0, OutArray s1, int64_t held_, int64_t chunk_, int64_t offset_, int64_t hop_, int64_t k_) {
+        Plan& p = nb::cast<Plan&>(plan_obj);
+        plan = p.impl.get();
+        plan_ref = nb::borrow(plan_obj);
+        const bool f64 = plan->f64;
+        item = f64 ? 8 : 4;
+        out_item = plan->w64 ? 8 : 4;
+        fmt = f64 ? 'd' : 'f';
+        held = held_, chunk = chunk_, offset = offset_, hop = hop_, k = k_;
+        width = held + chunk;
+        if (held < 0 || chunk < 1 || hop < 1 || offset < 0 || k < 1 || width < plan->n_fft || offset > width - plan->n_fft ||
+            k - 1 > (width - plan->n_fft - offset) / hop)
+            fail("StepRing: frames run past the segments (or bad held/chunk/hop/offset/k)");
+        OutArray* s[2] = {&s0, &s1};
+        for (int j = 0; j < 2; ++j) {
+            const OutArray& a = *s[j];
+            if (!(f64 ? is<double>(a.dtype()) : is<float>(a.dtype())) || a.ndim() != 2 || static_cast<int64_t>(a.shape(1)) != width ||
+                a.shape(0) < 1 || (a.shape(0) > 1 && static_cast<int64_t>(a.stride(0)) != width) || a.stride(1) != 1 ||
+                reinterpret_cast<std::uintptr_t>(a.data()) % static_cast<std::uintptr_t>(item) != 0)
+                fail("StepRing: the segments must be aligned C-contiguous (rows, held + chunk) arrays of the plan's dtype");
+            seg[j] = static_cast<char*>(a.data());
+        }
+        rows = static_cast<int64_t>(s0.shape(0));
+        if (static_cast<int64_t>(s1.shape(0)) != rows || seg[0] == seg[1]) fail("StepRing: two distinct segments of one shape required");
+        nb::module_ np = nb::module_::import_("numpy");
+        empty_fn = np.attr("empty");
+        dtype_obj = np.attr("dtype")(plan->w64 ? "float64" : "float32");
+        shape2 = nb::make_tuple(plan->n_out, k);
+        shape3 = nb::make_tuple(rows, plan->n_out, k);
+        ndarray_type = reinterpret_cast<PyTypeObject*>(np.attr("ndarray").ptr());
+    }
+
+    // push(chunk, check, squeeze): the frames (n_out, k) (squeeze: a 1-D chunk of a one-row
+    // ring) or (rows, n_out, k), or None (nothing changed).
+    nb::object push(nb::handle chunk_obj, bool check, bool squeeze) {
+        if (!g_enabled || Py_TYPE(chunk_obj.ptr()) != ndarray_type) return nb::none();
+        Py_buffer v;
+        if (PyObject_GetBuffer(chunk_obj.ptr(), &v, PyBUF_STRIDES | PyBUF_FORMAT) != 0) {
+            PyErr_Clear();
+            return nb::none();
+        }
+        const char* f = v.format ? v.format : "B";
+        if (*f == '<' || *f == '=' || *f == '@') ++f;
+        bool okay = f[0] == fmt && f[1] == 0 && v.itemsize == item && reinterpret_cast<std::uintptr_t>(v.buf) % static_cast<std::uintptr_t>(item) == 0;
+        if (okay) {
+            if (squeeze)
+                okay = rows == 1 && v.ndim == 1 && v.shape[0] == chunk && v.strides[0] == item;
+            else
+                okay = v.ndim == 2 && v.shape[0] == rows && v.shape[1] == chunk && v.strides[1] == item && (rows == 1 || v.strides[0] == chunk * item);
+        }
+        const char* cp = static_cast<const char*>(v.buf);
+        if (okay && check) {
+            okay = fmt == 'd' ? finite_run(reinterpret_cast<const double*>(cp), rows * chunk) : finite_run(reinterpret_cast<const float*>(cp), rows * chunk);
+        }
+        if (!okay) {
+            PyBuffer_Release(&v);
+            return nb::none();
+        }
+        nb::object out = empty_fn(squeeze ? shape2 : shape3, dtype_obj);
+        Py_buffer o;
+        if (PyObject_GetBuffer(out.ptr(), &o, PyBUF_WRITABLE) != 0) {
+            PyBuffer_Release(&v);
+            throw nb::python_error();
+        }
+        char* s = seg[i];
+        char* d = seg[1 - i];
+        const int64_t rs = width * item;
+        {
+            nb::gil_scoped_release release;
+            for (int64_t r = 0; r < rows; ++r) std::memmove(s + r * rs + held * item, cp + r * chunk * item, static_cast<size_t>(chunk * item));
+            plan->frames_raw(s, width, rows, offset, hop, k, o.buf, plan->n_out * k, 1, k);
+            for (int64_t r = 0; r < rows; ++r) std::memmove(d + r * rs, s + r * rs + chunk * item, static_cast<size_t>(held * item));
+        }
+        PyBuffer_Release(&o);
+        PyBuffer_Release(&v);
+        i = 1 - i;
+        return out;
     }
 };
 
@@ -639,4 +749,16 @@ NB_MODULE(_native_ext, m) {
         "Plans built from now on compute calls of up to n frames frame by frame, vectorised within the frame "
         "(0: the batched kernels only); returns the previous value (tests).");
     m.attr("SINGLE_MAX_FRAMES") = SINGLE_MAX_FRAMES;
+
+    // ------------------------------------------------------------------ StepRing (streaming push)
+    m.def("set_enabled", [](bool on) { g_enabled = on; }, nb::arg("on"), "Mirror of supermel._native.enabled() for StepRing.push.");
+    nb::class_<StepRing>(m, "StepRing")
+        .def(nb::init<nb::handle, OutArray, OutArray, int64_t, int64_t, int64_t, int64_t, int64_t>(), nb::arg("plan"), nb::arg("seg0"),
+             nb::arg("seg1"), nb::arg("held"), nb::arg("chunk"), nb::arg("offset"), nb::arg("hop"), nb::arg("k"))
+        .def("push", &StepRing::push, nb::arg("chunk"), nb::arg("check"), nb::arg("squeeze"),
+             "One steady-state push: the frames (new array), or None (nothing changed) when the chunk does not qualify.")
+        .def_prop_rw("i", [](const StepRing& r) { return r.i; }, [](StepRing& r, int v) {
+            if (v != 0 && v != 1) fail("i must be 0 or 1");
+            r.i = v;
+        });
 }

@@ -53,7 +53,7 @@ def _load() -> Any:
 
 _ext = _load()
 
-__all__ = ["available", "enabled", "use_native", "isa", "Plan", "make_plan", "run_strided", "run_gather", "ring_write", "kaldi_prep", "rfft", "cached_plan", "RingCall", "POST"]
+__all__ = ["available", "enabled", "use_native", "isa", "Plan", "make_plan", "run_strided", "run_gather", "ring_write", "kaldi_prep", "rfft", "cached_plan", "RingCall", "POST", "step_ring"]
 
 #: Post-steps the kernels apply to each output value (``a``, ``b`` the plan's constants).
 POST = {"none": 0, "ln_floor": 1, "log10_floor": 2, "ln_add": 3, "db": 4}
@@ -89,11 +89,13 @@ def use_native(flag: bool) -> Iterator[None]:
     with _lock:
         saved = _override
         _override = bool(flag)
+        _sync()
     try:
         yield
     finally:
         with _lock:
             _override = saved
+            _sync()
 
 
 def isa() -> Optional[str]:
@@ -346,3 +348,32 @@ class RingCall:
         if out.size:
             self.plan.strided(self.x, offset, self.hop, n_frames, out)
         return out
+
+
+# --------------------------------------------------------------------------- the streaming push
+def _sync() -> None:
+    """Mirror :func:`enabled` into the extension (:class:`StepRing` pushes read it)."""
+    if _ext is not None:
+        _ext.set_enabled(enabled())
+
+
+_sync()
+
+
+def step_ring(plan: Plan, segs: Any, *, held: int, chunk: int, offset: int, hop: int, k: int) -> Any:
+    """The streaming steady state's push in one native call (``supermel._native_ext.StepRing``).
+
+    ``segs``: the step's two ``(rows, held + chunk)`` C-contiguous, aligned, writeable arrays of
+    the plan's dtype (checked here, once, and again in C++). ``push(chunk, check, squeeze)``
+    copies ``chunk`` (an exact numpy array of the dtype, C-contiguous, ``(rows, chunk)``, or
+    ``(chunk,)`` with ``squeeze`` and one row) behind the ``held`` samples of segment ``i``,
+    returns the ``k`` frames at ``offset + t hop`` as a new ``(rows, n_out, k)`` (``(n_out, k)``)
+    array, keeps the last ``held`` samples at the head of the other segment and flips ``i``; or
+    returns None, changing nothing, when the chunk does not qualify, has a NaN/Inf (``check``)
+    or the native route is off."""
+    s0, s1 = segs
+    for s in (s0, s1):
+        if not (isinstance(s, np.ndarray) and s.ndim == 2 and s.flags.c_contiguous and s.flags.aligned and s.flags.writeable
+                and s.dtype in (np.float32, np.float64) and s.shape == s0.shape):
+            raise ParameterError("step segments must be two writeable, aligned, C-contiguous 2-D float arrays of one shape")
+    return _ext.StepRing(plan, s0, s1, int(held), int(chunk), int(offset), int(hop), int(k))
