@@ -374,6 +374,9 @@ def step_ring(plan: Plan, segs: Any, *, held: int, chunk: int, offset: int, hop:
     s0, s1 = segs
     for s in (s0, s1):
         if not (isinstance(s, np.ndarray) and s.ndim == 2 and s.flags.c_contiguous and s.flags.aligned and s.flags.writeable
-                and s.dtype in (np.float32, np.float64) and s.shape == s0.shape):
-            raise ParameterError("step segments must be two writeable, aligned, C-contiguous 2-D float arrays of one shape")
-    return _ext.StepRing(plan, s0, s1, int(held), int(chunk), int(offset), int(hop), int(k))
+                and s.dtype == s0.dtype and s.shape == s0.shape):
+            raise ParameterError("step segments must be two writeable, aligned, C-contiguous 2-D arrays of one shape and dtype")
+    try:
+        return _ext.StepRing(plan, s0, s1, int(held), int(chunk), int(offset), int(hop), int(k))
+    except ValueError as exc:
+        raise ParameterError(f"a streaming step's segments do not fit its plan ({exc})") from None
