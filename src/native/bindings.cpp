@@ -643,6 +643,85 @@ struct StepRing {
     }
 };
 
+// ------------------------------------------------------------------------- OfflineCall
+// MelSpectrogram.native_call's per-call work in one C++ call: the input's layout (an exact numpy
+// ndarray of the plan's dtype, 1-D or 2-D, C-contiguous, aligned, at least min_len samples), the
+// memory estimate against the caller's limit, the output array, then Plan.signal (finiteness,
+// padding, frames, the result's check). Returns the (n_out, n_frames) or (rows, n_out,
+// n_frames) array, or None where the general path must run (it then raises or warns).
+struct OfflineCall {
+    PlanBase* plan = nullptr;
+    nb::object plan_ref, empty_fn, dtype_obj;
+    int64_t pad = 0, mode = 0, hop = 1, min_len = 1, block = 0, frame_cost = 0, item = 4;
+    char fmt = 'f';
+    PyTypeObject* ndarray_type = nullptr;
+
+    OfflineCall(nb::handle plan_obj, int64_t pad_, int mode_, int64_t hop_, int64_t min_len_, int64_t block_, int64_t frame_cost_) {
+        Plan& p = nb::cast<Plan&>(plan_obj);
+        plan = p.impl.get();
+        plan_ref = nb::borrow(plan_obj);
+        if (pad_ < 0 || hop_ < 1 || mode_ < PAD_CONSTANT || mode_ > PAD_EDGE || min_len_ < plan->n_fft || block_ < 0 || frame_cost_ < 0)
+            fail("OfflineCall: pad >= 0, hop >= 1, a known pad mode and min_len >= n_fft required");
+        pad = pad_, mode = mode_, hop = hop_, min_len = min_len_, block = block_, frame_cost = frame_cost_;
+        item = plan->f64 ? 8 : 4;
+        fmt = plan->f64 ? 'd' : 'f';
+        nb::module_ np = nb::module_::import_("numpy");
+        empty_fn = np.attr("empty");
+        dtype_obj = np.attr("dtype")(plan->w64 ? "float64" : "float32");
+        ndarray_type = reinterpret_cast<PyTypeObject*>(np.attr("ndarray").ptr());
+    }
+
+    nb::object call(nb::handle arr, bool check, int64_t limit, int threads) {
+        if (Py_TYPE(arr.ptr()) != ndarray_type) return nb::none();
+        Py_buffer v;
+        if (PyObject_GetBuffer(arr.ptr(), &v, PyBUF_STRIDES | PyBUF_FORMAT) != 0) {
+            PyErr_Clear();
+            return nb::none();
+        }
+        struct Release {
+            Py_buffer* b;
+            ~Release() { PyBuffer_Release(b); }
+        } release_v{&v};
+        const char* f = v.format ? v.format : "B";
+        if (*f == '<' || *f == '=' || *f == '@') ++f;
+        if (f[0] != fmt || f[1] != 0 || v.itemsize != item || reinterpret_cast<std::uintptr_t>(v.buf) % static_cast<std::uintptr_t>(item) != 0)
+            return nb::none();
+        int64_t rows, n;
+        if (v.ndim == 1) {
+            rows = 1, n = v.shape[0];
+            if (n > 1 && v.strides[0] != item) return nb::none();
+        } else if (v.ndim == 2) {
+            rows = v.shape[0], n = v.shape[1];
+            if ((n > 1 && v.strides[1] != item) || (rows > 1 && v.strides[0] != n * item)) return nb::none();
+        } else {
+            return nb::none();
+        }
+        if (rows < 1 || n < min_len || pad > (INT64_MAX / 8 - n) / 2) return nb::none();
+        const int64_t n_out = plan->n_out, n_frames = (n + 2 * pad - plan->n_fft) / hop + 1;
+        if (limit >= 0) {
+            const double need = static_cast<double>(item) * (static_cast<double>(rows) * static_cast<double>(n + 2 * pad) +
+                                                              static_cast<double>(std::min(rows * n_frames, block)) * static_cast<double>(frame_cost) +
+                                                              static_cast<double>(rows) * static_cast<double>(n_frames) * static_cast<double>(n_out));
+            if (need > static_cast<double>(limit)) return nb::none();  // the general path raises the memory guard's error
+        }
+        nb::object out = v.ndim == 1 ? empty_fn(nb::make_tuple(n_out, n_frames), dtype_obj) : empty_fn(nb::make_tuple(rows, n_out, n_frames), dtype_obj);
+        Py_buffer o;
+        if (PyObject_GetBuffer(out.ptr(), &o, PyBUF_WRITABLE) != 0) throw nb::python_error();
+        Release release_o{&o};
+        const size_t xs[2] = {static_cast<size_t>(rows), static_cast<size_t>(n)};
+        const int64_t xst[2] = {n, 1};
+        const size_t os[3] = {static_cast<size_t>(rows), static_cast<size_t>(n_out), static_cast<size_t>(n_frames)};
+        const int64_t ost[3] = {n_out * n_frames, n_frames, 1};
+        const nb::dlpack::dtype dt = plan->f64 ? nb::dtype<double>() : nb::dtype<float>();
+        const nb::dlpack::dtype odt = plan->w64 ? nb::dtype<double>() : nb::dtype<float>();
+        InArray x(v.buf, 2, xs, arr, xst, dt);
+        OutArray y(o.buf, 3, os, out, ost, odt);
+        const int rc = plan->signal(x, pad, static_cast<int>(mode), hop, y, rows * n_frames >= 512 ? std::max(1, threads) : 1, check);
+        if (rc != 0) return nb::none();  // NaN/Inf in the audio or the result: the general path raises or warns
+        return out;
+    }
+};
+
 }  // namespace
 
 NB_MODULE(_native_ext, m) {
@@ -761,4 +840,11 @@ NB_MODULE(_native_ext, m) {
             if (v != 0 && v != 1) fail("i must be 0 or 1");
             r.i = v;
         });
+
+    // ------------------------------------------------------------------ OfflineCall (module calls)
+    nb::class_<OfflineCall>(m, "OfflineCall")
+        .def(nb::init<nb::handle, int64_t, int, int64_t, int64_t, int64_t, int64_t>(), nb::arg("plan"), nb::arg("pad"), nb::arg("mode"), nb::arg("hop"),
+             nb::arg("min_len"), nb::arg("block"), nb::arg("frame_cost"))
+        .def("__call__", &OfflineCall::call, nb::arg("x"), nb::arg("check"), nb::arg("limit"), nb::arg("threads"),
+             "The offline call on x (1-D or 2-D numpy): the frames, or None where the general path must run.");
 }

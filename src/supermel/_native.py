@@ -53,7 +53,7 @@ def _load() -> Any:
 
 _ext = _load()
 
-__all__ = ["available", "enabled", "use_native", "isa", "Plan", "make_plan", "run_strided", "run_gather", "ring_write", "kaldi_prep", "rfft", "cached_plan", "RingCall", "POST", "step_ring"]
+__all__ = ["available", "enabled", "use_native", "isa", "Plan", "make_plan", "run_strided", "run_gather", "ring_write", "kaldi_prep", "rfft", "cached_plan", "RingCall", "POST", "step_ring", "offline_call"]
 
 #: Post-steps the kernels apply to each output value (``a``, ``b`` the plan's constants).
 POST = {"none": 0, "ln_floor": 1, "log10_floor": 2, "ln_add": 3, "db": 4}
@@ -380,3 +380,19 @@ def step_ring(plan: Plan, segs: Any, *, held: int, chunk: int, offset: int, hop:
         return _ext.StepRing(plan, s0, s1, int(held), int(chunk), int(offset), int(hop), int(k))
     except ValueError as exc:
         raise ParameterError(f"a streaming step's segments do not fit its plan ({exc})") from None
+
+
+def offline_call(plan: Plan, *, pad: int, mode: int, hop: int, min_len: int, block: int, frame_cost: int) -> Any:
+    """:meth:`supermel.MelSpectrogram.native_call`'s per-call work as one native call
+    (``supermel._native_ext.OfflineCall``): ``call(x, check, limit, threads)`` takes an exact
+    numpy array of the plan's dtype, 1-D ``(n,)`` or 2-D ``(rows, n)``, C-contiguous and aligned,
+    ``n >= min_len`` (``>= n_fft``); refuses (None) when the memory estimate
+    ``itemsize * (rows (n + 2 pad) + min(rows n_frames, block) frame_cost + rows n_frames n_out)``
+    exceeds ``limit`` (``-1``: none); else pads (``mode``: 0 constant, 1 reflect, 2 edge), computes
+    every frame at ``hop`` into a new ``(n_out, n_frames)`` (1-D) or ``(rows, n_out, n_frames)``
+    array and returns it, or None when ``check`` finds a NaN/Inf in the input or the result.
+    Calls of 512 frames or more use up to ``threads`` threads."""
+    try:
+        return _ext.OfflineCall(plan, int(pad), int(mode), int(hop), int(min_len), int(block), int(frame_cost))
+    except ValueError as exc:
+        raise ParameterError(f"an offline call's constants do not fit its plan ({exc})") from None
