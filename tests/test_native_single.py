@@ -218,3 +218,49 @@ def test_step_ring_refuses_bad_segments():
         ext.StepRing(plan, segs[0], segs[0], 600, 200, 0, 200, 1)
     with pytest.raises(ValueError):
         ok.i = 2
+
+
+# --------------------------------------------------------------------------- the one-call module call
+def test_offline_call_equals_plan_signal_and_declines():
+    n_fft, hop = 800, 200
+    fb = np.asarray(librosa.filters.mel(sr=16000, n_fft=n_fft, n_mels=80), np.float64)
+    plan = _native.make_plan(n_fft=n_fft, window=np.hanning(n_fft), fb=fb, dtype=np.float32, weights=np.float32, power=2.0)
+    call = _native.offline_call(plan, pad=400, mode=1, hop=hop, min_len=n_fft, block=64, frame_cost=2000)
+    y = np.random.default_rng(8).standard_normal((3, 4000)).astype(np.float32)
+    for x in (y, y[1]):
+        got = call(x, True, -1, 1)
+        want = np.empty((x.reshape(-1, 4000).shape[0], 80, (4000 + 800 - 800) // hop + 1), np.float32)
+        assert plan.signal(x.reshape(-1, 4000), 400, 1, hop, want, 1, True) == 0
+        assert got.shape == (want.shape if x.ndim == 2 else want.shape[1:])
+        assert np.array_equal(got, want if x.ndim == 2 else want[0])
+    assert call(y[:, ::2], True, -1, 1) is None  # not C-contiguous
+    assert call(y.astype(np.float64), True, -1, 1) is None
+    assert call(y[0, :799], True, -1, 1) is None  # shorter than min_len
+    assert call(y[None], True, -1, 1) is None  # 3-D
+    assert call(torch.from_numpy(y), True, -1, 1) is None
+    assert call(y, True, 1000, 1) is None  # over the memory limit
+    assert call(y, True, 10**9, 1) is not None
+    bad = y.copy()
+    bad[2, 17] = np.nan
+    assert call(bad, True, -1, 1) is None
+    assert call(bad, False, -1, 1) is not None  # unchecked: computed (NaN frames)
+    with pytest.raises(supermel.ParameterError):
+        _native.offline_call(plan, pad=-1, mode=1, hop=hop, min_len=n_fft, block=64, frame_cost=2000)
+    with pytest.raises(supermel.ParameterError):
+        _native.offline_call(plan, pad=0, mode=3, hop=hop, min_len=n_fft, block=64, frame_cost=2000)
+    with pytest.raises(supermel.ParameterError):
+        _native.offline_call(plan, pad=0, mode=0, hop=hop, min_len=n_fft - 1, block=64, frame_cost=2000)
+
+
+@pytest.mark.parametrize("as_tensor", [False, True])
+def test_module_one_frame_call_types_and_values(as_tensor):
+    mod = supermel.MelSpectrogram(sr=16000, n_fft=800, hop_length=200, n_mels=80, center=False)
+    y = np.random.default_rng(9).standard_normal(800).astype(np.float32)
+    x = torch.from_numpy(y) if as_tensor else y
+    with _native.use_native(True):
+        got = mod(x)
+    with _native.use_native(False):
+        ref = mod(x)
+    assert type(got) is type(ref) and tuple(got.shape) == tuple(ref.shape) == (80, 1)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(ref), rtol=1e-5, atol=1e-6)
+    assert np.array_equal(np.asarray(got), supermel.melspectrogram(y=y, sr=16000, n_fft=800, hop_length=200, n_mels=80, center=False))
