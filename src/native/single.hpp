@@ -38,8 +38,9 @@
 
 namespace supermel {
 
-//: Frames per call up to which the single-frame path runs (each frame alone); more take the
-//: batched kernels. 0 disables it (tests compare the two).
+//: Frames per call up to which the single-frame path runs (each frame alone; also at most a
+//: quarter of a lane batch: 2 float32 frames, 1 float64 frame); more take the batched kernels.
+//: 0 disables it (tests compare the two).
 constexpr int SINGLE_MAX_FRAMES = 2;
 
 template <class T>
@@ -79,6 +80,9 @@ struct SingleView {
 #include <cmath>
 #include <cstring>
 #include <type_traits>
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
 
 namespace supermel {
 namespace SUPERMEL_ISA {
@@ -176,9 +180,14 @@ static inline void over_p_range(const SinglePass<T>& ps, const T* xr, const T* x
 template <class T, int V, int R>
 static inline void pass_over_p(const SinglePass<T>& ps, const T* xr, const T* xi, T* yr, T* yi) {
     const int mm = ps.n / (R > 0 ? R : ps.radix);
-    const int full = mm / V * V;
-    over_p_range<T, V, R>(ps, xr, xi, yr, yi, 0, full);
-    if (full < mm) over_p_range<T, 1, R>(ps, xr, xi, yr, yi, full, mm);
+    int done = mm / V * V;
+    over_p_range<T, V, R>(ps, xr, xi, yr, yi, 0, done);
+    if constexpr (V >= 4) {  // the rest: half vectors, then single elements (the same operations)
+        const int half = done + (mm - done) / (V / 2) * (V / 2);
+        if (half > done) over_p_range<T, V / 2, R>(ps, xr, xi, yr, yi, done, half);
+        done = half;
+    }
+    if (done < mm) over_p_range<T, 1, R>(ps, xr, xi, yr, yi, done, mm);
 }
 
 // Vectorised over q, natural order: for p < m', q in [q0, q1) step V (broadcast twiddles).
@@ -204,9 +213,78 @@ static inline void over_q_range(const SinglePass<T>& ps, const T* xr, const T* x
 template <class T, int V, int R>
 static inline void pass_over_q(const SinglePass<T>& ps, const T* xr, const T* xi, T* yr, T* yi) {
     const int s = ps.stride;
-    const int full = s / V * V;
-    over_q_range<T, V, R>(ps, xr, xi, yr, yi, 0, full);
-    if (full < s) over_q_range<T, 1, R>(ps, xr, xi, yr, yi, full, s);
+    int done = s / V * V;
+    over_q_range<T, V, R>(ps, xr, xi, yr, yi, 0, done);
+    if constexpr (V >= 4) {
+        const int half = done + (s - done) / (V / 2) * (V / 2);
+        if (half > done) over_q_range<T, V / 2, R>(ps, xr, xi, yr, yi, done, half);
+        done = half;
+    }
+    if (done < s) over_q_range<T, 1, R>(ps, xr, xi, yr, yi, done, s);
+}
+
+#if defined(__AVX2__)
+//: r[j] <- (r[0][j], ..., r[7][j]): an 8 x 8 float transpose in registers.
+static inline void transpose8_ps(__m256* r) {
+    const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+    r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+    r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+    r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+    r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+    r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+    r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+#endif
+
+// dst[q + s P] = src[q n + P] for q < s, P < n (a plain copy: no arithmetic). AVX2: 8 x 8 (float)
+// / 4 x 4 (double) register transposes; elsewhere, and for the edges, element by element.
+template <class T>
+static inline void qmajor_to_natural(const T* src, T* dst, int s, int n) {
+    int q0 = 0;
+#if defined(__AVX2__)
+    if constexpr (std::is_same<T, float>::value) {
+        for (; q0 + 8 <= s; q0 += 8) {
+            int P0 = 0;
+            for (; P0 + 8 <= n; P0 += 8) {
+                __m256 r[8];
+                for (int l = 0; l < 8; ++l) r[l] = _mm256_loadu_ps(src + static_cast<std::ptrdiff_t>(q0 + l) * n + P0);
+                transpose8_ps(r);
+                float* d = dst + q0 + static_cast<std::ptrdiff_t>(s) * P0;
+                for (int j = 0; j < 8; ++j) _mm256_storeu_ps(d + static_cast<std::ptrdiff_t>(j) * s, r[j]);
+            }
+            for (int q = q0; q < q0 + 8; ++q)
+                for (int P = P0; P < n; ++P) dst[q + static_cast<std::ptrdiff_t>(s) * P] = src[static_cast<std::ptrdiff_t>(q) * n + P];
+        }
+    } else if constexpr (std::is_same<T, double>::value) {
+        for (; q0 + 4 <= s; q0 += 4) {
+            int P0 = 0;
+            for (; P0 + 4 <= n; P0 += 4) {
+                __m256d r[4];
+                for (int l = 0; l < 4; ++l) r[l] = _mm256_loadu_pd(src + static_cast<std::ptrdiff_t>(q0 + l) * n + P0);
+                const __m256d t0 = _mm256_unpacklo_pd(r[0], r[1]), t1 = _mm256_unpackhi_pd(r[0], r[1]);
+                const __m256d t2 = _mm256_unpacklo_pd(r[2], r[3]), t3 = _mm256_unpackhi_pd(r[2], r[3]);
+                double* d = dst + q0 + static_cast<std::ptrdiff_t>(s) * P0;
+                _mm256_storeu_pd(d + 0 * s, _mm256_permute2f128_pd(t0, t2, 0x20));
+                _mm256_storeu_pd(d + 1 * s, _mm256_permute2f128_pd(t1, t3, 0x20));
+                _mm256_storeu_pd(d + 2 * s, _mm256_permute2f128_pd(t0, t2, 0x31));
+                _mm256_storeu_pd(d + 3 * s, _mm256_permute2f128_pd(t1, t3, 0x31));
+            }
+            for (int q = q0; q < q0 + 4; ++q)
+                for (int P = P0; P < n; ++P) dst[q + static_cast<std::ptrdiff_t>(s) * P] = src[static_cast<std::ptrdiff_t>(q) * n + P];
+        }
+    }
+#endif
+    for (int q = q0; q < s; ++q)
+        for (int P = 0; P < n; ++P) dst[q + static_cast<std::ptrdiff_t>(s) * P] = src[static_cast<std::ptrdiff_t>(q) * n + P];
 }
 
 template <class T, int V>
@@ -240,12 +318,8 @@ static inline T* single_cfft(int m, int n_passes, const SinglePass<T>* passes, T
     for (int i = 0; i < n_passes; ++i) {
         const SinglePass<T>& ps = passes[i];
         if (!ps.over_p && qmajor) {  // q-major (q < s, P < n) -> natural, element q + s P
-            const int s = ps.stride, n = ps.n;
-            for (int q = 0; q < s; ++q)
-                for (int P = 0; P < n; ++P) {
-                    dst[q + static_cast<std::ptrdiff_t>(s) * P] = src[static_cast<std::ptrdiff_t>(q) * n + P];
-                    dst[m + q + static_cast<std::ptrdiff_t>(s) * P] = src[m + static_cast<std::ptrdiff_t>(q) * n + P];
-                }
+            qmajor_to_natural<T>(src, dst, ps.stride, ps.n);
+            qmajor_to_natural<T>(src + m, dst + m, ps.stride, ps.n);
             T* t = src; src = dst; dst = t;
             qmajor = false;
         }
@@ -344,10 +418,28 @@ static inline void mel_single(const MelView<T, W>& v, const Work& ws, const T* s
         const int full = sv.g_full[g], steps = sv.g_steps[g];
         W a[VW] = {};  // +0, as the batched kernel's accumulators
         Vec<W, VW> acc = vload<W, VW>(a);
-        for (int k = 0; k < full; ++k) {
+        int k = 0;
+#if defined(__AVX2__)
+        if constexpr (std::is_same<T, float>::value && std::is_same<W, float>::value) {
+            // 8 steps at a time: lane l's bins start_l + k .. + 7 are adjacent in P: 8 loads and a
+            // register transpose instead of 64 scalar loads (the same values, the same order)
+            for (; k + 8 <= full; k += 8) {
+                __m256 r[8];
+                for (int l = 0; l < 8; ++l) r[l] = _mm256_loadu_ps(P + idx[8 * k + l]);
+                transpose8_ps(r);
+                for (int j = 0; j < 8; ++j) {
+                    Vec<W, VW> pv;
+                    std::memcpy(&pv, &r[j], sizeof pv);
+                    acc = acc + vload<W, VW>(wt + VW * (k + j)) * pv;
+                }
+            }
+        }
+#endif
+        for (; k < full; ++k) {
             W pk[VW];
             for (int l = 0; l < VW; ++l) pk[l] = static_cast<W>(P[idx[VW * k + l]]);
-            acc = acc + vload<W, VW>(wt + VW * k) * vload<W, VW>(pk);
+            const Vec<W, VW> pv = vload<W, VW>(pk);
+            acc = acc + vload<W, VW>(wt + VW * k) * pv;
         }
         vstore<W, VW>(a, acc);
         const int32_t* len = sv.g_len + static_cast<std::ptrdiff_t>(VW) * g;
