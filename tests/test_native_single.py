@@ -264,3 +264,19 @@ def test_module_one_frame_call_types_and_values(as_tensor):
     assert type(got) is type(ref) and tuple(got.shape) == tuple(ref.shape) == (80, 1)
     np.testing.assert_allclose(np.asarray(got), np.asarray(ref), rtol=1e-5, atol=1e-6)
     assert np.array_equal(np.asarray(got), supermel.melspectrogram(y=y, sr=16000, n_fft=800, hop_length=200, n_mels=80, center=False))
+
+
+def test_step_ring_keeps_its_segments_alive():
+    """The StepRing holds its segments: dropping every other reference leaves pushes valid
+    (the sanitizer run, tools/asan.sh, would report a use after free)."""
+    import gc
+
+    plan = _native.make_plan(n_fft=800, window=np.hanning(800), fb=None, dtype=np.float32, weights=np.float32, power=2.0)
+    ring = _native.step_ring(plan, [np.zeros((1, 800), np.float32), np.zeros((1, 800), np.float32)], held=600, chunk=200, offset=0, hop=200, k=1)
+    gc.collect()
+    x = np.random.default_rng(10).standard_normal(1000).astype(np.float32)
+    with _native.use_native(True):
+        outs = [ring.push(x[i : i + 200], True, True) for i in range(0, 1000, 200)]
+    frame = np.concatenate([np.zeros(600, np.float32), x])[-800:]  # the last push's frame: the last 800 samples
+    want = _native.run_strided(plan, frame[None], offset=0, hop=200, n_frames=1, dtype=np.float32, out_dtype=np.float32)
+    assert np.array_equal(outs[-1], want[0])

@@ -555,7 +555,8 @@ bool g_enabled = true;  // supermel._native.enabled(), mirrored by _native.py
 
 struct StepRing {
     PlanBase* plan = nullptr;
-    nb::object plan_ref, seg_ref[2], empty_fn, dtype_obj, shape2, shape3;
+    nb::object plan_ref, empty_fn, dtype_obj, shape2, shape3;
+    OutArray seg_ref[2];  // keep the segments' arrays alive as long as this object
     char* seg[2] = {nullptr, nullptr};
     int64_t rows = 0, held = 0, chunk = 0, offset = 0, hop = 0, k = 0, width = 0;
     int64_t item = 0, out_item = 0;
@@ -584,6 +585,7 @@ struct StepRing {
                 reinterpret_cast<std::uintptr_t>(a.data()) % static_cast<std::uintptr_t>(item) != 0)
                 fail("StepRing: the segments must be aligned C-contiguous (rows, held + chunk) arrays of the plan's dtype");
             seg[j] = static_cast<char*>(a.data());
+            seg_ref[j] = a;
         }
         rows = static_cast<int64_t>(s0.shape(0));
         if (static_cast<int64_t>(s1.shape(0)) != rows || seg[0] == seg[1]) fail("StepRing: two distinct segments of one shape required");
@@ -604,6 +606,10 @@ struct StepRing {
             PyErr_Clear();
             return nb::none();
         }
+        struct Release {
+            Py_buffer* b;
+            ~Release() { PyBuffer_Release(b); }
+        } release_v{&v};
         const char* f = v.format ? v.format : "B";
         if (*f == '<' || *f == '=' || *f == '@') ++f;
         bool okay = f[0] == fmt && f[1] == 0 && v.itemsize == item && reinterpret_cast<std::uintptr_t>(v.buf) % static_cast<std::uintptr_t>(item) == 0;
@@ -617,16 +623,11 @@ struct StepRing {
         if (okay && check) {
             okay = fmt == 'd' ? finite_run(reinterpret_cast<const double*>(cp), rows * chunk) : finite_run(reinterpret_cast<const float*>(cp), rows * chunk);
         }
-        if (!okay) {
-            PyBuffer_Release(&v);
-            return nb::none();
-        }
+        if (!okay) return nb::none();
         nb::object out = empty_fn(squeeze ? shape2 : shape3, dtype_obj);
         Py_buffer o;
-        if (PyObject_GetBuffer(out.ptr(), &o, PyBUF_WRITABLE) != 0) {
-            PyBuffer_Release(&v);
-            throw nb::python_error();
-        }
+        if (PyObject_GetBuffer(out.ptr(), &o, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) != 0) throw nb::python_error();
+        Release release_o{&o};
         char* s = seg[i];
         char* d = seg[1 - i];
         const int64_t rs = width * item;
@@ -636,8 +637,6 @@ struct StepRing {
             plan->frames_raw(s, width, rows, offset, hop, k, o.buf, plan->n_out * k, 1, k);
             for (int64_t r = 0; r < rows; ++r) std::memmove(d + r * rs, s + r * rs + chunk * item, static_cast<size_t>(held * item));
         }
-        PyBuffer_Release(&o);
-        PyBuffer_Release(&v);
         i = 1 - i;
         return out;
     }
@@ -706,7 +705,7 @@ struct OfflineCall {
         }
         nb::object out = v.ndim == 1 ? empty_fn(nb::make_tuple(n_out, n_frames), dtype_obj) : empty_fn(nb::make_tuple(rows, n_out, n_frames), dtype_obj);
         Py_buffer o;
-        if (PyObject_GetBuffer(out.ptr(), &o, PyBUF_WRITABLE) != 0) throw nb::python_error();
+        if (PyObject_GetBuffer(out.ptr(), &o, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) != 0) throw nb::python_error();
         Release release_o{&o};
         const size_t xs[2] = {static_cast<size_t>(rows), static_cast<size_t>(n)};
         const int64_t xst[2] = {n, 1};
