@@ -280,3 +280,44 @@ def test_step_ring_keeps_its_segments_alive():
     frame = np.concatenate([np.zeros(600, np.float32), x])[-800:]  # the last push's frame: the last 800 samples
     want = _native.run_strided(plan, frame[None], offset=0, hop=200, n_frames=1, dtype=np.float32, out_dtype=np.float32)
     assert np.array_equal(outs[-1], want[0])
+
+
+@pytest.mark.parametrize("num_streams", [None, 2])
+def test_one_call_push_takes_cpu_tensors_and_returns_tensors(num_streams):
+    rows = num_streams or 1
+    y = np.random.default_rng(11).standard_normal((rows, 4000)).astype(np.float32)
+    y2 = y[0] if num_streams is None else y
+    kw = dict(KW, num_streams=num_streams, chunk_size=200)
+    chunks = [torch.from_numpy(np.ascontiguousarray(y2[..., i : i + 200])) for i in range(0, 4000, 200)]
+    with _native.use_native(True):
+        s = supermel.StreamingMelSpectrogram(**kw)
+        outs = [s.push(c) for c in chunks]
+        outs.append(s.flush())
+        ref = _reference_pushes(chunks, **kw)
+    assert all(isinstance(o, torch.Tensor) for o in outs) and all(isinstance(o, torch.Tensor) for o in ref)
+    assert [tuple(o.shape) for o in outs] == [tuple(o.shape) for o in ref]
+    got = torch.cat(outs, dim=-1).numpy()
+    assert np.array_equal(got, torch.cat(ref, dim=-1).numpy())
+    assert np.array_equal(got, supermel.melspectrogram(y=y2, sr=16000, n_fft=800, hop_length=200, n_mels=80))
+
+
+def test_one_call_push_leaves_odd_tensors_to_the_general_path():
+    y = np.random.default_rng(12).standard_normal(3000).astype(np.float32)
+    chunks = [torch.from_numpy(y[i : i + 200].copy()) for i in range(0, 2000, 200)]
+    chunks.append(torch.from_numpy(y[2000:2200].copy()).conj())  # real: conj is a no-op view
+    chunks.append(torch.from_numpy(y[2200:2600])[::2])  # non-contiguous: declined, the general path
+    chunks.append(torch.from_numpy(y[2600:2800].astype(np.float64)))  # another dtype: the general path converts
+    chunks.append(torch.from_numpy(y[2800:3000].copy()))
+    with _native.use_native(True):
+        s = supermel.StreamingMelSpectrogram(chunk_size=200, **KW)
+        outs = [s.push(c) for c in chunks[:-1]]
+        nan = chunks[-1].clone()
+        nan[0] = float("nan")
+        with pytest.raises(supermel.ParameterError, match="not finite"):
+            s.push(nan)
+        outs.append(s.push(chunks[-1]))
+        outs.append(s.flush())
+    assert all(isinstance(o, torch.Tensor) for o in outs)
+    signal = torch.cat([c.to(torch.float32) for c in chunks]).numpy()
+    want = supermel.melspectrogram(y=signal, sr=16000, n_fft=800, hop_length=200, n_mels=80)
+    assert np.array_equal(torch.cat(outs, dim=-1).numpy(), want)

@@ -623,14 +623,23 @@ class StreamingMelSpectrogram:
             g = groups[0]
             step = g.step
             if step is not None and step.fast is not None:
-                out = step.fast.push(chunk, self.check_finite, self.num_streams is None)
+                tensor = type(chunk) is torch.Tensor
+                arr = chunk
+                if tensor:  # a CPU tensor without autograd: its numpy view (tensor in -> tensor out)
+                    arr = None
+                    if chunk.is_cpu and not chunk.requires_grad:
+                        try:
+                            arr = chunk.numpy()
+                        except (RuntimeError, TypeError):  # conj/neg bits, dtypes numpy lacks
+                            arr = None
+                out = None if arr is None else step.fast.push(arr, self.check_finite, self.num_streams is None)
                 if out is not None:
                     n = step.fast_n
                     g.n += n
                     g.t += step.fast_k
                     g.start += n
-                    self._last_numpy = True
-                    return out
+                    self._last_numpy = not tensor
+                    return torch.from_numpy(out) if tensor else out
         fast = self._numpy_step(chunk)
         if fast is not None:
             return fast
