@@ -259,11 +259,12 @@ def test_module_one_frame_call_types_and_values(as_tensor):
     x = torch.from_numpy(y) if as_tensor else y
     with _native.use_native(True):
         got = mod(x)
+        offline = supermel.melspectrogram(y=y, sr=16000, n_fft=800, hop_length=200, n_mels=80, center=False)
     with _native.use_native(False):
         ref = mod(x)
     assert type(got) is type(ref) and tuple(got.shape) == tuple(ref.shape) == (80, 1)
     np.testing.assert_allclose(np.asarray(got), np.asarray(ref), rtol=1e-5, atol=1e-6)
-    assert np.array_equal(np.asarray(got), supermel.melspectrogram(y=y, sr=16000, n_fft=800, hop_length=200, n_mels=80, center=False))
+    assert np.array_equal(np.asarray(got), offline)
 
 
 def test_step_ring_keeps_its_segments_alive():
@@ -282,23 +283,27 @@ def test_step_ring_keeps_its_segments_alive():
     assert np.array_equal(outs[-1], want[0])
 
 
+@pytest.mark.parametrize("chunk_size", [200, None])
 @pytest.mark.parametrize("num_streams", [None, 2])
-def test_one_call_push_takes_cpu_tensors_and_returns_tensors(num_streams):
+def test_one_call_push_takes_cpu_tensors_and_returns_tensors(num_streams, chunk_size):
+    """CPU tensors take the numpy hot paths (the one-call push; the ring step without a chunk
+    size) and come back as tensors, equal to the previous path and to the offline call."""
     rows = num_streams or 1
     y = np.random.default_rng(11).standard_normal((rows, 4000)).astype(np.float32)
     y2 = y[0] if num_streams is None else y
-    kw = dict(KW, num_streams=num_streams, chunk_size=200)
+    kw = dict(KW, num_streams=num_streams, chunk_size=chunk_size)
     chunks = [torch.from_numpy(np.ascontiguousarray(y2[..., i : i + 200])) for i in range(0, 4000, 200)]
     with _native.use_native(True):
         s = supermel.StreamingMelSpectrogram(**kw)
         outs = [s.push(c) for c in chunks]
         outs.append(s.flush())
         ref = _reference_pushes(chunks, **kw)
+        want = supermel.melspectrogram(y=y2, sr=16000, n_fft=800, hop_length=200, n_mels=80)
     assert all(isinstance(o, torch.Tensor) for o in outs) and all(isinstance(o, torch.Tensor) for o in ref)
     assert [tuple(o.shape) for o in outs] == [tuple(o.shape) for o in ref]
     got = torch.cat(outs, dim=-1).numpy()
     assert np.array_equal(got, torch.cat(ref, dim=-1).numpy())
-    assert np.array_equal(got, supermel.melspectrogram(y=y2, sr=16000, n_fft=800, hop_length=200, n_mels=80))
+    assert np.array_equal(got, want)
 
 
 def test_one_call_push_leaves_odd_tensors_to_the_general_path():
@@ -317,7 +322,7 @@ def test_one_call_push_leaves_odd_tensors_to_the_general_path():
             s.push(nan)
         outs.append(s.push(chunks[-1]))
         outs.append(s.flush())
+        signal = torch.cat([c.to(torch.float32) for c in chunks]).numpy()
+        want = supermel.melspectrogram(y=signal, sr=16000, n_fft=800, hop_length=200, n_mels=80)
     assert all(isinstance(o, torch.Tensor) for o in outs)
-    signal = torch.cat([c.to(torch.float32) for c in chunks]).numpy()
-    want = supermel.melspectrogram(y=signal, sr=16000, n_fft=800, hop_length=200, n_mels=80)
     assert np.array_equal(torch.cat(outs, dim=-1).numpy(), want)
