@@ -660,7 +660,11 @@ class _FastMel:
         return (w.data_ptr(), -1 if w.is_inference() else w._version, fb.data_ptr(), -1 if fb.is_inference() else fb._version)
 
     def valid(self, w: torch.Tensor, fb: torch.Tensor) -> bool:
-        return self.w is w and self.fb is fb and self.key == self._key(w, fb)
+        if self.w is not w or self.fb is not fb:
+            return False
+        # the same tensors: is_inference() cannot change, so only the addresses and versions
+        wp, wv, fp, fv = self.key
+        return w.data_ptr() == wp and fb.data_ptr() == fp and (wv == -1 or w._version == wv) and (fv == -1 or fb._version == fv)
 
 
 class _NativeMel:
