@@ -20,6 +20,7 @@
 
 #include "kernels.hpp"
 #include "plan.hpp"
+#include "single_plan.hpp"
 
 #if defined(_MSC_VER)
 #include <immintrin.h>
@@ -56,6 +57,9 @@ bool cpu_has_avx2() {
 }
 
 bool g_avx2 = cpu_has_avx2();
+//: Frames per call up to which plans built from now on take the single-frame path (single.hpp;
+//: 0: never, tests compare it with the batched kernel).
+int g_single_max = SINGLE_MAX_FRAMES;
 
 #if defined(SUPERMEL_HAVE_AVX2)
 #define SM_DISPATCH(fn, ...) (g_avx2 ? avx2::fn(__VA_ARGS__) : base::fn(__VA_ARGS__))
@@ -208,6 +212,9 @@ struct PlanBase {
     virtual void rfft(const InArray& x, OutArray& out) = 0;
     virtual int signal(const InArray& x, int64_t pad, int mode, int64_t hop, OutArray& out, int threads, bool check) = 0;
     virtual int ring(OutArray& buf, int64_t fill, const InArray& chunk, int64_t offset, int64_t hop, OutArray& out, bool check) = 0;
+    // frames of rows of x at offset + t hop (t < k) -> out, on raw pointers the caller checked (StepRing)
+    virtual void frames_raw(const void* x, int64_t row_stride, int64_t rows, int64_t offset, int64_t hop, int64_t k, void* out, int64_t out_row,
+                            int64_t out_frame, int64_t out_band) = 0;
     int n_fft = 0, n_bins = 0, n_out = 0;
     bool f64 = false, w64 = false;
 };
@@ -221,6 +228,7 @@ struct PlanImpl final : PlanBase {
     std::vector<W> weights;
     MelView<T, W> view;
     Workspace ws;
+    std::unique_ptr<SinglePlan<T, W>> single;  // the single-frame path's tables (single.hpp)
     std::mutex ws_lock;  // the plan's workspace: one call at a time, others allocate their own
 
     PlanImpl(int n, const double* win, const double* fb, int n_bands, double power, double mag_eps, int post, double post_a, double post_b)
@@ -259,6 +267,11 @@ struct PlanImpl final : PlanBase {
         view.post_a = static_cast<W>(post_a);
         view.post_b = static_cast<W>(post_b);
         ws = Workspace::make(fft.view);
+        single = std::make_unique<SinglePlan<T, W>>(fft.view, band_start, band_len, band_off, weights);
+        if (single->ok && g_single_max > 0) {
+            view.single = &single->view;
+            view.single_max = g_single_max;
+        }
     }
 
     // Split frames [0, total) over up to `threads` threads (at least MIN_FRAMES_PER_THREAD frames
@@ -492,6 +505,12 @@ struct PlanImpl final : PlanBase {
         nb::gil_scoped_release release;
         with_work([&](const Work& w) { SM_DISPATCH(rfft, fft.view, xp, rs, count, op, os, w); });
     }
+
+    void frames_raw(const void* x, int64_t row_stride, int64_t rows, int64_t offset, int64_t hop, int64_t k, void* out, int64_t out_row,
+                    int64_t out_frame, int64_t out_band) override {
+        const StridedArgs a{x, row_stride, offset, hop, rows, k, out, out_row, out_frame, out_band, 0, rows * k};
+        with_work([&](const Work& w) { SM_DISPATCH(mel_strided, view, a, w); });
+    }
 };
 
 struct Plan {
@@ -520,6 +539,185 @@ struct Plan {
             impl = std::make_unique<PlanImpl<double, double>>(n_fft, w, f, n_bands, power, mag_eps, post, post_a, post_b);
         else
             fail("dtype/weights must be float32/float32, float32/float64 or float64/float64");
+    }
+};
+
+// ------------------------------------------------------------------------- StepRing
+// The streaming steady state's push in one call (supermel._stream_steps._Step on the native
+// route): two (rows, held + chunk) segments used in turn; a push copies the chunk behind the
+// held samples of segment i, computes the k frames at offset + t hop into a new numpy array,
+// copies the samples the next push keeps (the last `held`) to the head of the other segment and
+// flips i. Everything about the segments is checked once, here; a call checks only its chunk
+// (an exact numpy ndarray of the dtype, C-contiguous, aligned, of the expected shape) and returns
+// None, changing nothing, when the chunk does not qualify, has a NaN/Inf (with check), or the
+// native route is switched off: the caller's general path then runs (and raises its errors).
+bool g_enabled = true;  // supermel._native.enabled(), mirrored by _native.py
+
+struct StepRing {
+    PlanBase* plan = nullptr;
+    nb::object plan_ref, empty_fn, dtype_obj, shape2, shape3;
+    OutArray seg_ref[2];  // keep the segments' arrays alive as long as this object
+    char* seg[2] = {nullptr, nullptr};
+    int64_t rows = 0, held = 0, chunk = 0, offset = 0, hop = 0, k = 0, width = 0;
+    int64_t item = 0, out_item = 0;
+    char fmt = 'f';
+    int i = 0;
+    PyTypeObject* ndarray_type = nullptr;
+
+    StepRing(nb::handle plan_obj, OutArray s0, OutArray s1, int64_t held_, int64_t chunk_, int64_t offset_, int64_t hop_, int64_t k_) {
+        Plan& p = nb::cast<Plan&>(plan_obj);
+        plan = p.impl.get();
+        plan_ref = nb::borrow(plan_obj);
+        const bool f64 = plan->f64;
+        item = f64 ? 8 : 4;
+        out_item = plan->w64 ? 8 : 4;
+        fmt = f64 ? 'd' : 'f';
+        held = held_, chunk = chunk_, offset = offset_, hop = hop_, k = k_;
+        width = held + chunk;
+        if (held < 0 || chunk < 1 || hop < 1 || offset < 0 || k < 1 || width < plan->n_fft || offset > width - plan->n_fft ||
+            k - 1 > (width - plan->n_fft - offset) / hop)
+            fail("StepRing: frames run past the segments (or bad held/chunk/hop/offset/k)");
+        OutArray* s[2] = {&s0, &s1};
+        for (int j = 0; j < 2; ++j) {
+            const OutArray& a = *s[j];
+            if (!(f64 ? is<double>(a.dtype()) : is<float>(a.dtype())) || a.ndim() != 2 || static_cast<int64_t>(a.shape(1)) != width ||
+                a.shape(0) < 1 || (a.shape(0) > 1 && static_cast<int64_t>(a.stride(0)) != width) || a.stride(1) != 1 ||
+                reinterpret_cast<std::uintptr_t>(a.data()) % static_cast<std::uintptr_t>(item) != 0)
+                fail("StepRing: the segments must be aligned C-contiguous (rows, held + chunk) arrays of the plan's dtype");
+            seg[j] = static_cast<char*>(a.data());
+            seg_ref[j] = a;
+        }
+        rows = static_cast<int64_t>(s0.shape(0));
+        if (static_cast<int64_t>(s1.shape(0)) != rows || seg[0] == seg[1]) fail("StepRing: two distinct segments of one shape required");
+        nb::module_ np = nb::module_::import_("numpy");
+        empty_fn = np.attr("empty");
+        dtype_obj = np.attr("dtype")(plan->w64 ? "float64" : "float32");
+        shape2 = nb::make_tuple(plan->n_out, k);
+        shape3 = nb::make_tuple(rows, plan->n_out, k);
+        ndarray_type = reinterpret_cast<PyTypeObject*>(np.attr("ndarray").ptr());
+    }
+
+    // push(chunk, check, squeeze): the frames (n_out, k) (squeeze: a 1-D chunk of a one-row
+    // ring) or (rows, n_out, k), or None (nothing changed).
+    nb::object push(nb::handle chunk_obj, bool check, bool squeeze) {
+        if (!g_enabled || Py_TYPE(chunk_obj.ptr()) != ndarray_type) return nb::none();
+        Py_buffer v;
+        if (PyObject_GetBuffer(chunk_obj.ptr(), &v, PyBUF_STRIDES | PyBUF_FORMAT) != 0) {
+            PyErr_Clear();
+            return nb::none();
+        }
+        struct Release {
+            Py_buffer* b;
+            ~Release() { PyBuffer_Release(b); }
+        } release_v{&v};
+        const char* f = v.format ? v.format : "B";
+        if (*f == '<' || *f == '=' || *f == '@') ++f;
+        bool okay = f[0] == fmt && f[1] == 0 && v.itemsize == item && reinterpret_cast<std::uintptr_t>(v.buf) % static_cast<std::uintptr_t>(item) == 0;
+        if (okay) {
+            if (squeeze)
+                okay = rows == 1 && v.ndim == 1 && v.shape[0] == chunk && v.strides[0] == item;
+            else
+                okay = v.ndim == 2 && v.shape[0] == rows && v.shape[1] == chunk && v.strides[1] == item && (rows == 1 || v.strides[0] == chunk * item);
+        }
+        const char* cp = static_cast<const char*>(v.buf);
+        if (okay && check) {
+            okay = fmt == 'd' ? finite_run(reinterpret_cast<const double*>(cp), rows * chunk) : finite_run(reinterpret_cast<const float*>(cp), rows * chunk);
+        }
+        if (!okay) return nb::none();
+        nb::object out = empty_fn(squeeze ? shape2 : shape3, dtype_obj);
+        Py_buffer o;
+        if (PyObject_GetBuffer(out.ptr(), &o, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) != 0) throw nb::python_error();
+        Release release_o{&o};
+        char* s = seg[i];
+        char* d = seg[1 - i];
+        const int64_t rs = width * item;
+        {
+            nb::gil_scoped_release release;
+            for (int64_t r = 0; r < rows; ++r) std::memmove(s + r * rs + held * item, cp + r * chunk * item, static_cast<size_t>(chunk * item));
+            plan->frames_raw(s, width, rows, offset, hop, k, o.buf, plan->n_out * k, 1, k);
+            for (int64_t r = 0; r < rows; ++r) std::memmove(d + r * rs, s + r * rs + chunk * item, static_cast<size_t>(held * item));
+        }
+        i = 1 - i;
+        return out;
+    }
+};
+
+// ------------------------------------------------------------------------- OfflineCall
+// MelSpectrogram.native_call's per-call work in one C++ call: the input's layout (an exact numpy
+// ndarray of the plan's dtype, 1-D or 2-D, C-contiguous, aligned, at least min_len samples), the
+// memory estimate against the caller's limit, the output array, then Plan.signal (finiteness,
+// padding, frames, the result's check). Returns the (n_out, n_frames) or (rows, n_out,
+// n_frames) array, or None where the general path must run (it then raises or warns).
+struct OfflineCall {
+    PlanBase* plan = nullptr;
+    nb::object plan_ref, empty_fn, dtype_obj;
+    int64_t pad = 0, mode = 0, hop = 1, min_len = 1, block = 0, frame_cost = 0, item = 4;
+    char fmt = 'f';
+    PyTypeObject* ndarray_type = nullptr;
+
+    OfflineCall(nb::handle plan_obj, int64_t pad_, int mode_, int64_t hop_, int64_t min_len_, int64_t block_, int64_t frame_cost_) {
+        Plan& p = nb::cast<Plan&>(plan_obj);
+        plan = p.impl.get();
+        plan_ref = nb::borrow(plan_obj);
+        if (pad_ < 0 || hop_ < 1 || mode_ < PAD_CONSTANT || mode_ > PAD_EDGE || min_len_ < plan->n_fft || block_ < 0 || frame_cost_ < 0)
+            fail("OfflineCall: pad >= 0, hop >= 1, a known pad mode and min_len >= n_fft required");
+        pad = pad_, mode = mode_, hop = hop_, min_len = min_len_, block = block_, frame_cost = frame_cost_;
+        item = plan->f64 ? 8 : 4;
+        fmt = plan->f64 ? 'd' : 'f';
+        nb::module_ np = nb::module_::import_("numpy");
+        empty_fn = np.attr("empty");
+        dtype_obj = np.attr("dtype")(plan->w64 ? "float64" : "float32");
+        ndarray_type = reinterpret_cast<PyTypeObject*>(np.attr("ndarray").ptr());
+    }
+
+    nb::object call(nb::handle arr, bool check, int64_t limit, int threads) {
+        if (Py_TYPE(arr.ptr()) != ndarray_type) return nb::none();
+        Py_buffer v;
+        if (PyObject_GetBuffer(arr.ptr(), &v, PyBUF_STRIDES | PyBUF_FORMAT) != 0) {
+            PyErr_Clear();
+            return nb::none();
+        }
+        struct Release {
+            Py_buffer* b;
+            ~Release() { PyBuffer_Release(b); }
+        } release_v{&v};
+        const char* f = v.format ? v.format : "B";
+        if (*f == '<' || *f == '=' || *f == '@') ++f;
+        if (f[0] != fmt || f[1] != 0 || v.itemsize != item || reinterpret_cast<std::uintptr_t>(v.buf) % static_cast<std::uintptr_t>(item) != 0)
+            return nb::none();
+        int64_t rows, n;
+        if (v.ndim == 1) {
+            rows = 1, n = v.shape[0];
+            if (n > 1 && v.strides[0] != item) return nb::none();
+        } else if (v.ndim == 2) {
+            rows = v.shape[0], n = v.shape[1];
+            if ((n > 1 && v.strides[1] != item) || (rows > 1 && v.strides[0] != n * item)) return nb::none();
+        } else {
+            return nb::none();
+        }
+        if (rows < 1 || n < min_len || pad > (INT64_MAX / 8 - n) / 2) return nb::none();
+        const int64_t n_out = plan->n_out, n_frames = (n + 2 * pad - plan->n_fft) / hop + 1;
+        if (limit >= 0) {
+            const double need = static_cast<double>(item) * (static_cast<double>(rows) * static_cast<double>(n + 2 * pad) +
+                                                              static_cast<double>(std::min(rows * n_frames, block)) * static_cast<double>(frame_cost) +
+                                                              static_cast<double>(rows) * static_cast<double>(n_frames) * static_cast<double>(n_out));
+            if (need > static_cast<double>(limit)) return nb::none();  // the general path raises the memory guard's error
+        }
+        nb::object out = v.ndim == 1 ? empty_fn(nb::make_tuple(n_out, n_frames), dtype_obj) : empty_fn(nb::make_tuple(rows, n_out, n_frames), dtype_obj);
+        Py_buffer o;
+        if (PyObject_GetBuffer(out.ptr(), &o, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) != 0) throw nb::python_error();
+        Release release_o{&o};
+        const size_t xs[2] = {static_cast<size_t>(rows), static_cast<size_t>(n)};
+        const int64_t xst[2] = {n, 1};
+        const size_t os[3] = {static_cast<size_t>(rows), static_cast<size_t>(n_out), static_cast<size_t>(n_frames)};
+        const int64_t ost[3] = {n_out * n_frames, n_frames, 1};
+        const nb::dlpack::dtype dt = plan->f64 ? nb::dtype<double>() : nb::dtype<float>();
+        const nb::dlpack::dtype odt = plan->w64 ? nb::dtype<double>() : nb::dtype<float>();
+        InArray x(v.buf, 2, xs, arr, xst, dt);
+        OutArray y(o.buf, 3, os, out, ost, odt);
+        const int rc = plan->signal(x, pad, static_cast<int>(mode), hop, y, rows * n_frames >= 512 ? std::max(1, threads) : 1, check);
+        if (rc != 0) return nb::none();  // NaN/Inf in the audio or the result: the general path raises or warns
+        return out;
     }
 };
 
@@ -618,4 +816,37 @@ NB_MODULE(_native_ext, m) {
         .def("rfft", [](Plan& p, const InArray& x, OutArray out) { p.impl->rfft(x, out); }, nb::arg("x"), nb::arg("out"),
              "The bare real FFT (no window): x (count, n_fft) -> out (count, n_bins, 2).");
     register_pool(m);  // pool.hpp
+
+    // ------------------------------------------------------------------ the single-frame path
+    m.def(
+        "set_single_max",
+        [](int n) {
+            if (n < 0) fail("set_single_max needs n >= 0");
+            const int old = g_single_max;
+            g_single_max = n;
+            return old;
+        },
+        nb::arg("n"),
+        "Plans built from now on compute calls of up to n frames frame by frame, vectorised within the frame "
+        "(0: the batched kernels only); returns the previous value (tests).");
+    m.attr("SINGLE_MAX_FRAMES") = SINGLE_MAX_FRAMES;
+
+    // ------------------------------------------------------------------ StepRing (streaming push)
+    m.def("set_enabled", [](bool on) { g_enabled = on; }, nb::arg("on"), "Mirror of supermel._native.enabled() for StepRing.push.");
+    nb::class_<StepRing>(m, "StepRing")
+        .def(nb::init<nb::handle, OutArray, OutArray, int64_t, int64_t, int64_t, int64_t, int64_t>(), nb::arg("plan"), nb::arg("seg0"),
+             nb::arg("seg1"), nb::arg("held"), nb::arg("chunk"), nb::arg("offset"), nb::arg("hop"), nb::arg("k"))
+        .def("push", &StepRing::push, nb::arg("chunk"), nb::arg("check"), nb::arg("squeeze"),
+             "One steady-state push: the frames (new array), or None (nothing changed) when the chunk does not qualify.")
+        .def_prop_rw("i", [](const StepRing& r) { return r.i; }, [](StepRing& r, int v) {
+            if (v != 0 && v != 1) fail("i must be 0 or 1");
+            r.i = v;
+        });
+
+    // ------------------------------------------------------------------ OfflineCall (module calls)
+    nb::class_<OfflineCall>(m, "OfflineCall")
+        .def(nb::init<nb::handle, int64_t, int, int64_t, int64_t, int64_t, int64_t>(), nb::arg("plan"), nb::arg("pad"), nb::arg("mode"), nb::arg("hop"),
+             nb::arg("min_len"), nb::arg("block"), nb::arg("frame_cost"))
+        .def("__call__", &OfflineCall::call, nb::arg("x"), nb::arg("check"), nb::arg("limit"), nb::arg("threads"),
+             "The offline call on x (1-D or 2-D numpy): the frames, or None where the general path must run.");
 }

@@ -220,6 +220,16 @@ def tail_start(n_samples: int, *, n_fft: int, hop_length: int, pad: int) -> Opti
     return tail_k * hop_length - pad
 
 
+def reflect_whole_ok(n_samples: int, *, n_fft: int, hop_length: int, pad: int) -> bool:
+    """Whether reflect-padding the whole signal at once (the native core's padding) equals librosa's.
+
+    librosa reflects the tail segment ``y[tail_start:]`` on its own; the two agree only when that
+    segment holds more than ``pad`` samples (else numpy's reflection folds back inside it).
+    """
+    start = tail_start(n_samples, n_fft=n_fft, hop_length=hop_length, pad=pad)
+    return not (start and n_samples - start <= pad)
+
+
 def head_length(n_samples: int, *, n_fft: int, hop_length: int, pad: int) -> int:
     """Length of the head segment librosa left-pads (the whole signal when head and tail overlap)."""
     start_k = -(-pad // hop_length)
@@ -617,6 +627,8 @@ def _native_signal(
         return None
     rows, n = y.shape
     if rows < 1 or n < max(n_fft, pad + 1 if code == 1 else 1):  # shorter: the general path (numpy's periodic fold)
+        return None
+    if code == 1 and not reflect_whole_ok(n, n_fft=n_fft, hop_length=hop_length, pad=pad):
         return None
     x = y.detach().numpy()
     if not x.flags.aligned:

@@ -53,7 +53,7 @@ def _load() -> Any:
 
 _ext = _load()
 
-__all__ = ["available", "enabled", "use_native", "isa", "Plan", "make_plan", "run_strided", "run_gather", "ring_write", "kaldi_prep", "rfft", "cached_plan", "RingCall", "POST"]
+__all__ = ["available", "enabled", "use_native", "isa", "Plan", "make_plan", "run_strided", "run_gather", "ring_write", "kaldi_prep", "rfft", "cached_plan", "RingCall", "POST", "step_ring", "offline_call"]
 
 #: Post-steps the kernels apply to each output value (``a``, ``b`` the plan's constants).
 POST = {"none": 0, "ln_floor": 1, "log10_floor": 2, "ln_add": 3, "db": 4}
@@ -89,11 +89,13 @@ def use_native(flag: bool) -> Iterator[None]:
     with _lock:
         saved = _override
         _override = bool(flag)
+        _sync()
     try:
         yield
     finally:
         with _lock:
             _override = saved
+            _sync()
 
 
 def isa() -> Optional[str]:
@@ -479,3 +481,51 @@ class PoolRing:
             _ext.pool_gather(plan, self.ring, table, active, out, self.t, self.em, advance_em, self.C, hop, s0, threads)
         except (ValueError, TypeError) as exc:  # (TypeError: nanobind refused an argument's type, e.g. a read-only out)
             raise ParameterError(str(exc)) from None
+
+
+# --------------------------------------------------------------------------- the streaming push
+def _sync() -> None:
+    """Mirror :func:`enabled` into the extension (:class:`StepRing` pushes read it)."""
+    if _ext is not None:
+        _ext.set_enabled(enabled())
+
+
+_sync()
+
+
+def step_ring(plan: Plan, segs: Any, *, held: int, chunk: int, offset: int, hop: int, k: int) -> Any:
+    """The streaming steady state's push in one native call (``supermel._native_ext.StepRing``).
+
+    ``segs``: the step's two ``(rows, held + chunk)`` C-contiguous, aligned, writeable arrays of
+    the plan's dtype (checked here, once, and again in C++). ``push(chunk, check, squeeze)``
+    copies ``chunk`` (an exact numpy array of the dtype, C-contiguous, ``(rows, chunk)``, or
+    ``(chunk,)`` with ``squeeze`` and one row) behind the ``held`` samples of segment ``i``,
+    returns the ``k`` frames at ``offset + t hop`` as a new ``(rows, n_out, k)`` (``(n_out, k)``)
+    array, keeps the last ``held`` samples at the head of the other segment and flips ``i``; or
+    returns None, changing nothing, when the chunk does not qualify, has a NaN/Inf (``check``)
+    or the native route is off."""
+    s0, s1 = segs
+    for s in (s0, s1):
+        if not (isinstance(s, np.ndarray) and s.ndim == 2 and s.flags.c_contiguous and s.flags.aligned and s.flags.writeable
+                and s.dtype == s0.dtype and s.shape == s0.shape):
+            raise ParameterError("step segments must be two writeable, aligned, C-contiguous 2-D arrays of one shape and dtype")
+    try:
+        return _ext.StepRing(plan, s0, s1, int(held), int(chunk), int(offset), int(hop), int(k))
+    except ValueError as exc:
+        raise ParameterError(f"a streaming step's segments do not fit its plan ({exc})") from None
+
+
+def offline_call(plan: Plan, *, pad: int, mode: int, hop: int, min_len: int, block: int, frame_cost: int) -> Any:
+    """:meth:`supermel.MelSpectrogram.native_call`'s per-call work as one native call
+    (``supermel._native_ext.OfflineCall``): ``call(x, check, limit, threads)`` takes an exact
+    numpy array of the plan's dtype, 1-D ``(n,)`` or 2-D ``(rows, n)``, C-contiguous and aligned,
+    ``n >= min_len`` (``>= n_fft``); refuses (None) when the memory estimate
+    ``itemsize * (rows (n + 2 pad) + min(rows n_frames, block) frame_cost + rows n_frames n_out)``
+    exceeds ``limit`` (``-1``: none); else pads (``mode``: 0 constant, 1 reflect, 2 edge), computes
+    every frame at ``hop`` into a new ``(n_out, n_frames)`` (1-D) or ``(rows, n_out, n_frames)``
+    array and returns it, or None when ``check`` finds a NaN/Inf in the input or the result.
+    Calls of 512 frames or more use up to ``threads`` threads."""
+    try:
+        return _ext.OfflineCall(plan, int(pad), int(mode), int(hop), int(min_len), int(block), int(frame_cost))
+    except ValueError as exc:
+        raise ParameterError(f"an offline call's constants do not fit its plan ({exc})") from None

@@ -73,6 +73,25 @@ class _Step:
     static_output = False
     #: Whether a group of the stream runs on this step now (a cached step serves one group at a time).
     in_use = False
+    #: The native one-call push (``supermel._native.step_ring``: ``fast.push(chunk, check, squeeze)``),
+    #: where built; ``fast_n``, ``fast_k``: the samples and frames of one such push.
+    fast: Any = None
+    fast_n = fast_k = 0
+    _i = 0
+
+    @property
+    def i(self) -> int:
+        """Which of the two tensors holds the current state (kept by :attr:`fast` where it exists)."""
+        fast = self.fast
+        return self._i if fast is None else fast.i
+
+    @i.setter
+    def i(self, value: int) -> None:
+        fast = self.fast
+        if fast is None:
+            self._i = value
+        else:
+            fast.i = value
 
     def __init__(self, mel_kw: Dict[str, Any], state: torch.Tensor, chunk_size: int, offset: int, *, n_mels: int, numpy_executor: bool = True) -> None:
         n_streams, keep = state.shape
@@ -105,6 +124,9 @@ class _Step:
             out_dtype = np.float64 if hook.out_dtype(state.dtype) == torch.float64 else np.float32
             self.native = [_native.RingCall(plan, s, hop=hop, dtype=self.dtype, out_dtype=out_dtype) for s in self.segs]
             self.native_args = (offset, self.frames[0].shape[1])
+            if self.frames[0].shape[1] > 0:
+                self.fast = _native.step_ring(plan, self.segs, held=keep, chunk=chunk_size, offset=offset, hop=hop, k=self.frames[0].shape[1])
+                self.fast_n, self.fast_k = chunk_size, self.frames[0].shape[1]
 
     def compute(self, i: int) -> Any:
         """Frames of ``segs[i]`` (state + chunk); then the kept samples to the other tensor."""
@@ -197,6 +219,7 @@ class _RingStep:
     """
 
     numpy = True
+    fast = None  # (the one-call native push is _Step's)
 
     def __init__(self, mel: Any, buf: torch.Tensor, start: int, next_frame: int, *, n_mels: int, tail_keep: int) -> None:
         kw = mel.keywords

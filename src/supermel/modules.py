@@ -596,7 +596,7 @@ class MelSpectrogram(nn.Module):
         if type(y) is np.ndarray:
             arr = y
         elif type(y) is torch.Tensor:
-            if y.device.type != "cpu" or (y.requires_grad and torch.is_grad_enabled()) or not y.is_contiguous():
+            if not y.is_cpu or (y.requires_grad and torch.is_grad_enabled()) or not y.is_contiguous():
                 return None
             try:
                 arr = (y.detach() if y.requires_grad else y).numpy()
@@ -615,38 +615,20 @@ class MelSpectrogram(nn.Module):
             st = states[arr.dtype] = _FastMel(self, arr.dtype, w, fb)
         if st.plan is None or w.requires_grad or fb.requires_grad:  # type: ignore[union-attr]
             return None
-        ndim = arr.ndim
-        if ndim == 2:
-            rows, n = arr.shape
-            x = arr
-        elif ndim == 1:
-            rows, n = 1, arr.shape[0]
-            x = arr.reshape(1, n)
-        else:
-            return None
-        flags = arr.flags
-        if rows < 1 or n < st.min_len or not (flags.c_contiguous and flags.aligned):
-            return None
-        if st.mode == 1:
-            # librosa reflects the tail segment y[start:] on its own: padding the whole signal equals that
-            # only when the segment holds more than pad samples (else numpy's reflection folds back)
-            start = _core.tail_start(n, n_fft=st.n_fft, hop_length=st.hop, pad=st.pad)
-            if start and n - start <= st.pad:
-                return None
-        n_frames = (n + 2 * st.pad - st.n_fft) // st.hop + 1
+        # one native call: the layout (1-D/2-D, C-contiguous, aligned, >= min_len samples), the
+        # memory estimate against the guard's limit, the output, then Plan.signal; None: the
+        # general path runs (the memory guard's error, NaN/Inf, short signals, other layouts)
+        if st.mode == 1 and arr.ndim and not _core.reflect_whole_ok(arr.shape[-1], n_fft=st.n_fft, hop_length=st.hop, pad=st.pad):
+            return None  # librosa reflects a short tail segment on its own: the general path
         limit = _limits._limit
-        if limit is not None and st.itemsize * (rows * (n + 2 * st.pad) + min(rows * n_frames, st.block) * st.frame_cost + rows * n_frames * st.n_out) > limit:
-            return None  # the general path raises the memory guard's error
-        out = np.empty((rows, st.n_out, n_frames), dtype=st.out_dtype)
-        if st.plan.signal(x, st.pad, st.mode, st.hop, out, torch.get_num_threads() if rows * n_frames >= 512 else 1, check_finite):
-            return None  # NaN/Inf in the audio or the result: the general path raises or warns
-        if ndim == 1:
-            out = out[0]
+        out = st.call(arr, check_finite, -1 if limit is None else limit, torch.get_num_threads())
+        if out is None:
+            return None
         return out if arr is y else torch.from_numpy(out)
 
     def forward(self, y: Array) -> Array:
         """``(..., n_samples)`` -> ``(..., n_mels, n_frames)``."""
-        fast = self.native_call(y, self.spectrogram.check_finite)
+        fast = self.native_call(y, self._modules["spectrogram"].check_finite)  # (not self.spectrogram: nn.Module's __getattr__ costs ~0.4 us)
         if fast is not None:
             return fast
         t, shape, was_numpy = _core.as_batch(y, check_finite=self.spectrogram.check_finite, device=self.spectrogram.window.device)
@@ -668,7 +650,7 @@ class _FastMel:
     padding mode). Valid while the window and filterbank are the same tensors, unchanged
     (identity, address and version counter: ``load_state_dict``, ``.to()``, ``copy_`` rebuild it)."""
 
-    __slots__ = ("w", "fb", "key", "plan", "pad", "mode", "hop", "n_fft", "n_out", "out_dtype", "itemsize", "min_len", "block", "frame_cost")
+    __slots__ = ("w", "fb", "key", "plan", "pad", "mode", "hop", "n_fft", "n_out", "out_dtype", "itemsize", "min_len", "block", "frame_cost", "call")
 
     def __init__(self, module: "MelSpectrogram", dtype: np.dtype, w: torch.Tensor, fb: torch.Tensor) -> None:
         spec = module.spectrogram
@@ -690,6 +672,9 @@ class _FastMel:
         self.min_len = max(self.n_fft, self.pad + 1 if self.mode == 1 else 1)
         self.block = _core.block_frames(self.n_fft)
         self.frame_cost = self.n_fft + 3 * (self.n_fft // 2 + 1)
+        self.call = _native.offline_call(
+            self.plan, pad=self.pad, mode=self.mode, hop=self.hop, min_len=self.min_len, block=self.block, frame_cost=self.frame_cost
+        )
 
     @staticmethod
     def _key(w: torch.Tensor, fb: torch.Tensor) -> tuple:
@@ -697,7 +682,11 @@ class _FastMel:
         return (w.data_ptr(), -1 if w.is_inference() else w._version, fb.data_ptr(), -1 if fb.is_inference() else fb._version)
 
     def valid(self, w: torch.Tensor, fb: torch.Tensor) -> bool:
-        return self.w is w and self.fb is fb and self.key == self._key(w, fb)
+        if self.w is not w or self.fb is not fb:
+            return False
+        # the same tensors: is_inference() cannot change, so only the addresses and versions
+        wp, wv, fp, fv = self.key
+        return w.data_ptr() == wp and fb.data_ptr() == fp and (wv == -1 or w._version == wv) and (fv == -1 or fb._version == fv)
 
 
 class _NativeMel:

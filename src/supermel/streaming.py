@@ -618,6 +618,28 @@ class StreamingMelSpectrogram:
         """
         if self._flushed:
             raise ParameterError("push() after flush(): the stream has ended; call reset() to start a new one")
+        groups = self._groups
+        if len(groups) == 1:  # the native steady state: one C++ call (None: it does not apply)
+            g = groups[0]
+            step = g.step
+            if step is not None and step.fast is not None:
+                tensor = type(chunk) is torch.Tensor
+                arr = chunk
+                if tensor:  # a CPU tensor without autograd: its numpy view (tensor in -> tensor out)
+                    arr = None
+                    if chunk.is_cpu and not chunk.requires_grad:
+                        try:
+                            arr = chunk.numpy()
+                        except (RuntimeError, TypeError):  # conj/neg bits, dtypes numpy lacks
+                            arr = None
+                out = None if arr is None else step.fast.push(arr, self.check_finite, self.num_streams is None)
+                if out is not None:
+                    n = step.fast_n
+                    g.n += n
+                    g.t += step.fast_k
+                    g.start += n
+                    self._last_numpy = not tensor
+                    return torch.from_numpy(out) if tensor else out
         fast = self._numpy_step(chunk)
         if fast is not None:
             return fast
@@ -637,12 +659,23 @@ class StreamingMelSpectrogram:
             outs.append((g, self._advance(g, rows)))
         return self._assemble(outs, was_numpy)
 
-    def _numpy_step(self, chunk: Any) -> Optional[np.ndarray]:
-        """The steady state's hot path for numpy chunks on the CPU: the checks of
+    def _numpy_step(self, chunk: Any) -> Optional[Array]:
+        """The steady state's hot path for numpy chunks (and CPU tensors without autograd, through
+        their numpy view: the result comes back as a tensor) on the CPU: the checks of
         :func:`check_chunk` and one numpy step, without converting to tensors.
         ``None`` when it does not apply (or the chunk is refused: the general path
         then raises the error)."""
-        if len(self._groups) != 1 or type(chunk) is not np.ndarray:
+        if len(self._groups) != 1:
+            return None
+        tensor = type(chunk) is torch.Tensor
+        if tensor:
+            if not chunk.is_cpu or chunk.requires_grad:
+                return None
+            try:
+                chunk = chunk.numpy()
+            except (RuntimeError, TypeError):  # conj/neg bits, dtypes numpy lacks
+                return None
+        elif type(chunk) is not np.ndarray:
             return None
         g = self._groups[0]
         step = g.step
@@ -659,8 +692,10 @@ class StreamingMelSpectrogram:
         g.n += rows.shape[1]
         g.t += out.shape[-1]
         g.start += rows.shape[1]
-        self._last_numpy = True
-        return out[0] if self.num_streams is None else out
+        self._last_numpy = not tensor
+        if self.num_streams is None:
+            out = out[0]
+        return torch.from_numpy(out) if tensor else out
 
     def _advance(self, g: _Group, rows: torch.Tensor) -> torch.Tensor:
         n_new = rows.shape[-1]
