@@ -256,3 +256,18 @@ def test_cuda_compiled_graph_is_real_valued_and_equals_eager():
     assert got.device.type == "cuda" and rel_err(got, module(y)) <= 1e-7
     got = torch.compile(module, fullgraph=True, dynamic=False)(y)  # inductor
     assert rel_err(got, module(y)) <= 1e-7
+
+
+@pytest.mark.parametrize("n", [512, 545])
+def test_compiled_reflect_with_a_tail_shorter_than_the_padding_matches_librosa(n):
+    """librosa reflects a tail segment of at most ``pad`` samples on its own (numpy folds back inside
+    it): the fused op's native call must leave such signals to the torch padding, as eager does
+    (n_fft = hop = 64: the case tests/test_pool.py's schedules found)."""
+    librosa = pytest.importorskip("librosa")
+    kw = dict(sr=8000, n_fft=64, hop_length=64, n_mels=10, pad_mode="reflect")
+    y = np.random.default_rng(n).standard_normal(n)
+    module = supermel.MelSpectrogram(**kw, dtype=torch.float64)
+    compiled = torch.compile(module, fullgraph=True, dynamic=False)
+    got = compiled(torch.from_numpy(y)).numpy()
+    want = librosa.feature.melspectrogram(y=y, **kw)
+    assert rel_err(got, want) < 1e-12
