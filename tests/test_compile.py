@@ -271,3 +271,62 @@ def test_compiled_reflect_with_a_tail_shorter_than_the_padding_matches_librosa(n
     got = compiled(torch.from_numpy(y)).numpy()
     want = librosa.feature.melspectrogram(y=y, **kw)
     assert rel_err(got, want) < 1e-12
+# --------------------------------------------------------------------------- front ends
+#: compiled front end vs eager (relative Frobenius error): the post-processing runs as torch operators in the
+#: graph, as numpy's on the CPU eagerly (Wav2Lip, the Kaldi family): docs/exactness.md, the `wav2lip-autograd` row
+FRONTEND_TOL = 2e-6
+
+
+def _frontend_signal(fe, seconds: float = 1.0) -> torch.Tensor:
+    cfg = fe.config
+    sr = int(getattr(cfg, "sr", None) or getattr(cfg, "sample_frequency", 16000))
+    return torch.from_numpy(_signal(int(seconds * sr), batch=(2,)))
+
+
+@pytest.mark.parametrize("name", sorted(supermel.frontends()))
+def test_every_frontend_compiles_whole_and_equals_eager(name):
+    """Every registered front end compiles with ``fullgraph=True`` (no graph break, no guard on a value:
+    NeMo's checks of its valid frames read a tensor before, "Could not guard on data-dependent
+    expression"), real-valued, and equals eager on both routes."""
+    fe = supermel.frontend(name)
+    rec = Recorder()
+    compiled = torch.compile(fe, fullgraph=True, dynamic=False, backend=rec)
+    y = _frontend_signal(fe)
+    got = _both_routes(compiled, fe, y, tol=FRONTEND_TOL)
+    assert rec.dynamo and rec.aten, "the backend saw no graph"
+    assert _complex_nodes(rec) == []
+    assert got.shape == fe(y).shape and got.dtype == fe(y).dtype
+
+
+@pytest.mark.slow
+def test_nemo_inductor_equals_eager():
+    """``torch.compile(supermel.frontend("nemo-80"), fullgraph=True)``, inductor on the CPU, as a user writes it."""
+    fe = supermel.frontend("nemo-80")
+    y = _frontend_signal(fe)
+    compiled = torch.compile(fe, fullgraph=True)
+    _both_routes(compiled, fe, y, tol=FRONTEND_TOL)
+    ln = torch.tensor([16000, 9000])
+    assert rel_err(compiled(y, ln), fe(y, ln)) <= FRONTEND_TOL
+
+
+@pytest.mark.parametrize("variant", ["2.5", "2.4"])
+def test_nemo_lengths_compile_and_are_checked_in_the_graph(variant):
+    """NeMo with ``lengths`` compiles whole too; the checks of the lengths' values (range, two valid
+    frames) run inside the graph: a ``RuntimeError`` with the eager ``ParameterError``'s message
+    (docs/compile.md, "Checks on values")."""
+    fe = supermel.frontend("nemo-80", variant=variant)
+    compiled = torch.compile(fe, fullgraph=True, dynamic=False, backend=Recorder())
+    y = _frontend_signal(fe)
+    for ln in (torch.tensor([16000, 9000]), [12000, 16000]):
+        assert rel_err(compiled(y, ln), fe(y, ln)) <= FRONTEND_TOL
+        with _torch_route():
+            assert rel_err(compiled(y, ln), fe(y, ln)) <= FRONTEND_TOL
+    for bad, msg in (([16000, 100], "at least 2 valid frames"), ([16001, 9000], r"lengths must lie in \[0, 16000\]"), ([-1, 9000], "lengths must lie")):
+        with pytest.raises(supermel.ParameterError, match=msg):
+            fe(y, torch.tensor(bad))
+        with pytest.raises(RuntimeError, match=msg):
+            compiled(y, torch.tensor(bad))
+    # under 2 valid frames known from the shape alone: raised while tracing; with fullgraph=True Dynamo reports
+    # it as torch._dynamo.exc.Unsupported (a RuntimeError) naming the ParameterError and its message
+    with pytest.raises(RuntimeError, match="ParameterError.*at least 2 valid frames.*got 150 samples"):
+        torch.compile(fe, fullgraph=True, dynamic=False, backend=Recorder())(y[:, :150])

@@ -154,3 +154,78 @@ def test_churn_leaves_no_protocol_for_the_collector():
             await srv.shutdown()
 
     asyncio.run(asyncio.wait_for(main(), 300))
+
+
+async def _client_cycle(url: str, i: int) -> None:
+    """One stream with supermel's client, ended one of four ways: ``end``, a close without it, a dropped
+    connection, a stream the server refuses (an unknown preset)."""
+    from supermel.serve.client import Client, ServerError, stream_audio
+
+    kind = ("end", "close", "drop", "refused")[i % 4]
+    if kind == "end":
+        await stream_audio(url, NOISE[:3200], 16000, ping_interval=None)
+        return
+    try:
+        c = await Client.connect(url, sample_rate=16000, preset="no-such-preset" if kind == "refused" else None, ping_interval=None)
+    except ServerError:
+        assert kind == "refused"
+        return
+    try:
+        await c.send(NOISE[:3200])
+        if kind == "drop":
+            c.ws.transport.abort()
+            with pytest.raises(ServerError):
+                await c.wait_end(10.0)
+    finally:
+        await c.close()
+
+
+def test_client_churn_leaves_no_protocol_for_the_collector():
+    """With the collector off, 200 streams through :class:`~supermel.serve.client.Client` (every way of
+    ending) leave no client, connection or websockets protocol behind.
+
+    The client's connection has the server's cycle (the finished parser generator holds its
+    protocol: closed by ``_cycles.break_cycles`` when the connection is lost), and a failed stream
+    had one of its own (the error kept by the client, its traceback holding the client's frames:
+    the client raises a new exception each time). Before: every protocol (200 of 200), and the
+    client and connection of every failed stream, stayed until a collection.
+    """
+    from websockets.client import ClientProtocol
+
+    from supermel.serve.client import Client, ClientConnection
+
+    def alive():
+        objs = gc.get_objects()
+        return (sum(1 for o in objs if type(o) is ClientProtocol), sum(1 for o in objs if type(o) is Client),
+                sum(1 for o in objs if issubclass(type(o), ClientConnection)))  # fmt: skip (type(): isinstance on a weak proxy raises)
+
+    async def main():
+        srv = Server(core=CORE, port=0, close_timeout=30.0, max_clients=64)
+        await srv.start()
+        try:
+            await asyncio.gather(*(_client_cycle(srv.url, i) for i in range(8)))  # warm: first-use objects not counted
+            await until(lambda: _released(srv), "the warm-up connections released", limit=10.0)
+            await asyncio.sleep(0.2)
+            gc.collect()
+            before = alive()
+            gc.disable()
+            try:
+                sem = asyncio.Semaphore(16)
+
+                async def one(i):
+                    async with sem:
+                        await _client_cycle(srv.url, i)
+
+                await asyncio.gather(*(one(i) for i in range(200)))
+                await until(lambda: _released(srv), "every handler released", limit=10.0)
+                await asyncio.sleep(0.2)  # (the last transports' connection_lost callbacks)
+                protocols, clients, connections = (a - b for a, b in zip(alive(), before))
+            finally:
+                gc.enable()
+            assert protocols <= 4, protocols
+            assert clients <= 4, clients
+            assert connections <= 4, connections
+        finally:
+            await srv.shutdown()
+
+    asyncio.run(asyncio.wait_for(main(), 120))

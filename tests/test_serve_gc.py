@@ -8,7 +8,7 @@ server's), with the collector off: ``gc.collect()`` then returns the number of u
 objects the connections left, and the objects tracked before and after it say how many it
 freed (a cycle broken by a finaliser is freed without being counted in its return value).
 Before the fixes: 16-82 objects per connection; and 9-11 more (tuples and dicts aside), websockets'
-protocol held by its own finished parser generator (``_guard.break_cycles``).
+protocol held by its own finished parser generator (``_cycles.break_cycles``).
 """
 
 from __future__ import annotations

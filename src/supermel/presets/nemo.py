@@ -143,38 +143,56 @@ class Nemo(Frontend):
             x = torch.nn.functional.pad(x, (0, c.pad_to - n_frames % c.pad_to), value=c.pad_value)
         return x
 
-    def _lengths(self, lengths: Optional[Array], n: int, n_items: int, shape: Tuple[int, ...], device: torch.device) -> torch.Tensor:
+    def _lengths(self, lengths: Optional[Array], n: int, shape: Tuple[int, ...], device: torch.device) -> Optional[torch.Tensor]:
+        """The per-item valid samples as a 1-D long tensor; ``None`` when not given (every item whole).
+
+        The range check reads the values: eagerly a :class:`~supermel.ParameterError`; while
+        ``torch.compile`` traces, a check inside the graph (``torch._assert_async``: a
+        ``RuntimeError`` with the same message when the compiled call runs, docs/compile.md).
+        """
         if lengths is None:
-            return torch.full((n_items,), n, dtype=torch.long, device=device)
+            return None
         ln = torch.as_tensor(np.asarray(lengths) if not isinstance(lengths, torch.Tensor) else lengths)
         if ln.is_floating_point() or ln.is_complex() or ln.dtype == torch.bool:
             raise ParameterError(f"lengths must be integer sample counts, not {ln.dtype}")
         if tuple(ln.shape) != shape:
             raise ParameterError(f"lengths has shape {tuple(ln.shape)}; it needs one entry per batch item, shape {shape}")
         ln = ln.reshape(-1).to(device=device, dtype=torch.long)
-        if bool(((ln < 0) | (ln > n)).any()):
+        if torch.compiler.is_compiling():
+            torch._assert_async(((ln >= 0) & (ln <= n)).all(), f"lengths must lie in [0, {n}] (the padded length)")
+        elif bool(((ln < 0) | (ln > n)).any()):
             raise ParameterError(f"lengths must lie in [0, {n}] (the padded length); got {ln.tolist()}")
         return ln
 
     def features_tf(self, y: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``(B, n)`` audio (and ``(B,)`` valid samples per item; ``None``: all ``n``) -> ``(B, n_mels, T)``.
+
+        Without ``lengths`` nothing depends on the audio's values but the features: the
+        checks use the shape alone, so ``torch.compile(..., fullgraph=True)`` traces it whole.
+        """
+        c = self.config
         n = y.shape[-1]
-        if lengths is None:
-            lengths = torch.full(y.shape[:-1], n, dtype=torch.long, device=y.device)
         z = self.pre(y)
-        if self.config.variant == "2.5":
-            z = torch.where(torch.arange(n, device=z.device) < lengths[:, None], z, torch.zeros((), dtype=z.dtype, device=z.device))
-        n_valid = self.valid_frames(lengths)
-        if self.config.normalize == "per_feature" and bool((n_valid < 2).any()):
-            raise ParameterError(
-                f"{self.config.name}: per-feature normalisation needs at least 2 valid frames per item "
-                f"(>= {2 * self.config.hop_length} samples); got {int(lengths.min())} samples"
-            )
+        short = f"{c.name}: per-feature normalisation needs at least 2 valid frames per item (>= {2 * c.hop_length} samples); got "
+        if lengths is None:
+            if c.normalize == "per_feature" and self.valid_frames(n) < 2:
+                raise ParameterError(short + f"{n} samples")
+            n_valid = torch.full(y.shape[:-1], self.valid_frames(n), dtype=torch.long, device=y.device)
+        else:
+            if c.variant == "2.5":
+                z = torch.where(torch.arange(n, device=z.device) < lengths[:, None], z, torch.zeros((), dtype=z.dtype, device=z.device))
+            n_valid = self.valid_frames(lengths)
+            if c.normalize == "per_feature":
+                if torch.compiler.is_compiling():
+                    torch._assert_async((n_valid >= 2).all(), short + "fewer in some item")
+                elif bool((n_valid < 2).any()):
+                    raise ParameterError(short + f"{int(lengths.min())} samples")
         return self.post_global(self.post_local(self.core.mel_tf(z)), n_valid)
 
     def forward(self, y: Array, lengths: Optional[Array] = None) -> Array:  # type: ignore[override]
         """``(..., n)`` audio (and optional per-item valid ``lengths``) -> ``(..., n_mels, T)``."""
         t, shape, was_numpy = self._batch(y)
-        ln = self._lengths(lengths, t.shape[-1], t.shape[0], shape, t.device)
+        ln = self._lengths(lengths, t.shape[-1], shape, t.device)
         out = self.features_tf(t, ln)
         if self.check_finite:
             _core.warn_overflow(out, t)

@@ -50,6 +50,7 @@ from typing import Any, Callable, Dict, Iterable, Optional, Sequence, Tuple
 
 from .._errors import ParameterError
 from . import protocol as P
+from ._cycles import break_cycles
 from ._state import STREAMING, Conn
 from ._ws import Request, ServerConnection
 
@@ -172,36 +173,6 @@ class LogLimiter:
             self.suppressed = 0
         text = msg % args if args else msg
         log.log(level, "%s", "".join(ch if ch.isprintable() else " " for ch in text[:300]))  # one line, whatever a client sent
-
-
-def break_cycles(ws: ServerConnection) -> None:
-    """Break the reference cycles a closed connection keeps, so that reference counting frees it at once.
-
-    - websockets' parser is a generator that holds its protocol (``protocol.parser`` -> the
-      generator's frame -> ``self``) and, once the stream reached its end, stays suspended at its
-      last ``yield`` for good: every connection's protocol (its reader, buffers, logger adapter,
-      ~20 objects) was left in a cycle, freed only by the collector, and not counted by
-      ``gc.collect()``'s return value (the collector frees it by closing the generator, a
-      finaliser, not as garbage). A connection that lived through two young collections
-      (any connection under load) waited for a full collection: under churn, with the full
-      collections held back (``full_gc_interval``), tens of thousands piled up in the oldest
-      generation and grew the heap. Closing the generator here (after EOF nothing steps it:
-      the reader refuses data past its end) frees it.
-    - The parser's exception (EOFError of a connection dropped mid-stream, kept as the close
-      exception's cause) holds the parser's frame, which holds the protocol; a failed write's
-      exception (``connection_exc``: ConnectionResetError) holds ``send_data``'s frame, which
-      holds the connection: the exceptions stay, their tracebacks go.
-
-    Called when the connection is lost and again when its handler ends (a write may fail, or
-    websockets may start a new parser, in between).
-    """
-    protocol = ws.protocol
-    for exc in (getattr(protocol, "parser_exc", None), getattr(ws, "connection_exc", None)):
-        if exc is not None:
-            exc.__traceback__ = None
-    parser = getattr(protocol, "parser", None)
-    if parser is not None and getattr(protocol, "reader", None) is not None and protocol.reader.eof:
-        parser.close()
 
 
 def connection_class(guard: "Guard") -> type:

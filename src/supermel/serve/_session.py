@@ -30,7 +30,7 @@ from typing import Any, Callable, Dict, Optional, Union
 import numpy as np
 
 from . import protocol as P
-from ._guard import break_cycles
+from ._cycles import break_cycles
 from ._memory import malloc_trim
 from ._state import CLOSING, ENDING, NEW, STREAMING, Close, Conn, PoolState, Recording
 from ._ws import ConnectionClosed, ServerConnection, State
@@ -114,7 +114,7 @@ class Sessions:
             await asyncio.wait_for(asyncio.shield(conn.sender), timeout=self.close_timeout + 1.0)
         except (asyncio.TimeoutError, ConnectionClosed):
             conn.sender.cancel()
-        break_cycles(ws)  # (no reference cycles left behind: see _guard.break_cycles)
+        break_cycles(ws)  # (no reference cycles left behind: see _cycles.break_cycles)
         code = ws.close_code if ws.close_code is not None else conn.close_code
         self.stats["close_codes"][code] += 1
         if conn.record is not None:

@@ -29,6 +29,7 @@ import numpy as np
 
 from .._errors import ParameterError
 from . import protocol as P
+from ._cycles import break_cycles
 
 try:
     from websockets.asyncio.client import ClientConnection
@@ -39,6 +40,15 @@ except ImportError as _exc:  # pragma: no cover - exercised without the extra
     raise ImportError(f"supermel.serve needs the optional module 'websockets' (>= 14): pip install 'supermel[serve]' ({_exc})", name=_exc.name or "websockets") from None
 
 __all__ = ["Client", "ServerError", "ServerUnreachable", "ConnectionLost", "ServerUnresponsive", "check_url", "stream_audio", "stream_sync"]
+
+
+class _Connection(ClientConnection):
+    """websockets' client connection, its reference cycles broken when it is lost (:func:`~supermel.serve._cycles.break_cycles`):
+    a program opening many streams frees each connection's protocol at once, not at the next full collection."""
+
+    def connection_lost(self, exc: Optional[Exception]) -> None:
+        super().connection_lost(exc)
+        break_cycles(self)
 
 
 class ServerError(Exception):
@@ -226,8 +236,8 @@ class Client:
         self._marks: Deque[Tuple[int, float]] = collections.deque(maxlen=1 << 20)
         self._ack_event = asyncio.Event()
         loop = asyncio.get_running_loop()
-        self._ready: "asyncio.Future[Dict[str, Any]]" = loop.create_future()
-        self._ended: "asyncio.Future[Dict[str, Any]]" = loop.create_future()
+        self._ready: "asyncio.Future[Optional[Dict[str, Any]]]" = loop.create_future()  # None: failed (self._error)
+        self._ended: "asyncio.Future[Optional[Dict[str, Any]]]" = loop.create_future()
         self._error: Optional[ServerError] = None
         self.url = ""
         self._keepalive_task: Optional["asyncio.Task[None]"] = None
@@ -298,7 +308,8 @@ class Client:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
                 raise ParameterError(f"{name}={value!r} must be a positive number of seconds")
         # keepalive is this client's own (_keepalive): it drops the connection at once on a missed pong
-        kw: Dict[str, Any] = dict(compression=None, max_size=None, open_timeout=open_timeout, ping_interval=None, close_timeout=min(5.0, open_timeout))
+        kw: Dict[str, Any] = dict(compression=None, max_size=None, open_timeout=open_timeout, ping_interval=None, close_timeout=min(5.0, open_timeout),
+                                  create_connection=_Connection)  # fmt: skip
         kw.update(connect_kwargs)
         token = token if token is not None else (os.environ.get("SUPERMEL_TOKEN") or None)
         if token is not None:
@@ -340,6 +351,7 @@ class Client:
             await ws.send(json.dumps(start))
         except BaseException:
             await ws.close()
+            break_cycles(ws)
             raise
         self = cls(ws, hello, sample_rate=sample_rate, sample_format=sample_format, keep=keep, on_message=on_message, max_in_flight=max_in_flight)
         self.url = url
@@ -347,9 +359,12 @@ class Client:
             self._keepalive_task = asyncio.create_task(self._keepalive(float(ping_interval), float(ping_timeout)))
         try:
             try:
-                self.ready = await asyncio.wait_for(asyncio.shield(self._ready), timeout=open_timeout)
+                ready = await asyncio.wait_for(asyncio.shield(self._ready), timeout=open_timeout)
             except asyncio.TimeoutError:
                 raise ServerUnresponsive("unresponsive", f"{url} did not answer start within {open_timeout:g} s: the server is hung or overloaded") from None
+            if ready is None:  # the stream failed before ready
+                self._raise()
+            self.ready = ready
         except BaseException:
             await self.close()
             raise
@@ -399,6 +414,8 @@ class Client:
     async def wait_end(self, timeout: float = 60.0) -> Dict[str, Any]:
         """Wait for the server's ``end`` without sending one (a server shutting down flushes every stream)."""
         totals = await asyncio.wait_for(asyncio.shield(self._ended), timeout=timeout)
+        if totals is None:  # the stream failed before its end
+            self._raise()
         try:
             await asyncio.wait_for(self._task, timeout=timeout)
         except ConnectionClosed:
@@ -418,8 +435,17 @@ class Client:
             pass
 
     def _raise(self) -> None:
-        if self._error is not None:
-            raise self._error
+        """Raise the stream's error, a new exception each time.
+
+        The error is kept (:attr:`_error`) and raised from this client's methods: raised itself,
+        its traceback would hold their frames, which hold the client, which holds the error: a
+        reference cycle per failed stream (the client, its connection and protocol), freed only by
+        the collector. The futures (``_ready``, ``_ended``) end with ``None`` on a failure, not the
+        exception, for the same reason.
+        """
+        e = self._error
+        if e is not None:
+            raise type(e)(e.error, e.message, e.close_code)
 
     async def _raise_closed(self) -> None:
         """A send found the connection closed: raise what the receive task made of it."""
@@ -475,10 +501,9 @@ class Client:
                 self._error.close_code = code
             for fut in (self._ready, self._ended):
                 if not fut.done():
-                    assert self._error is not None
-                    fut.set_exception(self._error)
-                    fut.exception()  # retrieved: no "never retrieved" warning when unused
+                    fut.set_result(None)  # (a failure: the waiter raises the error, see _raise)
             self._ack_event.set()
+            break_cycles(self.ws)  # (a second time: a create_connection of the caller's may not have)
 
     def _on_json(self, msg: Dict[str, Any]) -> None:
         kind = msg.get("type")
