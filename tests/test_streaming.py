@@ -631,3 +631,30 @@ def test_all_finite_np_routes(n, torch_threads):
             y[n // 3] = bad
             assert not supermel._core.all_finite_np(y)
         assert supermel._core.all_finite_np(np.full(n, 3e38, np.float32))  # the sum of squares overflows; finite all the same
+
+
+@pytest.mark.parametrize("chunk_size", [None, 200])
+def test_chunks_that_require_grad_are_read_detached(chunk_size):
+    """Streaming computes without autograd: a chunk with requires_grad=True gives the frames of its
+    values (never a raw torch error from a numpy view, whichever step the stream is in)."""
+    kw = dict(sr=16000, n_fft=800, hop_length=200, n_mels=80, chunk_size=chunk_size)
+    a, b = supermel.StreamingMelSpectrogram(**kw), supermel.StreamingMelSpectrogram(**kw)
+    rng = np.random.default_rng(0)
+    for _ in range(8):
+        x = torch.from_numpy(rng.standard_normal(200).astype(np.float32))
+        got = a.push(x.clone().requires_grad_(True))
+        want = b.push(x)
+        assert not got.requires_grad
+        assert torch.equal(got, want)
+
+
+def test_pool_reads_chunks_that_require_grad_detached():
+    pool, ref = supermel.StreamPool(sr=16000, n_fft=800, hop_length=200, n_mels=80), supermel.StreamPool(sr=16000, n_fft=800, hop_length=200, n_mels=80)
+    sa, sb = pool.open(), ref.open()
+    x = torch.from_numpy(np.random.default_rng(1).standard_normal(1600).astype(np.float32))
+    pool.push(sa, x.clone().requires_grad_(True))
+    ref.push(sb, x)
+    got, want = pool.step()[sa], ref.step()[sb]
+    assert got.start == want.start == 0
+    assert got.frames.shape == want.frames.shape == (80, 7)
+    assert np.array_equal(np.asarray(got.frames), np.asarray(want.frames))

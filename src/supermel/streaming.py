@@ -89,7 +89,8 @@ def check_chunk(chunk: Array, *, num_streams: Optional[int], check_finite: bool)
     ``check_finite`` looks for NaN/Inf where the data is on the host: numpy
     arrays and CPU tensors (pinned or not), before anything is copied. A chunk
     already on a GPU (or any other device) is not checked: the check would
-    stall every push on a host synchronisation.
+    stall every push on a host synchronisation. A tensor that requires grad is
+    returned detached: streaming computes without autograd.
     """
     was_numpy = not isinstance(chunk, torch.Tensor)
     if was_numpy:
@@ -98,6 +99,10 @@ def check_chunk(chunk: Array, *, num_streams: Optional[int], check_finite: bool)
             raise ParameterError(f"chunk has dtype {chunk.dtype}; audio must be floating point (e.g. int16 PCM / 32768)")
     elif not chunk.is_floating_point():
         raise ParameterError(f"chunk has dtype {chunk.dtype}; audio must be floating point (e.g. int16 PCM / 32768)")
+    elif chunk.requires_grad:
+        # streams compute without autograd (their rings hold earlier chunks; the module's
+        # parameters are copied without grad): the chunk is read detached, as its values
+        chunk = chunk.detach()
     if chunk.ndim != (1 if num_streams is None else 2) or (num_streams is not None and chunk.shape[0] != num_streams):
         expected = "(n,)" if num_streams is None else f"({num_streams}, n)"
         raise ParameterError(f"chunk has shape {tuple(chunk.shape)}; this stream object takes chunks of shape {expected}")
@@ -595,6 +600,10 @@ class StreamingMelSpectrogram:
 
         Notes
         -----
+        Streaming computes without autograd: a chunk that requires grad is read
+        detached and the frames never require grad (for gradients, run
+        :class:`supermel.MelSpectrogram` on the signal).
+
         Input memory: once ``push`` returns, the caller may reuse the chunk's
         memory, except for a chunk in pinned host memory with
         ``async_copy=True`` (then wait for :attr:`copy_done` first). Chunks on
