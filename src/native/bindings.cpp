@@ -542,6 +542,30 @@ struct Plan {
     }
 };
 
+// ------------------------------------------------------------------------- BufferView
+// A Python object's buffer (PEP 3118) held for a scope and released at its end (RAII). held is
+// false, the Python error cleared, when the object gives none; typed() tells whether it holds one
+// element type, the format character fmt in native byte order, of item bytes, aligned to it.
+struct BufferView {
+    Py_buffer v{};
+    bool held = false;
+    BufferView(PyObject* o, int flags) {
+        held = PyObject_GetBuffer(o, &v, flags) == 0;
+        if (!held) PyErr_Clear();
+    }
+    ~BufferView() {
+        if (held) PyBuffer_Release(&v);
+    }
+    BufferView(const BufferView&) = delete;
+    BufferView& operator=(const BufferView&) = delete;
+    bool typed(char fmt, int64_t item) const {
+        if (!held) return false;
+        const char* f = v.format ? v.format : "B";
+        if (*f == '<' || *f == '=' || *f == '@') ++f;
+        return f[0] == fmt && f[1] == 0 && v.itemsize == item && reinterpret_cast<std::uintptr_t>(v.buf) % static_cast<std::uintptr_t>(item) == 0;
+    }
+};
+
 // ------------------------------------------------------------------------- StepRing
 // The streaming steady state's push in one call (supermel._stream_steps._Step on the native
 // route): two (rows, held + chunk) segments used in turn; a push copies the chunk behind the
@@ -601,18 +625,9 @@ struct StepRing {
     // ring) or (rows, n_out, k), or None (nothing changed).
     nb::object push(nb::handle chunk_obj, bool check, bool squeeze) {
         if (!g_enabled || Py_TYPE(chunk_obj.ptr()) != ndarray_type) return nb::none();
-        Py_buffer v;
-        if (PyObject_GetBuffer(chunk_obj.ptr(), &v, PyBUF_STRIDES | PyBUF_FORMAT) != 0) {
-            PyErr_Clear();
-            return nb::none();
-        }
-        struct Release {
-            Py_buffer* b;
-            ~Release() { PyBuffer_Release(b); }
-        } release_v{&v};
-        const char* f = v.format ? v.format : "B";
-        if (*f == '<' || *f == '=' || *f == '@') ++f;
-        bool okay = f[0] == fmt && f[1] == 0 && v.itemsize == item && reinterpret_cast<std::uintptr_t>(v.buf) % static_cast<std::uintptr_t>(item) == 0;
+        BufferView view(chunk_obj.ptr(), PyBUF_STRIDES | PyBUF_FORMAT);
+        const Py_buffer& v = view.v;
+        bool okay = view.typed(fmt, item);
         if (okay) {
             if (squeeze)
                 okay = rows == 1 && v.ndim == 1 && v.shape[0] == chunk && v.strides[0] == item;
@@ -625,9 +640,9 @@ struct StepRing {
         }
         if (!okay) return nb::none();
         nb::object out = empty_fn(squeeze ? shape2 : shape3, dtype_obj);
-        Py_buffer o;
-        if (PyObject_GetBuffer(out.ptr(), &o, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) != 0) throw nb::python_error();
-        Release release_o{&o};
+        BufferView out_view(out.ptr(), PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS);
+        if (!out_view.held) fail("numpy.empty gave an output that is not a writable C-contiguous buffer");
+        const Py_buffer& o = out_view.v;
         char* s = seg[i];
         char* d = seg[1 - i];
         const int64_t rs = width * item;
@@ -672,19 +687,9 @@ struct OfflineCall {
 
     nb::object call(nb::handle arr, bool check, int64_t limit, int threads) {
         if (Py_TYPE(arr.ptr()) != ndarray_type) return nb::none();
-        Py_buffer v;
-        if (PyObject_GetBuffer(arr.ptr(), &v, PyBUF_STRIDES | PyBUF_FORMAT) != 0) {
-            PyErr_Clear();
-            return nb::none();
-        }
-        struct Release {
-            Py_buffer* b;
-            ~Release() { PyBuffer_Release(b); }
-        } release_v{&v};
-        const char* f = v.format ? v.format : "B";
-        if (*f == '<' || *f == '=' || *f == '@') ++f;
-        if (f[0] != fmt || f[1] != 0 || v.itemsize != item || reinterpret_cast<std::uintptr_t>(v.buf) % static_cast<std::uintptr_t>(item) != 0)
-            return nb::none();
+        BufferView view(arr.ptr(), PyBUF_STRIDES | PyBUF_FORMAT);
+        const Py_buffer& v = view.v;
+        if (!view.typed(fmt, item)) return nb::none();
         int64_t rows, n;
         if (v.ndim == 1) {
             rows = 1, n = v.shape[0];
@@ -704,9 +709,9 @@ struct OfflineCall {
             if (need > static_cast<double>(limit)) return nb::none();  // the general path raises the memory guard's error
         }
         nb::object out = v.ndim == 1 ? empty_fn(nb::make_tuple(n_out, n_frames), dtype_obj) : empty_fn(nb::make_tuple(rows, n_out, n_frames), dtype_obj);
-        Py_buffer o;
-        if (PyObject_GetBuffer(out.ptr(), &o, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) != 0) throw nb::python_error();
-        Release release_o{&o};
+        BufferView out_view(out.ptr(), PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS);
+        if (!out_view.held) fail("numpy.empty gave an output that is not a writable C-contiguous buffer");
+        const Py_buffer& o = out_view.v;
         const size_t xs[2] = {static_cast<size_t>(rows), static_cast<size_t>(n)};
         const int64_t xst[2] = {n, 1};
         const size_t os[3] = {static_cast<size_t>(rows), static_cast<size_t>(n_out), static_cast<size_t>(n_frames)};
