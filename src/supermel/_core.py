@@ -344,8 +344,6 @@ def _power_block(
     return k.pow(p, power / 2.0, p if inplace else None)
 
 
-
-
 def _power_frames(
     z: torch.Tensor,
     *,
@@ -400,8 +398,6 @@ def _cpu_blocks(n_batch: int, n_frames: int, block: int) -> List[Tuple[slice, sl
         return [(slice(b, b + 1), slice(s, s + block)) for b in range(n_batch) for s in range(0, n_frames, block)]
     step = max(1, block // n_frames)
     return [(slice(b, b + step), slice(None)) for b in range(0, n_batch, step)]
-
-
 
 
 def _mel_frames(
@@ -460,8 +456,6 @@ def _mel_frames(
             else:
                 torch.bmm(w.t().expand(p.shape[0], -1, -1), p_t[:, lo:hi], out=dst)
     return out
-
-
 
 
 def _mel_dense(
