@@ -524,10 +524,11 @@ class StreamPool:
         return errors
 
     def _push_many_native(self, ids: List[int], chunks: List[Array], errors: Dict[int, ParameterError]) -> Dict[int, ParameterError]:
-        """push_many in one native call (:func:`supermel._native.pool_push`): each 1-D contiguous numpy
-        chunk of the pool's dtype checked (finite, backlog) and written into its ring row straight from
-        its buffer; the refused ones reported as :meth:`push` raises, the other chunks (tensors, other
-        dtypes or layouts) pushed one by one."""
+        """push_many in one native call with the slots looked up here (:func:`supermel._native.pool_push`;
+        the usual tick takes :func:`supermel._native.pool_push_ids`, the ids looked up in C++): each 1-D
+        contiguous numpy chunk of the pool's dtype checked (finite, backlog) and written into its ring
+        row straight from its buffer; the refused ones reported as :meth:`push` raises, the other chunks
+        (tensors, other dtypes or layouts) pushed one by one."""
         lay = self.layout
         chunks = chunks if type(chunks) is list else list(chunks)
         slots = list(map(self._slot_of.get, ids))
@@ -713,11 +714,13 @@ class StreamPool:
         return PoolStep(feats, a_ids.tolist(), starts_l.tolist(), a_off.tolist(), a_take.tolist(), time_major=time_major)
 
     def _step_native(self, time_major: bool) -> PoolStep:
-        """The step on the native route: which frames of which stream (:func:`supermel._native.pool_due`),
-        the head frames of new streams (their left padding, built per stream as in :meth:`close`),
-        the steady frames gathered from the rings and computed in one call
-        (:func:`supermel._native.pool_gather`: the kernel of the Python bookkeeping's route, the same
-        values); the result holds the block and the per-stream table, its entries made when read."""
+        """The step on the native route: which frames of which stream and, when no new stream needs
+        head frames, the steady frames gathered from the rings and computed, in one call
+        (:func:`supermel._native.pool_step`: :func:`supermel._native.pool_due` then
+        :func:`supermel._native.pool_gather`, the kernel of the Python bookkeeping's route, the same
+        values); else the head frames of new streams (their left padding, built per stream as in
+        :meth:`close`), then the gather. The result holds the block and the per-stream table, its
+        entries made when read."""
         lay, plan, dt, odt = self.layout, self._native_plan, self.np_dtype, self._native_out
         ids, slots = self._order  # type: ignore[misc]
         m = ids.shape[0]
