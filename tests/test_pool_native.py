@@ -70,10 +70,22 @@ def _chunk(rng, kind, m):
         x = torch.from_numpy(x)
     elif kind == "2d":
         x = x[None]
+    elif kind == "bigendian":
+        x = x.astype(">f4")
+    elif kind == "float16":
+        x = x.astype(np.float16)
+    elif kind == "subclass":
+        x = x.view(_Sub)
+    elif kind == "column":
+        x = np.repeat(x[:, None], 2, axis=1)[:, 0]
     return x
 
 
-KINDS = ["plain"] * 8 + ["nan", "strided", "misaligned", "readonly", "float64", "tensor", "2d", "empty", "huge"]
+class _Sub(np.ndarray):
+    pass
+
+
+KINDS = ["plain"] * 8 + ["nan", "strided", "misaligned", "readonly", "float64", "tensor", "2d", "empty", "huge", "bigendian", "subclass", "column"]
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -173,11 +185,19 @@ def test_pool_step_result_is_lazy_and_complete():
     assert ids[3] in step and 99 not in step and sorted(step) == ids
 
 
-def test_chunks_of_every_layout_are_taken_as_push_takes_them():
+@pytest.fixture(params=[True, False], ids=["numpy fields", "buffer protocol"])
+def direct(request):
+    """pool_push reading the chunks' numpy fields in place (when the probe at import agreed), or through the buffer protocol."""
+    assert _native._ext.np_layout_direct(request.param) is (request.param and _native._np_layout_probe())
+    yield request.param
+    _native._np_layout_probe()
+
+
+def test_chunks_of_every_layout_are_taken_as_push_takes_them(direct):
     """The chunks pool_push leaves to Python (and the zero-size and read-only ones it takes)."""
     rng = np.random.default_rng(0)
     a, b = _pair()
-    kinds = ["plain", "strided", "misaligned", "readonly", "float64", "tensor", "empty", "nan", "2d"]
+    kinds = ["plain", "strided", "misaligned", "readonly", "float64", "tensor", "empty", "nan", "2d", "bigendian", "float16", "subclass", "column"]
     ids = [a.open() for _ in kinds]
     assert [b.open() for _ in kinds] == ids
     chunks = [_chunk(rng, k, 0 if k == "empty" else 500) for k in kinds]
@@ -345,3 +365,141 @@ def test_native_tick_equals_the_python_bookkeeping_in_float64(center):
         _same_step(sa, sb)
     for sid in ids:
         np.testing.assert_array_equal(a.close(sid).frames, b.close(sid).frames)
+
+
+def test_pool_push_ids_looks_up_and_checks_the_ids_in_cpp():
+    """pool_push_ids: pool_push with the ids' duplicate check and id -> slot lookups in C++; an id twice
+    (IDS_DUPLICATE) or an id it cannot look up (IDS_IN_PYTHON: not an exact int, not open) writes nothing."""
+    pool = supermel.StreamPool(**CORE)
+    ids = [pool.open() for _ in range(3)]
+    lay, C = pool.layout, pool.capacity
+    kw = dict(C=C, L=lay.L, head=lay.head, s0=lay.s0, hop=lay.hop, tail_keep=pool._tail_keep, check_finite=True)
+    good = (pool._ring, pool._n, pool._t)
+    x = [np.arange(5, dtype=np.float32) + i for i in range(3)]
+    for bad_ids in ([0, 1, 1], [2, 0, 2]):
+        assert _native.pool_push_ids(*good, x, bad_ids, pool._slot_of, **kw) == _native.IDS_DUPLICATE
+    for bad_ids in ([0, 1, 99], [0, np.int64(1), 2], [0, True, 2], [0, 1.0, 2], [0, "1", 2]):
+        assert _native.pool_push_ids(*good, x, bad_ids, pool._slot_of, **kw) == _native.IDS_IN_PYTHON
+    assert [pool.samples_received(s) for s in ids] == [0, 0, 0]
+    # refused before the native call, or in C++
+    with pytest.raises(supermel.ParameterError, match="list"):
+        _native.pool_push_ids(*good, x, tuple(ids), pool._slot_of, **kw)
+    with pytest.raises(supermel.ParameterError, match="list"):
+        _native.pool_push_ids(*good, x[:2], ids, pool._slot_of, **kw)
+    with pytest.raises(supermel.ParameterError, match="dict"):
+        _native.pool_push_ids(*good, x, ids, list(pool._slot_of.items()), **kw)
+    for bad_slot in (10_000, -1, 1.0, None):
+        with pytest.raises(supermel.ParameterError, match="slot"):
+            _native.pool_push_ids(*good, x, ids, {**pool._slot_of, ids[1]: bad_slot}, **kw)
+    with pytest.raises(supermel.ParameterError, match="pool ring"):
+        _native.pool_push_ids(pool._ring[:, :-1], pool._n, pool._t, x, ids, pool._slot_of, **kw)
+    assert [pool.samples_received(s) for s in ids] == [0, 0, 0]
+    # what pool_push does with the slots
+    x[1] = np.full(4, np.nan, np.float32)
+    assert [r[:2] for r in _native.pool_push_ids(*good, x, ids[::-1], pool._slot_of, **kw)] == [(1, _native.PUSH_NOT_FINITE)]
+    assert [pool.samples_received(s) for s in ids] == [5, 0, 5]
+    assert pool._ring[pool._slot_of[ids[0]], :5].tolist() == [2, 3, 4, 5, 6] and pool._ring[pool._slot_of[ids[2]], :5].tolist() == [0, 1, 2, 3, 4]
+    assert _native.pool_push_ids(*good, [], [], pool._slot_of, **kw) == []
+
+
+@pytest.mark.parametrize("ids", [[1, 1], [7, 7], [np.int64(0), np.int64(0)], [0, 7, 0]])
+def test_push_many_duplicate_and_unknown_ids_as_before(ids):
+    """The ids' checks moved into C++ keep push_many's errors: a duplicate raises (nothing written),
+    an unknown id is reported per chunk, ids that are not exact ints take the Python checks."""
+    a, b = _pair()
+    for p in (a, b):
+        for _ in range(3):
+            p.open()
+    chunks = [np.ones(100, np.float32)] * len(ids)
+    with pytest.raises(supermel.ParameterError) as ea:
+        a.push_many(ids, chunks)
+    with pytest.raises(supermel.ParameterError) as eb:
+        b.push_many(ids, chunks)
+    assert str(ea.value) == str(eb.value) and "at most once" in str(ea.value)
+    assert [a.samples_received(s) for s in range(3)] == [0, 0, 0]
+    mixed = [np.int64(2), 7, 0]
+    _same_errors(a.push_many(mixed, chunks[:1] * 3), b.push_many(mixed, chunks[:1] * 3))
+    assert [a.samples_received(s) for s in range(3)] == [b.samples_received(s) for s in range(3)] == [100, 0, 100]
+
+
+def test_pool_step_is_pool_due_then_pool_gather():
+    """pool_step: pool_due and pool_gather in one call, into a new (1, n_out, K) block; with head frames due
+    it computes and advances nothing (the caller writes the head frames, then calls pool_gather)."""
+    pool, oid, osl, due = _due_setup()
+    lay, plan = pool.layout, pool._native_plan
+    sk = dict(max_frames=4096, C=pool.capacity, s0=lay.s0, hop=lay.hop, ctx=lay.ctx, head=lay.head, advance_em=True, dtype=np.float32,
+              out_dtype=np.float32)
+    t0, em0 = pool._t.copy(), pool._em.copy()
+    table = np.empty((_native.POOL_ROWS, 3), np.int64)
+    active, K, heads, out = _native.pool_step(plan, pool._ring, oid, osl, 1, pool._n, pool._t, pool._em, table, **sk)
+    assert (active, K, heads) == (3, 9, 0) and out.shape == (1, 40, 9) and out.dtype == np.float32
+    t1, em1 = pool._t.copy(), pool._em.copy()
+    pool._t[:], pool._em[:] = t0, em0
+    ref_table = np.empty_like(table)
+    assert _native.pool_due(oid, osl, 1, pool._n, pool._t, ref_table, **due) == (3, 9, 0)
+    ref = np.empty((40, 9), np.float32)
+    _native.pool_gather(plan, pool._ring, ref_table, 3, ref.T, pool._t, pool._em, advance_em=True, C=pool.capacity, hop=lay.hop, s0=lay.s0,
+                        dtype=np.float32, out_dtype=np.float32)
+    np.testing.assert_array_equal(out[0], ref)
+    np.testing.assert_array_equal(table, ref_table)
+    np.testing.assert_array_equal(pool._t, t1)
+    np.testing.assert_array_equal(pool._em, em1)
+    # nothing due: no block
+    assert _native.pool_step(plan, pool._ring, oid, osl, 0, pool._n, pool._t, pool._em, table, **sk)[1:] == (0, 0, None)
+    # a new stream's head frames: the block allocated, nothing computed or advanced
+    sid = pool.open()
+    pool.push(sid, np.ones(1000, np.float32))
+    oid2 = np.array(list(pool._streams), np.int64)
+    osl2 = np.array([st.slot for st in pool._streams.values()], np.int64)
+    t2 = pool._t.copy()
+    table2 = np.empty((_native.POOL_ROWS, 4), np.int64)
+    active, K, heads, out = _native.pool_step(plan, pool._ring, oid2, osl2, 0, pool._n, pool._t, pool._em, table2, **sk)
+    assert heads == 1 and out.shape == (1, 40, K)
+    np.testing.assert_array_equal(pool._t, t2)
+
+
+def test_pool_step_refuses_bad_arguments():
+    pool, oid, osl, due = _due_setup()
+    lay, plan = pool.layout, pool._native_plan
+    sk = dict(max_frames=4096, C=pool.capacity, s0=lay.s0, hop=lay.hop, ctx=lay.ctx, head=lay.head, advance_em=True, dtype=np.float32,
+              out_dtype=np.float32)
+    table = np.empty((_native.POOL_ROWS, 3), np.int64)
+    t0 = pool._t.copy()
+    args = (plan, pool._ring, oid, osl, 0, pool._n, pool._t, pool._em)
+    with pytest.raises(supermel.ParameterError, match="ring"):
+        _native.pool_step(plan, pool._ring.astype(np.float64), oid, osl, 0, pool._n, pool._t, pool._em, table, **sk)
+    with pytest.raises(supermel.ParameterError, match="counters"):
+        _native.pool_step(plan, pool._ring, oid, osl, 0, pool._n[:1], pool._t, pool._em, table, **sk)
+    with pytest.raises(supermel.ParameterError, match="ids and slots"):
+        _native.pool_step(plan, pool._ring, oid, osl[:2], 0, pool._n, pool._t, pool._em, table, **sk)
+    for tab in (table[:, :2], table.astype(np.int32)):
+        with pytest.raises(supermel.ParameterError, match="table"):
+            _native.pool_step(*args, tab, **sk)
+    with pytest.raises(supermel.ParameterError, match="rotation"):
+        _native.pool_step(plan, pool._ring, oid, osl, 3, pool._n, pool._t, pool._em, table, **sk)
+    with pytest.raises(supermel.ParameterError, match="out_dtype"):
+        _native.pool_step(*args, table, **{**sk, "out_dtype": np.int32})
+    # checked in C++: the plan's output dtype (float32 here), a slot outside the counters; nothing advanced
+    with pytest.raises(supermel.ParameterError, match="dtype"):
+        _native.pool_step(*args, table, **{**sk, "out_dtype": np.float64})
+    bad = osl.copy()
+    bad[1] = 10_000
+    with pytest.raises(supermel.ParameterError, match="slot"):
+        _native.pool_step(plan, pool._ring, oid, bad, 0, pool._n, pool._t, pool._em, table, **sk)
+    np.testing.assert_array_equal(pool._t, t0)
+
+
+def test_np_layout_probe():
+    """The probe turns the direct reads on only when numpy's fields agree with the buffer protocol for
+    every array it is given (exact ndarrays); anything else turns them off."""
+    try:
+        assert _native._np_layout_probe()  # (numpy 1.x and 2.x share the fields read)
+        assert not _native._ext.np_layout_probe([np.zeros(3, np.float32).view(_Sub)], np.ndarray)
+        assert not _native._ext.np_layout_probe([torch.zeros(3)], np.ndarray)
+        assert not _native._ext.np_layout_probe([], np.ndarray)
+        assert not _native._ext.np_layout_probe((np.zeros(3, np.float32),), np.ndarray)
+        assert not _native._ext.np_layout_direct(True)  # (stays off until a probe agrees)
+        assert _native._ext.np_layout_probe([np.zeros(3, np.float32)], np.ndarray)
+        assert not _native._ext.np_layout_direct(False)
+    finally:
+        _native._np_layout_probe()

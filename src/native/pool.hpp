@@ -17,6 +17,7 @@
 
 #include <nanobind/stl/tuple.h>
 
+#include <atomic>
 #include <tuple>
 #include <utility>
 
@@ -44,6 +45,26 @@ bool native_format(const char* f) {
 
 //: Chunks ahead whose samples pool_push prefetches.
 constexpr size_t PREFETCH_AHEAD = 2;
+//: Chunks ahead whose ring lines pool_push prefetches for writing.
+constexpr size_t PREFETCH_WRITE_AHEAD = 4;
+
+// The ring lines a chunk of `m` samples will be written to, from sample position p of its row
+// (a prefetch for writing: the ring is larger than the caches, each tick writes a fresh part of
+// each row, and a write into a line not in the cache waits for the line first).
+template <class T>
+inline void prefetch_write(T* row, int64_t p, int64_t m, int64_t C) {
+#if defined(__GNUC__) || defined(__clang__)
+    const int64_t e = std::min<int64_t>(p + m, C);
+    const char* a = reinterpret_cast<const char*>(row + p);
+    const char* b = reinterpret_cast<const char*>(row + e);
+    for (a = reinterpret_cast<const char*>(reinterpret_cast<std::uintptr_t>(a) & ~std::uintptr_t(63)); a < b; a += 64) __builtin_prefetch(a, 1, 3);
+#else
+    (void)row;
+    (void)p;
+    (void)m;
+    (void)C;
+#endif
+}
 
 inline void prefetch_chunk(const void* p, int64_t bytes) {
 #if defined(__GNUC__) || defined(__clang__)
@@ -55,9 +76,65 @@ inline void prefetch_chunk(const void* p, int64_t bytes) {
 #endif
 }
 
+// The leading fields of numpy's ndarray and dtype objects (PyArrayObject_fields, PyArray_Descr:
+// one layout in numpy 1.x and 2.x), read in place of the buffer protocol (~70 ns a chunk, most of
+// a tick's pool_push) only once np_layout_probe has found them equal to what the buffer protocol
+// reports for the probe arrays; else pool_push takes the buffer protocol.
+struct NpArrayHead {
+    PyObject_HEAD
+    char* data;
+    int nd;
+    Py_ssize_t* dimensions;
+    Py_ssize_t* strides;
+    PyObject* base;
+    PyObject* descr;
+    int flags;
+};
+struct NpDescrHead {
+    PyObject_HEAD
+    PyTypeObject* typeobj;
+    char kind, type, byteorder;
+};
+std::atomic<bool> g_np_layout{false};
+
+// Whether numpy's fields as read through NpArrayHead agree with the buffer protocol for these arrays
+// (exact numpy.ndarray instances): data, ndim, shape, strides, and for 1-D float32/float64 arrays
+// of native byte order the dtype's type character. Turns the direct reads on (true) or off.
+bool np_layout_probe(nb::handle arrays, nb::handle ndarray_type) {
+    bool ok = PyList_Check(arrays.ptr()) && PyType_Check(ndarray_type.ptr()) && PyList_GET_SIZE(arrays.ptr()) > 0;
+    for (Py_ssize_t i = 0; ok && i < PyList_GET_SIZE(arrays.ptr()); ++i) {
+        PyObject* a = PyList_GET_ITEM(arrays.ptr(), i);
+        if (Py_TYPE(a) != reinterpret_cast<PyTypeObject*>(ndarray_type.ptr())) {
+            ok = false;
+            break;
+        }
+        Py_buffer v;
+        if (PyObject_GetBuffer(a, &v, PyBUF_STRIDES | PyBUF_FORMAT) != 0) {
+            PyErr_Clear();
+            ok = false;
+            break;
+        }
+        const NpArrayHead* h = reinterpret_cast<const NpArrayHead*>(a);
+        ok = h->data == v.buf && h->nd == v.ndim && h->descr != nullptr;
+        for (int d = 0; ok && d < v.ndim; ++d) ok = h->dimensions[d] == v.shape[d] && h->strides[d] == v.strides[d];
+        if (ok) {
+            const NpDescrHead* dh = reinterpret_cast<const NpDescrHead*>(h->descr);
+            // pool_push's test of a native float32/float64 dtype agrees with the buffer's format
+            const bool native = dh->kind == 'f' && (dh->byteorder == '=' || dh->byteorder == '<');
+            ok = (native && dh->type == 'f') == (native_format<float>(v.format) && v.itemsize == 4) &&
+                 (native && dh->type == 'd') == (native_format<double>(v.format) && v.itemsize == 8);
+        }
+        PyBuffer_Release(&v);
+    }
+    g_np_layout.store(ok);
+    return ok;
+}
+
 struct PushItem {
     Py_buffer view;
     bool held = false;
+    PyObject* ref = nullptr;  // (direct reads: a reference held instead of the buffer)
+    const void* buf = nullptr;
     int64_t index = 0, slot = 0, m = 0, at = 0, waiting = 0;
     int code = PUSH_TAKEN;
 };
@@ -75,8 +152,8 @@ void check_counters(const OutArray& a, int64_t rows, const char* name) {
 }
 
 template <class T>
-nb::list pool_push_impl(OutArray& ring, OutArray& n_arr, const InArray& t_arr, PyObject* chunks, PyObject* slots, PyObject* ndarray_type, int64_t C,
-                        int64_t L, int64_t head, int64_t s0, int64_t hop, int64_t tail_keep, bool check_finite) {
+nb::list pool_push_impl(OutArray& ring, OutArray& n_arr, const InArray& t_arr, PyObject* chunks, const std::vector<int64_t>& slots, PyObject* ndarray_type,
+                        int64_t C, int64_t L, int64_t head, int64_t s0, int64_t hop, int64_t tail_keep, bool check_finite) {
     const int64_t rows = static_cast<int64_t>(ring.shape(0)), rs = static_cast<int64_t>(ring.stride(0));
     const Py_ssize_t count = PyList_GET_SIZE(chunks);
     int64_t* n = static_cast<int64_t*>(n_arr.data());
@@ -87,36 +164,57 @@ nb::list pool_push_impl(OutArray& ring, OutArray& n_arr, const InArray& t_arr, P
         std::vector<PushItem>& items;
         ~Release() {
             for (auto& it : items)
-                if (it.held) PyBuffer_Release(&it.view);
+                if (it.held)
+                    PyBuffer_Release(&it.view);
+                else
+                    Py_XDECREF(it.ref);
         }
     } release_all{items};
     bool any_write = false;
+    const bool direct = g_np_layout.load(std::memory_order_relaxed);
     for (Py_ssize_t i = 0; i < count; ++i) {
         PushItem& it = items[static_cast<size_t>(i)];
         it.index = i;
-        PyObject* s = PyList_GET_ITEM(slots, i);
-        if (s == Py_None) {
+        const int64_t slot = slots[static_cast<size_t>(i)];
+        if (slot < 0) {
             it.code = PUSH_UNKNOWN;
             continue;
         }
-        const long long slot = PyLong_AsLongLong(s);
-        if (slot == -1 && PyErr_Occurred()) throw nb::python_error();
-        if (slot < 0 || slot >= rows) fail("a slot lies outside the ring");
+        if (slot >= rows) fail("a slot lies outside the ring");
         it.slot = slot;
         PyObject* c = PyList_GET_ITEM(chunks, i);
-        if (Py_TYPE(c) != reinterpret_cast<PyTypeObject*>(ndarray_type) || PyObject_GetBuffer(c, &it.view, PyBUF_STRIDES | PyBUF_FORMAT) != 0) {
-            PyErr_Clear();
+        if (Py_TYPE(c) != reinterpret_cast<PyTypeObject*>(ndarray_type)) {
             it.code = PUSH_OTHER;
             continue;
         }
-        it.held = true;
-        const Py_buffer& v = it.view;
-        if (v.ndim != 1 || v.itemsize != static_cast<Py_ssize_t>(sizeof(T)) || !native_format<T>(v.format) ||
-            (v.shape[0] > 1 && v.strides[0] != static_cast<Py_ssize_t>(sizeof(T))) || reinterpret_cast<std::uintptr_t>(v.buf) % alignof(T)) {
-            it.code = PUSH_OTHER;
-            continue;
+        if (direct) {
+            const NpArrayHead* h = reinterpret_cast<const NpArrayHead*>(c);
+            const NpDescrHead* dh = reinterpret_cast<const NpDescrHead*>(h->descr);
+            if (h->nd != 1 || dh->kind != 'f' || dh->type != (sizeof(T) == 4 ? 'f' : 'd') || (dh->byteorder != '=' && dh->byteorder != '<') ||
+                (h->dimensions[0] > 1 && h->strides[0] != static_cast<Py_ssize_t>(sizeof(T))) || reinterpret_cast<std::uintptr_t>(h->data) % alignof(T)) {
+                it.code = PUSH_OTHER;
+                continue;
+            }
+            Py_INCREF(c);
+            it.ref = c;
+            it.buf = h->data;
+            it.m = static_cast<int64_t>(h->dimensions[0]);
+        } else {
+            if (PyObject_GetBuffer(c, &it.view, PyBUF_STRIDES | PyBUF_FORMAT) != 0) {
+                PyErr_Clear();
+                it.code = PUSH_OTHER;
+                continue;
+            }
+            it.held = true;
+            const Py_buffer& v = it.view;
+            if (v.ndim != 1 || v.itemsize != static_cast<Py_ssize_t>(sizeof(T)) || !native_format<T>(v.format) ||
+                (v.shape[0] > 1 && v.strides[0] != static_cast<Py_ssize_t>(sizeof(T))) || reinterpret_cast<std::uintptr_t>(v.buf) % alignof(T)) {
+                it.code = PUSH_OTHER;
+                continue;
+            }
+            it.buf = v.buf;
+            it.m = static_cast<int64_t>(v.shape[0]);
         }
-        it.m = static_cast<int64_t>(v.shape[0]);
         if (it.m == 0) continue;  // taken: nothing to write
         const int64_t ns = n[slot], ts = t[slot];
         const int64_t keep_from = ts < head ? 0 : std::max<int64_t>(0, std::min<int64_t>(s0 + ts * hop, ns - tail_keep));
@@ -135,11 +233,14 @@ nb::list pool_push_impl(OutArray& ring, OutArray& n_arr, const InArray& t_arr, P
         // a server's chunks are seldom in the cache: fetch the samples of the chunk PREFETCH_AHEAD places
         // on while this one is tested and copied (measured: ~25% off a tick's pool_push, one core)
         constexpr size_t ahead = PREFETCH_AHEAD;
-        for (size_t q = 0; q < ahead && q < todo.size(); ++q) prefetch_chunk(todo[q]->view.buf, todo[q]->m * static_cast<int64_t>(sizeof(T)));
+        constexpr size_t wahead = PREFETCH_WRITE_AHEAD;
+        for (size_t q = 0; q < ahead && q < todo.size(); ++q) prefetch_chunk(todo[q]->buf, todo[q]->m * static_cast<int64_t>(sizeof(T)));
+        for (size_t q = 0; q < wahead && q < todo.size(); ++q) prefetch_write(base + todo[q]->slot * rs, todo[q]->at % C, todo[q]->m, C);
         for (size_t q = 0; q < todo.size(); ++q) {
-            if (q + ahead < todo.size()) prefetch_chunk(todo[q + ahead]->view.buf, todo[q + ahead]->m * static_cast<int64_t>(sizeof(T)));
+            if (q + ahead < todo.size()) prefetch_chunk(todo[q + ahead]->buf, todo[q + ahead]->m * static_cast<int64_t>(sizeof(T)));
+            if (q + wahead < todo.size()) prefetch_write(base + todo[q + wahead]->slot * rs, todo[q + wahead]->at % C, todo[q + wahead]->m, C);
             PushItem& it = *todo[q];
-            const T* y = static_cast<const T*>(it.view.buf);
+            const T* y = static_cast<const T*>(it.buf);
             if (check_finite && !finite_run(y, it.m)) {
                 it.code = PUSH_NOT_FINITE;
                 continue;
@@ -164,8 +265,9 @@ nb::list pool_push_impl(OutArray& ring, OutArray& n_arr, const InArray& t_arr, P
     return refused;
 }
 
-nb::list pool_push(OutArray ring, OutArray n_arr, const InArray& t_arr, nb::handle chunks, nb::handle slots, nb::handle ndarray_type, int64_t C,
-                   int64_t L, int64_t head, int64_t s0, int64_t hop, int64_t tail_keep, bool check_finite) {
+// pool_push's arguments other than the chunks and slots, checked; the ring's dtype (true: float32).
+bool check_push_args(const OutArray& ring, const OutArray& n_arr, const InArray& t_arr, nb::handle chunks, nb::handle ndarray_type, int64_t C, int64_t L,
+                     int64_t head, int64_t hop, int64_t tail_keep) {
     if (ring.ndim() != 2 || C < 1 || L < 0 || L > C || static_cast<int64_t>(ring.shape(1)) != C + L ||
         (ring.shape(0) > 0 && ((ring.shape(1) > 1 && ring.stride(1) != 1) || ring.stride(0) < 0)))
         fail("the ring must be a 2-D (rows, C + L) array with unit stride along its rows");
@@ -173,18 +275,70 @@ nb::list pool_push(OutArray ring, OutArray n_arr, const InArray& t_arr, nb::hand
     const int64_t rows = static_cast<int64_t>(ring.shape(0));
     check_counters(n_arr, rows, "n");
     check_counters(t_arr, rows, "t");
-    if (!PyList_Check(chunks.ptr()) || !PyList_Check(slots.ptr()) || PyList_GET_SIZE(chunks.ptr()) != PyList_GET_SIZE(slots.ptr()))
-        fail("chunks and slots must be lists of one length");
+    if (!PyList_Check(chunks.ptr())) fail("chunks must be a list");
     if (!PyType_Check(ndarray_type.ptr())) fail("ndarray_type must be a type");
-    if (is<float>(ring.dtype())) {
-        if (reinterpret_cast<std::uintptr_t>(ring.data()) % alignof(float)) fail("misaligned ring");
-        return pool_push_impl<float>(ring, n_arr, t_arr, chunks.ptr(), slots.ptr(), ndarray_type.ptr(), C, L, head, s0, hop, tail_keep, check_finite);
+    const bool f32 = is<float>(ring.dtype());
+    if (!f32 && !is<double>(ring.dtype())) fail("the ring must be float32 or float64");
+    if (reinterpret_cast<std::uintptr_t>(ring.data()) % (f32 ? alignof(float) : alignof(double))) fail("misaligned ring");
+    return f32;
+}
+
+nb::list pool_push(OutArray ring, OutArray n_arr, const InArray& t_arr, nb::handle chunks, nb::handle slots, nb::handle ndarray_type, int64_t C,
+                   int64_t L, int64_t head, int64_t s0, int64_t hop, int64_t tail_keep, bool check_finite) {
+    const bool f32 = check_push_args(ring, n_arr, t_arr, chunks, ndarray_type, C, L, head, hop, tail_keep);
+    if (!PyList_Check(slots.ptr()) || PyList_GET_SIZE(chunks.ptr()) != PyList_GET_SIZE(slots.ptr())) fail("chunks and slots must be lists of one length");
+    const Py_ssize_t count = PyList_GET_SIZE(slots.ptr());
+    std::vector<int64_t> sv(static_cast<size_t>(count));
+    for (Py_ssize_t i = 0; i < count; ++i) {
+        PyObject* s = PyList_GET_ITEM(slots.ptr(), i);
+        if (s == Py_None) {
+            sv[static_cast<size_t>(i)] = -1;
+            continue;
+        }
+        const long long slot = PyLong_AsLongLong(s);
+        if (slot == -1 && PyErr_Occurred()) throw nb::python_error();
+        if (slot < 0 || slot >= static_cast<int64_t>(ring.shape(0))) fail("a slot lies outside the ring");
+        sv[static_cast<size_t>(i)] = slot;
     }
-    if (is<double>(ring.dtype())) {
-        if (reinterpret_cast<std::uintptr_t>(ring.data()) % alignof(double)) fail("misaligned ring");
-        return pool_push_impl<double>(ring, n_arr, t_arr, chunks.ptr(), slots.ptr(), ndarray_type.ptr(), C, L, head, s0, hop, tail_keep, check_finite);
+    if (f32) return pool_push_impl<float>(ring, n_arr, t_arr, chunks.ptr(), sv, ndarray_type.ptr(), C, L, head, s0, hop, tail_keep, check_finite);
+    return pool_push_impl<double>(ring, n_arr, t_arr, chunks.ptr(), sv, ndarray_type.ptr(), C, L, head, s0, hop, tail_keep, check_finite);
+}
+
+// Outcomes of pool_push_ids other than a list of refused chunks (nothing written).
+enum PoolIdsCode : int { IDS_DUPLICATE = 1, IDS_IN_PYTHON = 2 };
+
+// pool_push with stream ids in place of slots: ids (a list of exact ints, one per chunk) looked up
+// in slot_of (the pool's {id: slot} dict of its open streams), each id at most once. Returns
+// pool_push's list, or IDS_DUPLICATE (an id twice) or IDS_IN_PYTHON (an id that is not an exact
+// int, or not open: the caller checks and reports in Python), those two before anything is written.
+nb::object pool_push_ids(OutArray ring, OutArray n_arr, const InArray& t_arr, nb::handle chunks, nb::handle ids, nb::handle slot_of, nb::handle ndarray_type,
+                         int64_t C, int64_t L, int64_t head, int64_t s0, int64_t hop, int64_t tail_keep, bool check_finite) {
+    const bool f32 = check_push_args(ring, n_arr, t_arr, chunks, ndarray_type, C, L, head, hop, tail_keep);
+    if (!PyList_Check(ids.ptr()) || PyList_GET_SIZE(chunks.ptr()) != PyList_GET_SIZE(ids.ptr())) fail("chunks and ids must be lists of one length");
+    if (!PyDict_CheckExact(slot_of.ptr())) fail("slot_of must be a dict");
+    const int64_t rows = static_cast<int64_t>(ring.shape(0));
+    const Py_ssize_t count = PyList_GET_SIZE(ids.ptr());
+    std::vector<int64_t> sv(static_cast<size_t>(count));
+    std::vector<unsigned char> seen(static_cast<size_t>(rows), 0);
+    for (Py_ssize_t i = 0; i < count; ++i) {
+        PyObject* id = PyList_GET_ITEM(ids.ptr(), i);
+        if (!PyLong_CheckExact(id)) return nb::int_(static_cast<int>(IDS_IN_PYTHON));
+        PyObject* s = PyDict_GetItemWithError(slot_of.ptr(), id);  // (borrowed)
+        if (s == nullptr) {
+            if (PyErr_Occurred()) throw nb::python_error();
+            return nb::int_(static_cast<int>(IDS_IN_PYTHON));
+        }
+        if (!PyLong_CheckExact(s)) fail("slot_of's values must be ints");
+        const long long slot = PyLong_AsLongLong(s);
+        if (slot == -1 && PyErr_Occurred()) throw nb::python_error();
+        if (slot < 0 || slot >= rows) fail("a slot lies outside the ring");
+        // open streams have distinct slots: an id twice is a slot twice
+        if (seen[static_cast<size_t>(slot)]) return nb::int_(static_cast<int>(IDS_DUPLICATE));
+        seen[static_cast<size_t>(slot)] = 1;
+        sv[static_cast<size_t>(i)] = slot;
     }
-    fail("the ring must be float32 or float64");
+    if (f32) return pool_push_impl<float>(ring, n_arr, t_arr, chunks.ptr(), sv, ndarray_type.ptr(), C, L, head, s0, hop, tail_keep, check_finite);
+    return pool_push_impl<double>(ring, n_arr, t_arr, chunks.ptr(), sv, ndarray_type.ptr(), C, L, head, s0, hop, tail_keep, check_finite);
 }
 
 // Rows of pool_due's / pool_gather's table (int64, (POOL_ROWS, streams)).
@@ -303,11 +457,55 @@ void pool_gather(Plan& plan, const InArray& ring, OutArray table, int64_t active
     }
 }
 
+// pool_due and, when no stream gets head frames, pool_gather in one crossing, into a new
+// empty((1, n_out, K), dtype) (dtype: the plan's output dtype; frame k in column k). Returns
+// (active, K, heads, out): out None when K == 0; with heads > 0 out is allocated but nothing is
+// computed (the caller writes the head frames, then calls pool_gather with out[0].T).
+nb::tuple pool_step(Plan& plan, const InArray& ring, const InArray& ids, const InArray& slots, int64_t r, OutArray n_arr, OutArray t_arr, OutArray em_arr,
+                    OutArray table, int64_t max_frames, int64_t L, int64_t s0, int64_t hop, int64_t ctx, int64_t head, int64_t C, bool advance_em,
+                    int threads, nb::handle empty_fn, nb::handle dtype_obj) {
+    const InArray n_in(n_arr.data(), n_arr.ndim(), reinterpret_cast<const size_t*>(n_arr.shape_ptr()), nb::handle(), n_arr.stride_ptr(), n_arr.dtype());
+    const InArray t_in(t_arr.data(), t_arr.ndim(), reinterpret_cast<const size_t*>(t_arr.shape_ptr()), nb::handle(), t_arr.stride_ptr(), t_arr.dtype());
+    const auto [active, K, heads] = pool_due(ids, slots, r, n_in, t_in, max_frames, L, s0, hop, ctx, head, table);
+    if (K == 0) return nb::make_tuple(active, K, heads, nb::none());
+    const int64_t n_out = plan.impl->n_out;
+    nb::object out = nb::borrow(empty_fn)(nb::make_tuple(1, n_out, K), nb::borrow(dtype_obj));
+    if (heads == 0) {
+        Py_buffer o;
+        if (PyObject_GetBuffer(out.ptr(), &o, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0) throw nb::python_error();
+        struct ReleaseBuf {
+            Py_buffer* b;
+            ~ReleaseBuf() { PyBuffer_Release(b); }
+        } release_o{&o};
+        const bool w64 = plan.impl->w64;
+        if (o.ndim != 3 || o.shape[0] != 1 || o.shape[1] != n_out || o.shape[2] != K || (w64 ? !native_format<double>(o.format) : !native_format<float>(o.format)))
+            fail("empty(shape, dtype) must return a C-contiguous array of the plan's output dtype");
+        const size_t shape[2] = {static_cast<size_t>(K), static_cast<size_t>(n_out)};
+        const int64_t strides[2] = {1, K};  // out[0].T
+        OutArray cols(o.buf, 2, shape, out, strides, w64 ? nb::dtype<double>() : nb::dtype<float>());
+        pool_gather(plan, ring, table, active, cols, t_arr, em_arr, advance_em, C, hop, s0, threads);
+    }
+    return nb::make_tuple(active, K, heads, out);
+}
+
 void register_pool(nb::module_& m) {
     m.def("pool_push", &pool_push, nb::arg("ring"), nb::arg("n"), nb::arg("t"), nb::arg("chunks"), nb::arg("slots"), nb::arg("ndarray_type"), nb::arg("C"),
           nb::arg("L"), nb::arg("head"), nb::arg("s0"), nb::arg("hop"), nb::arg("tail_keep"), nb::arg("check_finite"),
           "StreamPool.push_many's chunks checked and written in one call: returns [(index, code, waiting)] of the chunks not taken "
           "(1 unknown slot, 2 not finite, 3 over the backlog, 4 not a 1-D contiguous array of the ring's dtype: push it in Python).");
+    m.def("np_layout_probe", &np_layout_probe, nb::arg("arrays"), nb::arg("ndarray_type"),
+          "Whether numpy's array fields read in place agree with the buffer protocol for these arrays; pool_push reads chunks that way "
+          "when they do (else through the buffer protocol). Returns the verdict.");
+    m.def("np_layout_direct", [](bool on) { g_np_layout.store(on && g_np_layout.load()); return g_np_layout.load(); }, nb::arg("on"),
+          "Switch pool_push's direct reads off (False), or leave them as the last probe found (True); returns whether they are on.");
+    m.def("pool_push_ids", &pool_push_ids, nb::arg("ring"), nb::arg("n"), nb::arg("t"), nb::arg("chunks"), nb::arg("ids"), nb::arg("slot_of"),
+          nb::arg("ndarray_type"), nb::arg("C"), nb::arg("L"), nb::arg("head"), nb::arg("s0"), nb::arg("hop"), nb::arg("tail_keep"), nb::arg("check_finite"),
+          "pool_push with stream ids looked up in slot_of ({id: slot}): pool_push's list, or 1 (an id twice) or 2 (an id not an exact "
+          "int or not open: check in Python), those two with nothing written.");
+    m.def("pool_step", &pool_step, nb::arg("plan"), nb::arg("ring"), nb::arg("ids"), nb::arg("slots"), nb::arg("r"), nb::arg("n"), nb::arg("t"),
+          nb::arg("em"), nb::arg("table"), nb::arg("max_frames"), nb::arg("L"), nb::arg("s0"), nb::arg("hop"), nb::arg("ctx"), nb::arg("head"),
+          nb::arg("C"), nb::arg("advance_em"), nb::arg("threads"), nb::arg("empty"), nb::arg("dtype"),
+          "pool_due, and pool_gather into a new empty((1, n_out, K), dtype) when no stream gets head frames: returns (active, K, heads, out).");
     m.def("pool_due", &pool_due, nb::arg("ids"), nb::arg("slots"), nb::arg("r"), nb::arg("n"), nb::arg("t"), nb::arg("max_frames"), nb::arg("L"),
           nb::arg("s0"), nb::arg("hop"), nb::arg("ctx"), nb::arg("head"), nb::arg("table"),
           "StreamPool.step's frames per stream, in rotation order: table rows (id, slot, t0, take, off, head, em) of the streams "

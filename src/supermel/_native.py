@@ -351,11 +351,30 @@ class RingCall:
 
 
 # --------------------------------------------------------------------------- StreamPool's tick (src/native/pool.hpp)
-__all__ += ["pool_push", "pool_due", "pool_gather", "PoolRing"]
+__all__ += ["pool_push", "pool_push_ids", "pool_due", "pool_gather", "pool_step", "PoolRing"]
 #: Codes of :func:`pool_push`'s refused chunks.
 PUSH_UNKNOWN, PUSH_NOT_FINITE, PUSH_OVER_BACKLOG, PUSH_OTHER = 1, 2, 3, 4
+#: What :func:`pool_push_ids` returns in place of a list (nothing written): an id twice; an id
+#: that is not an exact int or not open (the caller checks the ids in Python).
+IDS_DUPLICATE, IDS_IN_PYTHON = 1, 2
 #: Rows of the table :func:`pool_due` fills and :func:`pool_gather` reads (int64, ``(POOL_ROWS, streams)``).
 POOL_ID, POOL_SLOT, POOL_T0, POOL_TAKE, POOL_OFF, POOL_HEAD, POOL_EM, POOL_ROWS = range(8)
+
+
+def _np_layout_probe() -> bool:
+    """Let pool_push read a chunk's numpy fields in place of the buffer protocol (a tick's largest
+    fixed cost) when, for these arrays, they agree with what the buffer protocol reports."""
+    if _ext is None:
+        return False
+    probes = [np.zeros(5, np.float32), np.zeros(8, np.float64)[1::2], np.zeros((2, 3), np.float32)[:, 1], np.zeros((2, 3), np.float64),
+              np.zeros(3, ">f4"), np.zeros(3, ">f8"), np.zeros(3, np.float16), np.zeros(3, np.int32), np.zeros(3, np.int64),
+              np.zeros(3, np.complex64)]
+    if np.dtype(np.longdouble).itemsize not in (4, 8):
+        probes.append(np.zeros(3, np.longdouble))
+    return bool(_ext.np_layout_probe(probes, np.ndarray))
+
+
+_np_layout_probe()
 
 
 def _pool_ring(ring: Any, C: int, L: int) -> None:
@@ -390,6 +409,25 @@ def pool_push(ring: np.ndarray, n: np.ndarray, t: np.ndarray, chunks: list, slot
         raise ParameterError("pool_push takes a list of chunks and a list of slots of one length")
     try:  # (the C++ checks again: a ValueError there is a bad argument)
         return _ext.pool_push(ring, n, t, chunks, slots, np.ndarray, int(C), int(L), int(head), int(s0), int(hop), int(tail_keep), bool(check_finite))
+    except ValueError as exc:
+        raise ParameterError(str(exc)) from None
+
+
+def pool_push_ids(ring: np.ndarray, n: np.ndarray, t: np.ndarray, chunks: list, ids: list, slot_of: dict, *, C: int, L: int, head: int, s0: int,
+                  hop: int, tail_keep: int, check_finite: bool) -> Any:
+    """:func:`pool_push` with stream ids in place of slots: ``ids[i]`` (exact ints, each at most
+    once) looked up in ``slot_of`` (``{id: slot}`` of the open streams). Returns :func:`pool_push`'s
+    list, or, with nothing written, ``IDS_DUPLICATE`` (an id twice) or ``IDS_IN_PYTHON`` (an id that
+    is not an exact int or not in ``slot_of``: the caller checks the ids itself)."""
+    _pool_ring(ring, C, L)
+    _pool_counters(ring.shape[0], n, t)
+    if type(chunks) is not list or type(ids) is not list or len(chunks) != len(ids):
+        raise ParameterError("pool_push_ids takes a list of chunks and a list of ids of one length")
+    if type(slot_of) is not dict:
+        raise ParameterError(f"pool_push_ids takes slot_of as a dict {{id: slot}}, got {type(slot_of).__name__}")
+    try:  # (the C++ checks again: a ValueError there is a bad argument)
+        return _ext.pool_push_ids(ring, n, t, chunks, ids, slot_of, np.ndarray, int(C), int(L), int(head), int(s0), int(hop), int(tail_keep),
+                                  bool(check_finite))
     except ValueError as exc:
         raise ParameterError(str(exc)) from None
 
@@ -440,6 +478,35 @@ def pool_gather(plan: Plan, ring: np.ndarray, table: np.ndarray, active: int, ou
         raise ParameterError(str(exc)) from None
 
 
+def pool_step(plan: Plan, ring: np.ndarray, ids: np.ndarray, slots: np.ndarray, r: int, n: np.ndarray, t: np.ndarray, em: np.ndarray, table: np.ndarray, *,
+              max_frames: int, C: int, s0: int, hop: int, ctx: int, head: int, advance_em: bool, dtype: Any, out_dtype: Any, threads: int = 1) -> tuple:
+    """:func:`pool_due` and, when no stream gets head frames, :func:`pool_gather` in one native call,
+    into a new ``(1, n_out, K)`` array of ``out_dtype`` (frame ``k`` in column ``k``). Returns
+    ``(active, K, heads, out)``: ``out`` None when ``K == 0``; with ``heads > 0`` ``out`` is
+    allocated but nothing computed or advanced (the caller writes the head frames, then calls
+    :func:`pool_gather` with ``out[0].T``)."""
+    if type(ring) is not np.ndarray or ring.ndim != 2 or ring.dtype != np.dtype(dtype):
+        raise ParameterError(f"a pool ring must be a 2-D {np.dtype(dtype).name} array")
+    _pool_ring(ring, C, ring.shape[1] - C)
+    _pool_counters(ring.shape[0], n, t, em)
+    m = ids.shape[0] if type(ids) is np.ndarray else -1
+    for a in (ids, slots):
+        if not (type(a) is np.ndarray and a.dtype == np.int64 and a.ndim == 1 and a.flags.c_contiguous and a.shape[0] == m):
+            raise ParameterError("pool_step takes contiguous int64 ids and slots of one length")
+    if not (type(table) is np.ndarray and table.dtype == np.int64 and table.shape == (POOL_ROWS, m) and table.flags.c_contiguous and table.flags.writeable):
+        raise ParameterError(f"pool_step's table must be a writeable C-contiguous int64 array of shape ({POOL_ROWS}, {m})")
+    if not (0 <= r < max(m, 1)):
+        raise ParameterError(f"rotation r={r} must lie in [0, {m})")
+    odt = np.dtype(out_dtype)
+    if odt not in _POOL_FLOATS:  # (the plan's own output dtype: checked in C++, before anything is computed or advanced)
+        raise ParameterError(f"out_dtype={odt} must be float32 or float64, the plan's output dtype")
+    try:  # (the C++ checks again: a ValueError there is a bad argument)
+        return _ext.pool_step(plan, ring, ids, slots, int(r), n, t, em, table, int(max_frames), ring.shape[1] - int(C), int(s0), int(hop), int(ctx),
+                              int(head), int(C), bool(advance_em), int(threads), np.empty, odt)
+    except ValueError as exc:
+        raise ParameterError(str(exc)) from None
+
+
 class PoolRing:
     """A :class:`supermel.StreamPool`'s ring and per-slot counters, checked once (as
     :class:`RingCall` checks a streaming ring), for the tick's three native calls without
@@ -466,6 +533,22 @@ class PoolRing:
         try:
             return _ext.pool_push(self.ring, self.n, self.t, chunks, slots, np.ndarray, self.C, self.L, head, s0, hop, tail_keep, check_finite)
         except (ValueError, TypeError) as exc:  # (TypeError: nanobind refused an argument's type, e.g. a read-only out)
+            raise ParameterError(str(exc)) from None
+
+    def push_ids(self, chunks: list, ids: list, slot_of: dict, *, head: int, s0: int, hop: int, tail_keep: int, check_finite: bool) -> Any:
+        """:func:`pool_push_ids` on these arrays (``chunks`` and ``ids``: lists of one length)."""
+        try:
+            return _ext.pool_push_ids(self.ring, self.n, self.t, chunks, ids, slot_of, np.ndarray, self.C, self.L, head, s0, hop, tail_keep, check_finite)
+        except (ValueError, TypeError) as exc:  # (TypeError: nanobind refused an argument's type)
+            raise ParameterError(str(exc)) from None
+
+    def step(self, plan: Plan, ids: np.ndarray, slots: np.ndarray, r: int, table: np.ndarray, *, max_frames: int, s0: int, hop: int, ctx: int, head: int,
+             advance_em: bool, out_dtype: np.dtype, threads: int = 1) -> tuple:
+        """:func:`pool_step` on these arrays (``out_dtype``: the plan's output dtype, a ``numpy.dtype``)."""
+        try:
+            return _ext.pool_step(plan, self.ring, ids, slots, r, self.n, self.t, self.em, table, max_frames, self.L, s0, hop, ctx, head, self.C,
+                                  advance_em, threads, np.empty, out_dtype)
+        except (ValueError, TypeError) as exc:  # (TypeError: nanobind refused an argument's type)
             raise ParameterError(str(exc)) from None
 
     def due(self, ids: np.ndarray, slots: np.ndarray, r: int, table: np.ndarray, *, max_frames: int, s0: int, hop: int, ctx: int, head: int) -> tuple:

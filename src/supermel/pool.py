@@ -90,6 +90,9 @@ _SIZE_OF = operator.attrgetter("size")
 _SLOT_OF = operator.attrgetter("slot")
 
 
+_DUPLICATE_IDS = "push_many() takes each stream id at most once (its errors are keyed by id); concatenate a stream's chunks"
+
+
 def _locked(method: _F) -> _F:
     """Run ``method`` holding the pool's lock (see the module notes, "Threads")."""
 
@@ -226,6 +229,7 @@ class StreamPool:
         hook = mel_kw.get("native")
         self._native_plan = hook.plan(self.dtype) if self.numpy and hook is not None and mel_kw["dft"] is None else None
         self._native_out = np.float64 if hook is not None and hook.out_dtype(self.dtype) == torch.float64 else self.np_dtype
+        self._native_odt = np.dtype(self._native_out)
         self._dense = _dense_kw(mel_kw, numpy=self.numpy)
         self._ws: Dict[int, Any] = {}
         self._block = max(_BUCKET, min(512, _BLOCK_SAMPLES // self.layout.L) // _BUCKET * _BUCKET)
@@ -430,15 +434,26 @@ class StreamPool:
         """
         if len(ids) != len(chunks):
             raise ParameterError(f"push_many() got {len(ids)} ids and {len(chunks)} chunks; pass one chunk per id")
+        fast = self._identity_pre and self._trim_at is None
+        native = fast and self._native_tick and _native.enabled()
+        if native and type(ids) is list and type(chunks) is list:
+            # the usual tick: the ids' checks and slots, the chunks' checks and writes in one native call
+            lay = self.layout
+            res = self._checked_ring().push_ids(chunks, ids, self._slot_of, head=lay.head, s0=lay.s0, hop=lay.hop, tail_keep=self._tail_keep,
+                                                check_finite=self.check_finite)
+            if type(res) is list:
+                return self._refused(ids, chunks, res, {}) if res else {}
+            if res == _native.IDS_DUPLICATE:
+                raise ParameterError(_DUPLICATE_IDS)
+            # (IDS_IN_PYTHON: an id that is not an int or not open, nothing written: the checks below)
         try:
             distinct = len(set(ids)) == len(ids)
         except TypeError:
             raise ParameterError(f"push_many() takes stream ids (the ints open() returns), got {[type(i).__name__ for i in ids]}") from None
         if not distinct:
-            raise ParameterError("push_many() takes each stream id at most once (its errors are keyed by id); concatenate a stream's chunks")
+            raise ParameterError(_DUPLICATE_IDS)
         errors: Dict[int, ParameterError] = {}
-        fast = self._identity_pre and self._trim_at is None
-        if fast and self._native_tick and _native.enabled():
+        if native:
             return self._push_many_native(ids, chunks, errors)
         dt = np.dtype(self.np_dtype)
         sizes: List[int] = []
@@ -509,14 +524,21 @@ class StreamPool:
         return errors
 
     def _push_many_native(self, ids: List[int], chunks: List[Array], errors: Dict[int, ParameterError]) -> Dict[int, ParameterError]:
-        """push_many in one native call (:func:`supermel._native.pool_push`): each 1-D contiguous numpy
-        chunk of the pool's dtype checked (finite, backlog) and written into its ring row straight from
-        its buffer; the refused ones reported as :meth:`push` raises, the other chunks (tensors, other
-        dtypes or layouts) pushed one by one."""
+        """push_many in one native call with the slots looked up here (:func:`supermel._native.pool_push`;
+        the usual tick takes :func:`supermel._native.pool_push_ids`, the ids looked up in C++): each 1-D
+        contiguous numpy chunk of the pool's dtype checked (finite, backlog) and written into its ring
+        row straight from its buffer; the refused ones reported as :meth:`push` raises, the other chunks
+        (tensors, other dtypes or layouts) pushed one by one."""
         lay = self.layout
         chunks = chunks if type(chunks) is list else list(chunks)
         slots = list(map(self._slot_of.get, ids))
         refused = self._checked_ring().push(chunks, slots, head=lay.head, s0=lay.s0, hop=lay.hop, tail_keep=self._tail_keep, check_finite=self.check_finite)
+        return self._refused(ids, chunks, refused, errors)
+
+    def _refused(self, ids: List[int], chunks: List[Array], refused: list, errors: Dict[int, ParameterError]) -> Dict[int, ParameterError]:
+        """The chunks the native push did not take (``[(index, code, waiting)]``) into ``errors``: the
+        refused ones reported as :meth:`push` raises, the others (tensors, other dtypes or layouts)
+        pushed one by one."""
         for i, code, waiting in refused:
             sid = ids[i]
             if code == _native.PUSH_UNKNOWN:
@@ -692,11 +714,13 @@ class StreamPool:
         return PoolStep(feats, a_ids.tolist(), starts_l.tolist(), a_off.tolist(), a_take.tolist(), time_major=time_major)
 
     def _step_native(self, time_major: bool) -> PoolStep:
-        """The step on the native route: which frames of which stream (:func:`supermel._native.pool_due`),
-        the head frames of new streams (their left padding, built per stream as in :meth:`close`),
-        the steady frames gathered from the rings and computed in one call
-        (:func:`supermel._native.pool_gather`: the kernel of the Python bookkeeping's route, the same
-        values); the result holds the block and the per-stream table, its entries made when read."""
+        """The step on the native route: which frames of which stream and, when no new stream needs
+        head frames, the steady frames gathered from the rings and computed, in one call
+        (:func:`supermel._native.pool_step`: :func:`supermel._native.pool_due` then
+        :func:`supermel._native.pool_gather`, the kernel of the Python bookkeeping's route, the same
+        values); else the head frames of new streams (their left padding, built per stream as in
+        :meth:`close`), then the gather. The result holds the block and the per-stream table, its
+        entries made when read."""
         lay, plan, dt, odt = self.layout, self._native_plan, self.np_dtype, self._native_out
         ids, slots = self._order  # type: ignore[misc]
         m = ids.shape[0]
@@ -704,20 +728,21 @@ class StreamPool:
         self._rotation += 1
         table = np.empty((_native.POOL_ROWS, m), dtype=np.int64)
         pr = self._checked_ring()
-        active, K, heads = pr.due(ids, slots, r, table, max_frames=self.max_frames_per_step, s0=lay.s0, hop=lay.hop, ctx=lay.ctx, head=lay.head)
+        eager = bool(self._drop_last or self._stateful)
+        # the due frames and, when no stream gets head frames, their gather and compute: one native call
+        active, K, heads, out = pr.step(plan, ids, slots, r, table, max_frames=self.max_frames_per_step, s0=lay.s0, hop=lay.hop, ctx=lay.ctx,
+                                        head=lay.head, advance_em=not eager, out_dtype=self._native_odt, threads=torch.get_num_threads())
         if not K:
             return PoolStep(time_major=time_major)
-        out = np.empty((1, plan.n_out, K), dtype=odt)
-        cols = out[0].T  # (K, n_out): frame k's values go to column k
         if heads:  # new streams' first frames (reading the left padding): built per stream
+            cols = out[0].T  # (K, n_out): frame k's values go to column k
             for a in np.flatnonzero(table[_native.POOL_HEAD, :active]).tolist():
                 s, t0, kh, o = (int(v) for v in table[[_native.POOL_SLOT, _native.POOL_T0, _native.POOL_HEAD, _native.POOL_OFF], a])
                 n = int(self._n[s])
                 y = torch.from_numpy(self._read(s, 0, n).copy())[None]
                 f = lay.edge_frames(y, 0, n, t0, t0 + kh, final=False)[0].numpy()
                 _native.run_gather(plan, f, np.arange(kh), np.zeros(kh, np.int64), out=cols[o : o + kh], dtype=dt, out_dtype=odt)
-        eager = bool(self._drop_last or self._stateful)
-        pr.gather(plan, table, active, cols, advance_em=not eager, hop=lay.hop, s0=lay.s0, threads=torch.get_num_threads())
+            pr.gather(plan, table, active, cols, advance_em=not eager, hop=lay.hop, s0=lay.s0, threads=torch.get_num_threads())
         feats = out[0] if self._post_identity else self.frontend.post_local(torch.from_numpy(out)).numpy()[0]
         tab = table[:, :active]
         if eager:  # per-stream output state: entries made now, stream by stream (as the Python bookkeeping does)
