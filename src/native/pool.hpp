@@ -17,7 +17,6 @@
 
 #include <nanobind/stl/tuple.h>
 
-#include <atomic>
 #include <tuple>
 #include <utility>
 
@@ -76,65 +75,9 @@ inline void prefetch_chunk(const void* p, int64_t bytes) {
 #endif
 }
 
-// The leading fields of numpy's ndarray and dtype objects (PyArrayObject_fields, PyArray_Descr:
-// one layout in numpy 1.x and 2.x), read in place of the buffer protocol (~70 ns a chunk, most of
-// a tick's pool_push) only once np_layout_probe has found them equal to what the buffer protocol
-// reports for the probe arrays; else pool_push takes the buffer protocol.
-struct NpArrayHead {
-    PyObject_HEAD
-    char* data;
-    int nd;
-    Py_ssize_t* dimensions;
-    Py_ssize_t* strides;
-    PyObject* base;
-    PyObject* descr;
-    int flags;
-};
-struct NpDescrHead {
-    PyObject_HEAD
-    PyTypeObject* typeobj;
-    char kind, type, byteorder;
-};
-std::atomic<bool> g_np_layout{false};
-
-// Whether numpy's fields as read through NpArrayHead agree with the buffer protocol for these arrays
-// (exact numpy.ndarray instances): data, ndim, shape, strides, and for 1-D float32/float64 arrays
-// of native byte order the dtype's type character. Turns the direct reads on (true) or off.
-bool np_layout_probe(nb::handle arrays, nb::handle ndarray_type) {
-    bool ok = PyList_Check(arrays.ptr()) && PyType_Check(ndarray_type.ptr()) && PyList_GET_SIZE(arrays.ptr()) > 0;
-    for (Py_ssize_t i = 0; ok && i < PyList_GET_SIZE(arrays.ptr()); ++i) {
-        PyObject* a = PyList_GET_ITEM(arrays.ptr(), i);
-        if (Py_TYPE(a) != reinterpret_cast<PyTypeObject*>(ndarray_type.ptr())) {
-            ok = false;
-            break;
-        }
-        Py_buffer v;
-        if (PyObject_GetBuffer(a, &v, PyBUF_STRIDES | PyBUF_FORMAT) != 0) {
-            PyErr_Clear();
-            ok = false;
-            break;
-        }
-        const NpArrayHead* h = reinterpret_cast<const NpArrayHead*>(a);
-        ok = h->data == v.buf && h->nd == v.ndim && h->descr != nullptr;
-        for (int d = 0; ok && d < v.ndim; ++d) ok = h->dimensions[d] == v.shape[d] && h->strides[d] == v.strides[d];
-        if (ok) {
-            const NpDescrHead* dh = reinterpret_cast<const NpDescrHead*>(h->descr);
-            // pool_push's test of a native float32/float64 dtype agrees with the buffer's format
-            const bool native = dh->kind == 'f' && (dh->byteorder == '=' || dh->byteorder == '<');
-            ok = (native && dh->type == 'f') == (native_format<float>(v.format) && v.itemsize == 4) &&
-                 (native && dh->type == 'd') == (native_format<double>(v.format) && v.itemsize == 8);
-        }
-        PyBuffer_Release(&v);
-    }
-    g_np_layout.store(ok);
-    return ok;
-}
-
 struct PushItem {
     Py_buffer view;
     bool held = false;
-    PyObject* ref = nullptr;  // (direct reads: a reference held instead of the buffer)
-    const void* buf = nullptr;
     int64_t index = 0, slot = 0, m = 0, at = 0, waiting = 0;
     int code = PUSH_TAKEN;
 };
@@ -164,14 +107,10 @@ nb::list pool_push_impl(OutArray& ring, OutArray& n_arr, const InArray& t_arr, P
         std::vector<PushItem>& items;
         ~Release() {
             for (auto& it : items)
-                if (it.held)
-                    PyBuffer_Release(&it.view);
-                else
-                    Py_XDECREF(it.ref);
+                if (it.held) PyBuffer_Release(&it.view);
         }
     } release_all{items};
     bool any_write = false;
-    const bool direct = g_np_layout.load(std::memory_order_relaxed);
     for (Py_ssize_t i = 0; i < count; ++i) {
         PushItem& it = items[static_cast<size_t>(i)];
         it.index = i;
@@ -183,38 +122,19 @@ nb::list pool_push_impl(OutArray& ring, OutArray& n_arr, const InArray& t_arr, P
         if (slot >= rows) fail("a slot lies outside the ring");
         it.slot = slot;
         PyObject* c = PyList_GET_ITEM(chunks, i);
-        if (Py_TYPE(c) != reinterpret_cast<PyTypeObject*>(ndarray_type)) {
+        if (Py_TYPE(c) != reinterpret_cast<PyTypeObject*>(ndarray_type) || PyObject_GetBuffer(c, &it.view, PyBUF_STRIDES | PyBUF_FORMAT) != 0) {
+            PyErr_Clear();
             it.code = PUSH_OTHER;
             continue;
         }
-        if (direct) {
-            const NpArrayHead* h = reinterpret_cast<const NpArrayHead*>(c);
-            const NpDescrHead* dh = reinterpret_cast<const NpDescrHead*>(h->descr);
-            if (h->nd != 1 || dh->kind != 'f' || dh->type != (sizeof(T) == 4 ? 'f' : 'd') || (dh->byteorder != '=' && dh->byteorder != '<') ||
-                (h->dimensions[0] > 1 && h->strides[0] != static_cast<Py_ssize_t>(sizeof(T))) || reinterpret_cast<std::uintptr_t>(h->data) % alignof(T)) {
-                it.code = PUSH_OTHER;
-                continue;
-            }
-            Py_INCREF(c);
-            it.ref = c;
-            it.buf = h->data;
-            it.m = static_cast<int64_t>(h->dimensions[0]);
-        } else {
-            if (PyObject_GetBuffer(c, &it.view, PyBUF_STRIDES | PyBUF_FORMAT) != 0) {
-                PyErr_Clear();
-                it.code = PUSH_OTHER;
-                continue;
-            }
-            it.held = true;
-            const Py_buffer& v = it.view;
-            if (v.ndim != 1 || v.itemsize != static_cast<Py_ssize_t>(sizeof(T)) || !native_format<T>(v.format) ||
-                (v.shape[0] > 1 && v.strides[0] != static_cast<Py_ssize_t>(sizeof(T))) || reinterpret_cast<std::uintptr_t>(v.buf) % alignof(T)) {
-                it.code = PUSH_OTHER;
-                continue;
-            }
-            it.buf = v.buf;
-            it.m = static_cast<int64_t>(v.shape[0]);
+        it.held = true;
+        const Py_buffer& v = it.view;
+        if (v.ndim != 1 || v.itemsize != static_cast<Py_ssize_t>(sizeof(T)) || !native_format<T>(v.format) ||
+            (v.shape[0] > 1 && v.strides[0] != static_cast<Py_ssize_t>(sizeof(T))) || reinterpret_cast<std::uintptr_t>(v.buf) % alignof(T)) {
+            it.code = PUSH_OTHER;
+            continue;
         }
+        it.m = static_cast<int64_t>(v.shape[0]);
         if (it.m == 0) continue;  // taken: nothing to write
         const int64_t ns = n[slot], ts = t[slot];
         const int64_t keep_from = ts < head ? 0 : std::max<int64_t>(0, std::min<int64_t>(s0 + ts * hop, ns - tail_keep));
@@ -234,13 +154,13 @@ nb::list pool_push_impl(OutArray& ring, OutArray& n_arr, const InArray& t_arr, P
         // on while this one is tested and copied (measured: ~25% off a tick's pool_push, one core)
         constexpr size_t ahead = PREFETCH_AHEAD;
         constexpr size_t wahead = PREFETCH_WRITE_AHEAD;
-        for (size_t q = 0; q < ahead && q < todo.size(); ++q) prefetch_chunk(todo[q]->buf, todo[q]->m * static_cast<int64_t>(sizeof(T)));
+        for (size_t q = 0; q < ahead && q < todo.size(); ++q) prefetch_chunk(todo[q]->view.buf, todo[q]->m * static_cast<int64_t>(sizeof(T)));
         for (size_t q = 0; q < wahead && q < todo.size(); ++q) prefetch_write(base + todo[q]->slot * rs, todo[q]->at % C, todo[q]->m, C);
         for (size_t q = 0; q < todo.size(); ++q) {
-            if (q + ahead < todo.size()) prefetch_chunk(todo[q + ahead]->buf, todo[q + ahead]->m * static_cast<int64_t>(sizeof(T)));
+            if (q + ahead < todo.size()) prefetch_chunk(todo[q + ahead]->view.buf, todo[q + ahead]->m * static_cast<int64_t>(sizeof(T)));
             if (q + wahead < todo.size()) prefetch_write(base + todo[q + wahead]->slot * rs, todo[q + wahead]->at % C, todo[q + wahead]->m, C);
             PushItem& it = *todo[q];
-            const T* y = static_cast<const T*>(it.buf);
+            const T* y = static_cast<const T*>(it.view.buf);
             if (check_finite && !finite_run(y, it.m)) {
                 it.code = PUSH_NOT_FINITE;
                 continue;
@@ -493,11 +413,6 @@ void register_pool(nb::module_& m) {
           nb::arg("L"), nb::arg("head"), nb::arg("s0"), nb::arg("hop"), nb::arg("tail_keep"), nb::arg("check_finite"),
           "StreamPool.push_many's chunks checked and written in one call: returns [(index, code, waiting)] of the chunks not taken "
           "(1 unknown slot, 2 not finite, 3 over the backlog, 4 not a 1-D contiguous array of the ring's dtype: push it in Python).");
-    m.def("np_layout_probe", &np_layout_probe, nb::arg("arrays"), nb::arg("ndarray_type"),
-          "Whether numpy's array fields read in place agree with the buffer protocol for these arrays; pool_push reads chunks that way "
-          "when they do (else through the buffer protocol). Returns the verdict.");
-    m.def("np_layout_direct", [](bool on) { g_np_layout.store(on && g_np_layout.load()); return g_np_layout.load(); }, nb::arg("on"),
-          "Switch pool_push's direct reads off (False), or leave them as the last probe found (True); returns whether they are on.");
     m.def("pool_push_ids", &pool_push_ids, nb::arg("ring"), nb::arg("n"), nb::arg("t"), nb::arg("chunks"), nb::arg("ids"), nb::arg("slot_of"),
           nb::arg("ndarray_type"), nb::arg("C"), nb::arg("L"), nb::arg("head"), nb::arg("s0"), nb::arg("hop"), nb::arg("tail_keep"), nb::arg("check_finite"),
           "pool_push with stream ids looked up in slot_of ({id: slot}): pool_push's list, or 1 (an id twice) or 2 (an id not an exact "

@@ -361,22 +361,6 @@ IDS_DUPLICATE, IDS_IN_PYTHON = 1, 2
 POOL_ID, POOL_SLOT, POOL_T0, POOL_TAKE, POOL_OFF, POOL_HEAD, POOL_EM, POOL_ROWS = range(8)
 
 
-def _np_layout_probe() -> bool:
-    """Let pool_push read a chunk's numpy fields in place of the buffer protocol (a tick's largest
-    fixed cost) when, for these arrays, they agree with what the buffer protocol reports."""
-    if _ext is None:
-        return False
-    probes = [np.zeros(5, np.float32), np.zeros(8, np.float64)[1::2], np.zeros((2, 3), np.float32)[:, 1], np.zeros((2, 3), np.float64),
-              np.zeros(3, ">f4"), np.zeros(3, ">f8"), np.zeros(3, np.float16), np.zeros(3, np.int32), np.zeros(3, np.int64),
-              np.zeros(3, np.complex64)]
-    if np.dtype(np.longdouble).itemsize not in (4, 8):
-        probes.append(np.zeros(3, np.longdouble))
-    return bool(_ext.np_layout_probe(probes, np.ndarray))
-
-
-_np_layout_probe()
-
-
 def _pool_ring(ring: Any, C: int, L: int) -> None:
     if not (type(ring) is np.ndarray and ring.ndim == 2 and ring.flags.c_contiguous and ring.flags.aligned and ring.flags.writeable
             and ring.dtype in _POOL_FLOATS and ring.shape[1] == C + L and 0 <= L <= C and C >= 1):
