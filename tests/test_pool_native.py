@@ -70,10 +70,22 @@ def _chunk(rng, kind, m):
         x = torch.from_numpy(x)
     elif kind == "2d":
         x = x[None]
+    elif kind == "bigendian":
+        x = x.astype(">f4")
+    elif kind == "float16":
+        x = x.astype(np.float16)
+    elif kind == "subclass":
+        x = x.view(_Sub)
+    elif kind == "column":
+        x = np.repeat(x[:, None], 2, axis=1)[:, 0]
     return x
 
 
-KINDS = ["plain"] * 8 + ["nan", "strided", "misaligned", "readonly", "float64", "tensor", "2d", "empty", "huge"]
+class _Sub(np.ndarray):
+    pass
+
+
+KINDS = ["plain"] * 8 + ["nan", "strided", "misaligned", "readonly", "float64", "tensor", "2d", "empty", "huge", "bigendian", "subclass", "column"]
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -177,7 +189,7 @@ def test_chunks_of_every_layout_are_taken_as_push_takes_them():
     """The chunks pool_push leaves to Python (and the zero-size and read-only ones it takes)."""
     rng = np.random.default_rng(0)
     a, b = _pair()
-    kinds = ["plain", "strided", "misaligned", "readonly", "float64", "tensor", "empty", "nan", "2d"]
+    kinds = ["plain", "strided", "misaligned", "readonly", "float64", "tensor", "empty", "nan", "2d", "bigendian", "float16", "subclass", "column"]
     ids = [a.open() for _ in kinds]
     assert [b.open() for _ in kinds] == ids
     chunks = [_chunk(rng, k, 0 if k == "empty" else 500) for k in kinds]
