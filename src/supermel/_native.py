@@ -416,6 +416,20 @@ def pool_push_ids(ring: np.ndarray, n: np.ndarray, t: np.ndarray, chunks: list, 
         raise ParameterError(str(exc)) from None
 
 
+def _pool_schedule(name: str, ids: Any, slots: Any, table: Any, r: int) -> int:
+    """Check the step's schedule arrays (contiguous int64 ``ids``/``slots`` of one length ``m``, a
+    writeable C-contiguous int64 ``(POOL_ROWS, m)`` table, a rotation in ``[0, m)``); returns ``m``."""
+    m = ids.shape[0] if type(ids) is np.ndarray else -1
+    for a in (ids, slots):
+        if not (type(a) is np.ndarray and a.dtype == np.int64 and a.ndim == 1 and a.flags.c_contiguous and a.shape[0] == m):
+            raise ParameterError(f"{name} takes contiguous int64 ids and slots of one length")
+    if not (type(table) is np.ndarray and table.dtype == np.int64 and table.shape == (POOL_ROWS, m) and table.flags.c_contiguous and table.flags.writeable):
+        raise ParameterError(f"{name}'s table must be a writeable C-contiguous int64 array of shape ({POOL_ROWS}, {m})")
+    if not (0 <= r < max(m, 1)):
+        raise ParameterError(f"rotation r={r} must lie in [0, {m})")
+    return m
+
+
 def pool_due(ids: np.ndarray, slots: np.ndarray, r: int, n: np.ndarray, t: np.ndarray, table: np.ndarray, *, max_frames: int, L: int, s0: int,
              hop: int, ctx: int, head: int) -> tuple:
     """``StreamPool.step``'s frames: the open streams ``ids``/``slots`` (int64) from index ``r`` on
@@ -423,14 +437,7 @@ def pool_due(ids: np.ndarray, slots: np.ndarray, r: int, n: np.ndarray, t: np.nd
     below ``ctx`` samples) less the ``t`` computed, while the total stays within ``max_frames``.
     Fills ``table[:, :active]`` (rows ``POOL_*``: id, slot, first frame, count, column, head
     frames) for the streams that get frames; returns ``(active, K, heads)``."""
-    m = ids.shape[0] if type(ids) is np.ndarray else -1
-    for a in (ids, slots):
-        if not (type(a) is np.ndarray and a.dtype == np.int64 and a.ndim == 1 and a.flags.c_contiguous and a.shape[0] == m):
-            raise ParameterError("pool_due takes contiguous int64 ids and slots of one length")
-    if not (type(table) is np.ndarray and table.dtype == np.int64 and table.shape == (POOL_ROWS, m) and table.flags.c_contiguous and table.flags.writeable):
-        raise ParameterError(f"pool_due's table must be a writeable C-contiguous int64 array of shape ({POOL_ROWS}, {m})")
-    if not (0 <= r < max(m, 1)):
-        raise ParameterError(f"rotation r={r} must lie in [0, {m})")
+    _pool_schedule("pool_due", ids, slots, table, r)
     _pool_counters(0, n, t)
     try:  # (the C++ checks again: a ValueError there is a bad argument)
         return _ext.pool_due(ids, slots, int(r), n, t, int(max_frames), int(L), int(s0), int(hop), int(ctx), int(head), table)
@@ -473,14 +480,7 @@ def pool_step(plan: Plan, ring: np.ndarray, ids: np.ndarray, slots: np.ndarray, 
         raise ParameterError(f"a pool ring must be a 2-D {np.dtype(dtype).name} array")
     _pool_ring(ring, C, ring.shape[1] - C)
     _pool_counters(ring.shape[0], n, t, em)
-    m = ids.shape[0] if type(ids) is np.ndarray else -1
-    for a in (ids, slots):
-        if not (type(a) is np.ndarray and a.dtype == np.int64 and a.ndim == 1 and a.flags.c_contiguous and a.shape[0] == m):
-            raise ParameterError("pool_step takes contiguous int64 ids and slots of one length")
-    if not (type(table) is np.ndarray and table.dtype == np.int64 and table.shape == (POOL_ROWS, m) and table.flags.c_contiguous and table.flags.writeable):
-        raise ParameterError(f"pool_step's table must be a writeable C-contiguous int64 array of shape ({POOL_ROWS}, {m})")
-    if not (0 <= r < max(m, 1)):
-        raise ParameterError(f"rotation r={r} must lie in [0, {m})")
+    _pool_schedule("pool_step", ids, slots, table, r)
     odt = np.dtype(out_dtype)
     if odt not in _POOL_FLOATS:  # (the plan's own output dtype: checked in C++, before anything is computed or advanced)
         raise ParameterError(f"out_dtype={odt} must be float32 or float64, the plan's output dtype")
