@@ -25,7 +25,7 @@ built per stream with the same padding code as the offline call
 On the native route (:mod:`supermel._native`, src/native/pool.hpp) a tick's per-stream work is
 C++: :meth:`StreamPool.push_many` checks and writes every chunk in one call, and
 :meth:`StreamPool.step` finds each stream's due frames and computes them, gathered from the
-rings by (row, start), in two calls; the result holds one block and a table, its per-stream
+rings by (row, start), in one call; the result holds one block and a table, its per-stream
 entries made when read. The frames are bit-identical to the Python bookkeeping's (the same
 kernel on the same frames; ``tests/test_pool_native.py``).
 

@@ -346,13 +346,9 @@ def _floored_log(x: torch.Tensor, floor: float, log: Callable[[torch.Tensor], to
     return log(y, out=y)
 
 
-class Frontend(nn.Module):
-    """Base of the front-end modules: ``post(core(pre(y)))`` on ``(..., n_samples)``.
-
-    numpy in gives numpy out; tensors stay on their device. The result has the
-    module's dtype (float32 unless built with ``dtype=torch.float64``).
-
-    Parameters
+#: The constructor parameters every front-end class takes: the Parameters section of their
+#: docstrings, written once and put in place of ``{frontend_parameters}`` (Frontend.__init_subclass__).
+_PARAMETERS_DOC = """Parameters
     ----------
     config : FrontendConfig or None
         The configuration (default: the preset's defaults); usually built by
@@ -362,7 +358,20 @@ class Frontend(nn.Module):
     device : str or torch.device or None, default "cpu"
         Where the constants live; tensors in are computed there.
     check_finite : bool, default True
-        Refuse NaN/Inf audio (:class:`~supermel.ParameterError`).
+        Refuse NaN/Inf audio (:class:`~supermel.ParameterError`)."""
+
+
+def _with_parameters(doc: Optional[str]) -> Optional[str]:
+    return doc.replace("{frontend_parameters}", _PARAMETERS_DOC) if doc else doc
+
+
+class Frontend(nn.Module):
+    """Base of the front-end modules: ``post(core(pre(y)))`` on ``(..., n_samples)``.
+
+    numpy in gives numpy out; tensors stay on their device. The result has the
+    module's dtype (float32 unless built with ``dtype=torch.float64``).
+
+    {frontend_parameters}
 
     Examples
     --------
@@ -377,6 +386,10 @@ class Frontend(nn.Module):
     config_class: ClassVar[Type[FrontendConfig]] = MelConfig
     #: Frames dropped at the end of the input (Whisper: 1).
     drop_last: ClassVar[int] = 0
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.__doc__ = _with_parameters(cls.__doc__)  # (the shared Parameters section)
 
     def __init__(
         self,
@@ -561,6 +574,9 @@ class Frontend(nn.Module):
             return f"config={self.config!r}"
         changed = {k: v for k, v in self.config.as_dict().items() if getattr(base, k) != v}
         return f"{self.config.name!r}" + "".join(f", {k}={v!r}" for k, v in changed.items())
+
+
+Frontend.__doc__ = _with_parameters(Frontend.__doc__)
 
 
 # =========================================================================== registry

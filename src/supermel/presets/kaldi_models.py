@@ -126,17 +126,7 @@ class FunAsrConfig(KaldiFbankConfig):
 class Ast(KaldiFbank):
     """Audio Spectrogram Transformer features (see :class:`AstConfig`). Output ``(..., max_length, bins)``.
 
-    Parameters
-    ----------
-    config : FrontendConfig or None
-        The configuration (default: the preset's defaults); usually built by
-        :func:`supermel.frontend` from a preset name and overrides.
-    dtype : torch.dtype or None, default float32
-        Computation and output dtype (``torch.float64`` for float64 features).
-    device : str or torch.device or None, default "cpu"
-        Where the constants live; tensors in are computed there.
-    check_finite : bool, default True
-        Refuse NaN/Inf audio (:class:`~supermel.ParameterError`).
+    {frontend_parameters}
 
     Examples
     --------
@@ -171,17 +161,7 @@ class Ast(KaldiFbank):
 class SeamlessM4T(KaldiFbank):
     """SeamlessM4T / w2v-BERT 2.0 features (see :class:`SeamlessM4TConfig`). Output ``(..., ceil(T / stride), stride * bins)``.
 
-    Parameters
-    ----------
-    config : FrontendConfig or None
-        The configuration (default: the preset's defaults); usually built by
-        :func:`supermel.frontend` from a preset name and overrides.
-    dtype : torch.dtype or None, default float32
-        Computation and output dtype (``torch.float64`` for float64 features).
-    device : str or torch.device or None, default "cpu"
-        Where the constants live; tensors in are computed there.
-    check_finite : bool, default True
-        Refuse NaN/Inf audio (:class:`~supermel.ParameterError`).
+    {frontend_parameters}
 
     Examples
     --------

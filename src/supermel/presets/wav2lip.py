@@ -73,17 +73,7 @@ class Wav2LipConfig(MelConfig):
 class Wav2Lip(Frontend):
     """Wav2Lip's mel spectrogram (see :class:`Wav2LipConfig`). Output ``(..., 80, 1 + L // 200)``.
 
-    Parameters
-    ----------
-    config : FrontendConfig or None
-        The configuration (default: the preset's defaults); usually built by
-        :func:`supermel.frontend` from a preset name and overrides.
-    dtype : torch.dtype or None, default float32
-        Computation and output dtype (``torch.float64`` for float64 features).
-    device : str or torch.device or None, default "cpu"
-        Where the constants live; tensors in are computed there.
-    check_finite : bool, default True
-        Refuse NaN/Inf audio (:class:`~supermel.ParameterError`).
+    {frontend_parameters}
 
     Examples
     --------
